@@ -1,0 +1,292 @@
+/* snapfusion check FIXTURE_SET_DIR: runs a fixture set's reference cases through the
+ * public API and compares each output with the reference under the case's own
+ * tolerance (|out - ref| <= atol + rtol*|ref|, from manifest.json). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "cli.h"
+
+static void check_usage(FILE *f) {
+  fprintf(f,
+          "usage: snapfusion check FIXTURE_SET_DIR [--component NAME]... [--case SUBSTRING] [-t THREADS]\n"
+          "Runs every case of FIXTURE_SET_DIR/manifest.json whose component the library supports,\n"
+          "compares each output with the reference under the case's tolerance, prints one line\n"
+          "per case and a summary 'N passed, M failed, K skipped'. Exit status 1 if any case fails.\n"
+          "  --component NAME  only cases of this component (repeatable): tokenizer, text_encoder,\n"
+          "                    unet, vae_decoder, vae_encoder, taesd_decoder, taesd_encoder,\n"
+          "                    scheduler, generator, pipeline\n"
+          "  --case SUBSTRING  only cases whose name contains SUBSTRING\n"
+          "  -t THREADS        worker threads (default: one per core)\n");
+}
+
+/* ---- shared helpers for the runners ---------------------------------------------------- */
+
+void check_result_init(check_result *r) {
+  memset(r, 0, sizeof *r);
+  r->verdict = CHECK_PASS;
+}
+
+void check_skip(check_result *r, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  r->verdict = CHECK_SKIP;
+  vsnprintf(r->reason, sizeof r->reason, fmt, ap);
+  va_end(ap);
+}
+
+void check_fail(check_result *r, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (r->verdict != CHECK_FAIL) {
+    r->verdict = CHECK_FAIL;
+    vsnprintf(r->reason, sizeof r->reason, fmt, ap);
+  }
+  va_end(ap);
+}
+
+void check_api_fail(check_result *r, const char *what, sf_status s, const sf_context *ctx) {
+  check_fail(r, "%s: %s: %s", what, sf_status_string(s), ctx ? sf_context_last_error(ctx) : sf_last_error());
+}
+
+float *check_tensor(check_run *run, check_result *r, const char *key, size_t *count) {
+  const sf_st_tensor *t = sf_st_find(run->file, key);
+  if (t == NULL) {
+    check_fail(r, "case file has no tensor %s", key);
+    return NULL;
+  }
+  float *out = malloc((t->numel ? t->numel : 1) * sizeof *out);
+  if (out == NULL) {
+    check_fail(r, "out of memory reading %s", key);
+    return NULL;
+  }
+  sf_st_to_f32(t, out);
+  if (count) *count = (size_t)t->numel;
+  return out;
+}
+
+const sf_st_tensor *check_tensor_info(check_run *run, check_result *r, const char *key) {
+  const sf_st_tensor *t = sf_st_find(run->file, key);
+  if (t == NULL) check_fail(r, "case file has no tensor %s", key);
+  return t;
+}
+
+/* Reference values as doubles (F64 kept exact, everything else via f32). */
+static double *reference_f64(check_run *run, check_result *r, const char *output, size_t *n) {
+  char key[160];
+  snprintf(key, sizeof key, "out.%s", output);
+  const sf_st_tensor *t = check_tensor_info(run, r, key);
+  if (t == NULL) return NULL;
+  double *ref = malloc((t->numel ? t->numel : 1) * sizeof *ref);
+  float *tmp = t->dtype == SF_DTYPE_F64 ? NULL : malloc((t->numel ? t->numel : 1) * sizeof *tmp);
+  if (ref == NULL || (t->dtype != SF_DTYPE_F64 && tmp == NULL)) {
+    free(ref);
+    free(tmp);
+    check_fail(r, "out of memory reading %s", key);
+    return NULL;
+  }
+  if (t->dtype == SF_DTYPE_F64) {
+    memcpy(ref, t->data, (size_t)t->numel * sizeof *ref);
+  } else {
+    sf_st_to_f32(t, tmp);
+    for (size_t i = 0; i < t->numel; i++) ref[i] = tmp[i];
+  }
+  free(tmp);
+  *n = (size_t)t->numel;
+  return ref;
+}
+
+static void compare_values(check_run *run, check_result *r, const char *output, const float *got32,
+                           const double *got64, size_t n) {
+  size_t n_ref = 0;
+  double *ref = reference_f64(run, r, output, &n_ref);
+  if (ref == NULL) return;
+  if (n_ref != n) {
+    check_fail(r, "%s: %zu values computed, reference has %zu", output, n, n_ref);
+    free(ref);
+    return;
+  }
+  const sf_json *tol = sf_json_get(sf_json_get(run->c, "tolerance"), output);
+  double atol, rtol;
+  if (!sf_json_as_double(sf_json_get(tol, "atol"), &atol) || !sf_json_as_double(sf_json_get(tol, "rtol"), &rtol)) {
+    /* Exact outputs (ids, integer timesteps) carry no float tolerance. */
+    atol = 0;
+    rtol = 0;
+  }
+  size_t bad = 0, first_bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    double g = got64 ? got64[i] : (double)got32[i];
+    double e = fabs(g - ref[i]);
+    double allow = atol + rtol * fabs(ref[i]);
+    if (!(e <= allow)) {
+      if (bad++ == 0) first_bad = i;
+    }
+    if (e > r->max_abs || e != e) r->max_abs = e;
+    double ratio = allow > 0 ? e / allow : (e > 0 ? INFINITY : 0);
+    if (ratio > r->worst_ratio || ratio != ratio) r->worst_ratio = ratio;
+  }
+  r->outputs++;
+  if (bad)
+    check_fail(r, "%s: %zu of %zu values out of tolerance (first at %zu: %.9g vs %.9g; atol %g rtol %g)", output,
+               bad, n, first_bad, got64 ? got64[first_bad] : (double)got32[first_bad], ref[first_bad], atol, rtol);
+  free(ref);
+}
+
+void check_compare(check_run *run, check_result *r, const char *output, const float *got, size_t n) {
+  compare_values(run, r, output, got, NULL, n);
+}
+
+void check_compare_f64(check_run *run, check_result *r, const char *output, const double *got, size_t n) {
+  compare_values(run, r, output, NULL, got, n);
+}
+
+/* Pipelines are cached by folder so cases of one model load it once. */
+sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir, const char *variant) {
+  check_state *st = run->state;
+  for (size_t i = 0; i < st->n_pipes; i++)
+    if (strcmp(st->pipes[i].dir, rel_dir) == 0 &&
+        strcmp(st->pipes[i].variant, variant ? variant : "") == 0)
+      return st->pipes[i].pipe;
+  if (st->n_pipes == sizeof st->pipes / sizeof st->pipes[0]) {
+    sf_pipeline_destroy(st->pipes[0].pipe);
+    memmove(&st->pipes[0], &st->pipes[1], (st->n_pipes - 1) * sizeof st->pipes[0]);
+    st->n_pipes--;
+  }
+  char path[4200];
+  snprintf(path, sizeof path, "%s/%s", st->set_dir, rel_dir);
+  sf_params *opts = NULL;
+  sf_status s = sf_params_create(&opts);
+  if (s == SF_OK && variant) s = sf_params_set_string(opts, SF_PARAM_VARIANT, variant);
+  sf_pipeline *pipe = NULL;
+  if (s == SF_OK) s = sf_pipeline_load(st->ctx, path, opts, &pipe);
+  sf_params_destroy(opts);
+  if (s != SF_OK) {
+    check_api_fail(r, rel_dir, s, st->ctx);
+    return NULL;
+  }
+  check_cached_pipe *cp = &st->pipes[st->n_pipes++];
+  snprintf(cp->dir, sizeof cp->dir, "%s", rel_dir);
+  snprintf(cp->variant, sizeof cp->variant, "%s", variant ? variant : "");
+  cp->pipe = pipe;
+  return pipe;
+}
+
+/* ---- the command -------------------------------------------------------------------------- */
+
+static const check_runner *find_runner(const char *component) {
+  for (const check_runner *r = check_runners; r->component != NULL; r++)
+    if (strcmp(r->component, component) == 0) return r;
+  return NULL;
+}
+
+int cmd_check(int argc, char **argv) {
+  const char *set_dir = NULL, *case_filter = NULL;
+  const char *components[32];
+  size_t n_components = 0;
+  long long threads = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      check_usage(stdout);
+      return 0;
+    } else if (strcmp(argv[i], "--component") == 0 && i + 1 < argc && n_components < 32) {
+      components[n_components++] = argv[++i];
+    } else if (strcmp(argv[i], "--case") == 0 && i + 1 < argc) {
+      case_filter = argv[++i];
+    } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
+      if (!cli_parse_int(argv[++i], &threads) || threads < 1 || threads > 1024) {
+        fprintf(stderr, "snapfusion check: -t takes a thread count from 1 to 1024\n");
+        return CLI_EXIT_USAGE;
+      }
+    } else if (argv[i][0] == '-' || set_dir != NULL) {
+      fprintf(stderr, "snapfusion check: unexpected argument '%s'\n", argv[i]);
+      check_usage(stderr);
+      return CLI_EXIT_USAGE;
+    } else {
+      set_dir = argv[i];
+    }
+  }
+  if (set_dir == NULL) {
+    fprintf(stderr, "snapfusion check: missing FIXTURE_SET_DIR\n");
+    check_usage(stderr);
+    return CLI_EXIT_USAGE;
+  }
+  for (size_t i = 0; i < n_components; i++)
+    if (find_runner(components[i]) == NULL) {
+      fprintf(stderr, "snapfusion check: unknown component '%s'\n", components[i]);
+      return CLI_EXIT_USAGE;
+    }
+
+  char path[4200];
+  snprintf(path, sizeof path, "%s/manifest.json", set_dir);
+  sf_diag d = {0};
+  sf_json_doc *manifest = sf_json_parse_file_ex(path, NULL, 256u << 20, SF_JSON_ALLOW_NONFINITE, &d);
+  if (manifest == NULL) {
+    fprintf(stderr, "snapfusion check: %s\n", d.msg);
+    return CLI_EXIT_FAIL;
+  }
+  const sf_json *cases = sf_json_get(sf_json_root(manifest), "cases");
+  if (cases == NULL || cases->type != SF_JSON_ARRAY) {
+    fprintf(stderr, "snapfusion check: %s has no \"cases\" array\n", path);
+    sf_json_free(manifest);
+    return CLI_EXIT_FAIL;
+  }
+  check_state st = {0};
+  st.set_dir = set_dir;
+  st.ctx = cli_context((int)threads);
+  if (st.ctx == NULL) {
+    sf_json_free(manifest);
+    return CLI_EXIT_FAIL;
+  }
+  size_t passed = 0, failed = 0, skipped = 0;
+  for (size_t i = 0; i < cases->len; i++) {
+    const sf_json *c = sf_json_at(cases, i);
+    const char *name = sf_json_as_string(sf_json_get(c, "name"));
+    const char *component = sf_json_as_string(sf_json_get(c, "component"));
+    if (name == NULL || component == NULL) {
+      fprintf(stderr, "snapfusion check: case %zu lacks a name or component\n", i);
+      failed++;
+      continue;
+    }
+    if (case_filter && strstr(name, case_filter) == NULL) continue;
+    if (n_components) {
+      int wanted = 0;
+      for (size_t k = 0; k < n_components; k++) wanted |= strcmp(components[k], component) == 0;
+      if (!wanted) continue;
+    }
+    check_result r;
+    check_result_init(&r);
+    const check_runner *runner = find_runner(component);
+    check_run run = {&st, c, NULL};
+    if (runner == NULL || runner->run == NULL) {
+      check_skip(&r, "component '%s' not supported by this build", component);
+    } else {
+      const char *file = sf_json_as_string(sf_json_get(c, "file"));
+      if (file && strstr(file, ".safetensors")) {
+        snprintf(path, sizeof path, "%s/%s", set_dir, file);
+        sf_diag_clear(&d);
+        run.file = sf_st_open(path, &d);
+        if (run.file == NULL) check_fail(&r, "%s", d.msg);
+      }
+      if (r.verdict != CHECK_FAIL) runner->run(&run, &r);
+      sf_st_close(run.file);
+    }
+    if (r.verdict == CHECK_PASS && r.outputs == 0) check_fail(&r, "runner compared no output");
+    const char *verdict = r.verdict == CHECK_PASS ? "PASS" : r.verdict == CHECK_FAIL ? "FAIL" : "SKIP";
+    if (r.verdict == CHECK_SKIP)
+      printf("%-52s %-4s %s\n", name, verdict, r.reason);
+    else
+      printf("%-52s %-4s max_abs_err=%.3g worst_ratio=%.3g%s%s\n", name, verdict, r.max_abs, r.worst_ratio,
+             r.reason[0] ? "  " : "", r.reason);
+    fflush(stdout);
+    if (r.verdict == CHECK_PASS) passed++;
+    else if (r.verdict == CHECK_FAIL) failed++;
+    else skipped++;
+  }
+  for (size_t i = 0; i < st.n_pipes; i++) sf_pipeline_destroy(st.pipes[i].pipe);
+  sf_context_destroy(st.ctx);
+  sf_json_free(manifest);
+  printf("%zu passed, %zu failed, %zu skipped\n", passed, failed, skipped);
+  return failed ? CLI_EXIT_FAIL : 0;
+}

@@ -1,0 +1,61 @@
+/* The fixture checker's plumbing, shared by the per-component runners (check_*.c). */
+#ifndef SF_CLI_CHECK_H
+#define SF_CLI_CHECK_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <snapfusion.h>
+
+#include "io/json.h"
+#include "io/safetensors.h"
+
+typedef enum { CHECK_PASS = 0, CHECK_FAIL, CHECK_SKIP } check_verdict;
+
+typedef struct check_result {
+  check_verdict verdict;
+  double max_abs, worst_ratio; /* over every compared output */
+  size_t outputs;              /* outputs compared */
+  char reason[600];
+} check_result;
+
+typedef struct check_cached_pipe {
+  char dir[512];
+  char variant[32];
+  sf_pipeline *pipe;
+} check_cached_pipe;
+
+typedef struct check_state {
+  const char *set_dir;
+  sf_context *ctx;
+  check_cached_pipe pipes[4];
+  size_t n_pipes;
+} check_state;
+
+typedef struct check_run {
+  check_state *state;
+  const sf_json *c;      /* the manifest entry */
+  sf_safetensors *file;  /* the case's tensors, or NULL */
+} check_run;
+
+typedef struct check_runner {
+  const char *component;
+  void (*run)(check_run *run, check_result *r); /* NULL: not supported yet */
+} check_runner;
+
+extern const check_runner check_runners[]; /* terminated by {NULL, NULL} */
+
+void check_result_init(check_result *r);
+void check_skip(check_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void check_fail(check_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void check_api_fail(check_result *r, const char *what, sf_status s, const sf_context *ctx);
+/* malloc'd f32 copy of a case tensor ("in.sample"); NULL (and r failed) if absent. */
+float *check_tensor(check_run *run, check_result *r, const char *key, size_t *count);
+const sf_st_tensor *check_tensor_info(check_run *run, check_result *r, const char *key);
+/* Compares got with out.<output> under the case's tolerance for <output>. */
+void check_compare(check_run *run, check_result *r, const char *output, const float *got, size_t n);
+void check_compare_f64(check_run *run, check_result *r, const char *output, const double *got, size_t n);
+/* A pipeline for a folder of the set (relative path), loaded once per run. */
+sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir, const char *variant);
+
+#endif

@@ -1,0 +1,21 @@
+/* The snapfusion command-line tool: one file per subcommand. */
+#ifndef SF_CLI_H
+#define SF_CLI_H
+
+#include <snapfusion.h>
+
+/* Exit codes: 0 success, 1 failure of the work itself, 2 bad command line. */
+#define CLI_EXIT_FAIL 1
+#define CLI_EXIT_USAGE 2
+
+int cmd_info(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+
+/* Prints "snapfusion: <what>: <library message>" to stderr; returns CLI_EXIT_FAIL. */
+int cli_fail(const char *what, sf_status s, const sf_context *ctx);
+/* A context with the thread count (<= 0: default) and warnings sent to stderr. */
+sf_context *cli_context(int threads);
+/* Parses a non-negative integer option value; returns 0 on a malformed value. */
+int cli_parse_int(const char *s, long long *out);
+
+#endif

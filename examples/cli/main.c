@@ -1,0 +1,83 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} command;
+
+static const command COMMANDS[] = {
+    {"info", cmd_info, "describe a diffusers model folder"},
+    {"check", cmd_check, "run a fixture set's reference cases against the library"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: snapfusion <command> [options]   (snapfusion <command> --help for details)\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+    fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+  fprintf(f, "\nlibsnapfusion %s\n", sf_version());
+}
+
+int cli_fail(const char *what, sf_status s, const sf_context *ctx) {
+  const char *msg = ctx ? sf_context_last_error(ctx) : sf_last_error();
+  if (msg == NULL || *msg == '\0') msg = sf_last_error();
+  fprintf(stderr, "snapfusion: %s: %s%s%s\n", what, sf_status_string(s), *msg ? ": " : "", msg);
+  return CLI_EXIT_FAIL;
+}
+
+static void log_to_stderr(void *user, sf_log_level level, const char *message) {
+  (void)user;
+  static const char *names[] = {"debug", "info", "warning", "error"};
+  if (level == SF_LOG_ERROR) return; /* errors are printed once by cli_fail */
+  fprintf(stderr, "snapfusion: %s: %s\n", names[level], message);
+}
+
+sf_context *cli_context(int threads) {
+  sf_context *ctx = NULL;
+  sf_status s = sf_context_create(&ctx);
+  if (s != SF_OK) {
+    cli_fail("cannot create a context", s, NULL);
+    return NULL;
+  }
+  sf_context_set_log_callback(ctx, log_to_stderr, NULL);
+  sf_context_set_int(ctx, SF_PARAM_LOG_LEVEL, SF_LOG_WARN);
+  if (threads > 0 && (s = sf_context_set_int(ctx, SF_PARAM_THREADS, threads)) != SF_OK) {
+    cli_fail("threads", s, ctx);
+    sf_context_destroy(ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
+int cli_parse_int(const char *s, long long *out) {
+  if (s == NULL || *s == '\0') return 0;
+  char *end = NULL;
+  long long v = strtoll(s, &end, 10);
+  if (*end != '\0') return 0;
+  *out = v;
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? CLI_EXIT_USAGE : 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("snapfusion %s (ABI %d)\n", sf_version(), sf_abi_version());
+    return 0;
+  }
+  if (sf_abi_version() != SF_ABI_VERSION) {
+    fprintf(stderr, "snapfusion: built for ABI %d but libsnapfusion has ABI %d\n", SF_ABI_VERSION, sf_abi_version());
+    return CLI_EXIT_FAIL;
+  }
+  for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+    if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "snapfusion: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return CLI_EXIT_USAGE;
+}

@@ -1,0 +1,397 @@
+/*
+ * snapfusion.h - libsnapfusion, text-to-image diffusion on the CPU.
+ *
+ * The only public header of the library. It includes <stddef.h> and <stdint.h> only,
+ * compiles as C99 and as C++, and every symbol it declares starts with sf_ / SF_.
+ *
+ * ABI rules (these never change within a major version):
+ *  - All objects are opaque handles created and destroyed by the library. No struct
+ *    layout is part of the ABI. Every *_destroy accepts NULL.
+ *  - Every enum value is explicit and append-only; 0 means "default" where it is a choice.
+ *  - Options cross the ABI as sf_params objects with typed setters keyed by sf_param.
+ *    A key that is never set means "default".
+ *  - Every fallible call returns sf_status. The message of the last failure is kept per
+ *    context (sf_context_last_error) and per thread (sf_last_error), for calls made
+ *    before a context exists.
+ *  - Ownership: pointers passed in are borrowed for the duration of the call unless
+ *    stated otherwise; pointers returned through out-parameters are owned by the caller
+ *    and released with the matching *_destroy; `const char *` results are owned by the
+ *    library and valid as stated on each function.
+ *  - Strings are UTF-8 and NUL-terminated. Paths are UTF-8.
+ *  - Tensors cross the ABI as float32 in PyTorch's NCHW order for latents and images,
+ *    and [batch, tokens, channels] for text embeddings, so values compare directly with
+ *    diffusers. Pixels cross as packed RGB8, row-major, top row first.
+ *
+ * Threading: a context and everything created from it may be used from one thread at a
+ * time, except sf_job_cancel / sf_pipeline_cancel, which may be called from any thread.
+ * Distinct contexts are independent.
+ */
+#ifndef SNAPFUSION_H
+#define SNAPFUSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(SF_BUILDING_LIBRARY)
+#define SF_API __declspec(dllexport)
+#elif defined(__GNUC__) && defined(SF_BUILDING_LIBRARY)
+#define SF_API __attribute__((visibility("default")))
+#else
+#define SF_API
+#endif
+
+/* ---------------------------------------------------------------------------------- */
+/* Versions                                                                            */
+/* ---------------------------------------------------------------------------------- */
+
+#define SF_VERSION_MAJOR 0
+#define SF_VERSION_MINOR 1
+#define SF_VERSION_PATCH 0
+#define SF_VERSION_STRING "0.1.0"
+/* Bumped only when the ABI breaks (then the SONAME changes with it). */
+#define SF_ABI_VERSION 1
+
+/* "MAJOR.MINOR.PATCH"; static storage. */
+SF_API const char *sf_version(void);
+/* MAJOR*10000 + MINOR*100 + PATCH of the library actually loaded. */
+SF_API int sf_version_number(void);
+/* SF_ABI_VERSION of the library actually loaded; compare with the macro at start-up. */
+SF_API int sf_abi_version(void);
+
+/* ---------------------------------------------------------------------------------- */
+/* Status codes                                                                        */
+/* ---------------------------------------------------------------------------------- */
+
+typedef enum sf_status {
+  SF_OK = 0,
+  SF_ERR_INVALID_ARGUMENT = 1, /* a NULL, out-of-range or inconsistent argument */
+  SF_ERR_IO = 2,               /* a file could not be opened, read, mapped or written */
+  SF_ERR_BAD_MODEL = 3,        /* a model file or config is malformed or inconsistent */
+  SF_ERR_UNSUPPORTED = 4,      /* valid input this build cannot handle (message says what) */
+  SF_ERR_OUT_OF_MEMORY = 5,
+  SF_ERR_CANCELLED = 6,        /* stopped by sf_*_cancel or a progress callback */
+  SF_ERR_BACKEND = 7,          /* XNNPACK / pthreadpool / cpuinfo reported a failure */
+  SF_ERR_BAD_STATE = 8,        /* the call is not valid in the object's current state */
+  SF_ERR_INTERNAL = 9,         /* a bug in the library; please report the message */
+  SF_ERR_NOT_FOUND = 10        /* a named item (tensor, component, key) does not exist */
+} sf_status;
+
+/* Short constant description of a status ("invalid argument"); never NULL. */
+SF_API const char *sf_status_string(sf_status status);
+
+/* Message of the last failure on the calling thread, whatever object it came from;
+ * "" if none. Valid until the next failing call on this thread. */
+SF_API const char *sf_last_error(void);
+
+/* ---------------------------------------------------------------------------------- */
+/* Parameters: a typed key/value bag used for context, load and generation options     */
+/* ---------------------------------------------------------------------------------- */
+
+typedef struct sf_params sf_params;
+
+typedef enum sf_param {
+  /* Context (sf_context_set_int). */
+  SF_PARAM_THREADS = 1,         /* int: worker threads; <= 0 means one per core */
+  SF_PARAM_LOG_LEVEL = 2,       /* int sf_log_level: least severe level delivered */
+
+  /* Loading (sf_pipeline_load). */
+  SF_PARAM_VARIANT = 100,       /* string: prefer *.VARIANT.safetensors, e.g. "fp16" */
+  SF_PARAM_RANDOM_WEIGHTS = 101,/* int 0/1: ignore checkpoints, use seeded random weights */
+  SF_PARAM_RANDOM_SEED = 102,   /* int: seed for SF_PARAM_RANDOM_WEIGHTS (default 0) */
+  SF_PARAM_INSPECT_ONLY = 103,  /* int 0/1: parse and validate, build no network */
+  SF_PARAM_TAESD_PATH = 104,    /* string: a TAESD folder used for previews/decoding */
+  SF_PARAM_COMPONENTS = 105,    /* int: bit mask of sf_component to build (default all) */
+
+  /* Generation (sf_generate / sf_job_start). */
+  SF_PARAM_PROMPT = 200,        /* string */
+  SF_PARAM_NEGATIVE_PROMPT = 201,/* string */
+  SF_PARAM_WIDTH = 202,         /* int, multiple of 8 (default: the UNet's sample_size*8) */
+  SF_PARAM_HEIGHT = 203,        /* int, multiple of 8 */
+  SF_PARAM_STEPS = 204,         /* int >= 1 */
+  SF_PARAM_GUIDANCE_SCALE = 205,/* float; <= 1 skips the unconditional pass */
+  SF_PARAM_SEED = 206,          /* int (64-bit, taken as unsigned) */
+  SF_PARAM_SAMPLER = 207,       /* int sf_sampler */
+  SF_PARAM_KARRAS_SIGMAS = 208, /* int 0/1 */
+  SF_PARAM_CLIP_SKIP = 209,     /* int: 0/1 = last layer, 2 = one before, ... */
+  SF_PARAM_BATCH_COUNT = 210,   /* int: images from consecutive seeds (default 1) */
+  SF_PARAM_STRENGTH = 211,      /* float in [0,1] for img2img */
+  SF_PARAM_PREDICTION_TYPE = 212,/* int sf_prediction: override the scheduler config */
+  SF_PARAM_DECODER = 213,       /* int sf_decoder: which decoder makes the final image */
+  SF_PARAM_ETA = 214,           /* float: DDIM eta (only 0 supported) */
+  SF_PARAM_TIMESTEP_SPACING = 215 /* int sf_timestep_spacing: override the config */
+} sf_param;
+
+SF_API sf_status sf_params_create(sf_params **out_params);
+SF_API void sf_params_destroy(sf_params *params);
+/* Setting a key to a value of the wrong type is SF_ERR_INVALID_ARGUMENT. Strings are
+ * copied. */
+SF_API sf_status sf_params_set_int(sf_params *params, sf_param key, int64_t value);
+SF_API sf_status sf_params_set_float(sf_params *params, sf_param key, double value);
+SF_API sf_status sf_params_set_string(sf_params *params, sf_param key, const char *value);
+/* Removes a key (back to default). */
+SF_API sf_status sf_params_unset(sf_params *params, sf_param key);
+/* SF_ERR_NOT_FOUND when the key is unset. The string stays owned by params and is valid
+ * until the key is set again or params is destroyed. */
+SF_API sf_status sf_params_get_int(const sf_params *params, sf_param key, int64_t *out_value);
+SF_API sf_status sf_params_get_float(const sf_params *params, sf_param key, double *out_value);
+SF_API sf_status sf_params_get_string(const sf_params *params, sf_param key,
+                                      const char **out_value);
+
+/* ---------------------------------------------------------------------------------- */
+/* Context: threads, logging, errors                                                   */
+/* ---------------------------------------------------------------------------------- */
+
+typedef struct sf_context sf_context;
+
+typedef enum sf_log_level {
+  SF_LOG_DEBUG = 0,
+  SF_LOG_INFO = 1,
+  SF_LOG_WARN = 2,
+  SF_LOG_ERROR = 3
+} sf_log_level;
+
+/* Called on the thread that made the library call; message has no trailing newline and
+ * is valid only during the call. */
+typedef void (*sf_log_fn)(void *user_data, sf_log_level level, const char *message);
+
+/* Creates a context with default options (one thread per core, logging off). */
+SF_API sf_status sf_context_create(sf_context **out_ctx);
+SF_API void sf_context_destroy(sf_context *ctx);
+/* Sets SF_PARAM_THREADS or SF_PARAM_LOG_LEVEL. Changing the thread count while a job
+ * of this context is running is SF_ERR_BAD_STATE. */
+SF_API sf_status sf_context_set_int(sf_context *ctx, sf_param key, int64_t value);
+SF_API sf_status sf_context_get_int(const sf_context *ctx, sf_param key, int64_t *out_value);
+/* callback may be NULL to stop logging. */
+SF_API sf_status sf_context_set_log_callback(sf_context *ctx, sf_log_fn callback,
+                                             void *user_data);
+/* Message of the last failure of a call made with this context (or an object created
+ * from it); "" if none. Owned by ctx, valid until its next failing call. */
+SF_API const char *sf_context_last_error(const sf_context *ctx);
+
+/* ---------------------------------------------------------------------------------- */
+/* Pipelines: a loaded diffusers model folder                                          */
+/* ---------------------------------------------------------------------------------- */
+
+typedef struct sf_pipeline sf_pipeline;
+
+/* The networks of a pipeline, as bits (SF_PARAM_COMPONENTS) and as selectors. */
+typedef enum sf_network {
+  SF_NET_TEXT_ENCODER = 1,
+  SF_NET_UNET = 2,
+  SF_NET_VAE_DECODER = 4,
+  SF_NET_VAE_ENCODER = 8,
+  SF_NET_TAESD_DECODER = 16,
+  SF_NET_TAESD_ENCODER = 32
+} sf_network;
+
+/* Loads a diffusers folder (model_index.json, per-component config.json and
+ * *.safetensors, tokenizer vocab.json + merges.txt, scheduler config). options may be
+ * NULL; it is read during the call only (SF_PARAM_VARIANT, SF_PARAM_RANDOM_WEIGHTS,
+ * SF_PARAM_RANDOM_SEED, SF_PARAM_INSPECT_ONLY, SF_PARAM_TAESD_PATH, SF_PARAM_COMPONENTS).
+ * With SF_PARAM_RANDOM_WEIGHTS the folder may hold configs only. The pipeline keeps a
+ * pointer to ctx, which must outlive it. */
+SF_API sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_params *options,
+                                  sf_pipeline **out_pipeline);
+SF_API void sf_pipeline_destroy(sf_pipeline *pipeline);
+
+typedef enum sf_format { SF_FORMAT_TEXT = 0, SF_FORMAT_JSON = 1 } sf_format;
+
+/* A description of the loaded model (components, classes, key config values, tensor
+ * and parameter counts, dtypes) as human-readable text or JSON. Writes at most capacity
+ * bytes including the NUL (buffer may be NULL when capacity is 0); *out_needed (may be
+ * NULL) receives the full size including the NUL, so callers can size and call again. */
+SF_API sf_status sf_pipeline_describe(const sf_pipeline *pipeline, sf_format format, char *buffer,
+                                      size_t capacity, size_t *out_needed);
+
+typedef enum sf_info {
+  SF_INFO_NETWORKS = 1,        /* int: sf_network bits that are built and usable */
+  SF_INFO_TEXT_TOKENS = 2,     /* int: tokens per prompt (77) */
+  SF_INFO_TEXT_HIDDEN = 3,     /* int: text embedding width (768 for SD-1.x) */
+  SF_INFO_LATENT_CHANNELS = 4, /* int */
+  SF_INFO_DEFAULT_WIDTH = 5,   /* int: pixels */
+  SF_INFO_DEFAULT_HEIGHT = 6,  /* int: pixels */
+  SF_INFO_VAE_SCALE = 7,       /* float: latent scaling factor (0.18215 for SD-1.x) */
+  SF_INFO_ARENA_BYTES = 8,     /* int: activation memory planned by the last run */
+  SF_INFO_PARAMETERS = 9       /* int: parameters of the built networks */
+} sf_info;
+
+SF_API sf_status sf_pipeline_get_int(const sf_pipeline *pipeline, sf_info key, int64_t *out_value);
+SF_API sf_status sf_pipeline_get_float(const sf_pipeline *pipeline, sf_info key, double *out_value);
+
+/* ---------------------------------------------------------------------------------- */
+/* Building blocks, for apps that cache embeddings or drive their own loops            */
+/* ---------------------------------------------------------------------------------- */
+
+/* CLIP tokenisation exactly as SD-1.x pipelines do it: BOS, up to 75 tokens, EOS, padded
+ * with the tokenizer's pad id to SF_INFO_TEXT_TOKENS ids. capacity must be at least that.
+ * *out_untruncated (may be NULL) receives the prompt's token count before truncation, so
+ * apps can warn that a prompt was cut. Invalid UTF-8 bytes are read as U+FFFD. */
+SF_API sf_status sf_tokenize(sf_pipeline *pipeline, const char *prompt, int32_t *ids, size_t capacity,
+                             size_t *out_untruncated);
+
+/* Text embeddings [batch, tokens, hidden] of token ids [batch, tokens]. clip_skip 0 or 1
+ * uses the last layer; 2 the one before, as A1111's "clip skip". */
+SF_API sf_status sf_encode_ids(sf_pipeline *pipeline, const int32_t *ids, size_t batch, size_t tokens,
+                               int clip_skip, float *out, size_t out_count);
+/* Tokenise + encode one prompt: out holds tokens*hidden floats. */
+SF_API sf_status sf_encode_prompt(sf_pipeline *pipeline, const char *prompt, int clip_skip, float *out,
+                                  size_t out_count);
+
+/* One UNet evaluation: latents NCHW [batch, C, height, width] (latent pixels, multiples of
+ * 8), one timestep per batch item, text embeddings [batch, tokens, hidden]; out has the
+ * latents' shape (noise, velocity or sample, as the model was trained). */
+SF_API sf_status sf_unet_predict(sf_pipeline *pipeline, const float *latents, size_t batch, size_t height,
+                                 size_t width, const float *timesteps, const float *text_embeddings,
+                                 size_t tokens, float *out);
+
+/* Flags of sf_decode_latents / sf_encode_image. */
+#define SF_LATENTS_UNSCALED 1u /* latents are already divided by the VAE scaling factor
+                                  (decode), or are returned without multiplying (encode) */
+#define SF_IMAGE_RAW 2u        /* TAESD: the network's own output range instead of [-1, 1] */
+
+/* Latents NCHW [batch, C, height, width] -> image NCHW [batch, 3, 8*height, 8*width] in
+ * [-1, 1] (not clamped). decoder: SF_NET_VAE_DECODER or SF_NET_TAESD_DECODER. Latents are
+ * in pipeline space (multiplied by the scaling factor) unless SF_LATENTS_UNSCALED. */
+SF_API sf_status sf_decode_latents(sf_pipeline *pipeline, sf_network decoder, const float *latents,
+                                   size_t batch, size_t height, size_t width, uint32_t flags, float *image);
+/* Image NCHW [batch, 3, height, width] in [-1, 1] -> latent mean (and log-variance, may
+ * be NULL; TAESD has none) NCHW [batch, C, height/8, width/8], scaled to pipeline space
+ * unless SF_LATENTS_UNSCALED. encoder: SF_NET_VAE_ENCODER or SF_NET_TAESD_ENCODER. */
+SF_API sf_status sf_encode_image(sf_pipeline *pipeline, sf_network encoder, const float *image, size_t batch,
+                                 size_t height, size_t width, uint32_t flags, float *mean, float *logvar);
+
+/* ---------------------------------------------------------------------------------- */
+/* Random numbers: PyTorch's CPU generator, bit for bit                                */
+/* ---------------------------------------------------------------------------------- */
+
+/* seed S gives torch.randn(n, generator=torch.Generator().manual_seed(S)) exactly: MT19937
+ * on the low 32 bits of the seed and torch's normal sampling (whose results differ for
+ * draws under and over 16 values). Two kernels exist in torch; the default is the one
+ * x86 builds of torch use (AVX2), the other is its portable scalar kernel. */
+typedef enum sf_rng_kind {
+  SF_RNG_TORCH_CPU = 0,
+  SF_RNG_TORCH_CPU_SCALAR = 1
+} sf_rng_kind;
+
+typedef struct sf_rng sf_rng;
+
+SF_API sf_status sf_rng_create(sf_rng_kind kind, uint64_t seed, sf_rng **out_rng);
+SF_API void sf_rng_destroy(sf_rng *rng);
+/* Successive calls continue the stream, like successive torch calls on one generator. */
+SF_API sf_status sf_rng_randn(sf_rng *rng, float *out, size_t count);
+SF_API sf_status sf_rng_randn_f64(sf_rng *rng, double *out, size_t count);
+SF_API sf_status sf_rng_rand(sf_rng *rng, float *out, size_t count);
+
+/* ---------------------------------------------------------------------------------- */
+/* Text-to-image generation                                                            */
+/* ---------------------------------------------------------------------------------- */
+
+typedef enum sf_sampler {
+  SF_SAMPLER_DEFAULT = 0,   /* the folder's scheduler (DDIM when its class is unknown) */
+  SF_SAMPLER_DDIM = 1,      /* eta 0 */
+  SF_SAMPLER_PNDM = 2,      /* PLMS (skip_prk_steps), what SD-1.5 folders ship */
+  SF_SAMPLER_EULER = 3,
+  SF_SAMPLER_EULER_A = 4,   /* Euler ancestral */
+  SF_SAMPLER_DPMPP_2M = 5,  /* DPM-Solver++ 2M; Karras sigmas with SF_PARAM_KARRAS_SIGMAS */
+  SF_SAMPLER_LCM = 6
+} sf_sampler;
+
+typedef enum sf_prediction {
+  SF_PREDICTION_DEFAULT = 0, /* the scheduler config's */
+  SF_PREDICTION_EPSILON = 1,
+  SF_PREDICTION_V = 2,
+  SF_PREDICTION_SAMPLE = 3
+} sf_prediction;
+
+typedef enum sf_timestep_spacing {
+  SF_SPACING_DEFAULT = 0,
+  SF_SPACING_LEADING = 1,
+  SF_SPACING_TRAILING = 2,
+  SF_SPACING_LINSPACE = 3
+} sf_timestep_spacing;
+
+/* "ddim", "pndm", "euler", "euler_a", "dpm++2m", "lcm" <-> sf_sampler; NULL / DEFAULT
+ * when unknown. */
+SF_API const char *sf_sampler_name(sf_sampler sampler);
+SF_API sf_sampler sf_sampler_from_name(const char *name);
+
+/* Array-valued parameters, copied into params. */
+typedef enum sf_param_array {
+  SF_PARAM_LATENTS = 300,          /* float [batch?, C, H/8, W/8]: initial noise instead of the seed's
+                                      (before multiplication by the scheduler's init sigma) */
+  SF_PARAM_PROMPT_EMBEDS = 301,    /* float [77, hidden]: instead of SF_PARAM_PROMPT */
+  SF_PARAM_NEGATIVE_EMBEDS = 302   /* float [77, hidden]: instead of SF_PARAM_NEGATIVE_PROMPT */
+} sf_param_array;
+
+SF_API sf_status sf_params_set_floats(sf_params *params, sf_param_array key, const float *values,
+                                      size_t count);
+/* An RGB8 image (rows of width*3 bytes, row pitch `stride` bytes) for img2img. */
+SF_API sf_status sf_params_set_init_image(sf_params *params, const uint8_t *rgb, uint32_t width,
+                                          uint32_t height, size_t stride);
+
+/* ---- images ---- */
+
+typedef struct sf_image sf_image;
+
+SF_API uint32_t sf_image_width(const sf_image *image);
+SF_API uint32_t sf_image_height(const sf_image *image);
+/* Bytes between rows (>= 3 * width). */
+SF_API size_t sf_image_stride(const sf_image *image);
+/* Packed RGB8, top row first; owned by the image. */
+SF_API const uint8_t *sf_image_pixels(const sf_image *image);
+/* The generation parameters in the "parameters" text form other SD tools read
+ * ("prompt\nNegative prompt: ...\nSteps: 8, Sampler: DDIM, CFG scale: 7.5, Seed: 1, Size:
+ * 512x512, Model: ..."); "" for images not made by a generation. Owned by the image. */
+SF_API const char *sf_image_parameters(const sf_image *image);
+SF_API void sf_image_destroy(sf_image *image);
+/* Copies the pixels into a caller buffer of `capacity` bytes with row pitch `stride`;
+ * *out_needed (may be NULL) receives stride*height. */
+SF_API sf_status sf_image_copy(const sf_image *image, uint8_t *buffer, size_t capacity, size_t stride,
+                               size_t *out_needed);
+/* Writes a PNG with the parameters (if any) as a "parameters" tEXt chunk. */
+SF_API sf_status sf_image_write_png(const sf_image *image, const char *path);
+/* Reads an 8-bit RGB or RGBA PNG (for img2img). */
+SF_API sf_status sf_image_read_png(const char *path, sf_image **out_image);
+
+/* ---- jobs: the step-wise API ---- */
+
+typedef struct sf_job sf_job;
+
+/* Starts a generation: encodes the prompts, draws the initial latents (or takes
+ * SF_PARAM_LATENTS), prepares the scheduler. params is read during the call only. The
+ * job borrows the pipeline: one job per pipeline at a time. */
+SF_API sf_status sf_job_start(sf_pipeline *pipeline, const sf_params *params, sf_job **out_job);
+/* Runs one denoising step. Returns SF_OK, SF_ERR_CANCELLED after sf_job_cancel (the job
+ * can then only be destroyed), or SF_ERR_BAD_STATE when all steps are done. */
+SF_API sf_status sf_job_step(sf_job *job);
+SF_API int sf_job_steps_done(const sf_job *job);
+SF_API int sf_job_steps_total(const sf_job *job);
+/* Current latents NCHW [1, C, H/8, W/8]; count must be at least that. */
+SF_API sf_status sf_job_latents(const sf_job *job, float *out, size_t count);
+/* A preview of the current latents: TAESD when the pipeline has one, else a cheap linear
+ * latent-to-RGB projection (1/8 size). */
+SF_API sf_status sf_job_preview(sf_job *job, sf_image **out_image);
+/* Runs the remaining steps and decodes the final image. */
+SF_API sf_status sf_job_finish(sf_job *job, sf_image **out_image);
+/* Thread-safe: the running or next step returns SF_ERR_CANCELLED promptly. */
+SF_API void sf_job_cancel(sf_job *job);
+SF_API void sf_job_destroy(sf_job *job);
+
+/* Called after every step; return non-zero to stop the run (SF_ERR_CANCELLED). */
+typedef int (*sf_progress_fn)(void *user_data, int step, int total_steps);
+
+/* One-shot generation: sf_job_start, every step, decode. progress may be NULL. */
+SF_API sf_status sf_generate(sf_pipeline *pipeline, const sf_params *params, sf_progress_fn progress,
+                             void *user_data, sf_image **out_image);
+/* Thread-safe: cancels whatever the pipeline is running now. */
+SF_API void sf_pipeline_cancel(sf_pipeline *pipeline);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SNAPFUSION_H */

@@ -1,0 +1,124 @@
+/* sf_pipeline_*: loading a model folder and describing it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/params.h"
+#include "pipeline/pipeline.h"
+
+#define SF_ALL_NETWORKS                                                                              \
+  (SF_NET_TEXT_ENCODER | SF_NET_UNET | SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER | SF_NET_TAESD_DECODER | \
+   SF_NET_TAESD_ENCODER)
+
+static int file_exists(const char *dir, const char *name) {
+  char path[4096];
+  struct stat st;
+  if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path) return 0;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The role a component folder plays, from its class. */
+static const char *role_of_class(const char *cls) {
+  static const struct { const char *cls, *role; } roles[] = {
+      {"UNet2DConditionModel", "unet"}, {"AutoencoderKL", "vae"},        {"CLIPTextModel", "text_encoder"},
+      {"AutoencoderTiny", "taesd"},     {"CLIPTokenizer", "tokenizer"}, {NULL, NULL}};
+  for (size_t i = 0; cls && roles[i].cls; i++)
+    if (strcmp(cls, roles[i].cls) == 0) return roles[i].role;
+  return NULL;
+}
+
+/* A pipeline folder (model_index.json), or one component by itself: a model folder with
+ * config.json, a tokenizer folder (vocab.json + merges.txt), or TAESD's raw weight files
+ * (taesd_decoder.safetensors / taesd_encoder.safetensors). */
+static sf_model_folder *open_any(const char *dir, const char *variant, sf_diag *d) {
+  if (file_exists(dir, "model_index.json")) return sf_model_folder_open(dir, variant, d);
+  if (file_exists(dir, "config.json") || file_exists(dir, "vocab.json")) {
+    sf_component *c = sf_component_open(dir, variant, d);
+    if (c == NULL) return NULL;
+    const char *cls = c->class_name;
+    if (cls == NULL) /* transformers configs name their class in "architectures" */
+      cls = sf_json_as_string(sf_json_at(sf_json_get(sf_component_config(c), "architectures"), 0));
+    const char *role = c->kind == SF_COMPONENT_TOKENIZER ? "tokenizer" : role_of_class(cls);
+    if (role == NULL) {
+      sf_diag_set(d, SF_ERR_UNSUPPORTED, "%s: unsupported: component class %s", dir,
+                  cls ? cls : "(no _class_name or architectures)");
+      sf_component_close(c);
+      return NULL;
+    }
+    return sf_model_folder_from_component(c, role, d);
+  }
+  if (file_exists(dir, "taesd_decoder.safetensors") || file_exists(dir, "taesd_encoder.safetensors")) {
+    sf_component *c = calloc(1, sizeof *c);
+    if (c == NULL || (c->dir = strdup(dir)) == NULL || (c->name = strdup("taesd")) == NULL) {
+      sf_component_close(c);
+      sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "out of memory");
+      return NULL;
+    }
+    c->kind = SF_COMPONENT_MODEL;
+    return sf_model_folder_from_component(c, "taesd", d);
+  }
+  return sf_model_folder_open(dir, variant, d); /* reports what is missing */
+}
+
+sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_params *options,
+                           sf_pipeline **out_pipeline) {
+  if (out_pipeline) *out_pipeline = NULL;
+  if (ctx == NULL || model_dir == NULL || out_pipeline == NULL)
+    return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_load: NULL argument");
+  int64_t networks = sf_params_int_or(options, SF_PARAM_COMPONENTS, SF_ALL_NETWORKS);
+  if (networks <= 0 || (networks & ~(int64_t)SF_ALL_NETWORKS) != 0)
+    return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "SF_PARAM_COMPONENTS: %lld is not a set of sf_network bits",
+                        (long long)networks);
+  sf_pipeline *p = calloc(1, sizeof *p);
+  if (p == NULL) return sf_ctx_error(ctx, SF_ERR_OUT_OF_MEMORY, "sf_pipeline_load: out of memory");
+  p->ctx = ctx;
+  atomic_init(&p->cancel, 0);
+  p->random_weights = sf_params_int_or(options, SF_PARAM_RANDOM_WEIGHTS, 0) != 0;
+  p->random_seed = (uint64_t)sf_params_int_or(options, SF_PARAM_RANDOM_SEED, 0);
+  sf_diag d = {0};
+  p->folder = open_any(model_dir, sf_params_string_or(options, SF_PARAM_VARIANT, NULL), &d);
+  if (p->folder == NULL) {
+    free(p);
+    return sf_ctx_take_diag(ctx, &d);
+  }
+  for (size_t i = 0; i < p->folder->n_components; i++)
+    if (p->folder->components[i].note)
+      sf_ctx_log(ctx, SF_LOG_INFO, "%s: %s", p->folder->components[i].name, p->folder->components[i].note);
+  if (!sf_params_int_or(options, SF_PARAM_INSPECT_ONLY, 0)) {
+    sf_status s = sf_pipeline_build_networks(p, (unsigned)networks,
+                                             sf_params_string_or(options, SF_PARAM_TAESD_PATH, NULL), &d);
+    if (s != SF_OK) {
+      sf_pipeline_destroy(p);
+      return sf_ctx_take_diag(ctx, &d);
+    }
+  }
+  *out_pipeline = p;
+  return SF_OK;
+}
+
+void sf_pipeline_destroy(sf_pipeline *pipeline) {
+  if (pipeline == NULL) return;
+  sf_pipeline_free_networks(pipeline);
+  sf_model_folder_close(pipeline->folder);
+  free(pipeline);
+}
+
+sf_status sf_pipeline_describe(const sf_pipeline *pipeline, sf_format format, char *buffer, size_t capacity,
+                               size_t *out_needed) {
+  if (pipeline == NULL || (buffer == NULL && capacity > 0))
+    return sf_ctx_error(pipeline ? pipeline->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_describe: NULL argument");
+  if (format != SF_FORMAT_TEXT && format != SF_FORMAT_JSON)
+    return sf_ctx_error(pipeline->ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_describe: unknown format %d", (int)format);
+  char *text = sf_pipeline_describe_alloc(pipeline, format);
+  if (text == NULL) return sf_ctx_error(pipeline->ctx, SF_ERR_OUT_OF_MEMORY, "sf_pipeline_describe: out of memory");
+  size_t len = strlen(text);
+  if (out_needed) *out_needed = len + 1;
+  if (capacity > 0) {
+    size_t n = len < capacity - 1 ? len : capacity - 1;
+    memcpy(buffer, text, n);
+    buffer[n] = '\0';
+  }
+  free(text);
+  return SF_OK;
+}

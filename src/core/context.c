@@ -1,0 +1,160 @@
+#include "core/context.h"
+
+#include <cpuinfo.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xnnpack.h>
+
+static _Thread_local char tls_last_error[1024];
+
+void sf_thread_set_error(const char *msg) {
+  snprintf(tls_last_error, sizeof tls_last_error, "%s", msg ? msg : "");
+}
+
+const char *sf_last_error(void) { return tls_last_error; }
+
+static sf_status ctx_verror(sf_context *ctx, sf_status status, const char *fmt, va_list ap) {
+  char buf[1024];
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  sf_thread_set_error(buf);
+  if (ctx != NULL) {
+    memcpy(ctx->last_error, buf, sizeof buf);
+    sf_ctx_log(ctx, SF_LOG_ERROR, "%s", buf);
+  }
+  return status;
+}
+
+sf_status sf_ctx_error(sf_context *ctx, sf_status status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  ctx_verror(ctx, status, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+sf_status sf_ctx_take_diag(sf_context *ctx, const sf_diag *d) {
+  if (d->status == SF_OK) return SF_OK;
+  return sf_ctx_error(ctx, d->status, "%s", d->msg);
+}
+
+void sf_ctx_log(const sf_context *ctx, sf_log_level level, const char *fmt, ...) {
+  if (ctx == NULL || ctx->log_fn == NULL || level < ctx->log_level) return;
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  ctx->log_fn(ctx->log_user, level, buf);
+}
+
+/* ---- one-time backend initialisation ---- */
+
+static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
+static sf_status backend_status = SF_OK;  /* written once inside pthread_once */
+static char backend_msg[256];
+
+static void backend_init_once(void) {
+  if (!cpuinfo_initialize()) {
+    backend_status = SF_ERR_BACKEND;
+    snprintf(backend_msg, sizeof backend_msg, "cpuinfo_initialize failed");
+    return;
+  }
+  enum xnn_status xs = xnn_initialize(NULL);
+  if (xs != xnn_status_success) {
+    backend_status = xs == xnn_status_unsupported_hardware ? SF_ERR_UNSUPPORTED : SF_ERR_BACKEND;
+    snprintf(backend_msg, sizeof backend_msg, "xnn_initialize failed (status %d)%s", (int)xs,
+             xs == xnn_status_unsupported_hardware ? ": this CPU is not supported by XNNPACK" : "");
+  }
+}
+
+sf_status sf_backend_init(sf_diag *d) {
+  pthread_once(&backend_once, backend_init_once);
+  if (backend_status != SF_OK) return sf_diag_set(d, backend_status, "%s", backend_msg);
+  return SF_OK;
+}
+
+/* ---- threads ---- */
+
+static int default_thread_count(void) {
+  /* Physical cores: hyper-threads share the FMA units the kernels saturate. */
+  uint32_t n = cpuinfo_get_cores_count();
+  return n > 0 ? (int)n : 1;
+}
+
+static sf_status ctx_set_threads(sf_context *ctx, int64_t threads) {
+  if (threads > 1024) return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "threads: %lld is more than 1024", (long long)threads);
+  int n = threads <= 0 ? default_thread_count() : (int)threads;
+  if (ctx->pool != NULL && n == ctx->threads) return SF_OK;
+  pthreadpool_t pool = NULL;
+  if (n > 1) {
+    pool = pthreadpool_create((size_t)n);
+    if (pool == NULL) return sf_ctx_error(ctx, SF_ERR_OUT_OF_MEMORY, "pthreadpool_create(%d) failed", n);
+  }
+  if (ctx->pool != NULL) pthreadpool_destroy(ctx->pool);
+  ctx->pool = pool;
+  ctx->threads = n;
+  return SF_OK;
+}
+
+sf_status sf_context_create(sf_context **out_ctx) {
+  if (out_ctx == NULL) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_context_create: out_ctx is NULL");
+  *out_ctx = NULL;
+  sf_diag d = {0};
+  if (sf_backend_init(&d) != SF_OK) return sf_ctx_take_diag(NULL, &d);
+  sf_context *ctx = calloc(1, sizeof *ctx);
+  if (ctx == NULL) return sf_ctx_error(NULL, SF_ERR_OUT_OF_MEMORY, "sf_context_create: out of memory");
+  ctx->log_level = SF_LOG_INFO;
+  atomic_init(&ctx->busy, 0);
+  sf_status s = ctx_set_threads(ctx, 0);
+  if (s != SF_OK) {
+    free(ctx);
+    return s;
+  }
+  *out_ctx = ctx;
+  return SF_OK;
+}
+
+void sf_context_destroy(sf_context *ctx) {
+  if (ctx == NULL) return;
+  if (ctx->pool != NULL) pthreadpool_destroy(ctx->pool);
+  free(ctx);
+}
+
+sf_status sf_context_set_int(sf_context *ctx, sf_param key, int64_t value) {
+  if (ctx == NULL) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_context_set_int: ctx is NULL");
+  switch (key) {
+    case SF_PARAM_THREADS:
+      if (atomic_load(&ctx->busy) != 0)
+        return sf_ctx_error(ctx, SF_ERR_BAD_STATE, "cannot change threads while a job is running");
+      return ctx_set_threads(ctx, value);
+    case SF_PARAM_LOG_LEVEL:
+      if (value < SF_LOG_DEBUG || value > SF_LOG_ERROR)
+        return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "log level %lld is not a sf_log_level", (long long)value);
+      ctx->log_level = (sf_log_level)value;
+      return SF_OK;
+    default:
+      return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "parameter %d is not a context parameter", (int)key);
+  }
+}
+
+sf_status sf_context_get_int(const sf_context *ctx, sf_param key, int64_t *out_value) {
+  if (ctx == NULL || out_value == NULL)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_context_get_int: NULL argument");
+  switch (key) {
+    case SF_PARAM_THREADS: *out_value = ctx->threads; return SF_OK;
+    case SF_PARAM_LOG_LEVEL: *out_value = ctx->log_level; return SF_OK;
+    default:
+      return sf_ctx_error((sf_context *)ctx, SF_ERR_INVALID_ARGUMENT, "parameter %d is not a context parameter", (int)key);
+  }
+}
+
+sf_status sf_context_set_log_callback(sf_context *ctx, sf_log_fn callback, void *user_data) {
+  if (ctx == NULL) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_context_set_log_callback: ctx is NULL");
+  ctx->log_fn = callback;
+  ctx->log_user = user_data;
+  return SF_OK;
+}
+
+const char *sf_context_last_error(const sf_context *ctx) { return ctx ? ctx->last_error : ""; }

@@ -1,0 +1,25 @@
+/* Diagnostics: a status plus a human message, filled by internal code that has no
+ * context (parsers, readers) so the same code serves the library, the CLI and tests. */
+#ifndef SF_CORE_DIAG_H
+#define SF_CORE_DIAG_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "snapfusion.h"
+
+typedef struct sf_diag {
+  sf_status status;
+  char msg[768];
+} sf_diag;
+
+/* Records status and a printf-style message (only the first error is kept, so the
+ * innermost, most specific cause wins); returns status for `return sf_diag_set(...)`. */
+sf_status sf_diag_set(sf_diag *d, sf_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+sf_status sf_diag_vset(sf_diag *d, sf_status status, const char *fmt, va_list ap);
+/* Prepends context ("unet/config.json: ") to an already recorded message. */
+void sf_diag_prefix(sf_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sf_diag_clear(sf_diag *d);
+
+#endif

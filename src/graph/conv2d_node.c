@@ -1,0 +1,81 @@
+/* conv2d lowered onto XNNPACK's NHWC convolution. PyTorch stores weights OIHW;
+ * XNNPACK wants OHWI, so they are transposed once here and packed by XNNPACK at create. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "graph/graph_internal.h"
+#include "graph/wsrc.h"
+
+sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_t out_ch, size_t kernel,
+                   size_t stride, size_t pad, int bias) {
+  if (!sf_graph_valid(g, x)) return -1;
+  size_t in_ch = sf_graph_channels(g, x);
+  char name[256];
+  snprintf(name, sizeof name, "%s.weight", prefix);
+  int64_t wshape[4] = {(int64_t)out_ch, (int64_t)in_ch, (int64_t)kernel, (int64_t)kernel};
+  size_t fan_in = in_ch * kernel * kernel;
+  float *w = sf_wsrc_fetch(ws, name, 4, wshape, SF_INIT_FAN_IN, fan_in);
+  float *b = NULL;
+  if (bias) {
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    int64_t bshape[1] = {(int64_t)out_ch};
+    b = sf_wsrc_fetch(ws, name, 1, bshape, SF_INIT_FAN_IN, fan_in);
+  }
+  float *ohwi = w ? malloc(out_ch * kernel * kernel * in_ch * sizeof *ohwi) : NULL;
+  if (w == NULL || (bias && b == NULL) || ohwi == NULL) {
+    free(w);
+    free(b);
+    free(ohwi);
+    sf_diag tmp = {0};
+    sf_wsrc_status(ws, 0, &tmp);
+    if (tmp.status != SF_OK) sf_graph_fail(g, tmp.status, "%s", tmp.msg);
+    else sf_graph_fail(g, SF_ERR_OUT_OF_MEMORY, "out of memory packing %s", prefix);
+    return -1;
+  }
+  size_t kk = kernel * kernel;
+  for (size_t o = 0; o < out_ch; o++)
+    for (size_t i = 0; i < in_ch; i++)
+      for (size_t k = 0; k < kk; k++) ohwi[(o * kk + k) * in_ch + i] = w[(o * in_ch + i) * kk + k];
+  free(w);
+  xnn_operator_t op = NULL;
+  enum xnn_status xs = xnn_create_convolution2d_nhwc_f32(
+      (uint32_t)pad, (uint32_t)pad, (uint32_t)pad, (uint32_t)pad, (uint32_t)kernel, (uint32_t)kernel,
+      (uint32_t)stride, (uint32_t)stride, 1, 1, 1, in_ch, out_ch, in_ch, out_ch, ohwi, b, -INFINITY, INFINITY, 0,
+      &op);
+  free(ohwi);
+  free(b);
+  if (xs != xnn_status_success) {
+    sf_graph_fail(g, xs == xnn_status_out_of_memory ? SF_ERR_OUT_OF_MEMORY : SF_ERR_BACKEND,
+                  "%s: xnn_create_convolution2d_nhwc_f32 failed (status %d)", prefix, (int)xs);
+    return -1;
+  }
+  sf_node *n = sf_graph_add_node(g, SF_OP_CONV2D, &x, 1, out_ch);
+  if (n == NULL) {
+    xnn_delete_operator(op);
+    return -1;
+  }
+  n->xop = op;
+  n->p.conv.kernel = kernel;
+  n->p.conv.stride = stride;
+  n->p.conv.pad = pad;
+  g->weights_bytes += (out_ch * kk * in_ch + (bias ? out_ch : 0)) * sizeof(float);
+  return n->out;
+}
+
+sf_status sf_conv2d_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d) {
+  sf_shape a = g->values[n->in[0]].shape;
+  enum xnn_status xs =
+      xnn_setup_convolution2d_nhwc_f32(n->xop, a.n, a.h, a.w, sf_node_in(g, n, 0), sf_node_out(g, n), pool);
+  if (xs != xnn_status_success)
+    return sf_diag_set(d, SF_ERR_BACKEND, "%s: xnn_setup_convolution2d_nhwc_f32 failed (status %d) for %zux%zux%zu",
+                       g->name, (int)xs, a.n, a.h, a.w);
+  return SF_OK;
+}
+
+sf_status sf_xnn_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d) {
+  enum xnn_status xs = xnn_run_operator(n->xop, pool);
+  if (xs != xnn_status_success)
+    return sf_diag_set(d, SF_ERR_BACKEND, "%s: xnn_run_operator failed (status %d)", g->name, (int)xs);
+  return SF_OK;
+}

@@ -1,0 +1,89 @@
+/* Graph internals shared by the builder, the planner and the node implementations. */
+#ifndef SF_GRAPH_INTERNAL_H
+#define SF_GRAPH_INTERNAL_H
+
+#include <xnnpack.h>
+
+#include "graph/graph.h"
+
+typedef enum sf_op {
+  SF_OP_CONV2D = 1,
+  SF_OP_LINEAR,
+  SF_OP_GROUPNORM,
+  SF_OP_LAYERNORM,
+  SF_OP_ACT,
+  SF_OP_GEGLU,
+  SF_OP_ADD,
+  SF_OP_SCALE,
+  SF_OP_TANH_SCALE,
+  SF_OP_UPSAMPLE2X,
+  SF_OP_CONCAT,
+  SF_OP_ATTENTION
+} sf_op;
+
+typedef struct sf_value {
+  size_t c;
+  sf_shape shape;       /* of the current plan */
+  int producer;         /* node index, -1 for inputs */
+  int is_input, is_output;
+  int first, last;      /* liveness in node indices */
+  size_t offset;        /* in the arena */
+} sf_value;
+
+typedef struct sf_node {
+  sf_op op;
+  sf_vid in[2];
+  size_t n_in;
+  sf_vid out;
+  size_t scratch_bytes, scratch_offset;
+  xnn_operator_t xop;   /* conv / linear: weights packed at build */
+  float *gamma, *beta;  /* norms */
+  union {
+    struct { size_t kernel, stride, pad; } conv;
+    struct { size_t groups; float eps; int silu; } gn;
+    struct { float eps; } ln;
+    struct { size_t q_off, k_off, v_off, heads, head_dim; int causal; } attn;
+    sf_act act;
+    float scale;
+  } p;
+} sf_node;
+
+struct sf_graph {
+  char name[48];
+  sf_diag build;        /* first build error, sticky */
+  sf_value *values;
+  size_t n_values, cap_values;
+  sf_node *nodes;
+  size_t n_nodes, cap_nodes;
+  int *inputs;
+  size_t n_inputs;
+  void *arena;
+  size_t arena_cap, arena_bytes, naive_bytes;
+  size_t weights_bytes;
+  int planned;
+};
+
+sf_status sf_graph_fail(sf_graph *g, sf_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int sf_graph_valid(const sf_graph *g, sf_vid v);
+/* Appends a node producing a new value with out_channels; NULL after a build error. */
+sf_node *sf_graph_add_node(sf_graph *g, sf_op op, const sf_vid *in, size_t n_in, size_t out_channels);
+void sf_plan_buffer(const sf_graph *g, size_t i, size_t *off, size_t *bytes, int *first, int *last);
+
+static inline float *sf_node_in(sf_graph *g, const sf_node *n, size_t i) {
+  return (float *)((char *)g->arena + g->values[n->in[i]].offset);
+}
+static inline float *sf_node_out(sf_graph *g, const sf_node *n) {
+  return (float *)((char *)g->arena + g->values[n->out].offset);
+}
+
+/* Per-op behaviour (graph/nodes.c dispatches; conv and linear live in their own files). */
+size_t sf_node_scratch_bytes(const sf_graph *g, const sf_node *n, pthreadpool_t pool);
+sf_status sf_node_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
+sf_status sf_node_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
+void sf_node_release(sf_node *n);
+
+sf_status sf_conv2d_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
+sf_status sf_linear_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
+sf_status sf_xnn_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
+
+#endif

@@ -1,0 +1,137 @@
+#include "graph/wsrc.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/model_folder.h"
+#include "io/safetensors.h"
+
+struct sf_wsrc {
+  struct sf_weights *w; /* NULL: random */
+  uint64_t seed;
+  char component[64];
+  sf_diag diag;
+  uint64_t params;
+};
+
+static sf_wsrc *wsrc_new(struct sf_weights *w, uint64_t seed, const char *component) {
+  sf_wsrc *ws = calloc(1, sizeof *ws);
+  if (ws == NULL) return NULL;
+  ws->w = w;
+  ws->seed = seed;
+  snprintf(ws->component, sizeof ws->component, "%s", component ? component : "model");
+  return ws;
+}
+
+sf_wsrc *sf_wsrc_from_weights(struct sf_weights *w, const char *component) {
+  return w ? wsrc_new(w, 0, component) : NULL;
+}
+sf_wsrc *sf_wsrc_random(uint64_t seed, const char *component) { return wsrc_new(NULL, seed, component); }
+void sf_wsrc_destroy(sf_wsrc *ws) { free(ws); }
+int sf_wsrc_is_random(const sf_wsrc *ws) { return ws->w == NULL; }
+uint64_t sf_wsrc_param_count(const sf_wsrc *ws) { return ws->params; }
+
+int sf_wsrc_has(const sf_wsrc *ws, const char *name, int dflt) {
+  if (ws->w == NULL) return dflt;
+  return sf_weights_find(ws->w, name) != NULL;
+}
+
+/* splitmix64: a stream per tensor name, so a tensor's random values do not depend on
+ * the order in which the builder asks for tensors. */
+static uint64_t splitmix64(uint64_t *s) {
+  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+static uint64_t fnv1a(const char *s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+  return h;
+}
+
+static void fill_random(float *out, uint64_t n, uint64_t seed, const char *name, sf_init init,
+                        size_t fan_in) {
+  if (init == SF_INIT_ONES || init == SF_INIT_ZEROS) {
+    float v = init == SF_INIT_ONES ? 1.0f : 0.0f;
+    for (uint64_t i = 0; i < n; i++) out[i] = v;
+    return;
+  }
+  float bound = 1.0f / sqrtf((float)(fan_in ? fan_in : 1));
+  uint64_t s = seed ^ fnv1a(name);
+  for (uint64_t i = 0; i < n; i += 2) {
+    uint64_t r = splitmix64(&s);
+    /* 24-bit uniforms in [-1, 1) */
+    out[i] = bound * ((float)(r >> 40) * (1.0f / 8388608.0f) - 1.0f);
+    if (i + 1 < n) out[i + 1] = bound * ((float)((r >> 8) & 0xFFFFFF) * (1.0f / 8388608.0f) - 1.0f);
+  }
+}
+
+static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
+  size_t off = 0;
+  off += (size_t)snprintf(buf + off, cap - off, "[");
+  for (int i = 0; i < ndim && off < cap; i++)
+    off += (size_t)snprintf(buf + off, cap - off, "%s%lld", i ? ", " : "", (long long)shape[i]);
+  if (off < cap) snprintf(buf + off, cap - off, "]");
+}
+
+float *sf_wsrc_fetch(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape, sf_init init,
+                     size_t fan_in) {
+  if (ws->diag.status != SF_OK) return NULL;
+  uint64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= (uint64_t)shape[i];
+  if (ws->w != NULL) {
+    const sf_st_tensor *t = sf_weights_find(ws->w, name);
+    if (t == NULL) {
+      sf_diag_set(&ws->diag, SF_ERR_BAD_MODEL, "%s: checkpoint has no tensor '%s' that the config requires",
+                  ws->component, name);
+      return NULL;
+    }
+    int same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+    if (!same) {
+      char want[128], got[128];
+      shape_str(want, sizeof want, ndim, shape);
+      shape_str(got, sizeof got, t->ndim, t->shape);
+      sf_diag_set(&ws->diag, SF_ERR_BAD_MODEL, "%s: tensor '%s' has shape %s, the config implies %s",
+                  ws->component, name, got, want);
+      return NULL;
+    }
+    if (t->dtype != SF_DTYPE_F32 && t->dtype != SF_DTYPE_F16 && t->dtype != SF_DTYPE_BF16 &&
+        t->dtype != SF_DTYPE_F64) {
+      sf_diag_set(&ws->diag, SF_ERR_BAD_MODEL, "%s: tensor '%s' has dtype %s, expected a float type",
+                  ws->component, name, sf_dtype_name(t->dtype));
+      return NULL;
+    }
+  }
+  float *out = malloc((size_t)(n ? n : 1) * sizeof(float));
+  if (out == NULL) {
+    sf_diag_set(&ws->diag, SF_ERR_OUT_OF_MEMORY, "%s: out of memory for tensor '%s' (%llu values)",
+                ws->component, name, (unsigned long long)n);
+    return NULL;
+  }
+  if (ws->w != NULL) {
+    const sf_st_tensor *t = sf_weights_find(ws->w, name);
+    sf_st_to_f32(t, out);
+    sf_weights_mark_used(ws->w, t);
+  } else {
+    fill_random(out, n, ws->seed, name, init, fan_in);
+  }
+  ws->params += n;
+  return out;
+}
+
+sf_status sf_wsrc_status(const sf_wsrc *ws, int check_unused, sf_diag *d) {
+  if (ws->diag.status != SF_OK) return sf_diag_set(d, ws->diag.status, "%s", ws->diag.msg);
+  if (check_unused && ws->w != NULL) {
+    const sf_st_tensor *t = sf_weights_first_unused(ws->w);
+    if (t != NULL)
+      return sf_diag_set(d, SF_ERR_BAD_MODEL,
+                         "%s: checkpoint tensor '%s' is not used by the architecture its config describes",
+                         ws->component, t->name);
+  }
+  return SF_OK;
+}

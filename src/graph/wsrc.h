@@ -1,0 +1,41 @@
+/* Where a network's parameters come from: a checkpoint (a component's safetensors,
+ * converted to f32 on the fly, shapes checked, every tensor accounted for) or seeded
+ * random values of the same shapes (to benchmark real architectures without weights). */
+#ifndef SF_GRAPH_WSRC_H
+#define SF_GRAPH_WSRC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/diag.h"
+
+struct sf_weights;
+
+typedef enum sf_init {
+  SF_INIT_FAN_IN = 0, /* uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default */
+  SF_INIT_ONES,       /* norm scales */
+  SF_INIT_ZEROS       /* norm shifts */
+} sf_init;
+
+typedef struct sf_wsrc sf_wsrc;
+
+sf_wsrc *sf_wsrc_from_weights(struct sf_weights *w, const char *component);
+sf_wsrc *sf_wsrc_random(uint64_t seed, const char *component);
+void sf_wsrc_destroy(sf_wsrc *ws);
+
+/* A malloc'd f32 copy of tensor `name` (PyTorch layout), which must have exactly the
+ * given shape. NULL on failure; the first failure is kept (see sf_wsrc_status). The
+ * caller frees the result once packed. fan_in is used by random init only. */
+float *sf_wsrc_fetch(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape,
+                     sf_init init, size_t fan_in);
+/* Whether a checkpoint has the tensor (random sources answer `dflt`): lets builders
+ * follow optional parts of an architecture (e.g. a 1x1 shortcut conv). */
+int sf_wsrc_has(const sf_wsrc *ws, const char *name, int dflt);
+int sf_wsrc_is_random(const sf_wsrc *ws);
+/* First failure of any fetch, else (when check_unused) the first checkpoint tensor no
+ * fetch asked for: a checkpoint that does not match the architecture is an error. */
+sf_status sf_wsrc_status(const sf_wsrc *ws, int check_unused, sf_diag *d);
+/* Parameters handed out so far. */
+uint64_t sf_wsrc_param_count(const sf_wsrc *ws);
+
+#endif

@@ -1,0 +1,141 @@
+/* Building the networks of a pipeline from its folder: each from its component's config
+ * and either its checkpoint or seeded random weights. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "graph/wsrc.h"
+#include "models/clip_text.h"
+#include "models/taesd.h"
+#include "models/unet.h"
+#include "models/vae.h"
+#include "pipeline/pipeline.h"
+#include "text/tokenizer.h"
+
+/* A weight source for a component: its checkpoint, or random values when asked for
+ * (each component gets its own stream so adding one does not change the others). */
+static sf_wsrc *component_wsrc(sf_pipeline *p, const sf_component *c, sf_diag *d) {
+  sf_wsrc *ws = NULL;
+  if (p->random_weights) {
+    uint64_t h = 1469598103934665603ull;
+    for (const char *s = c->name; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    ws = sf_wsrc_random(p->random_seed ^ h, c->name);
+  } else if (c->weights == NULL) {
+    sf_diag_set(d, SF_ERR_BAD_MODEL,
+                "%s: %s has a config but no weights (load with SF_PARAM_RANDOM_WEIGHTS to benchmark it)",
+                p->folder->dir, c->name);
+    return NULL;
+  } else {
+    sf_weights_clear_used(c->weights);
+    ws = sf_wsrc_from_weights(c->weights, c->name);
+  }
+  if (ws == NULL) sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", c->name);
+  return ws;
+}
+
+static const sf_json *component_config(const sf_component *c, sf_diag *d) {
+  const sf_json *cfg = sf_component_config(c);
+  if (cfg == NULL) sf_diag_set(d, SF_ERR_BAD_MODEL, "%s: no config", c->name);
+  return cfg;
+}
+
+static sf_status build_text_encoder(sf_pipeline *p, const sf_component *c, sf_diag *d) {
+  const sf_json *cfg = component_config(c, d);
+  if (cfg == NULL) return d->status;
+  sf_clip_text_config tc;
+  if (sf_clip_text_config_parse(cfg, &tc, d) != SF_OK) return d->status;
+  sf_wsrc *ws = component_wsrc(p, c, d);
+  if (ws == NULL) return d->status;
+  if (!p->random_weights) sf_clip_text_accept_buffers(c->weights);
+  p->text = sf_clip_text_build(&tc, ws, d);
+  p->parameters += sf_wsrc_param_count(ws);
+  sf_wsrc_destroy(ws);
+  return p->text ? SF_OK : d->status;
+}
+
+static sf_status build_unet(sf_pipeline *p, const sf_component *c, sf_diag *d) {
+  const sf_json *cfg = component_config(c, d);
+  if (cfg == NULL) return d->status;
+  sf_unet_config uc;
+  if (sf_unet_config_parse(cfg, &uc, d) != SF_OK) return d->status;
+  sf_wsrc *ws = component_wsrc(p, c, d);
+  if (ws == NULL) return d->status;
+  p->unet = sf_unet_build(&uc, ws, d);
+  p->parameters += sf_wsrc_param_count(ws);
+  sf_wsrc_destroy(ws);
+  return p->unet ? SF_OK : d->status;
+}
+
+static sf_status build_vae(sf_pipeline *p, const sf_component *c, int parts, sf_diag *d) {
+  const sf_json *cfg = component_config(c, d);
+  if (cfg == NULL) return d->status;
+  sf_vae_config vc;
+  if (sf_vae_config_parse(cfg, &vc, d) != SF_OK) return d->status;
+  sf_wsrc *ws = component_wsrc(p, c, d);
+  if (ws == NULL) return d->status;
+  if (!p->random_weights) sf_vae_accept_unbuilt(c->weights, parts);
+  p->vae = sf_vae_build(&vc, ws, parts, d);
+  p->parameters += sf_wsrc_param_count(ws);
+  sf_wsrc_destroy(ws);
+  return p->vae ? SF_OK : d->status;
+}
+
+/* A diffusers AutoencoderTiny folder, or the raw taesd.py weight files. */
+static struct sf_taesd *open_taesd(const char *dir, int parts, sf_diag *d) {
+  char dec[4096], enc[4096];
+  struct stat st;
+  snprintf(dec, sizeof dec, "%s/taesd_decoder.safetensors", dir);
+  snprintf(enc, sizeof enc, "%s/taesd_encoder.safetensors", dir);
+  int has_dec = stat(dec, &st) == 0, has_enc = stat(enc, &st) == 0;
+  if (!has_dec && !has_enc) return sf_taesd_open_dir(dir, parts, d);
+  return sf_taesd_open_files((parts & 1) && has_dec ? dec : NULL, (parts & 2) && has_enc ? enc : NULL, d);
+}
+
+void sf_pipeline_free_networks(sf_pipeline *p) {
+  sf_tokenizer_free(p->tokenizer);
+  sf_clip_text_destroy(p->text);
+  sf_unet_destroy(p->unet);
+  sf_vae_destroy(p->vae);
+  sf_taesd_destroy(p->taesd);
+  p->tokenizer = NULL;
+  p->text = NULL;
+  p->unet = NULL;
+  p->vae = NULL;
+  p->taesd = NULL;
+  p->networks = 0;
+}
+
+sf_status sf_pipeline_build_networks(sf_pipeline *p, unsigned networks, const char *taesd_path, sf_diag *d) {
+  const sf_model_folder *m = p->folder;
+  const sf_component *c;
+  if ((c = sf_model_folder_find(m, "tokenizer")) != NULL) {
+    p->tokenizer = sf_tokenizer_load_dir(c->dir, d);
+    if (p->tokenizer == NULL) return d->status;
+  }
+  if ((networks & SF_NET_TEXT_ENCODER) && (c = sf_model_folder_find(m, "text_encoder")) != NULL) {
+    if (build_text_encoder(p, c, d) != SF_OK) return d->status;
+    p->networks |= SF_NET_TEXT_ENCODER;
+  }
+  if ((networks & SF_NET_UNET) && (c = sf_model_folder_find(m, "unet")) != NULL) {
+    if (build_unet(p, c, d) != SF_OK) return d->status;
+    p->networks |= SF_NET_UNET;
+  }
+  int vae_parts = ((networks & SF_NET_VAE_DECODER) ? 1 : 0) | ((networks & SF_NET_VAE_ENCODER) ? 2 : 0);
+  if (vae_parts && (c = sf_model_folder_find(m, "vae")) != NULL) {
+    if (build_vae(p, c, vae_parts, d) != SF_OK) return d->status;
+    p->networks |= networks & (SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER);
+  }
+  int taesd_parts = ((networks & SF_NET_TAESD_DECODER) ? 1 : 0) | ((networks & SF_NET_TAESD_ENCODER) ? 2 : 0);
+  if (taesd_parts) {
+    const char *dir = taesd_path;
+    if (dir == NULL && (c = sf_model_folder_find(m, "taesd")) != NULL) dir = c->dir;
+    if (dir != NULL) {
+      p->taesd = open_taesd(dir, taesd_parts, d);
+      if (p->taesd == NULL) return d->status;
+      int built = sf_taesd_parts(p->taesd);
+      p->networks |= ((built & 1) ? SF_NET_TAESD_DECODER : 0) | ((built & 2) ? SF_NET_TAESD_ENCODER : 0);
+    }
+  }
+  return SF_OK;
+}

@@ -1,0 +1,40 @@
+/* The pipeline object: a model folder plus the networks built from it. */
+#ifndef SF_PIPELINE_PIPELINE_H
+#define SF_PIPELINE_PIPELINE_H
+
+#include <stdatomic.h>
+
+#include "core/context.h"
+#include "io/model_folder.h"
+
+struct sf_tokenizer;
+struct sf_clip_text;
+struct sf_unet;
+struct sf_vae;
+struct sf_taesd;
+
+struct sf_pipeline {
+  sf_context *ctx;
+  sf_model_folder *folder;
+  int random_weights;
+  uint64_t random_seed;
+  unsigned networks; /* sf_network bits built */
+  struct sf_tokenizer *tokenizer;
+  struct sf_clip_text *text;
+  struct sf_unet *unet;
+  struct sf_vae *vae;
+  struct sf_taesd *taesd;
+  uint64_t parameters;
+  atomic_int cancel;
+};
+
+/* Text description used by sf_pipeline_describe (format: SF_FORMAT_*). Returns a
+ * malloc'd string or NULL when out of memory. */
+char *sf_pipeline_describe_alloc(const sf_pipeline *p, int format);
+
+
+
+/* Builds the networks asked for in `networks` (sf_network bits) that the folder has. */
+sf_status sf_pipeline_build_networks(sf_pipeline *p, unsigned networks, const char *taesd_path, sf_diag *d);
+void sf_pipeline_free_networks(sf_pipeline *p);
+#endif

@@ -1,0 +1,17 @@
+# The public header must stand alone as strict C99 and as C++ (extern "C").
+foreach(mode "c;-std=c99" "c;-std=c11" "c++;-std=c++11")
+  list(GET mode 0 lang)
+  list(GET mode 1 std)
+  if(lang STREQUAL "c++")
+    find_program(CXX NAMES c++ g++ clang++ REQUIRED)
+    set(compiler ${CXX})
+  else()
+    set(compiler ${CC})
+  endif()
+  execute_process(COMMAND ${compiler} -x ${lang} ${std} -Wall -Wextra -Werror -pedantic -fsyntax-only ${HEADER}
+                  RESULT_VARIABLE rc ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${HEADER} does not compile as ${lang} ${std}:\n${err}")
+  endif()
+endforeach()
+message(STATUS "header compiles as C99, C11 and C++11")
