@@ -9,6 +9,7 @@
 
 #include "io/json.h"
 #include "test.h"
+#include "text/text_clean.h"
 #include "text/tokenizer.h"
 
 #define MAXLEN 77
@@ -175,6 +176,47 @@ static void test_robustness(const sf_tokenizer *t) {
   CHECK(strcmp(sf_tokenizer_token(t, 320), "a</w>") == 0);
 }
 
+/* ftfy.fix_text on inputs whose results ftfy documents (docstrings and its tests). */
+static void test_ftfy_examples(void) {
+  static const char *const ex[][2] = {
+      {"\xC3\xA2\xC5\x93\xE2\x80\x9D No problems", "\xE2\x9C\x94 No problems"},
+      {"\xEF\xBC\xAC\xEF\xBC\xAF\xEF\xBC\xB5\xEF\xBC\xA4\xE3\x80\x80\xEF\xBC\xAE\xEF\xBC\xAF"
+       "\xEF\xBC\xA9\xEF\xBC\xB3\xEF\xBC\xA5\xEF\xBC\xB3",
+       "LOUD NOISES"},
+      {"s\xC3\x83\xC2\xB3", "s\xC3\xB3"},
+      {"voil\xC3\x83 le travail", "voil\xC3\xA0 le travail"},
+      {"sch\xC3\x83\xC2\xB6n", "sch\xC3\xB6n"},
+      {"This \xC3\xA2\xE2\x82\xAC\xE2\x80\x9D should be an em dash", "This \xE2\x80\x94 should be an em dash"},
+      {"This text was never UTF-8 at all\xC2\x85", "This text was never UTF-8 at all\xE2\x80\xA6"},
+      {"&amp;\n<html>\n&amp;", "&\n<html>\n&amp;"},
+      {"P&EACUTE;REZ", "P\xC3\x89REZ"},
+      {"BUNDESSTRA&SZLIG;E", "BUNDESSTRASSE"},
+      {"&ntilde; &Ntilde; &NTILDE; &nTILDE;", "\xC3\xB1 \xC3\x91 \xC3\x91 &nTILDE;"},
+      {"&#x2019;&#8217;&#59;&#x;&#12ab;", "''&#59;&#x;&#12ab;"},
+      {"\x1B[36;44mI'm blue\x1B[0m", "I'm blue"},
+      {"\xEF\xAC\x82" "u\xEF\xAC\x83" "e\xEF\xAC\x86", "fluffiest"},
+      {"\xE2\x80\x9Chere\xE2\x80\x99s a test\xE2\x80\x9D", "\"here's a test\""},
+      {"a\r\nb\rc\xE2\x80\xA8" "d", "a\nb\nc\nd"},
+      {"x\x01\x7F\xEF\xBB\xBFy\xE2\x80\x8B", "xy\xE2\x80\x8B"},
+      {"e\xCC\x81", "\xC3\xA9"},
+  };
+  for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
+    sf_cpbuf in = {0}, out = {0}, want = {0};
+    CHECK(sf_text_decode_utf8(ex[i][0], strlen(ex[i][0]), &in) == SF_OK);
+    CHECK(sf_text_decode_utf8(ex[i][1], strlen(ex[i][1]), &want) == SF_OK);
+    CHECK(sf_text_ftfy(in.v, in.n, &out) == SF_OK);
+    int eq = out.n == want.n && (out.n == 0 || memcmp(out.v, want.v, out.n * sizeof(uint32_t)) == 0);
+    CHECK_MSG(eq, "ftfy example %zu", i);
+    if (!eq) {
+      for (size_t k = 0; k < out.n; k++) fprintf(stderr, " %X", out.v[k]);
+      fputc('\n', stderr);
+    }
+    sf_cpbuf_free(&in);
+    sf_cpbuf_free(&out);
+    sf_cpbuf_free(&want);
+  }
+}
+
 static void test_long(const sf_tokenizer *t) {
   size_t len = 100 * 1024;
   char *big = malloc(len + 1);
@@ -299,6 +341,7 @@ int main(void) {
     CHECK(same_strings);
     test_cases(hf, oa, fx);
     test_robustness(hf);
+    test_ftfy_examples();
     test_long(hf);
   }
   test_load_errors(fx);

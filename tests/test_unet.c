@@ -153,7 +153,8 @@ static void check_replan(sf_unet *u, const case_io *io, const float *out2) {
     CHECK_MSG(rel <= 1e-6, "item %zu of batch 2 vs batch 1: rel diff %g", b, rel);
   }
   if (again) {
-    sf_status s = sf_unet_run(u, NULL, NULL, io->sample, io->n, io->h, io->w, io->t_f32, io->text, io->tokens, again, &d);
+    sf_status s =
+        sf_unet_run(u, NULL, NULL, io->sample, io->n, io->h, io->w, io->t_f32, io->text, io->tokens, again, &d);
     CHECK_MSG(s == SF_OK, "%s", d.msg);
     CHECK_MSG(bit_equal(again, out2, io->n * per), "batch 2 after batch 1 differs from the first batch-2 run");
   }
@@ -218,9 +219,9 @@ static void run_fixture_cases(const fx_manifest *fm) {
     size_t count = io.n * io.ch * io.h * io.w;
     float *out = malloc(count * sizeof *out), *out_passed = malloc(count * sizeof *out);
     sf_diag d = {0};
-    sf_status s = out ? sf_unet_run(m->unet, NULL, NULL, io.sample, io.n, io.h, io.w, io.t_f32, io.text, io.tokens,
-                                    out, &d)
-                      : SF_ERR_OUT_OF_MEMORY;
+    sf_status s =
+        out ? sf_unet_run(m->unet, NULL, NULL, io.sample, io.n, io.h, io.w, io.t_f32, io.text, io.tokens, out, &d)
+            : SF_ERR_OUT_OF_MEMORY;
     CHECK_MSG(s == SF_OK, "%s: %s", name, d.msg);
     if (s == SF_OK) {
       fx_result r = {0, 0, 0};
@@ -238,6 +239,7 @@ static void run_fixture_cases(const fx_manifest *fm) {
         replan_done = 1;
       }
       if (!threads_done) {
+        CHECK_MSG(sf_graph_check_plan(sf_unet_graph(m->unet), &d) == 0, "%s", d.msg);
         check_threads(m->unet, &io);
         check_bad_sizes(m->unet, &io);
         threads_done = 1;
@@ -255,7 +257,7 @@ static void run_fixture_cases(const fx_manifest *fm) {
 
 /* ---- config parsing and refusals ---------------------------------------------------------- */
 
-#define BASE_CONFIG_HEAD                                                                                    \
+#define BASE_CONFIG_HEAD                                                                                   \
   "{\"_class_name\": \"UNet2DConditionModel\", \"block_out_channels\": [32, 64], \"norm_num_groups\": 8, " \
   "\"cross_attention_dim\": 32, \"attention_head_dim\": [2, 4], \"layers_per_block\": 1, "
 
@@ -265,11 +267,13 @@ static void expect_refusal(const char *tail, sf_status want, const char *needle)
   sf_unet_config cfg;
   sf_diag d = {0};
   sf_status s = parse_config_text(text, &cfg, &d);
-  CHECK_MSG(s == want && strstr(d.msg, needle) != NULL, "config tail %s: status %d, message '%s' (want %d, '%s')",
-            tail, (int)s, d.msg, (int)want, needle);
+  CHECK_MSG(s == want && strstr(d.msg, needle) != NULL, "config tail %s: status %d, message '%s' (want %d, '%s')", tail,
+            (int)s, d.msg, (int)want, needle);
 }
 
-#define OK_TYPES "\"down_block_types\": [\"CrossAttnDownBlock2D\", \"DownBlock2D\"], \"up_block_types\": [\"UpBlock2D\", \"CrossAttnUpBlock2D\"]"
+#define OK_TYPES                                                                                            \
+  "\"down_block_types\": [\"CrossAttnDownBlock2D\", \"DownBlock2D\"], \"up_block_types\": [\"UpBlock2D\", " \
+  "\"CrossAttnUpBlock2D\"]"
 
 static void test_config_refusals(void) {
   /* The base itself parses. */
@@ -280,12 +284,14 @@ static void test_config_refusals(void) {
     sf_diag d = {0};
     CHECK_MSG(parse_config_text(text, &cfg, &d) == SF_OK, "%s", d.msg);
   }
-  expect_refusal("\"down_block_types\": [\"CrossAttnDownBlock2D\", \"FancyDownBlock2D\"], "
-                 "\"up_block_types\": [\"UpBlock2D\", \"CrossAttnUpBlock2D\"]}",
-                 SF_ERR_UNSUPPORTED, "unsupported: down_block_types[1]=\"FancyDownBlock2D\"");
-  expect_refusal("\"down_block_types\": [\"CrossAttnDownBlock2D\", \"DownBlock2D\"], "
-                 "\"up_block_types\": [\"UpBlock2D\", \"SimpleCrossAttnUpBlock2D\"]}",
-                 SF_ERR_UNSUPPORTED, "unsupported: up_block_types[1]");
+  expect_refusal(
+      "\"down_block_types\": [\"CrossAttnDownBlock2D\", \"FancyDownBlock2D\"], "
+      "\"up_block_types\": [\"UpBlock2D\", \"CrossAttnUpBlock2D\"]}",
+      SF_ERR_UNSUPPORTED, "unsupported: down_block_types[1]=\"FancyDownBlock2D\"");
+  expect_refusal(
+      "\"down_block_types\": [\"CrossAttnDownBlock2D\", \"DownBlock2D\"], "
+      "\"up_block_types\": [\"UpBlock2D\", \"SimpleCrossAttnUpBlock2D\"]}",
+      SF_ERR_UNSUPPORTED, "unsupported: up_block_types[1]");
   static const struct {
     const char *field;
     const char *needle;
@@ -330,8 +336,8 @@ static void test_config_refusals(void) {
   {
     sf_unet_config cfg;
     sf_diag d = {0};
-    sf_status s = parse_config_text("{\"down_block_types\": [\"DownBlock2D\"], \"up_block_types\": [\"UpBlock2D\"]}",
-                                    &cfg, &d);
+    sf_status s =
+        parse_config_text("{\"down_block_types\": [\"DownBlock2D\"], \"up_block_types\": [\"UpBlock2D\"]}", &cfg, &d);
     CHECK_MSG(s == SF_ERR_BAD_MODEL && strstr(d.msg, "block_out_channels"), "%s", d.msg);
   }
 }
@@ -360,7 +366,7 @@ static int test_config_resolution(const char *configs_dir) {
   CHECK_EQ_INT(c.mid_kind, SF_UNET_MID_CROSS_ATTN);
   CHECK_EQ_INT(c.up[0].kind, SF_UNET_BLOCK_PLAIN);
   CHECK_EQ_INT(c.up[3].layers, 3);
-  CHECK_EQ_INT(c.up[3].in_channels, 640);      /* prev_output_channel */
+  CHECK_EQ_INT(c.up[3].in_channels, 640); /* prev_output_channel */
   CHECK_EQ_INT(c.up[3].skip_in_channels, 320);
   CHECK_EQ_INT(c.time_embed_dim, 1280);
 
@@ -442,8 +448,8 @@ static void test_random_build(const char *configs_dir, const char *name, size_t 
     for (size_t i = 0; text && i < T * D; i++) text[i] = (float)((i * 40503u) % 997) / 498.5f - 1.0f;
     pthreadpool_t pool = NULL; /* a loaded 2-core machine makes pool barriers dominate tiny graphs */
     t0 = now_s();
-    sf_status s = x && text && out ? sf_unet_run(u, pool, NULL, x, 1, lat, lat, &t, text, T, out, &d)
-                                   : SF_ERR_OUT_OF_MEMORY;
+    sf_status s =
+        x && text && out ? sf_unet_run(u, pool, NULL, x, 1, lat, lat, &t, text, T, out, &d) : SF_ERR_OUT_OF_MEMORY;
     double t_run = now_s() - t0;
     t0 = now_s(); /* planned now: the second run measures the graph alone */
     if (s == SF_OK) s = sf_unet_run(u, pool, NULL, x, 1, lat, lat, &t, text, T, out, &d);
@@ -458,16 +464,80 @@ static void test_random_build(const char *configs_dir, const char *name, size_t 
     CHECK_MSG(finite && mag > 0, "%s: output not finite or all zero", name);
     sf_graph_stats st;
     sf_graph_get_stats(sf_unet_graph(u), &st);
-    printf("random %-18s %zux%zu: %.1fM params, %.2f GMAC dense + %.3f attention, arena %.1f MiB, build %.1f s, "
-           "plan+run %.2f s, run %.2f s: %s\n",
-           name, lat, lat, sf_wsrc_param_count(ws) / 1e6, st.macs_dense / 1e9, st.macs_attention / 1e9,
-           sf_graph_arena_bytes(sf_unet_graph(u)) / 1048576.0, t_build, t_run, t_rerun, finite ? "finite" : "NOT FINITE");
+    printf(
+        "random %-18s %zux%zu: %.1fM params, %.2f GMAC dense + %.3f attention, arena %.1f MiB, build %.1f s, "
+        "plan+run %.2f s, run %.2f s: %s\n",
+        name, lat, lat, sf_wsrc_param_count(ws) / 1e6, st.macs_dense / 1e9, st.macs_attention / 1e9,
+        sf_graph_arena_bytes(sf_unet_graph(u)) / 1048576.0, t_build, t_run, t_rerun, finite ? "finite" : "NOT FINITE");
     free(x);
     free(text);
     free(out);
   }
   sf_unet_destroy(u);
   sf_wsrc_destroy(ws);
+}
+
+/* Options no fixture covers, on a random-weight toy: linear projections, heads that do not
+ * divide the width, only_cross_attention, transformer depth 0, per-stage layers, a resnet-only
+ * mid block, extra time activations, odd conv kernels, centred input, downsample_padding 0. */
+#define VARIANT_CONFIG                                                                                             \
+  "{\"block_out_channels\": [16, 32], \"norm_num_groups\": 8, \"cross_attention_dim\": 24, "                       \
+  "\"attention_head_dim\": [3, 4], \"down_block_types\": [\"CrossAttnDownBlock2D\", \"CrossAttnDownBlock2D\"], "   \
+  "\"up_block_types\": [\"CrossAttnUpBlock2D\", \"UNetResCrossAttnUpBlock2D\"], \"use_linear_projection\": true, " \
+  "\"only_cross_attention\": [true, false], \"mid_block_type\": \"UNetMidBlock2D\", "                              \
+  "\"time_embedding_act_fn\": \"silu\", \"timestep_post_act\": \"silu\", \"time_embedding_dim\": 40, "             \
+  "\"center_input_sample\": true, \"conv_in_kernel\": 5, \"conv_out_kernel\": 1, \"in_channels\": 9, "             \
+  "\"out_channels\": 3, \"layers_per_block\": [1, 2], \"transformer_layers_per_block\": [2, 0], "                  \
+  "\"freq_shift\": 1, \"flip_sin_to_cos\": false, \"mid_block_scale_factor\": 2.0, \"upcast_attention\": true, "   \
+  "\"downsample_padding\": %d}"
+
+static float *run_variant(int downsample_padding, size_t batch, const float *x, const float *t, const float *text,
+                          size_t T) {
+  char text_cfg[2048];
+  snprintf(text_cfg, sizeof text_cfg, VARIANT_CONFIG, downsample_padding);
+  sf_unet_config cfg;
+  sf_diag d = {0};
+  if (parse_config_text(text_cfg, &cfg, &d) != SF_OK) {
+    CHECK_MSG(0, "variant config: %s", d.msg);
+    return NULL;
+  }
+  CHECK_EQ_INT(cfg.up[1].layers, 2);
+  CHECK_EQ_INT(cfg.mid_kind, SF_UNET_MID_RESNET);
+  sf_wsrc *ws = sf_wsrc_random(7, "unet");
+  sf_unet *u = ws ? sf_unet_build(&cfg, ws, &d) : NULL;
+  CHECK_MSG(u != NULL, "variant build: %s", d.msg);
+  size_t h = 8, w = 12, per = 3 * h * w;
+  float *out = u ? malloc(batch * per * sizeof *out) : NULL;
+  if (out) {
+    sf_status s = sf_unet_run(u, NULL, NULL, x, batch, h, w, t, text, T, out, &d);
+    CHECK_MSG(s == SF_OK, "variant run: %s", d.msg);
+    int finite = s == SF_OK;
+    for (size_t i = 0; finite && i < batch * per; i++) finite = isfinite(out[i]);
+    CHECK_MSG(finite, "variant output not finite");
+    CHECK_MSG(sf_graph_check_plan(sf_unet_graph(u), &d) == 0, "%s", d.msg);
+    /* Each item of the batch alone gives the same result (per-sample t and text). */
+    float *one = malloc(per * sizeof *one);
+    for (size_t b = 0; one && b < batch; b++) {
+      s = sf_unet_run(u, NULL, NULL, x + b * 9 * h * w, 1, h, w, t + b, text + b * T * 24, T, one, &d);
+      CHECK_MSG(s == SF_OK && max_rel_diff(one, out + b * per, per) <= 1e-6, "variant item %zu alone differs", b);
+    }
+    free(one);
+  }
+  sf_unet_destroy(u);
+  sf_wsrc_destroy(ws);
+  return out;
+}
+
+static void test_variants(void) {
+  size_t batch = 2, T = 5, per_x = 9 * 8 * 12;
+  float x[2 * 9 * 8 * 12], text[2 * 5 * 24], t[2] = {999.0f, 17.5f};
+  for (size_t i = 0; i < batch * per_x; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+  for (size_t i = 0; i < batch * T * 24; i++) text[i] = (float)((i * 40503u) % 997) / 498.5f - 1.0f;
+  float *pad1 = run_variant(1, batch, x, t, text, T);
+  float *pad0 = run_variant(0, batch, x, t, text, T);
+  if (pad1 && pad0) CHECK_MSG(!bit_equal(pad0, pad1, batch * 3 * 8 * 12), "downsample_padding 0 had no effect");
+  free(pad1);
+  free(pad0);
 }
 
 /* ---- checkpoints that do not match the architecture ------------------------------------- */
@@ -581,6 +651,7 @@ int main(void) {
     return 1;
   }
   test_config_refusals();
+  test_variants();
   char configs[3000];
   snprintf(configs, sizeof configs, "%s/../shared/configs", SF_TEST_SOURCE_DIR);
   if (test_config_resolution(configs)) {

@@ -365,8 +365,11 @@ static size_t pool_threads(pthreadpool_t pool) { return pool ? pthreadpool_get_t
 
 static sf_status ensure_plan(taesd_graph *tg, sf_shape in, pthreadpool_t pool, sf_diag *d) {
   size_t threads = pool_threads(pool);
-  sf_shape p = tg->plan_shape;
-  if (tg->planned && p.n == in.n && p.h == in.h && p.w == in.w && p.c == in.c && tg->plan_threads == threads)
+  sf_shape p = tg->plan_shape, q = sf_graph_shape(tg->g, tg->in);
+  /* Also compare with the graph's own state: it may have been re-planned through the
+   * accessor since. */
+  if (tg->planned && p.n == in.n && p.h == in.h && p.w == in.w && p.c == in.c && tg->plan_threads == threads &&
+      q.n == in.n && q.h == in.h && q.w == in.w && q.c == in.c && sf_graph_data(tg->g, tg->in) != NULL)
     return SF_OK;
   tg->planned = 0;
   sf_status s = sf_graph_plan(tg->g, &in, 1, pool, d);

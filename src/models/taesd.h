@@ -9,7 +9,8 @@
  * Latents are pipeline-space (TAESD's scaling_factor is 1.0: no 0.18215 division). The
  * decoder is tanh(x/3)*3, conv, ReLU, then per stage Blocks (conv-ReLU-conv-ReLU-conv plus
  * skip, ReLU), nearest x2 upsampling and a conv; the final conv gives ~[0, 1] (taesd.py's raw
- * output). The public modes map images to the KL decoder's [-1, 1] range as diffusers does. */
+ * output). The public modes map images to the KL decoder's [-1, 1] range as diffusers does.
+ * One call at a time per object. */
 #ifndef SF_MODELS_TAESD_H
 #define SF_MODELS_TAESD_H
 

@@ -24,9 +24,7 @@ struct sf_unet {
   sf_graph *g;
   sf_vid in_sample, in_temb, in_text, out;
   size_t plan_n, plan_h, plan_w, plan_tokens; /* shapes of the current plan; 0 = none */
-  pthreadpool_t plan_pool;
-
-
+  pthreadpool_t plan_pool;                    /* attention scratch and XNNPACK setup depend on the pool */
 };
 
 /* The down path's outputs, consumed last-in first-out by the up path. */
@@ -89,8 +87,8 @@ static sf_vid up_block(const sf_unet_ctx *ctx, const sf_unet_block *b, size_t i,
     size_t want_in = l == 0 ? b->in_channels : b->out_channels;
     size_t want_skip = l + 1 == b->layers ? b->skip_in_channels : b->out_channels;
     if (skips->n == 0) {
-      sf_diag_set(d, SF_ERR_BAD_MODEL, "unet config: up_blocks.%zu needs more skip connections than the down path makes",
-                  i);
+      sf_diag_set(d, SF_ERR_BAD_MODEL,
+                  "unet config: up_blocks.%zu needs more skip connections than the down path makes", i);
       return -1;
     }
     sf_vid skip = skips->v[--skips->n];
@@ -125,31 +123,34 @@ static sf_status build_graph(sf_unet *u, sf_wsrc *ws, sf_diag *d) {
   u->in_temb = sf_graph_input(g, "timestep_embedding", c->time_proj_dim);
   u->in_text = sf_graph_input(g, "encoder_hidden_states", c->cross_attention_dim);
 
-  sf_unet_ctx ctx = {g,           ws, -1, u->in_text, c->norm_num_groups, c->norm_eps, c->use_linear_projection,
-                     c->downsample_padding};
+  sf_unet_ctx ctx = {.g = g,
+                     .ws = ws,
+                     .text = u->in_text,
+                     .groups = c->norm_num_groups,
+                     .eps = c->norm_eps,
+                     .linear_projection = c->use_linear_projection,
+                     .downsample_padding = c->downsample_padding};
   /* Every resnet applies its nonlinearity to temb before projecting: do it once. */
   ctx.temb_act = sf_g_act(g, time_embedding(u, ws, u->in_temb), SF_ACT_SILU);
 
   size_t k = c->conv_in_kernel;
   sf_vid h = sf_g_conv2d(g, ws, "conv_in", u->in_sample, c->block_out_channels[0], k, 1, (k - 1) / 2, 1);
-  skip_stack *skips = calloc(1, sizeof *skips);
-  if (skips == NULL) return sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "unet: out of memory");
-  push(skips, h);
-  for (size_t i = 0; i < c->n_blocks; i++) h = down_block(&ctx, &c->down[i], i, h, skips);
+  skip_stack skips = {.n = 0};
+  push(&skips, h);
+  for (size_t i = 0; i < c->n_blocks; i++) h = down_block(&ctx, &c->down[i], i, h, &skips);
   if (c->mid_kind != SF_UNET_MID_NONE) h = mid_block(&ctx, c, h);
-  for (size_t i = 0; i < c->n_blocks; i++) h = up_block(&ctx, &c->up[i], i, h, skips, &arch);
-  size_t left = skips->n;
-  free(skips);
-  if (left != 0)
-    sf_diag_set(&arch, SF_ERR_BAD_MODEL, "unet config: %zu skip connections of the down path are never consumed", left);
+  for (size_t i = 0; i < c->n_blocks; i++) h = up_block(&ctx, &c->up[i], i, h, &skips, &arch);
+  if (skips.n != 0)
+    sf_diag_set(&arch, SF_ERR_BAD_MODEL, "unet config: %zu skip connections of the down path are never consumed",
+                skips.n);
 
   h = sf_g_groupnorm(g, ws, "conv_norm_out", h, c->norm_num_groups, c->norm_eps, 1);
   k = c->conv_out_kernel;
   u->out = sf_g_conv2d(g, ws, "conv_out", h, c->out_channels, k, 1, (k - 1) / 2, 1);
   sf_graph_mark_output(g, u->out);
 
-  /* An architecture inconsistency (recorded in d above) or a weight-source failure is the
-   * most specific cause; the graph's sticky error follows from them. */
+  /* An architecture inconsistency (arch) or a weight-source failure is the most specific
+   * cause; the graph's sticky error merely follows from them. */
   if (arch.status != SF_OK) return sf_diag_set(d, arch.status, "%s", arch.msg);
   sf_status s = sf_wsrc_status(ws, 0, d);
   if (s != SF_OK) return s;
@@ -200,8 +201,8 @@ sf_status sf_unet_run(sf_unet *u, pthreadpool_t pool, const atomic_int *cancel, 
   const sf_unet_config *c = &u->cfg;
   size_t factor = (size_t)1 << c->n_downsamplers;
   if (batch == 0 || tokens == 0 || h == 0 || w == 0)
-    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "unet: empty input (batch %zu, %zux%zu latent, %zu tokens)",
-                       batch, h, w, tokens);
+    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "unet: empty input (batch %zu, %zux%zu latent, %zu tokens)", batch,
+                       h, w, tokens);
   if (h % factor != 0 || w % factor != 0)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT,
                        "unet: latent size %zux%zu is not a multiple of %zu (the UNet halves it %zu times); "
@@ -209,9 +210,8 @@ sf_status sf_unet_run(sf_unet *u, pthreadpool_t pool, const atomic_int *cancel, 
                        h, w, factor, c->n_downsamplers, factor * 8);
 
   if (batch != u->plan_n || h != u->plan_h || w != u->plan_w || tokens != u->plan_tokens || pool != u->plan_pool) {
-    sf_shape shapes[3] = {{batch, h, w, c->in_channels},
-                          {batch, 1, 1, c->time_proj_dim},
-                          {batch, 1, tokens, c->cross_attention_dim}};
+    sf_shape shapes[3] = {
+        {batch, h, w, c->in_channels}, {batch, 1, 1, c->time_proj_dim}, {batch, 1, tokens, c->cross_attention_dim}};
     u->plan_n = 0;
     sf_status s = sf_graph_plan(u->g, shapes, 3, pool, d);
     if (s != SF_OK) return s;

@@ -33,15 +33,15 @@ typedef enum sf_unet_mid_kind {
 /* One down, mid or up block with everything the builder needs. */
 typedef struct sf_unet_block {
   sf_unet_block_kind kind;
-  size_t in_channels;  /* down: input of the first resnet; up: prev_output_channel */
+  size_t in_channels;      /* down: input of the first resnet; up: prev_output_channel */
   size_t skip_in_channels; /* up only: diffusers' in_channels (skip width of the last resnet) */
   size_t out_channels;
-  size_t layers;       /* resnets (up blocks: layers_per_block + 1) */
+  size_t layers;                                 /* resnets (up blocks: layers_per_block + 1) */
   size_t transformer_layers[SF_UNET_MAX_LAYERS]; /* per resnet, cross-attention blocks only */
-  size_t heads;        /* attention heads; head_dim = out_channels / heads */
+  size_t heads;                                  /* attention heads; head_dim = out_channels / heads */
   size_t cross_attention_dim;
   int only_cross_attention; /* attn1 attends to the text too */
-  int resample;        /* down: stride-2 conv after; up: nearest x2 + conv after */
+  int resample;             /* down: stride-2 conv after; up: nearest x2 + conv after */
 } sf_unet_block;
 
 typedef struct sf_unet_config {
@@ -85,9 +85,9 @@ void sf_unet_destroy(sf_unet *u);
 /* latents NCHW [batch, in_ch, h, w]; timesteps [batch] float32; text [batch, tokens,
  * cross_attention_dim]; out NCHW [batch, out_ch, h, w] (may not alias latents). h and w must
  * be positive multiples of 2^n_downsamplers. pool may be NULL; cancel may be NULL. */
-sf_status sf_unet_run(sf_unet *u, pthreadpool_t pool, const atomic_int *cancel, const float *latents,
-                      size_t batch, size_t h, size_t w, const float *timesteps, const float *text,
-                      size_t tokens, float *out, sf_diag *d);
+sf_status sf_unet_run(sf_unet *u, pthreadpool_t pool, const atomic_int *cancel, const float *latents, size_t batch,
+                      size_t h, size_t w, const float *timesteps, const float *text, size_t tokens, float *out,
+                      sf_diag *d);
 
 const sf_unet_config *sf_unet_get_config(const sf_unet *u);
 /* The graph (for stats: MACs, arena bytes) as planned by the last run. */

@@ -79,8 +79,8 @@ static sf_vid attention(const sf_unet_ctx *c, const char *prefix, sf_vid x, sf_v
 }
 
 /* BasicTransformerBlock, norm_type "layer_norm": three pre-norm residual sub-layers. */
-static sf_vid basic_transformer_block(const sf_unet_ctx *c, const char *prefix, sf_vid h, size_t heads,
-                                      size_t head_dim, int only_cross) {
+static sf_vid basic_transformer_block(const sf_unet_ctx *c, const char *prefix, sf_vid h, size_t heads, size_t head_dim,
+                                      int only_cross) {
   sf_graph *g = c->g;
   size_t dim = sf_graph_channels(g, h);
   char n[256];

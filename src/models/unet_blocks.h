@@ -10,11 +10,11 @@
 typedef struct sf_unet_ctx {
   sf_graph *g;
   sf_wsrc *ws;
-  sf_vid temb_act; /* act(time embedding) [n,1,1,time_embed_dim]: every resnet projects it */
-  sf_vid text;     /* encoder hidden states [n,1,T,cross_attention_dim] */
-  size_t groups;   /* norm_num_groups */
-  float eps;       /* norm_eps of the resnets and conv_norm_out */
-  int linear_projection; /* Transformer2D proj_in/proj_out as linear instead of 1x1 conv */
+  sf_vid temb_act;           /* act(time embedding) [n,1,1,time_embed_dim]: every resnet projects it */
+  sf_vid text;               /* encoder hidden states [n,1,T,cross_attention_dim] */
+  size_t groups;             /* norm_num_groups */
+  float eps;                 /* norm_eps of the resnets and conv_norm_out */
+  int linear_projection;     /* Transformer2D proj_in/proj_out as linear instead of 1x1 conv */
   size_t downsample_padding; /* 1, or 0: pad right/bottom only */
 } sf_unet_ctx;
 
@@ -28,7 +28,8 @@ sf_vid sf_unet_resnet(const sf_unet_ctx *c, const char *prefix, sf_vid x, size_t
 sf_vid sf_unet_transformer2d(const sf_unet_ctx *c, const char *prefix, sf_vid x, size_t heads, size_t depth,
                              int only_cross);
 
-/* Stride-2 3x3 conv (padding 1, or right/bottom 1 when downsample_padding is 0) and nearest x2 followed by a 3x3 conv. */
+/* Stride-2 3x3 conv (padding 1, or right/bottom 1 when downsample_padding is 0) and nearest x2 followed by a 3x3 conv.
+ */
 sf_vid sf_unet_downsample(const sf_unet_ctx *c, const char *prefix, sf_vid x);
 sf_vid sf_unet_upsample(const sf_unet_ctx *c, const char *prefix, sf_vid x);
 

@@ -15,10 +15,16 @@
 static const char *repr(const sf_json *v, char *buf, size_t cap) {
   if (v == NULL) return "(missing)";
   switch (v->type) {
-    case SF_JSON_NULL: return "null";
-    case SF_JSON_BOOL: return v->u.boolean ? "true" : "false";
-    case SF_JSON_NUMBER: snprintf(buf, cap, "%.*s", (int)v->u.num.text_len, v->u.num.text); return buf;
-    case SF_JSON_STRING: snprintf(buf, cap, "\"%s\"", v->u.str); return buf;
+    case SF_JSON_NULL:
+      return "null";
+    case SF_JSON_BOOL:
+      return v->u.boolean ? "true" : "false";
+    case SF_JSON_NUMBER:
+      snprintf(buf, cap, "%.*s", (int)v->u.num.text_len, v->u.num.text);
+      return buf;
+    case SF_JSON_STRING:
+      snprintf(buf, cap, "\"%s\"", v->u.str);
+      return buf;
     case SF_JSON_ARRAY: {
       size_t off = (size_t)snprintf(buf, cap, "[");
       for (size_t i = 0; i < v->len && off + 8 < cap; i++) {
@@ -28,7 +34,8 @@ static const char *repr(const sf_json *v, char *buf, size_t cap) {
       if (off < cap) snprintf(buf + off, cap - off, "]");
       return buf;
     }
-    case SF_JSON_OBJECT: return "{...}";
+    case SF_JSON_OBJECT:
+      return "{...}";
   }
   return "?";
 }
@@ -83,8 +90,7 @@ static sf_status require_null(const sf_json *cfg, const char *key, sf_diag *d) {
   return is_missing_or_null(v) ? SF_OK : unsupported(d, key, v);
 }
 
-static sf_status require_string(const sf_json *cfg, const char *key, const char *dflt, const char *want,
-                                sf_diag *d) {
+static sf_status require_string(const sf_json *cfg, const char *key, const char *dflt, const char *want, sf_diag *d) {
   const sf_json *v = sf_json_get(cfg, key);
   const char *s = v ? sf_json_as_string(v) : dflt;
   if (s == NULL) return bad_key(d, key, "a string", v);
@@ -104,8 +110,8 @@ static sf_status get_optional_silu(const sf_json *cfg, const char *key, int *on,
 }
 
 /* int -> broadcast to n stages; list -> exactly n entries. */
-static sf_status get_stage_sizes(const sf_json *cfg, const char *key, size_t n, size_t dflt, size_t min,
-                                 size_t *out, sf_diag *d) {
+static sf_status get_stage_sizes(const sf_json *cfg, const char *key, size_t n, size_t dflt, size_t min, size_t *out,
+                                 sf_diag *d) {
   const sf_json *v = sf_json_get(cfg, key);
   int64_t x;
   if (v == NULL || v->type == SF_JSON_NUMBER) {
@@ -128,8 +134,7 @@ static sf_status get_stage_sizes(const sf_json *cfg, const char *key, size_t n, 
 
 /* One stage's transformer depth: an int for every resnet, or a per-resnet list (at least
  * `layers` entries, like diffusers' indexing requires). */
-static sf_status stage_depths(const sf_json *e, const char *key, size_t stage, size_t layers, size_t *out,
-                              sf_diag *d) {
+static sf_status stage_depths(const sf_json *e, const char *key, size_t stage, size_t layers, size_t *out, sf_diag *d) {
   int64_t x;
   char what[96];
   snprintf(what, sizeof what, "%s[%zu]", key, stage);
@@ -184,13 +189,13 @@ static const char *const known_keys[] = {
     "down_block_types", "mid_block_type", "up_block_types", "only_cross_attention", "block_out_channels",
     "layers_per_block", "downsample_padding", "mid_block_scale_factor", "dropout", "act_fn", "norm_num_groups",
     "norm_eps", "cross_attention_dim", "transformer_layers_per_block", "reverse_transformer_layers_per_block",
-    "encoder_hid_dim", "encoder_hid_dim_type", "attention_head_dim", "num_attention_heads",
-    "dual_cross_attention", "use_linear_projection", "class_embed_type", "addition_embed_type",
-    "addition_time_embed_dim", "num_class_embeds", "upcast_attention", "resnet_time_scale_shift",
-    "resnet_skip_time_act", "resnet_out_scale_factor", "time_embedding_type", "time_embedding_dim",
-    "time_embedding_act_fn", "timestep_post_act", "time_cond_proj_dim", "conv_in_kernel", "conv_out_kernel",
-    "projection_class_embeddings_input_dim", "attention_type", "class_embeddings_concat",
-    "mid_block_only_cross_attention", "cross_attention_norm", "addition_embed_type_num_heads",
+    "encoder_hid_dim", "encoder_hid_dim_type", "attention_head_dim", "num_attention_heads", "dual_cross_attention",
+    "use_linear_projection", "class_embed_type", "addition_embed_type", "addition_time_embed_dim", "num_class_embeds",
+    "upcast_attention", "resnet_time_scale_shift", "resnet_skip_time_act", "resnet_out_scale_factor",
+    "time_embedding_type", "time_embedding_dim", "time_embedding_act_fn", "timestep_post_act", "time_cond_proj_dim",
+    "conv_in_kernel", "conv_out_kernel", "projection_class_embeddings_input_dim", "attention_type",
+    "class_embeddings_concat", "mid_block_only_cross_attention", "cross_attention_norm",
+    "addition_embed_type_num_heads",
     /* EMA bookkeeping (diffusers EMAModel.save_pretrained) */
     "decay", "inv_gamma", "min_decay", "optimization_step", "power", "update_after_step", "use_ema_warmup"};
 
@@ -212,8 +217,8 @@ static sf_status check_keys(const sf_json *cfg, sf_diag *d) {
 
 /* Features whose presence changes the network and that are not implemented. */
 static sf_status check_unsupported(const sf_json *cfg, sf_diag *d) {
-  static const char *const must_be_null[] = {"class_embed_type",  "num_class_embeds",  "addition_embed_type",
-                                             "time_cond_proj_dim", "encoder_hid_dim",   "encoder_hid_dim_type",
+  static const char *const must_be_null[] = {"class_embed_type",   "num_class_embeds", "addition_embed_type",
+                                             "time_cond_proj_dim", "encoder_hid_dim",  "encoder_hid_dim_type",
                                              "num_attention_heads"};
   for (size_t i = 0; i < sizeof must_be_null / sizeof *must_be_null; i++) {
     sf_status s = require_null(cfg, must_be_null[i], d);
@@ -305,8 +310,7 @@ sf_status sf_unet_config_parse(const sf_json *cfg, sf_unet_config *c, sf_diag *d
   /* 0 is diffusers' F.pad(0,1,0,1) before an unpadded conv; larger values change the
    * downsampled size so the skips no longer line up. */
   if ((s = get_size(cfg, "downsample_padding", 1, 0, &c->downsample_padding, d)) != SF_OK) return s;
-  if (c->downsample_padding > 1)
-    return unsupported(d, "downsample_padding", sf_json_get(cfg, "downsample_padding"));
+  if (c->downsample_padding > 1) return unsupported(d, "downsample_padding", sf_json_get(cfg, "downsample_padding"));
 
   /* Time embedding: Timesteps(block_out_channels[0]) -> TimestepEmbedding. */
   c->time_proj_dim = c->block_out_channels[0];
@@ -337,7 +341,8 @@ sf_status sf_unet_config_parse(const sf_json *cfg, sf_unet_config *c, sf_diag *d
     return bad_key(d, "only_cross_attention", "a boolean or a list of one boolean per down block", oca);
   }
   for (size_t i = 0; i < n; i++)
-    if (layers[i] + 1 > SF_UNET_MAX_LAYERS) return unsupported(d, "layers_per_block", sf_json_get(cfg, "layers_per_block"));
+    if (layers[i] + 1 > SF_UNET_MAX_LAYERS)
+      return unsupported(d, "layers_per_block", sf_json_get(cfg, "layers_per_block"));
 
   const sf_json *tlpb = sf_json_get(cfg, "transformer_layers_per_block");
   const sf_json *rtlpb = sf_json_get(cfg, "reverse_transformer_layers_per_block");
@@ -354,8 +359,9 @@ sf_status sf_unet_config_parse(const sf_json *cfg, sf_unet_config *c, sf_diag *d
     return bad_key(d, "reverse_transformer_layers_per_block", "null or a list with one entry per up block", rtlpb);
   if (tlpb_nested && is_missing_or_null(rtlpb))
     return sf_diag_set(d, SF_ERR_BAD_MODEL,
-                       PREFIX "transformer_layers_per_block has per-layer lists but reverse_transformer_layers_per_block "
-                              "is null (diffusers requires it for asymmetrical UNets)");
+                       PREFIX
+                       "transformer_layers_per_block has per-layer lists but reverse_transformer_layers_per_block "
+                       "is null (diffusers requires it for asymmetrical UNets)");
   sf_json one = {0};
   one.type = SF_JSON_NUMBER;
   one.u.num.value = 1;
@@ -405,8 +411,7 @@ sf_status sf_unet_config_parse(const sf_json *cfg, sf_unet_config *c, sf_diag *d
     b->cross_attention_dim = cross[n - 1];
     if (b->layers) {
       const sf_json *e = tlpb ? (tlpb->type == SF_JSON_ARRAY ? &tlpb->u.items[n - 1] : tlpb) : tl_default;
-      if ((s = stage_depths(e, "transformer_layers_per_block", n - 1, 1, b->transformer_layers, d)) != SF_OK)
-        return s;
+      if ((s = stage_depths(e, "transformer_layers_per_block", n - 1, 1, b->transformer_layers, d)) != SF_OK) return s;
     }
   }
 

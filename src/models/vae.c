@@ -361,7 +361,11 @@ static int same_shape(sf_shape a, sf_shape b) { return a.n == b.n && a.h == b.h 
 
 static sf_status ensure_plan(vae_graph *vg, sf_shape in, pthreadpool_t pool, sf_diag *d) {
   size_t threads = pool_threads(pool);
-  if (vg->planned && same_shape(vg->plan_shape, in) && vg->plan_threads == threads) return SF_OK;
+  /* The graph is reachable through the accessors (for stats), so someone may have planned
+   * it for another shape since: check the graph's own state too. */
+  if (vg->planned && same_shape(vg->plan_shape, in) && vg->plan_threads == threads &&
+      same_shape(sf_graph_shape(vg->g, vg->in), in) && sf_graph_data(vg->g, vg->in) != NULL)
+    return SF_OK;
   vg->planned = 0;
   sf_status s = sf_graph_plan(vg->g, &in, 1, pool, d);
   if (s != SF_OK) return s;

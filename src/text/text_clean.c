@@ -307,6 +307,8 @@ static sf_status fix_unescape_html(const sf_cpbuf *in, sf_cpbuf *out) {
   return st;
 }
 
+static int same(const sf_cpbuf *a, const sf_cpbuf *b);
+
 /* ---- ftfy.badness.is_bad ---- */
 
 #define M(cp) sf_uc_mojibake_class(cp)
@@ -403,19 +405,168 @@ static int bad_at(const uint32_t *s, size_t n, size_t i) {
 
 static int is_bad(const uint32_t *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    if (s[i] >= 0x80 || (i + 1 < n && s[i + 1] >= 0x80)) {
+    /* Every alternative has a non-ASCII character within its first three. */
+    if (s[i] >= 0x80 || (i + 1 < n && s[i + 1] >= 0x80) || (i + 2 < n && s[i + 2] >= 0x80)) {
       if (bad_at(s, n, i)) return 1;
     }
   }
   return 0;
 }
 
-/* One step of ftfy's fix_encoding, for the two encodings that cover nearly all real
- * mojibake: UTF-8 read as Latin-1 or as (sloppy) Windows-1252. Not implemented: the
- * other single-byte encodings (1250/1251/1253/1254/1257, ISO-8859-2, MacRoman, cp437),
- * restore_byte_a0, replace_lossy_sequences beyond a lone U+FFFD, utf-8-variants (CESU-8,
- * Java's C0 80) and decode_inconsistent_utf8; such text is left as it is.
- * Returns 1 if `out` holds a changed text. */
+typedef struct bytebuf {
+  unsigned char *v;
+  size_t n, cap;
+} bytebuf;
+
+static sf_status bb_push(bytebuf *b, unsigned char c) {
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 64;
+    unsigned char *v = realloc(b->v, cap);
+    if (v == NULL) return SF_ERR_OUT_OF_MEMORY;
+    b->v = v;
+    b->cap = cap;
+  }
+  b->v[b->n++] = c;
+  return SF_OK;
+}
+
+static int in_b(unsigned char c, unsigned lo, unsigned hi) { return c >= lo && c <= hi; }
+/* [\x80-\x84\x86-\x9f\xa1-\xbf]: a continuation byte other than 85 and A0. */
+static int cont_not_85_a0(unsigned char c) { return in_b(c, 0x80, 0xBF) && c != 0x85 && c != 0xA0; }
+
+/* Length of ftfy's ALTERED_UTF8_RE match at b[i], 0 if none. */
+static size_t altered_utf8_at(const unsigned char *b, size_t n, size_t i) {
+  unsigned char c0 = b[i];
+  unsigned char c1 = i + 1 < n ? b[i + 1] : 0, c2 = i + 2 < n ? b[i + 2] : 0, c3 = i + 3 < n ? b[i + 3] : 0;
+  int h1 = i + 1 < n, h2 = i + 2 < n, h3 = i + 3 < n;
+  if ((c0 == 0xC2 || c0 == 0xC3 || c0 == 0xC5 || c0 == 0xCE || c0 == 0xD0 || c0 == 0xD9) && h1 && c1 == ' ') return 2;
+  if ((c0 == 0xE2 || c0 == 0xE3) && h2 && c1 == ' ' && cont_not_85_a0(c2)) return 3;
+  if (in_b(c0, 0xE0, 0xE3) && h2 && cont_not_85_a0(c1) && c2 == ' ') return 3;
+  if (c0 == 0xF0 && h3) {
+    int s1 = c1 == ' ', s2 = c2 == ' ', s3 = c3 == ' ';
+    int k1 = in_b(c1, 0x80, 0xBF), k2 = in_b(c2, 0x80, 0xBF), k3 = in_b(c3, 0x80, 0xBF);
+    if ((s1 && k2 && k3) || (k1 && s2 && k3) || (k1 && k2 && s3)) return 4;
+  }
+  return 0;
+}
+
+/* fixes.restore_byte_a0: a lone C3 before a space becomes "à " (except before the
+ * Portuguese words ftfy lists), and spaces inside would-be UTF-8 sequences become A0. */
+static sf_status restore_byte_a0(const bytebuf *in, bytebuf *out) {
+  static const char *const keep[] = {" ", "quele", "quela", "quilo", "s "};
+  bytebuf tmp = {0};
+  sf_status st = SF_OK;
+  for (size_t i = 0; st == SF_OK && i < in->n; i++) {
+    st = bb_push(&tmp, in->v[i]);
+    if (st == SF_OK && in->v[i] == 0xC3 && i + 1 < in->n && in->v[i + 1] == ' ') {
+      int excluded = 0;
+      for (size_t k = 0; k < 5; k++) {
+        size_t l = strlen(keep[k]);
+        if (i + 2 + l <= in->n && memcmp(in->v + i + 2, keep[k], l) == 0) excluded = 1;
+      }
+      if (!excluded) st = bb_push(&tmp, 0xA0);
+    }
+  }
+  out->n = 0;
+  for (size_t i = 0; st == SF_OK && i < tmp.n;) {
+    size_t m = altered_utf8_at(tmp.v, tmp.n, i);
+    if (m == 0) {
+      st = bb_push(out, tmp.v[i++]);
+      continue;
+    }
+    for (size_t k = 0; st == SF_OK && k < m; k++) st = bb_push(out, tmp.v[i + k] == ' ' ? 0xA0 : tmp.v[i + k]);
+    i += m;
+  }
+  free(tmp.v);
+  return st;
+}
+
+static int lost(unsigned char c) { return c == 0x1A || c == '?'; }
+static int lost_or_cont(unsigned char c) { return c == 0x1A || in_b(c, 0x80, 0xBF); }
+
+/* Length of ftfy's LOSSY_UTF8_RE match at b[i], 0 if none. */
+static size_t lossy_at(const unsigned char *b, size_t n, size_t i) {
+  unsigned char c[6] = {0};
+  size_t avail = n - i;
+  for (size_t k = 0; k < 6 && k < avail; k++) c[k] = b[i + k];
+  if (avail >= 2 && in_b(c[0], 0xC2, 0xDF) && c[1] == 0x1A) return 2;
+  if (avail >= 2 && in_b(c[0], 0xC2, 0xC3) && c[1] == '?') return 2;
+  if (avail >= 6 && c[0] == 0xED && in_b(c[1], 0xA0, 0xAF) && c[3] == 0xED && in_b(c[4], 0xB0, 0xBF)) {
+    if (lost(c[2]) && (lost(c[5]) || in_b(c[5], 0x80, 0xBF))) return 6;
+    if ((lost(c[2]) || in_b(c[2], 0x80, 0xBF)) && lost(c[5])) return 6;
+  }
+  if (avail >= 3 && in_b(c[0], 0xE0, 0xEF)) {
+    if (lost(c[1]) && lost_or_cont(c[2])) return 3;
+    if (lost_or_cont(c[1]) && lost(c[2])) return 3;
+  }
+  if (avail >= 4 && in_b(c[0], 0xF0, 0xF4)) {
+    if (lost(c[1]) && lost_or_cont(c[2]) && lost_or_cont(c[3])) return 4;
+    if (lost_or_cont(c[1]) && lost(c[2]) && lost_or_cont(c[3])) return 4;
+    if (lost_or_cont(c[1]) && lost_or_cont(c[2]) && lost(c[3])) return 4;
+  }
+  if (c[0] == 0x1A) return 1;
+  return 0;
+}
+
+/* fixes.replace_lossy_sequences: sequences that lost a byte (shown as 1A or '?')
+ * become the UTF-8 of U+FFFD. */
+static sf_status replace_lossy(const bytebuf *in, bytebuf *out) {
+  sf_status st = SF_OK;
+  out->n = 0;
+  for (size_t i = 0; st == SF_OK && i < in->n;) {
+    size_t m = lossy_at(in->v, in->n, i);
+    if (m == 0) {
+      st = bb_push(out, in->v[i++]);
+    } else {
+      st = bb_push(out, 0xEF);
+      if (st == SF_OK) st = bb_push(out, 0xBF);
+      if (st == SF_OK) st = bb_push(out, 0xBD);
+      i += m;
+    }
+  }
+  return st;
+}
+
+/* Strict UTF-8 decode (ftfy's "utf-8-variants" when `variants`: also CESU-8 surrogate
+ * pairs and Java's C0 80 for U+0000). Returns 0 if the bytes do not decode. */
+static sf_status decode_utf8_strict(const bytebuf *b, int variants, sf_cpbuf *out, int *ok) {
+  *ok = 1;
+  out->n = 0;
+  for (size_t i = 0; i < b->n;) {
+    const unsigned char *p = b->v + i;
+    size_t left = b->n - i;
+    uint32_t cp;
+    size_t k;
+    if (variants && left >= 6 && p[0] == 0xED && in_b(p[1], 0xA0, 0xAF) && in_b(p[2], 0x80, 0xBF) &&
+        p[3] == 0xED && in_b(p[4], 0xB0, 0xBF) && in_b(p[5], 0x80, 0xBF)) {
+      uint32_t hi = 0xD000u | ((uint32_t)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+      uint32_t lo = 0xD000u | ((uint32_t)(p[4] & 0x3F) << 6) | (p[5] & 0x3F);
+      cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+      k = 6;
+    } else if (variants && left >= 2 && p[0] == 0xC0 && p[1] == 0x80) {
+      cp = 0;
+      k = 2;
+    } else {
+      k = utf8_valid(p, left, &cp);
+      if (k == 0) {
+        *ok = 0;
+        return SF_OK;
+      }
+    }
+    sf_status st = push(out, cp);
+    if (st != SF_OK) return st;
+    i += k;
+  }
+  return SF_OK;
+}
+
+/* One step of ftfy's fix_encoding for UTF-8 that was decoded as Latin-1 or as sloppy
+ * Windows-1252 (with restore_byte_a0, replace_lossy_sequences and utf-8-variants), then
+ * Latin-1 meant as Windows-1252, then fix_c1_controls. Not implemented: the other
+ * single-byte encodings ftfy tries (sloppy-windows-1250/1251/1253/1254/1257,
+ * ISO-8859-2, MacRoman, cp437) and decode_inconsistent_utf8 (mojibake mixed with text
+ * that none of those encodings can represent); such text is left as it is.
+ * Sets *changed when `out` holds a different text. */
 static sf_status fix_encoding_step(const sf_cpbuf *in, sf_cpbuf *out, int *changed) {
   *changed = 0;
   int ascii = 1;
@@ -426,50 +577,61 @@ static sf_status fix_encoding_step(const sf_cpbuf *in, sf_cpbuf *out, int *chang
     }
   }
   if (in->n == 0 || ascii || !is_bad(in->v, in->n)) return SF_OK;
-  int latin1_possible = 0;
-  unsigned char *bytes = malloc(in->n ? in->n : 1);
-  if (bytes == NULL) return SF_ERR_OUT_OF_MEMORY;
+  int latin1_possible = 0, decoded = 0;
+  bytebuf enc_bytes = {0}, fixed_bytes = {0}, lossy_bytes = {0};
   sf_status st = SF_OK;
-  for (int enc = 0; enc < 2 && !*changed; enc++) {
+  for (int enc = 0; enc < 2 && !*changed && st == SF_OK; enc++) {
     int possible = 1;
-    for (size_t i = 0; i < in->n && possible; i++) {
+    enc_bytes.n = 0;
+    for (size_t i = 0; i < in->n && possible && st == SF_OK; i++) {
       uint32_t c = in->v[i];
+      int b;
       if (enc == 0) {
-        if (c >= 0x100) possible = 0;
-        bytes[i] = (unsigned char)c;
+        b = c < 0x100 ? (int)c : -1;
       } else if (c == 0xFFFD) {
-        bytes[i] = 0x1A;
+        b = 0x1A; /* the sloppy codecs' stand-in for an undecodable byte */
       } else if (c == 0x1A) {
+        b = -1;
+      } else {
+        b = sf_uc_cp1252_byte(c);
+      }
+      if (b < 0) {
         possible = 0;
       } else {
-        int b = sf_uc_cp1252_byte(c);
-        if (b < 0) possible = 0;
-        bytes[i] = (unsigned char)b;
+        st = bb_push(&enc_bytes, (unsigned char)b);
       }
     }
-    if (!possible) continue;
+    if (!possible || st != SF_OK) continue;
     if (enc == 0) latin1_possible = 1;
-    /* Strict UTF-8 of the re-encoded bytes; byte 1A stands for a lost byte (U+FFFD). */
-    int valid = 1;
-    for (size_t i = 0; i < in->n && valid;) {
-      uint32_t cp;
-      size_t k = utf8_valid(bytes + i, in->n - i, &cp);
-      if (k == 0) valid = 0;
-      i += k;
+    bytebuf *cur = &enc_bytes;
+    int altered = 0;
+    for (size_t i = 0; i < cur->n && !altered; i++) altered = altered_utf8_at(cur->v, cur->n, i) != 0;
+    if (altered) {
+      st = restore_byte_a0(cur, &fixed_bytes);
+      cur = &fixed_bytes;
     }
-    if (!valid) continue;
-    out->n = 0;
-    for (size_t i = 0; i < in->n && st == SF_OK;) {
-      uint32_t cp;
-      size_t k = utf8_valid(bytes + i, in->n - i, &cp);
-      if (enc == 1 && cp == 0x1A) cp = 0xFFFD;
-      st = push(out, cp);
-      i += k;
+    if (st == SF_OK && enc == 1) {
+      st = replace_lossy(cur, &lossy_bytes);
+      cur = &lossy_bytes;
     }
-    *changed = 1;
+    if (st != SF_OK) break;
+    int variants = 0;
+    for (size_t i = 0; i < cur->n; i++) {
+      if (cur->v[i] == 0xED || cur->v[i] == 0xC0) variants = 1;
+    }
+    int ok;
+    st = decode_utf8_strict(cur, variants, out, &ok);
+    if (st == SF_OK && ok) {
+      /* ftfy returns the decoded text here, even when it equals the input. */
+      decoded = 1;
+      *changed = !same(in, out);
+      break;
+    }
   }
-  free(bytes);
-  if (st != SF_OK || *changed) return st;
+  free(enc_bytes.v);
+  free(fixed_bytes.v);
+  free(lossy_bytes.v);
+  if (st != SF_OK || decoded) return st;
   int has_c1 = 0;
   for (size_t i = 0; i < in->n; i++) {
     if (in->v[i] >= 0x80 && in->v[i] < 0xA0) has_c1 = 1;
@@ -499,7 +661,7 @@ static sf_status fix_encoding_step(const sf_cpbuf *in, sf_cpbuf *out, int *chang
     uint32_t c = in->v[i];
     out->v[out->n++] = c >= 0x80 && c < 0xA0 ? sf_uc_cp1252((uint8_t)c) : c;
   }
-  *changed = memcmp(out->v, in->v, in->n * sizeof(uint32_t)) != 0;
+  *changed = !same(in, out);
   return SF_OK;
 }
 
