@@ -216,7 +216,10 @@ typedef enum sf_info {
   SF_INFO_DEFAULT_HEIGHT = 6,  /* int: pixels */
   SF_INFO_VAE_SCALE = 7,       /* float: latent scaling factor (0.18215 for SD-1.x) */
   SF_INFO_ARENA_BYTES = 8,     /* int: activation memory planned by the last run */
-  SF_INFO_PARAMETERS = 9       /* int: parameters of the built networks */
+  SF_INFO_PARAMETERS = 9,      /* int: parameters of the built networks */
+  SF_INFO_LAST_MACS = 10,      /* float: multiply-accumulates of the last network call
+                                  (conv + linear + attention matmuls) */
+  SF_INFO_LAST_ATTENTION_MACS = 11 /* float: the attention part of SF_INFO_LAST_MACS */
 } sf_info;
 
 SF_API sf_status sf_pipeline_get_int(const sf_pipeline *pipeline, sf_info key, int64_t *out_value);
@@ -389,6 +392,40 @@ SF_API sf_status sf_generate(sf_pipeline *pipeline, const sf_params *params, sf_
                              void *user_data, sf_image **out_image);
 /* Thread-safe: cancels whatever the pipeline is running now. */
 SF_API void sf_pipeline_cancel(sf_pipeline *pipeline);
+
+/* ---------------------------------------------------------------------------------- */
+/* Schedules: the samplers on their own, for apps that drive their own loops           */
+/* ---------------------------------------------------------------------------------- */
+
+/* A sampler's state, with diffusers' arithmetic (timesteps, sigmas, step()). */
+typedef struct sf_schedule sf_schedule;
+
+/* config_json: the text of a diffusers scheduler_config.json (NULL: SD-1.5's). Keys the
+ * file lacks take the sampler class's own defaults, as diffusers' from_config does.
+ * overrides may be NULL (SF_PARAM_PREDICTION_TYPE, SF_PARAM_TIMESTEP_SPACING,
+ * SF_PARAM_KARRAS_SIGMAS). SF_SAMPLER_DEFAULT takes the class named in the file. */
+SF_API sf_status sf_schedule_create(sf_sampler sampler, const char *config_json, const sf_params *overrides,
+                                    sf_schedule **out_schedule);
+SF_API void sf_schedule_destroy(sf_schedule *schedule);
+/* Prepares `steps` steps for latents of `latent_count` floats. */
+SF_API sf_status sf_schedule_set_steps(sf_schedule *schedule, int steps, size_t latent_count);
+/* Model evaluations of the prepared run (PLMS evaluates once more than its steps). */
+SF_API int sf_schedule_evaluations(const sf_schedule *schedule);
+/* The timestep the model sees at evaluation i (fractional for Euler-type samplers). */
+SF_API double sf_schedule_timestep(const sf_schedule *schedule, int i);
+/* Sigmas including the trailing 0, for samplers that have them; *out_count = 0 else. */
+SF_API sf_status sf_schedule_sigmas(const sf_schedule *schedule, float *out, size_t capacity,
+                                    size_t *out_count);
+SF_API double sf_schedule_init_noise_sigma(const sf_schedule *schedule);
+/* out = the model input for evaluation i (x scaled by the sampler); out may equal x. */
+SF_API sf_status sf_schedule_scale_input(const sf_schedule *schedule, int i, const float *x, float *out,
+                                         size_t count);
+/* 1 if step i consumes a noise draw of latent_count values (ancestral samplers). */
+SF_API int sf_schedule_step_needs_noise(const sf_schedule *schedule, int i);
+/* sample <- the sampler's update for evaluation i given the model output; noise may be
+ * NULL unless sf_schedule_step_needs_noise. */
+SF_API sf_status sf_schedule_step(sf_schedule *schedule, int i, const float *model_output, float *sample,
+                                  size_t count, const float *noise);
 
 #ifdef __cplusplus
 }

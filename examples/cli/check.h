@@ -58,4 +58,7 @@ void check_compare_f64(check_run *run, check_result *r, const char *output, cons
 /* A pipeline for a folder of the set (relative path), loaded once per run. */
 sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir, const char *variant);
 
+/* Runners that live in their own files. */
+void check_run_pipeline(check_run *run, check_result *r);
+
 #endif

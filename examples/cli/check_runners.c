@@ -295,6 +295,6 @@ const check_runner check_runners[] = {
     {"taesd_decoder", run_taesd_decoder},
     {"taesd_encoder", run_taesd_encoder},
     {"scheduler", NULL},
-    {"pipeline", NULL},
+    {"pipeline", check_run_pipeline},
     {NULL, NULL},
 };

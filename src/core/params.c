@@ -5,7 +5,7 @@
 
 #include "core/context.h"
 
-typedef enum { KIND_INT = 1, KIND_FLOAT, KIND_STRING } value_kind;
+typedef enum { KIND_INT = 1, KIND_FLOAT, KIND_STRING, KIND_FLOATS, KIND_IMAGE } value_kind;
 
 typedef struct {
   sf_param key;
@@ -13,6 +13,10 @@ typedef struct {
   int64_t i;
   double f;
   char *s;
+  float *floats;     /* KIND_FLOATS; KIND_IMAGE: none */
+  uint8_t *pixels;   /* KIND_IMAGE: packed RGB8 */
+  size_t count;      /* floats, or image width */
+  size_t height;
 } entry;
 
 struct sf_params {
@@ -51,11 +55,35 @@ static value_kind kind_of(sf_param key) {
     case SF_PARAM_NEGATIVE_PROMPT:
       return KIND_STRING;
   }
+  switch ((int)key) {
+    case SF_PARAM_LATENTS:
+    case SF_PARAM_PROMPT_EMBEDS:
+    case SF_PARAM_NEGATIVE_EMBEDS:
+      return KIND_FLOATS;
+    case SF_PARAM_INIT_IMAGE_KEY:
+      return KIND_IMAGE;
+  }
   return 0;
 }
 
 static const char *kind_name(value_kind k) {
-  return k == KIND_INT ? "int" : k == KIND_FLOAT ? "float" : "string";
+  switch (k) {
+    case KIND_INT: return "int";
+    case KIND_FLOAT: return "float";
+    case KIND_STRING: return "string";
+    case KIND_FLOATS: return "float array";
+    case KIND_IMAGE: return "image";
+  }
+  return "?";
+}
+
+static void entry_free_values(entry *e) {
+  free(e->s);
+  free(e->floats);
+  free(e->pixels);
+  e->s = NULL;
+  e->floats = NULL;
+  e->pixels = NULL;
 }
 
 sf_status sf_params_create(sf_params **out_params) {
@@ -67,7 +95,7 @@ sf_status sf_params_create(sf_params **out_params) {
 
 void sf_params_destroy(sf_params *params) {
   if (params == NULL) return;
-  for (size_t i = 0; i < params->n; i++) free(params->items[i].s);
+  for (size_t i = 0; i < params->n; i++) entry_free_values(&params->items[i]);
   free(params->items);
   free(params);
 }
@@ -130,16 +158,74 @@ sf_status sf_params_set_string(sf_params *params, sf_param key, const char *valu
     free(copy);
     return s;
   }
-  free(e->s);
+  entry_free_values(e);
   e->s = copy;
   return SF_OK;
+}
+
+sf_status sf_params_set_floats(sf_params *params, sf_param_array key, const float *values, size_t count) {
+  if (values == NULL || count == 0)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_params_set_floats: no values (use sf_params_unset)");
+  if (count > ((size_t)1 << 32))
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_params_set_floats: %zu values is too many", count);
+  float *copy = malloc(count * sizeof *copy);
+  if (copy == NULL) return sf_ctx_error(NULL, SF_ERR_OUT_OF_MEMORY, "sf_params: out of memory");
+  memcpy(copy, values, count * sizeof *copy);
+  entry *e = NULL;
+  sf_status s = slot(params, (sf_param)key, KIND_FLOATS, &e);
+  if (s != SF_OK) {
+    free(copy);
+    return s;
+  }
+  entry_free_values(e);
+  e->floats = copy;
+  e->count = count;
+  return SF_OK;
+}
+
+sf_status sf_params_set_init_image(sf_params *params, const uint8_t *rgb, uint32_t width, uint32_t height,
+                                   size_t stride) {
+  if (rgb == NULL || width == 0 || height == 0 || stride < (size_t)width * 3)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT,
+                        "sf_params_set_init_image: need pixels, a non-empty size and stride >= 3*width");
+  if ((uint64_t)width * height > ((uint64_t)1 << 28))
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_params_set_init_image: %ux%u is too large", width, height);
+  uint8_t *copy = malloc((size_t)width * height * 3);
+  if (copy == NULL) return sf_ctx_error(NULL, SF_ERR_OUT_OF_MEMORY, "sf_params: out of memory");
+  for (uint32_t y = 0; y < height; y++) memcpy(copy + (size_t)y * width * 3, rgb + y * stride, (size_t)width * 3);
+  entry *e = NULL;
+  sf_status s = slot(params, (sf_param)SF_PARAM_INIT_IMAGE_KEY, KIND_IMAGE, &e);
+  if (s != SF_OK) {
+    free(copy);
+    return s;
+  }
+  entry_free_values(e);
+  e->pixels = copy;
+  e->count = width;
+  e->height = height;
+  return SF_OK;
+}
+
+const float *sf_params_floats(const sf_params *p, sf_param_array key, size_t *count) {
+  const entry *e = find(p, (sf_param)key);
+  if (e == NULL || e->kind != KIND_FLOATS) return NULL;
+  *count = e->count;
+  return e->floats;
+}
+
+const uint8_t *sf_params_init_image(const sf_params *p, size_t *width, size_t *height) {
+  const entry *e = find(p, (sf_param)SF_PARAM_INIT_IMAGE_KEY);
+  if (e == NULL || e->kind != KIND_IMAGE) return NULL;
+  *width = e->count;
+  *height = e->height;
+  return e->pixels;
 }
 
 sf_status sf_params_unset(sf_params *params, sf_param key) {
   if (params == NULL) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_params_unset: params is NULL");
   entry *e = find(params, key);
   if (e != NULL) {
-    free(e->s);
+    entry_free_values(e);
     *e = params->items[--params->n];
   }
   return SF_OK;

@@ -1,0 +1,16 @@
+#ifndef SF_PIPELINE_IMAGE_H
+#define SF_PIPELINE_IMAGE_H
+
+#include "snapfusion.h"
+
+struct sf_image {
+  uint32_t width, height;
+  size_t stride;
+  uint8_t *pixels;
+  char *parameters; /* never NULL */
+};
+
+/* NULL when out of memory or the size is absurd. */
+sf_image *sf_image_new(uint32_t width, uint32_t height, const char *parameters);
+
+#endif
