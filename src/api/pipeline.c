@@ -85,6 +85,10 @@ sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_para
   for (size_t i = 0; i < p->folder->n_components; i++)
     if (p->folder->components[i].note)
       sf_ctx_log(ctx, SF_LOG_INFO, "%s: %s", p->folder->components[i].name, p->folder->components[i].note);
+  if (sf_pipeline_load_tokenizer(p, &d) != SF_OK) {
+    sf_pipeline_destroy(p);
+    return sf_ctx_take_diag(ctx, &d);
+  }
   if (!sf_params_int_or(options, SF_PARAM_INSPECT_ONLY, 0)) {
     sf_status s = sf_pipeline_build_networks(p, (unsigned)networks,
                                              sf_params_string_or(options, SF_PARAM_TAESD_PATH, NULL), &d);

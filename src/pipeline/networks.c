@@ -92,6 +92,13 @@ static struct sf_taesd *open_taesd(const char *dir, int parts, sf_diag *d) {
   return sf_taesd_open_files((parts & 1) && has_dec ? dec : NULL, (parts & 2) && has_enc ? enc : NULL, d);
 }
 
+sf_status sf_pipeline_load_tokenizer(sf_pipeline *p, sf_diag *d) {
+  const sf_component *c = sf_model_folder_find(p->folder, "tokenizer");
+  if (c == NULL) return SF_OK;
+  p->tokenizer = sf_tokenizer_load_dir(c->dir, d);
+  return p->tokenizer ? SF_OK : d->status;
+}
+
 void sf_pipeline_free_networks(sf_pipeline *p) {
   sf_tokenizer_free(p->tokenizer);
   sf_clip_text_destroy(p->text);
@@ -109,10 +116,6 @@ void sf_pipeline_free_networks(sf_pipeline *p) {
 sf_status sf_pipeline_build_networks(sf_pipeline *p, unsigned networks, const char *taesd_path, sf_diag *d) {
   const sf_model_folder *m = p->folder;
   const sf_component *c;
-  if ((c = sf_model_folder_find(m, "tokenizer")) != NULL) {
-    p->tokenizer = sf_tokenizer_load_dir(c->dir, d);
-    if (p->tokenizer == NULL) return d->status;
-  }
   if ((networks & SF_NET_TEXT_ENCODER) && (c = sf_model_folder_find(m, "text_encoder")) != NULL) {
     if (build_text_encoder(p, c, d) != SF_OK) return d->status;
     p->networks |= SF_NET_TEXT_ENCODER;
