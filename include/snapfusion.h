@@ -413,7 +413,9 @@ SF_API sf_status sf_schedule_set_steps(sf_schedule *schedule, int steps, size_t 
 SF_API int sf_schedule_evaluations(const sf_schedule *schedule);
 /* The timestep the model sees at evaluation i (fractional for Euler-type samplers). */
 SF_API double sf_schedule_timestep(const sf_schedule *schedule, int i);
-/* Sigmas including the trailing 0, for samplers that have them; *out_count = 0 else. */
+/* Sigmas including the trailing 0, for samplers that have them; *out_count = 0 else.
+ * out NULL with capacity 0 is a size query (*out_count set, SF_OK); too small a buffer is
+ * SF_ERR_INVALID_ARGUMENT with *out_count set. */
 SF_API sf_status sf_schedule_sigmas(const sf_schedule *schedule, float *out, size_t capacity,
                                     size_t *out_count);
 SF_API double sf_schedule_init_noise_sigma(const sf_schedule *schedule);
@@ -423,7 +425,10 @@ SF_API sf_status sf_schedule_scale_input(const sf_schedule *schedule, int i, con
 /* 1 if step i consumes a noise draw of latent_count values (ancestral samplers). */
 SF_API int sf_schedule_step_needs_noise(const sf_schedule *schedule, int i);
 /* sample <- the sampler's update for evaluation i given the model output; noise may be
- * NULL unless sf_schedule_step_needs_noise. */
+ * NULL unless sf_schedule_step_needs_noise. Steps run in order: after
+ * sf_schedule_set_steps the first step may be any i (img2img starts late), each later one
+ * must be i+1 (SF_ERR_BAD_STATE otherwise: multistep samplers keep history).
+ * sf_schedule_timestep and sf_schedule_init_noise_sigma return NaN before set_steps. */
 SF_API sf_status sf_schedule_step(sf_schedule *schedule, int i, const float *model_output, float *sample,
                                   size_t count, const float *noise);
 

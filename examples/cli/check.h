@@ -60,5 +60,6 @@ sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir
 
 /* Runners that live in their own files. */
 void check_run_pipeline(check_run *run, check_result *r);
+void check_run_scheduler(check_run *run, check_result *r);
 
 #endif

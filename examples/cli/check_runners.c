@@ -294,7 +294,7 @@ const check_runner check_runners[] = {
     {"vae_encoder", run_vae_encoder},
     {"taesd_decoder", run_taesd_decoder},
     {"taesd_encoder", run_taesd_encoder},
-    {"scheduler", NULL},
+    {"scheduler", check_run_scheduler},
     {"pipeline", check_run_pipeline},
     {NULL, NULL},
 };

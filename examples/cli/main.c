@@ -13,6 +13,8 @@ typedef struct {
 static const command COMMANDS[] = {
     {"info", cmd_info, "describe a diffusers model folder"},
     {"check", cmd_check, "run a fixture set's reference cases against the library"},
+    {"tokenize", cmd_tokenize, "print the CLIP token ids of a prompt"},
+    {"txt2img", cmd_txt2img, "generate an image from a prompt"},
 };
 
 static void usage(FILE *f) {

@@ -152,6 +152,10 @@ sf_status sf_sched_config_from_json(sf_sched_config *c, const sf_json *obj, sf_s
   }
   sf_sched_config_default(c, kind);
   c->unknown_class = unknown;
+  /* Our PNDM sampler is PLMS (A1111's and SD-1.5's): asked for explicitly on another
+   * class's file, it skips the PRK warm-up that diffusers' from_config would default to.
+   * A PNDMScheduler file that says skip_prk_steps false is still refused below. */
+  if (kind == SF_SCHED_PNDM) c->skip_prk_steps = 1;
 
   TRY(get_int(c, obj, "num_train_timesteps", K_ALL, 2, 100000, &c->num_train_timesteps, d));
   TRY(get_double(c, obj, "beta_start", K_ALL, &c->beta_start, d));

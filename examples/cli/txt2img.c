@@ -1,0 +1,248 @@
+/* snapfusion txt2img: prompt in, PNG out, with a progress bar and a timing summary. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cli.h"
+
+static void txt2img_usage(FILE *f) {
+  fprintf(f,
+          "usage: snapfusion txt2img (-m MODEL_DIR | --random-weights CONFIG_DIR) -p PROMPT [options]\n"
+          "  -m, --model DIR        diffusers model folder\n"
+          "  --random-weights DIR   a config folder (e.g. ../shared/configs/snapfusion-style) with\n"
+          "                         seeded random weights: the image is noise; this measures speed\n"
+          "  -p, --prompt TEXT      the prompt\n"
+          "  -n, --negative TEXT    negative prompt\n"
+          "  -W, --width N          pixels, multiple of 8 (default: the model's)\n"
+          "  -H, --height N         pixels, multiple of 8 (default: the model's)\n"
+          "  --steps N              denoising steps (default 8)\n"
+          "  --cfg-scale X          classifier-free guidance (default 7.5; <= 1 disables it)\n"
+          "  --sampler NAME         ddim, pndm, euler, euler_a, dpm++2m, lcm (default: the folder's)\n"
+          "  --karras               Karras sigmas (euler, dpm++2m)\n"
+          "  --prediction TYPE      epsilon, v_prediction or sample (default: the folder's)\n"
+          "  --seed S               64-bit seed, PyTorch-compatible (default 0)\n"
+          "  --batch-count N        N images from seeds S, S+1, ... (OUT-0.png, OUT-1.png, ...)\n"
+          "  --init-img PNG         img2img from this image (its size sets -W/-H)\n"
+          "  --strength X           img2img strength in [0,1] (default 0.8)\n"
+          "  --taesd DIR            TAESD weights: previews, or the decoder with --decoder taesd\n"
+          "  --decoder vae|taesd    which decoder makes the final image (default vae)\n"
+          "  --clip-skip N          use the N-th last text encoder layer (default 1)\n"
+          "  --variant NAME         prefer *.NAME.safetensors weights (e.g. fp16)\n"
+          "  -t, --threads N        worker threads (default: one per core)\n"
+          "  -o, --output PNG       output file (default output.png)\n"
+          "  -q, --quiet            no progress bar\n");
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double peak_rss_mib(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+static int bad_arg(const char *what) {
+  fprintf(stderr, "snapfusion txt2img: %s (see --help)\n", what);
+  return CLI_EXIT_USAGE;
+}
+
+static int parse_double(const char *s, double *out) {
+  char *end = NULL;
+  if (s == NULL || *s == '\0') return 0;
+  *out = strtod(s, &end);
+  return *end == '\0' && isfinite(*out);
+}
+
+static void output_name(const char *out, int index, int count, char *buf, size_t cap) {
+  if (count == 1) {
+    snprintf(buf, cap, "%s", out);
+    return;
+  }
+  const char *dot = strrchr(out, '.');
+  if (dot && strcmp(dot, ".png") == 0)
+    snprintf(buf, cap, "%.*s-%d.png", (int)(dot - out), out, index);
+  else
+    snprintf(buf, cap, "%s-%d", out, index);
+}
+
+int cmd_txt2img(int argc, char **argv) {
+  const char *model = NULL, *config = NULL, *prompt = NULL, *negative = NULL, *out = "output.png";
+  const char *init_img = NULL, *taesd = NULL, *variant = NULL, *decoder = "vae", *sampler_name = NULL,
+             *prediction = NULL;
+  long long width = 0, height = 0, steps = 8, seed = 0, threads = 0, batch = 1, clip_skip = 0;
+  double cfg = 7.5, strength = 0.8;
+  int karras = 0, quiet = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define TAKE(name) ((strcmp(a, name) == 0) && v != NULL && (i++, 1))
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      txt2img_usage(stdout);
+      return 0;
+    } else if (TAKE("-m") || TAKE("--model")) model = v;
+    else if (TAKE("--random-weights")) config = v;
+    else if (TAKE("-p") || TAKE("--prompt")) prompt = v;
+    else if (TAKE("-n") || TAKE("--negative")) negative = v;
+    else if (TAKE("-W") || TAKE("--width")) { if (!cli_parse_int(v, &width)) return bad_arg("-W takes an integer"); }
+    else if (TAKE("-H") || TAKE("--height")) { if (!cli_parse_int(v, &height)) return bad_arg("-H takes an integer"); }
+    else if (TAKE("--steps")) { if (!cli_parse_int(v, &steps) || steps < 1) return bad_arg("--steps takes a positive integer"); }
+    else if (TAKE("--cfg-scale")) { if (!parse_double(v, &cfg)) return bad_arg("--cfg-scale takes a number"); }
+    else if (TAKE("--sampler")) sampler_name = v;
+    else if (strcmp(a, "--karras") == 0) karras = 1;
+    else if (TAKE("--prediction")) prediction = v;
+    else if (TAKE("--seed")) {
+      char *end = NULL;
+      unsigned long long s = strtoull(v, &end, 10);
+      if (*v == '\0' || *end != '\0' || *v == '-') return bad_arg("--seed takes an unsigned 64-bit integer");
+      seed = (long long)s;
+    }
+    else if (TAKE("--batch-count")) { if (!cli_parse_int(v, &batch) || batch < 1 || batch > 10000) return bad_arg("--batch-count takes 1..10000"); }
+    else if (TAKE("--init-img")) init_img = v;
+    else if (TAKE("--strength")) { if (!parse_double(v, &strength)) return bad_arg("--strength takes a number"); }
+    else if (TAKE("--taesd")) taesd = v;
+    else if (TAKE("--decoder")) decoder = v;
+    else if (TAKE("--clip-skip")) { if (!cli_parse_int(v, &clip_skip) || clip_skip < 0) return bad_arg("--clip-skip takes a non-negative integer"); }
+    else if (TAKE("--variant")) variant = v;
+    else if (TAKE("-t") || TAKE("--threads")) { if (!cli_parse_int(v, &threads) || threads < 1) return bad_arg("-t takes a positive integer"); }
+    else if (TAKE("-o") || TAKE("--output")) out = v;
+    else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) quiet = 1;
+    else {
+      fprintf(stderr, "snapfusion txt2img: unexpected argument '%s'\n", a);
+      return CLI_EXIT_USAGE;
+    }
+#undef TAKE
+  }
+  if ((model == NULL) == (config == NULL)) return bad_arg("give exactly one of -m MODEL_DIR and --random-weights CONFIG_DIR");
+  if (prompt == NULL) return bad_arg("missing -p PROMPT");
+  if ((width && width % 8) || (height && height % 8) || width < 0 || height < 0)
+    return bad_arg("-W and -H must be positive multiples of 8");
+  if (strcmp(decoder, "vae") != 0 && strcmp(decoder, "taesd") != 0) return bad_arg("--decoder takes vae or taesd");
+  if (strcmp(decoder, "taesd") == 0 && taesd == NULL) return bad_arg("--decoder taesd needs --taesd DIR");
+  if (!(strength >= 0 && strength <= 1)) return bad_arg("--strength must be in [0, 1]");
+  sf_sampler sampler = SF_SAMPLER_DEFAULT;
+  if (sampler_name && (sampler = sf_sampler_from_name(sampler_name)) == SF_SAMPLER_DEFAULT)
+    return bad_arg("--sampler takes ddim, pndm, euler, euler_a, dpm++2m or lcm");
+  int pred = SF_PREDICTION_DEFAULT;
+  if (prediction) {
+    if (strcmp(prediction, "epsilon") == 0) pred = SF_PREDICTION_EPSILON;
+    else if (strcmp(prediction, "v_prediction") == 0 || strcmp(prediction, "v") == 0) pred = SF_PREDICTION_V;
+    else if (strcmp(prediction, "sample") == 0) pred = SF_PREDICTION_SAMPLE;
+    else return bad_arg("--prediction takes epsilon, v_prediction or sample");
+  }
+
+  sf_context *ctx = cli_context((int)threads);
+  if (ctx == NULL) return CLI_EXIT_FAIL;
+  int rc = 0;
+  sf_params *load = NULL, *gen = NULL;
+  sf_pipeline *pipe = NULL;
+  sf_image *init = NULL;
+  double t0 = now();
+  sf_status s = sf_params_create(&load);
+  if (s == SF_OK) s = sf_params_create(&gen);
+  if (s == SF_OK && config) s = sf_params_set_int(load, SF_PARAM_RANDOM_WEIGHTS, 1);
+  if (s == SF_OK && variant) s = sf_params_set_string(load, SF_PARAM_VARIANT, variant);
+  if (s == SF_OK && taesd) s = sf_params_set_string(load, SF_PARAM_TAESD_PATH, taesd);
+  if (s == SF_OK && !init_img) /* the encoders are only needed for img2img */
+    s = sf_params_set_int(load, SF_PARAM_COMPONENTS,
+                          SF_NET_TEXT_ENCODER | SF_NET_UNET | SF_NET_VAE_DECODER | SF_NET_TAESD_DECODER);
+  if (s != SF_OK) {
+    rc = cli_fail("options", s, NULL);
+    goto done;
+  }
+  if (!quiet) fprintf(stderr, "loading %s%s\n", config ? config : model, config ? " (random weights)" : "");
+  s = sf_pipeline_load(ctx, config ? config : model, load, &pipe);
+  if (s != SF_OK) {
+    rc = cli_fail(config ? config : model, s, ctx);
+    goto done;
+  }
+  double t_load = now() - t0;
+  if (init_img) {
+    s = sf_image_read_png(init_img, &init);
+    if (s != SF_OK) {
+      rc = cli_fail(init_img, s, NULL);
+      goto done;
+    }
+    sf_params_set_init_image(gen, sf_image_pixels(init), sf_image_width(init), sf_image_height(init),
+                             sf_image_stride(init));
+    if (!width) width = sf_image_width(init);
+    if (!height) height = sf_image_height(init);
+    sf_params_set_float(gen, SF_PARAM_STRENGTH, strength);
+  }
+  sf_params_set_string(gen, SF_PARAM_PROMPT, prompt);
+  if (negative) sf_params_set_string(gen, SF_PARAM_NEGATIVE_PROMPT, negative);
+  if (width) sf_params_set_int(gen, SF_PARAM_WIDTH, width);
+  if (height) sf_params_set_int(gen, SF_PARAM_HEIGHT, height);
+  sf_params_set_int(gen, SF_PARAM_STEPS, steps);
+  sf_params_set_float(gen, SF_PARAM_GUIDANCE_SCALE, cfg);
+  sf_params_set_int(gen, SF_PARAM_SAMPLER, sampler);
+  sf_params_set_int(gen, SF_PARAM_KARRAS_SIGMAS, karras);
+  sf_params_set_int(gen, SF_PARAM_PREDICTION_TYPE, pred);
+  sf_params_set_int(gen, SF_PARAM_CLIP_SKIP, clip_skip);
+  sf_params_set_int(gen, SF_PARAM_DECODER, strcmp(decoder, "taesd") == 0 ? SF_NET_TAESD_DECODER : SF_NET_VAE_DECODER);
+
+  for (long long b = 0; b < batch && rc == 0; b++) {
+    sf_params_set_int(gen, SF_PARAM_SEED, (int64_t)((unsigned long long)seed + (unsigned long long)b));
+    double ts = now();
+    sf_job *job = NULL;
+    s = sf_job_start(pipe, gen, &job);
+    if (s != SF_OK) {
+      rc = cli_fail("generation", s, ctx);
+      break;
+    }
+    double t_text = now() - ts, t_unet = 0;
+    int total = sf_job_steps_total(job);
+    while (sf_job_steps_done(job) < total) {
+      double t1 = now();
+      s = sf_job_step(job);
+      if (s != SF_OK) break;
+      t_unet += now() - t1;
+      if (!quiet) {
+        int done_steps = sf_job_steps_done(job);
+        double per = t_unet / done_steps;
+        int bar = 30 * done_steps / total;
+        fprintf(stderr, "\r[%.*s%*s] %d/%d  %.2f s/it  ETA %.1f s ", bar, "##############################",
+                30 - bar, "", done_steps, total, per, per * (total - done_steps));
+        fflush(stderr);
+      }
+    }
+    if (!quiet) fputc('\n', stderr);
+    sf_image *img = NULL;
+    double t2 = now();
+    if (s == SF_OK) s = sf_job_finish(job, &img);
+    double t_dec = now() - t2;
+    sf_job_destroy(job);
+    if (s != SF_OK) {
+      rc = cli_fail("generation", s, ctx);
+      break;
+    }
+    char path[4096];
+    output_name(out, (int)b, (int)batch, path, sizeof path);
+    s = sf_image_write_png(img, path);
+    sf_image_destroy(img);
+    if (s != SF_OK) {
+      rc = cli_fail(path, s, NULL);
+      break;
+    }
+    fprintf(stderr,
+            "wrote %s (seed %llu): load %.2f s, text %.2f s, UNet %.2f s (%.3f s/step x %d), decode %.2f s, "
+            "total %.2f s, peak RSS %.0f MiB\n",
+            path, (unsigned long long)seed + (unsigned long long)b, b == 0 ? t_load : 0.0, t_text, t_unet,
+            total ? t_unet / total : 0.0, total, t_dec, now() - ts + (b == 0 ? t_load : 0.0), peak_rss_mib());
+    if (config && b == 0)
+      fprintf(stderr, "note: random weights: the image is noise; the run shows the speed and memory of %s\n", config);
+  }
+done:
+  sf_image_destroy(init);
+  sf_pipeline_destroy(pipe);
+  sf_params_destroy(load);
+  sf_params_destroy(gen);
+  sf_context_destroy(ctx);
+  return rc;
+}

@@ -1,0 +1,270 @@
+/* Public face of the schedulers (sf_schedule_*) and the sampler names. Thin wrappers over
+ * sched/scheduler.h: argument checks, config parsing with overrides, and the step-order
+ * bookkeeping the stateful multistep samplers rely on. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/context.h"
+#include "core/params.h"
+#include "io/json.h"
+#include "sched/scheduler.h"
+
+/* SD-1.5's scheduler_config.json as runwayml ships it. Read through the same parser as a
+ * user's file so a sampler chosen explicitly gets from_config semantics (its own
+ * defaults for the keys this file lacks, e.g. Euler's "linspace" spacing). */
+static const char sd15_scheduler_config[] =
+    "{\"_class_name\": \"PNDMScheduler\", \"beta_end\": 0.012, \"beta_schedule\": \"scaled_linear\","
+    " \"beta_start\": 0.00085, \"clip_sample\": false, \"num_train_timesteps\": 1000,"
+    " \"set_alpha_to_one\": false, \"skip_prk_steps\": true, \"steps_offset\": 1, \"trained_betas\": null}";
+
+struct sf_schedule {
+  sf_scheduler *sched;
+  int prepared;   /* set_steps succeeded */
+  int last_step;  /* index of the last step() since set_steps, -1 before the first */
+  size_t latent_count;
+};
+
+/* ---- sampler names ------------------------------------------------------------------------- */
+
+static const char *const sampler_names[] = {NULL, "ddim", "pndm", "euler", "euler_a", "dpm++2m", "lcm"};
+
+const char *sf_sampler_name(sf_sampler sampler) {
+  if ((int)sampler <= SF_SAMPLER_DEFAULT || (int)sampler > SF_SAMPLER_LCM) return NULL;
+  return sampler_names[sampler];
+}
+
+/* Besides the canonical names (any letter case), the spellings other tools use:
+ * "plms" (A1111's name for PNDM with skip_prk_steps), "euler_ancestral" / "euler-a" /
+ * "euler a" (diffusers' class / A1111's label), "dpmpp_2m" / "dpmpp2m" / "dpm++_2m" /
+ * "dpm++ 2m" (ComfyUI / A1111 spellings of DPM-Solver++ 2M). */
+sf_sampler sf_sampler_from_name(const char *name) {
+  static const struct {
+    const char *name;
+    sf_sampler sampler;
+  } aliases[] = {
+      {"plms", SF_SAMPLER_PNDM},          {"euler_ancestral", SF_SAMPLER_EULER_A},
+      {"euler-a", SF_SAMPLER_EULER_A},    {"euler a", SF_SAMPLER_EULER_A},
+      {"dpmpp_2m", SF_SAMPLER_DPMPP_2M},  {"dpmpp2m", SF_SAMPLER_DPMPP_2M},
+      {"dpm++_2m", SF_SAMPLER_DPMPP_2M},  {"dpm++ 2m", SF_SAMPLER_DPMPP_2M},
+  };
+  if (name == NULL) return SF_SAMPLER_DEFAULT;
+  for (int s = SF_SAMPLER_DDIM; s <= SF_SAMPLER_LCM; s++)
+    if (strcasecmp(name, sampler_names[s]) == 0) return (sf_sampler)s;
+  for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+    if (strcasecmp(name, aliases[i].name) == 0) return aliases[i].sampler;
+  return SF_SAMPLER_DEFAULT;
+}
+
+/* ---- creation ------------------------------------------------------------------------------- */
+
+static sf_sched_kind kind_of_sampler(sf_sampler s) {
+  switch (s) {
+    case SF_SAMPLER_DDIM: return SF_SCHED_DDIM;
+    case SF_SAMPLER_PNDM: return SF_SCHED_PNDM;
+    case SF_SAMPLER_EULER: return SF_SCHED_EULER;
+    case SF_SAMPLER_EULER_A: return SF_SCHED_EULER_A;
+    case SF_SAMPLER_DPMPP_2M: return SF_SCHED_DPMPP_2M;
+    case SF_SAMPLER_LCM: return SF_SCHED_LCM;
+    case SF_SAMPLER_DEFAULT: break;
+  }
+  return (sf_sched_kind)0;
+}
+
+static sf_status apply_overrides(sf_sched_config *cfg, const sf_params *o) {
+  if (o == NULL) return SF_OK;
+  int64_t pred = sf_params_int_or(o, SF_PARAM_PREDICTION_TYPE, SF_PREDICTION_DEFAULT);
+  if (pred < SF_PREDICTION_DEFAULT || pred > SF_PREDICTION_SAMPLE)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT,
+                        "sf_schedule_create: SF_PARAM_PREDICTION_TYPE: %lld is not a sf_prediction", (long long)pred);
+  if (pred == SF_PREDICTION_EPSILON) cfg->prediction_type = SF_PRED_EPSILON;
+  if (pred == SF_PREDICTION_V) cfg->prediction_type = SF_PRED_V;
+  if (pred == SF_PREDICTION_SAMPLE) cfg->prediction_type = SF_PRED_SAMPLE;
+  int64_t spacing = sf_params_int_or(o, SF_PARAM_TIMESTEP_SPACING, SF_SPACING_DEFAULT);
+  if (spacing < SF_SPACING_DEFAULT || spacing > SF_SPACING_LINSPACE)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT,
+                        "sf_schedule_create: SF_PARAM_TIMESTEP_SPACING: %lld is not a sf_timestep_spacing",
+                        (long long)spacing);
+  if (spacing != SF_SPACING_DEFAULT) cfg->timestep_spacing = (sf_timestep_spacing)spacing;
+  /* An explicit 0 switches off use_karras_sigmas from the file. */
+  if (sf_params_has(o, SF_PARAM_KARRAS_SIGMAS)) {
+    int karras = sf_params_int_or(o, SF_PARAM_KARRAS_SIGMAS, 0) != 0;
+    if (karras && cfg->kind != SF_SCHED_DPMPP_2M && cfg->kind != SF_SCHED_EULER)
+      return sf_ctx_error(NULL, SF_ERR_UNSUPPORTED,
+                          "sf_schedule_create: Karras sigmas are supported with euler and dpm++2m only");
+    cfg->use_karras_sigmas = karras;
+  }
+  return SF_OK;
+}
+
+sf_status sf_schedule_create(sf_sampler sampler, const char *config_json, const sf_params *overrides,
+                             sf_schedule **out_schedule) {
+  if (out_schedule == NULL)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_create: out_schedule is NULL");
+  *out_schedule = NULL;
+  if ((int)sampler < SF_SAMPLER_DEFAULT || (int)sampler > SF_SAMPLER_LCM)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_create: %d is not a sf_sampler", (int)sampler);
+  const char *text = config_json ? config_json : sd15_scheduler_config;
+  sf_diag d = {0};
+  sf_json_doc *doc = sf_json_parse_ex(text, strlen(text), SF_JSON_ALLOW_NONFINITE, &d);
+  if (doc == NULL) {
+    sf_diag_prefix(&d, "sf_schedule_create: scheduler config: ");
+    return sf_ctx_take_diag(NULL, &d);
+  }
+  sf_sched_config cfg;
+  sf_status st = sf_sched_config_from_json(&cfg, sf_json_root(doc), kind_of_sampler(sampler), &d);
+  sf_json_free(doc);
+  if (st != SF_OK) {
+    sf_diag_prefix(&d, "sf_schedule_create: ");
+    return sf_ctx_take_diag(NULL, &d);
+  }
+  st = apply_overrides(&cfg, overrides);
+  if (st != SF_OK) return st;
+  sf_schedule *s = calloc(1, sizeof *s);
+  if (s == NULL) return sf_ctx_error(NULL, SF_ERR_OUT_OF_MEMORY, "sf_schedule_create: out of memory");
+  s->sched = sf_scheduler_create(&cfg, &d);
+  if (s->sched == NULL) {
+    free(s);
+    sf_diag_prefix(&d, "sf_schedule_create: ");
+    return sf_ctx_take_diag(NULL, &d);
+  }
+  s->last_step = -1;
+  *out_schedule = s;
+  return SF_OK;
+}
+
+void sf_schedule_destroy(sf_schedule *schedule) {
+  if (schedule == NULL) return;
+  sf_scheduler_destroy(schedule->sched);
+  free(schedule);
+}
+
+sf_status sf_schedule_set_steps(sf_schedule *schedule, int steps, size_t latent_count) {
+  if (schedule == NULL) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_set_steps: schedule is NULL");
+  if (steps < 1) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_set_steps: steps %d < 1", steps);
+  if (latent_count == 0)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_set_steps: latent_count is 0");
+  schedule->prepared = 0;
+  schedule->last_step = -1;
+  sf_diag d = {0};
+  if (sf_scheduler_set_timesteps(schedule->sched, steps, latent_count, &d) != SF_OK) {
+    sf_diag_prefix(&d, "sf_schedule_set_steps: ");
+    return sf_ctx_take_diag(NULL, &d);
+  }
+  schedule->prepared = 1;
+  schedule->latent_count = latent_count;
+  return SF_OK;
+}
+
+/* ---- queries --------------------------------------------------------------------------------- */
+
+/* SF_OK when schedule is usable for evaluation i (i < 0: no index to check). */
+static sf_status check_index(const sf_schedule *schedule, int i, const char *fn) {
+  if (schedule == NULL) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "%s: schedule is NULL", fn);
+  if (!schedule->prepared)
+    return sf_ctx_error(NULL, SF_ERR_BAD_STATE, "%s: call sf_schedule_set_steps first", fn);
+  int n = sf_scheduler_num_steps(schedule->sched);
+  if (i >= 0 && i >= n)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "%s: evaluation %d outside [0, %d)", fn, i, n);
+  return SF_OK;
+}
+
+static int is_euler(const sf_schedule *schedule) {
+  sf_sched_kind k = sf_scheduler_config(schedule->sched)->kind;
+  return k == SF_SCHED_EULER || k == SF_SCHED_EULER_A;
+}
+
+int sf_schedule_evaluations(const sf_schedule *schedule) {
+  if (check_index(schedule, -1, "sf_schedule_evaluations") != SF_OK) return 0;
+  return sf_scheduler_num_steps(schedule->sched);
+}
+
+double sf_schedule_timestep(const sf_schedule *schedule, int i) {
+  if (i < 0) {
+    sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_timestep: evaluation %d is negative", i);
+    return NAN;
+  }
+  if (check_index(schedule, i, "sf_schedule_timestep") != SF_OK) return NAN;
+  /* Euler's timesteps are the float32 values the UNet receives; the others are integers. */
+  if (is_euler(schedule)) return (double)sf_scheduler_timestep(schedule->sched, i);
+  return (double)sf_scheduler_timestep_int(schedule->sched, i);
+}
+
+sf_status sf_schedule_sigmas(const sf_schedule *schedule, float *out, size_t capacity, size_t *out_count) {
+  if (out_count) *out_count = 0;
+  if (out_count == NULL || (out == NULL && capacity > 0))
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_sigmas: NULL argument");
+  sf_status st = check_index(schedule, -1, "sf_schedule_sigmas");
+  if (st != SF_OK) return st;
+  const float *sigmas = sf_scheduler_sigmas(schedule->sched);
+  if (sigmas == NULL) return SF_OK;
+  size_t n = (size_t)sf_scheduler_num_steps(schedule->sched) + 1;
+  *out_count = n;
+  if (out == NULL && capacity == 0) return SF_OK; /* a size query, as sf_image_copy */
+  if (capacity < n)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_sigmas: capacity %zu < %zu sigmas", capacity, n);
+  memcpy(out, sigmas, n * sizeof *out);
+  return SF_OK;
+}
+
+double sf_schedule_init_noise_sigma(const sf_schedule *schedule) {
+  /* Euler's value depends on the prepared sigmas (diffusers reads sigmas.max()). */
+  if (check_index(schedule, -1, "sf_schedule_init_noise_sigma") != SF_OK) return NAN;
+  return (double)sf_scheduler_init_noise_sigma(schedule->sched);
+}
+
+static sf_status check_buffers(const sf_schedule *schedule, int i, size_t count, const char *fn) {
+  if (i < 0) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "%s: evaluation %d is negative", fn, i);
+  sf_status st = check_index(schedule, i, fn);
+  if (st != SF_OK) return st;
+  /* set_steps sized the multistep history for exactly this many values */
+  if (count != schedule->latent_count)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "%s: %zu values, sf_schedule_set_steps said %zu", fn, count,
+                        schedule->latent_count);
+  return SF_OK;
+}
+
+sf_status sf_schedule_scale_input(const sf_schedule *schedule, int i, const float *x, float *out, size_t count) {
+  if (x == NULL || out == NULL) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_scale_input: NULL argument");
+  sf_status st = check_buffers(schedule, i, count, "sf_schedule_scale_input");
+  if (st != SF_OK) return st;
+  sf_scheduler_scale_model_input(schedule->sched, i, x, out, count);
+  return SF_OK;
+}
+
+/* diffusers' Euler step also draws a randn that it ignores while s_churn is 0; nothing
+ * depends on that draw, so only the samplers whose result uses the noise ask for it. */
+int sf_schedule_step_needs_noise(const sf_schedule *schedule, int i) {
+  if (i < 0) {
+    sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_step_needs_noise: evaluation %d is negative", i);
+    return 0;
+  }
+  if (check_index(schedule, i, "sf_schedule_step_needs_noise") != SF_OK) return 0;
+  sf_sched_kind k = sf_scheduler_config(schedule->sched)->kind;
+  if (k != SF_SCHED_EULER_A && k != SF_SCHED_LCM) return 0;
+  return sf_scheduler_step_draws_noise(schedule->sched, i);
+}
+
+/* The multistep samplers (PLMS, DPM++ 2M) keep the previous model outputs, so steps run in
+ * order: the first step after set_steps may start anywhere (img2img starts mid-schedule),
+ * every later one must be the next index. */
+sf_status sf_schedule_step(sf_schedule *schedule, int i, const float *model_output, float *sample, size_t count,
+                           const float *noise) {
+  if (model_output == NULL || sample == NULL)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_step: NULL argument");
+  sf_status st = check_buffers(schedule, i, count, "sf_schedule_step");
+  if (st != SF_OK) return st;
+  if (schedule->last_step >= 0 && i != schedule->last_step + 1)
+    return sf_ctx_error(NULL, SF_ERR_BAD_STATE, "sf_schedule_step: step %d after step %d (steps run in order; "
+                        "sf_schedule_set_steps restarts)", i, schedule->last_step);
+  if (noise == NULL && sf_schedule_step_needs_noise(schedule, i))
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_step: step %d needs its noise draw", i);
+  sf_diag d = {0};
+  if (sf_scheduler_step(schedule->sched, i, model_output, sample, count, noise, &d) != SF_OK) {
+    sf_diag_prefix(&d, "sf_schedule_step: ");
+    return sf_ctx_take_diag(NULL, &d);
+  }
+  schedule->last_step = i;
+  return SF_OK;
+}
