@@ -272,9 +272,10 @@ sf_status sf_job_start(sf_pipeline *p, const sf_params *params, sf_job **out_job
   j->tokens = CLIP_TOKENS;
   j->hidden = sf_unet_get_config(p->unet)->cross_attention_dim;
   if (p->text && sf_clip_text_hidden(p->text) != j->hidden) {
+    size_t hidden = j->hidden;
     sf_job_destroy(j);
     return job_error(p, SF_ERR_BAD_MODEL, "text encoder width %zu does not match the UNet's cross-attention width %zu",
-                     sf_clip_text_hidden(p->text), j->hidden);
+                     sf_clip_text_hidden(p->text), hidden);
   }
   size_t batch = j->cfg ? 2 : 1;
   j->latents = malloc(j->n * sizeof(float));
@@ -321,9 +322,10 @@ sf_status sf_job_start(sf_pipeline *p, const sf_params *params, sf_job **out_job
   } else {
     if (given != NULL) {
       if (count != j->n) {
+        size_t c = j->c, h = j->h, w = j->w;
         sf_job_destroy(j);
         return job_error(p, SF_ERR_INVALID_ARGUMENT, "SF_PARAM_LATENTS has %zu values; %zux%zux%zu expected", count,
-                         j->c, j->h, j->w);
+                         c, h, w);
       }
       memcpy(j->latents, given, j->n * sizeof(float));
     } else {
