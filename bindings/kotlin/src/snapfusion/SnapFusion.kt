@@ -1,0 +1,705 @@
+// Kotlin/JVM bindings for libsnapfusion over JNA (no generated code, no JNI).
+//
+//   Pipeline.load("models/tiny-sd", threads = 4).use { pipe ->
+//       pipe.txt2img(GenerationOptions("a photo of a cat", steps = 8, seed = 1)).use { it.save("cat.png") }
+//   }
+//
+// The library is found through -Dsnapfusion.library=PATH, $SNAPFUSION_LIBRARY, or JNA's
+// search path (jna.library.path, the system loader) under the name "snapfusion"; its ABI
+// version is checked on first use. Native objects are freed by close() (AutoCloseable) or,
+// failing that, by a Cleaner once unreachable; a child (a pipeline of a context, a job of a
+// pipeline) keeps its parent's native object alive, so no order of closing is unsafe.
+package snapfusion
+
+import com.sun.jna.Callback
+import com.sun.jna.IntegerType
+import com.sun.jna.Library
+import com.sun.jna.Native
+import com.sun.jna.Pointer
+import com.sun.jna.ptr.ByReference
+import com.sun.jna.ptr.DoubleByReference
+import com.sun.jna.ptr.LongByReference
+import com.sun.jna.ptr.PointerByReference
+import java.lang.ref.Cleaner
+import java.util.concurrent.atomic.AtomicInteger
+
+const val ABI_VERSION = 1
+
+/** size_t. */
+class SizeT @JvmOverloads constructor(value: Long = 0) : IntegerType(Native.SIZE_T_SIZE, value, true) {
+    override fun toByte(): Byte = toInt().toByte()
+    override fun toChar(): Char = toInt().toChar()
+    override fun toShort(): Short = toInt().toShort()
+}
+
+/** AutoCloseable.use: Kotlin 1.3's base stdlib (Debian's kotlinc) has it for Closeable only. */
+inline fun <T : AutoCloseable, R> T.use(block: (T) -> R): R {
+    var failed = false
+    try {
+        return block(this)
+    } catch (t: Throwable) {
+        failed = true
+        try {
+            close()
+        } catch (suppressed: Throwable) {
+            t.addSuppressed(suppressed)
+        }
+        throw t
+    } finally {
+        if (!failed) close()
+    }
+}
+
+/** size_t *. */
+class SizeTByReference : ByReference(Native.SIZE_T_SIZE) {
+    val value: Long get() = if (Native.SIZE_T_SIZE == 8) pointer.getLong(0) else pointer.getInt(0).toLong() and 0xffffffffL
+}
+
+/** The C API of snapfusion.h, one declaration per function. */
+@Suppress("FunctionName")
+interface SfLib : Library {
+    interface LogFn : Callback { fun invoke(user: Pointer?, level: Int, message: String?) }
+    interface ProgressFn : Callback { fun invoke(user: Pointer?, step: Int, total: Int): Int }
+
+    fun sf_version(): String
+    fun sf_version_number(): Int
+    fun sf_abi_version(): Int
+    fun sf_status_string(status: Int): String
+    fun sf_last_error(): String
+
+    fun sf_params_create(out: PointerByReference): Int
+    fun sf_params_destroy(p: Pointer?)
+    fun sf_params_set_int(p: Pointer, key: Int, value: Long): Int
+    fun sf_params_set_float(p: Pointer, key: Int, value: Double): Int
+    fun sf_params_set_string(p: Pointer, key: Int, value: String?): Int
+    fun sf_params_unset(p: Pointer, key: Int): Int
+    fun sf_params_get_int(p: Pointer, key: Int, out: LongByReference): Int
+    fun sf_params_get_float(p: Pointer, key: Int, out: DoubleByReference): Int
+    fun sf_params_get_string(p: Pointer, key: Int, out: PointerByReference): Int
+
+    fun sf_context_create(out: PointerByReference): Int
+    fun sf_context_destroy(ctx: Pointer?)
+    fun sf_context_set_int(ctx: Pointer, key: Int, value: Long): Int
+    fun sf_context_get_int(ctx: Pointer, key: Int, out: LongByReference): Int
+    fun sf_context_set_log_callback(ctx: Pointer, callback: LogFn?, user: Pointer?): Int
+    fun sf_context_last_error(ctx: Pointer?): String
+
+    fun sf_pipeline_load(ctx: Pointer, dir: String, options: Pointer?, out: PointerByReference): Int
+    fun sf_pipeline_destroy(p: Pointer?)
+    fun sf_pipeline_describe(p: Pointer, format: Int, buffer: ByteArray?, capacity: SizeT, needed: SizeTByReference?): Int
+    fun sf_pipeline_get_int(p: Pointer, key: Int, out: LongByReference): Int
+    fun sf_pipeline_get_float(p: Pointer, key: Int, out: DoubleByReference): Int
+
+    fun sf_tokenize(p: Pointer, prompt: String, ids: IntArray, capacity: SizeT, untruncated: SizeTByReference?): Int
+    fun sf_encode_ids(p: Pointer, ids: IntArray, batch: SizeT, tokens: SizeT, clipSkip: Int, out: FloatArray, count: SizeT): Int
+    fun sf_encode_prompt(p: Pointer, prompt: String, clipSkip: Int, out: FloatArray, count: SizeT): Int
+    fun sf_unet_predict(p: Pointer, latents: FloatArray, batch: SizeT, height: SizeT, width: SizeT, timesteps: FloatArray,
+                        text: FloatArray, tokens: SizeT, out: FloatArray): Int
+    fun sf_decode_latents(p: Pointer, decoder: Int, latents: FloatArray, batch: SizeT, height: SizeT, width: SizeT,
+                          flags: Int, image: FloatArray): Int
+    fun sf_encode_image(p: Pointer, encoder: Int, image: FloatArray, batch: SizeT, height: SizeT, width: SizeT, flags: Int,
+                        mean: FloatArray, logvar: FloatArray?): Int
+
+    fun sf_rng_create(kind: Int, seed: Long, out: PointerByReference): Int
+    fun sf_rng_destroy(rng: Pointer?)
+    fun sf_rng_randn(rng: Pointer, out: FloatArray, count: SizeT): Int
+    fun sf_rng_randn_f64(rng: Pointer, out: DoubleArray, count: SizeT): Int
+    fun sf_rng_rand(rng: Pointer, out: FloatArray, count: SizeT): Int
+
+    fun sf_sampler_name(sampler: Int): String?
+    fun sf_sampler_from_name(name: String?): Int
+    fun sf_params_set_floats(p: Pointer, key: Int, values: FloatArray, count: SizeT): Int
+    fun sf_params_set_init_image(p: Pointer, rgb: ByteArray, width: Int, height: Int, stride: SizeT): Int
+
+    fun sf_image_width(img: Pointer): Int
+    fun sf_image_height(img: Pointer): Int
+    fun sf_image_stride(img: Pointer): SizeT
+    fun sf_image_pixels(img: Pointer): Pointer
+    fun sf_image_parameters(img: Pointer): String
+    fun sf_image_destroy(img: Pointer?)
+    fun sf_image_copy(img: Pointer, buffer: ByteArray?, capacity: SizeT, stride: SizeT, needed: SizeTByReference?): Int
+    fun sf_image_write_png(img: Pointer, path: String): Int
+    fun sf_image_read_png(path: String, out: PointerByReference): Int
+
+    fun sf_job_start(p: Pointer, params: Pointer?, out: PointerByReference): Int
+    fun sf_job_step(job: Pointer): Int
+    fun sf_job_steps_done(job: Pointer): Int
+    fun sf_job_steps_total(job: Pointer): Int
+    fun sf_job_latents(job: Pointer, out: FloatArray, count: SizeT): Int
+    fun sf_job_preview(job: Pointer, out: PointerByReference): Int
+    fun sf_job_finish(job: Pointer, out: PointerByReference): Int
+    fun sf_job_cancel(job: Pointer)
+    fun sf_job_destroy(job: Pointer?)
+    fun sf_generate(p: Pointer, params: Pointer?, progress: ProgressFn?, user: Pointer?, out: PointerByReference): Int
+    fun sf_pipeline_cancel(p: Pointer)
+
+    fun sf_schedule_create(sampler: Int, configJson: String?, overrides: Pointer?, out: PointerByReference): Int
+    fun sf_schedule_destroy(s: Pointer?)
+    fun sf_schedule_set_steps(s: Pointer, steps: Int, latentCount: SizeT): Int
+    fun sf_schedule_evaluations(s: Pointer): Int
+    fun sf_schedule_timestep(s: Pointer, i: Int): Double
+    fun sf_schedule_sigmas(s: Pointer, out: FloatArray?, capacity: SizeT, count: SizeTByReference): Int
+    fun sf_schedule_init_noise_sigma(s: Pointer): Double
+    fun sf_schedule_scale_input(s: Pointer, i: Int, x: FloatArray, out: FloatArray, count: SizeT): Int
+    fun sf_schedule_step_needs_noise(s: Pointer, i: Int): Int
+    fun sf_schedule_step(s: Pointer, i: Int, modelOutput: FloatArray, sample: FloatArray, count: SizeT, noise: FloatArray?): Int
+
+    companion object {
+        val lib: SfLib by lazy {
+            val path = System.getProperty("snapfusion.library") ?: System.getenv("SNAPFUSION_LIBRARY") ?: "snapfusion"
+            val l = Native.load(path, SfLib::class.java)
+            val abi = l.sf_abi_version()
+            if (abi != ABI_VERSION) throw UnsatisfiedLinkError("libsnapfusion at $path has ABI version $abi; this binding needs $ABI_VERSION")
+            l
+        }
+    }
+}
+
+internal val C: SfLib get() = SfLib.lib
+
+// ---- enums and errors ------------------------------------------------------------------------------
+
+enum class Status(val code: Int) {
+    OK(0), INVALID_ARGUMENT(1), IO(2), BAD_MODEL(3), UNSUPPORTED(4), OUT_OF_MEMORY(5), CANCELLED(6), BACKEND(7),
+    BAD_STATE(8), INTERNAL(9), NOT_FOUND(10), UNKNOWN(-1);
+
+    companion object {
+        fun of(code: Int) = values().firstOrNull { it.code == code } ?: UNKNOWN
+    }
+}
+
+/** A failed call: the status and the library's message (it names the file, tensor or argument). */
+open class SnapFusionException(val status: Status, val code: Int, message: String) : RuntimeException(message)
+
+/** Stopped by cancel() or a progress callback. */
+class CancelledException(message: String) : SnapFusionException(Status.CANCELLED, Status.CANCELLED.code, message)
+
+enum class LogLevel { DEBUG, INFO, WARN, ERROR }
+
+enum class Sampler(val code: Int) {
+    DEFAULT(0), DDIM(1), PNDM(2), EULER(3), EULER_A(4), DPMPP_2M(5), LCM(6);
+
+    /** The library's name ("ddim", "dpm++2m", ...). */
+    val libraryName: String? get() = C.sf_sampler_name(code)
+
+    companion object {
+        fun fromName(name: String): Sampler {
+            val code = C.sf_sampler_from_name(name)
+            if (code == 0 && name != "default") throw SnapFusionException(Status.INVALID_ARGUMENT, 1, "unknown sampler '$name'")
+            return values().first { it.code == code }
+        }
+    }
+}
+
+enum class Network(val bit: Int) { TEXT_ENCODER(1), UNET(2), VAE_DECODER(4), VAE_ENCODER(8), TAESD_DECODER(16), TAESD_ENCODER(32) }
+
+internal object Keys {
+    const val THREADS = 1; const val LOG_LEVEL = 2
+    const val VARIANT = 100; const val RANDOM_WEIGHTS = 101; const val RANDOM_SEED = 102; const val INSPECT_ONLY = 103
+    const val TAESD_PATH = 104; const val COMPONENTS = 105
+    const val PROMPT = 200; const val NEGATIVE_PROMPT = 201; const val WIDTH = 202; const val HEIGHT = 203
+    const val STEPS = 204; const val GUIDANCE_SCALE = 205; const val SEED = 206; const val SAMPLER = 207
+    const val KARRAS_SIGMAS = 208; const val CLIP_SKIP = 209; const val STRENGTH = 211; const val PREDICTION_TYPE = 212
+    const val DECODER = 213; const val ETA = 214; const val TIMESTEP_SPACING = 215
+    const val LATENTS = 300; const val PROMPT_EMBEDS = 301; const val NEGATIVE_EMBEDS = 302
+    const val INFO_NETWORKS = 1; const val INFO_TEXT_TOKENS = 2; const val INFO_TEXT_HIDDEN = 3
+    const val INFO_LATENT_CHANNELS = 4; const val INFO_DEFAULT_WIDTH = 5; const val INFO_DEFAULT_HEIGHT = 6
+    const val INFO_VAE_SCALE = 7; const val INFO_PARAMETERS = 9
+}
+
+internal fun check(status: Int, ctx: NativeHandle? = null) {
+    if (status == 0) return
+    var msg = ctx?.ptrOrNull()?.let { C.sf_context_last_error(it) } ?: ""
+    if (msg.length == 0) msg = C.sf_last_error()
+    if (msg.length == 0) msg = C.sf_status_string(status)
+    val s = Status.of(status)
+    throw if (s == Status.CANCELLED) CancelledException(msg) else SnapFusionException(s, status, msg)
+}
+
+// ---- native ownership ------------------------------------------------------------------------------
+
+internal val cleaner: Cleaner = Cleaner.create()
+
+/** One native object with a reference count: its owner holds one reference, each child one
+ * more; the native destroy runs when the last is released, children first by construction. */
+class NativeHandle internal constructor(
+    private var ptr: Pointer?, private val destroy: (Pointer) -> Unit, val kind: String, private val parent: NativeHandle?
+) {
+    private val refs = AtomicInteger(1)
+    internal var keep: Any? = null  // objects the native side points at (callbacks)
+
+    init {
+        parent?.retain()
+        live.incrementAndGet()
+    }
+
+    fun ptrOrNull(): Pointer? = ptr
+    fun get(): Pointer = ptr ?: throw SnapFusionException(Status.BAD_STATE, Status.BAD_STATE.code, "the $kind is closed")
+
+    internal fun retain() {
+        refs.incrementAndGet()
+    }
+
+    internal fun release() {
+        if (refs.decrementAndGet() == 0) {
+            val p = ptr
+            ptr = null
+            if (p != null) {
+                destroy(p)
+                live.decrementAndGet()
+            }
+            keep = null
+            parent?.release()
+        }
+    }
+
+    companion object {
+        /** Native objects alive now (for tests and leak hunting). */
+        val live = AtomicInteger(0)
+    }
+}
+
+/** Base of the wrappers: close() releases the owner's reference once; a Cleaner does it if
+ * close() was never called. */
+abstract class NativeObject internal constructor(internal val handle: NativeHandle) : AutoCloseable {
+    private val cleanable: Cleaner.Cleanable = cleaner.register(this, OwnerRelease(handle))
+    private var closed = false
+
+    val isClosed: Boolean get() = closed
+
+    /** The native pointer, for direct SfLib calls (valid until close()). */
+    val nativePointer: Pointer get() = ptr()
+
+    @Synchronized
+    override fun close() {
+        if (!closed) {
+            closed = true
+            cleanable.clean()
+        }
+    }
+
+    internal fun ptr(): Pointer = if (closed) throw SnapFusionException(Status.BAD_STATE, Status.BAD_STATE.code, "the ${handle.kind} is closed") else handle.get()
+
+    private class OwnerRelease(val h: NativeHandle) : Runnable {
+        override fun run() = h.release()
+    }
+}
+
+// ---- params ------------------------------------------------------------------------------------------
+
+internal class Params : AutoCloseable {
+    val ptr: Pointer
+
+    init {
+        val out = PointerByReference()
+        check(C.sf_params_create(out))
+        ptr = out.value
+    }
+
+    fun int(key: Int, v: Long?) = v?.let { check(C.sf_params_set_int(ptr, key, it)) }
+    fun float(key: Int, v: Double?) = v?.let { check(C.sf_params_set_float(ptr, key, it)) }
+    fun string(key: Int, v: String?) = v?.let { check(C.sf_params_set_string(ptr, key, it)) }
+    fun floats(key: Int, v: FloatArray?) = v?.let { check(C.sf_params_set_floats(ptr, key, it, SizeT(it.size.toLong()))) }
+    override fun close() = C.sf_params_destroy(ptr)
+}
+
+// ---- context -----------------------------------------------------------------------------------------
+
+/** Threads, logging and error state shared by the pipelines made with it. */
+class Context @JvmOverloads constructor(threads: Int? = null, log: ((LogLevel, String) -> Unit)? = null) :
+    NativeObject(create()) {
+    // A callback cannot throw through C: the first exception is kept and rethrown afterwards.
+    // (A separate object: the callback must not reference the Context, or the Cleaner could
+    // never see it unreachable.)
+    private val sink = Sink()
+
+    internal class Sink {
+        @Volatile var pending: Throwable? = null
+    }
+
+    private class LogAdapter(val log: (LogLevel, String) -> Unit, val sink: Sink) : SfLib.LogFn {
+        override fun invoke(user: Pointer?, level: Int, message: String?) {
+            try {
+                log(LogLevel.values()[level.coerceIn(0, 3)], message ?: "")
+            } catch (t: Throwable) {
+                if (sink.pending == null) sink.pending = t
+            }
+        }
+    }
+
+    init {
+        try {
+            threads?.let { this.threads = it }
+            if (log != null) {
+                val fn = LogAdapter(log, sink)
+                call(C.sf_context_set_log_callback(handle.get(), fn, null))
+                handle.keep = fn
+                call(C.sf_context_set_int(handle.get(), Keys.LOG_LEVEL, 0))
+            }
+        } catch (t: Throwable) {
+            close()
+            throw t
+        }
+    }
+
+    internal fun call(status: Int) {
+        sink.pending?.let { sink.pending = null; throw it }
+        check(status, handle)
+    }
+
+    var threads: Int
+        get() = LongByReference().also { call(C.sf_context_get_int(ptr(), Keys.THREADS, it)) }.value.toInt()
+        set(n) = call(C.sf_context_set_int(ptr(), Keys.THREADS, n.toLong()))
+
+    fun setLogLevel(level: LogLevel) = call(C.sf_context_set_int(ptr(), Keys.LOG_LEVEL, level.ordinal.toLong()))
+
+    /** For tests: sets the log level from a raw number (the library checks it). */
+    fun setLogLevelRaw(level: Long) = call(C.sf_context_set_int(ptr(), Keys.LOG_LEVEL, level))
+
+    val lastError: String get() = C.sf_context_last_error(handle.ptrOrNull())
+
+    private companion object {
+        fun create(): NativeHandle {
+            val out = PointerByReference()
+            check(C.sf_context_create(out))
+            return NativeHandle(out.value, { C.sf_context_destroy(it) }, "context", null)
+        }
+    }
+}
+
+// ---- images ------------------------------------------------------------------------------------------
+
+/** An RGB8 image made by the library. */
+class Image internal constructor(p: Pointer) : NativeObject(NativeHandle(p, { C.sf_image_destroy(it) }, "image", null)) {
+    val width: Int get() = C.sf_image_width(ptr())
+    val height: Int get() = C.sf_image_height(ptr())
+
+    /** Packed RGB8, rows of width*3 bytes, top row first. */
+    val pixels: ByteArray
+        get() {
+            val row = width.toLong() * 3
+            val buf = ByteArray((row * height).toInt())
+            check(C.sf_image_copy(ptr(), buf, SizeT(buf.size.toLong()), SizeT(row), null))
+            return buf
+        }
+
+    /** The generation parameters in A1111's "parameters" text form ("" if none). */
+    val parameters: String get() = C.sf_image_parameters(ptr())
+
+    /** Writes a PNG with the parameters as a "parameters" text chunk. */
+    fun save(path: String) = check(C.sf_image_write_png(ptr(), path))
+
+    companion object {
+        /** Reads an 8-bit RGB or RGBA PNG. */
+        @JvmStatic
+        fun open(path: String): Image {
+            val out = PointerByReference()
+            check(C.sf_image_read_png(path, out))
+            return Image(out.value)
+        }
+    }
+}
+
+// ---- generation options -----------------------------------------------------------------------------
+
+/** The generation parameters; null means the library's default. */
+data class GenerationOptions @JvmOverloads constructor(
+    val prompt: String? = null,
+    val negativePrompt: String? = null,
+    val width: Int? = null,
+    val height: Int? = null,
+    val steps: Int? = null,
+    val guidanceScale: Double? = null,
+    val seed: Long? = null,          // 64-bit, read as unsigned by the library
+    val sampler: Sampler? = null,    // null: the folder's scheduler
+    val karrasSigmas: Boolean? = null,
+    val clipSkip: Int? = null,
+    val strength: Double? = null,
+    val initImage: Image? = null,
+    val latents: FloatArray? = null,
+    val promptEmbeds: FloatArray? = null,
+    val negativeEmbeds: FloatArray? = null,
+    val decoder: Network? = null,
+    val eta: Double? = null
+) {
+    internal fun toParams(): Params {
+        val p = Params()
+        try {
+            p.string(Keys.PROMPT, prompt)
+            p.string(Keys.NEGATIVE_PROMPT, negativePrompt)
+            p.int(Keys.WIDTH, width?.toLong())
+            p.int(Keys.HEIGHT, height?.toLong())
+            p.int(Keys.STEPS, steps?.toLong())
+            p.float(Keys.GUIDANCE_SCALE, guidanceScale)
+            p.int(Keys.SEED, seed)
+            p.int(Keys.SAMPLER, sampler?.code?.toLong())
+            p.int(Keys.KARRAS_SIGMAS, karrasSigmas?.let { if (it) 1L else 0L })
+            p.int(Keys.CLIP_SKIP, clipSkip?.toLong())
+            p.float(Keys.STRENGTH, strength)
+            p.floats(Keys.LATENTS, latents)
+            p.floats(Keys.PROMPT_EMBEDS, promptEmbeds)
+            p.floats(Keys.NEGATIVE_EMBEDS, negativeEmbeds)
+            p.int(Keys.DECODER, decoder?.bit?.toLong())
+            p.float(Keys.ETA, eta)
+            initImage?.let {
+                check(C.sf_params_set_init_image(p.ptr, it.pixels, it.width, it.height, SizeT(it.width * 3L)))
+            }
+        } catch (t: Throwable) {
+            p.close()
+            throw t
+        }
+        return p
+    }
+}
+
+// ---- pipelines ----------------------------------------------------------------------------------------
+
+/** A loaded diffusers model folder. */
+class Pipeline private constructor(val context: Context, private val ownContext: Boolean, p: Pointer) :
+    NativeObject(NativeHandle(p, { C.sf_pipeline_destroy(it) }, "pipeline", context.handle)) {
+
+    override fun close() {
+        super.close()
+        if (ownContext) context.close()
+    }
+
+    private fun call(status: Int) = context.call(status)
+
+    private fun infoInt(key: Int) = LongByReference().also { call(C.sf_pipeline_get_int(ptr(), key, it)) }.value
+    val networks: Set<Network> get() = infoInt(Keys.INFO_NETWORKS).let { m -> Network.values().filter { (m and it.bit.toLong()) != 0L }.toSet() }
+    val textTokens: Int get() = infoInt(Keys.INFO_TEXT_TOKENS).toInt()
+    val textHidden: Int get() = infoInt(Keys.INFO_TEXT_HIDDEN).toInt()
+    val latentChannels: Int get() = infoInt(Keys.INFO_LATENT_CHANNELS).toInt()
+    val defaultWidth: Int get() = infoInt(Keys.INFO_DEFAULT_WIDTH).toInt()
+    val defaultHeight: Int get() = infoInt(Keys.INFO_DEFAULT_HEIGHT).toInt()
+    val parameterCount: Long get() = infoInt(Keys.INFO_PARAMETERS)
+    val vaeScale: Double get() = DoubleByReference().also { call(C.sf_pipeline_get_float(ptr(), Keys.INFO_VAE_SCALE, it)) }.value
+
+    /** Text (or JSON with json = true) description of the model. */
+    @JvmOverloads
+    fun describe(json: Boolean = false): String {
+        val need = SizeTByReference()
+        val fmt = if (json) 1 else 0
+        call(C.sf_pipeline_describe(ptr(), fmt, null, SizeT(0), need))
+        val buf = ByteArray(need.value.toInt())
+        call(C.sf_pipeline_describe(ptr(), fmt, buf, SizeT(buf.size.toLong()), need))
+        return String(buf, 0, buf.indexOf(0.toByte()).let { if (it < 0) buf.size else it }, Charsets.UTF_8)
+    }
+
+    /** CLIP token ids as SD pipelines make them (textTokens ids). */
+    fun tokenize(prompt: String): IntArray {
+        val ids = IntArray(textTokens)
+        call(C.sf_tokenize(ptr(), prompt, ids, SizeT(ids.size.toLong()), null))
+        return ids
+    }
+
+    /** Text embedding [tokens, hidden] of one prompt. */
+    @JvmOverloads
+    fun encodePrompt(prompt: String, clipSkip: Int = 0): FloatArray {
+        val out = FloatArray(textTokens * textHidden)
+        call(C.sf_encode_prompt(ptr(), prompt, clipSkip, out, SizeT(out.size.toLong())))
+        return out
+    }
+
+    /** Embeddings [batch, tokens, hidden] of ids [batch, tokens]. */
+    @JvmOverloads
+    fun encodeIds(ids: IntArray, batch: Int, clipSkip: Int = 0): FloatArray {
+        val tokens = ids.size / batch
+        val out = FloatArray(batch * tokens * textHidden)
+        call(C.sf_encode_ids(ptr(), ids, SizeT(batch.toLong()), SizeT(tokens.toLong()), clipSkip, out, SizeT(out.size.toLong())))
+        return out
+    }
+
+    /** One UNet evaluation on latents NCHW [batch, C, height, width]. */
+    fun unetPredict(latents: FloatArray, batch: Int, height: Int, width: Int, timesteps: FloatArray, text: FloatArray): FloatArray {
+        val out = FloatArray(latents.size)
+        val tokens = text.size / (batch * textHidden)
+        call(C.sf_unet_predict(ptr(), latents, SizeT(batch.toLong()), SizeT(height.toLong()), SizeT(width.toLong()),
+            timesteps, text, SizeT(tokens.toLong()), out))
+        return out
+    }
+
+    /** Latents [batch, C, h, w] (pipeline space unless unscaled) -> image [batch, 3, 8h, 8w] in [-1, 1]. */
+    @JvmOverloads
+    fun decode(latents: FloatArray, batch: Int, height: Int, width: Int, decoder: Network = Network.VAE_DECODER,
+               unscaled: Boolean = false): FloatArray {
+        val out = FloatArray(batch * 3 * 64 * height * width)
+        call(C.sf_decode_latents(ptr(), decoder.bit, latents, SizeT(batch.toLong()), SizeT(height.toLong()),
+            SizeT(width.toLong()), if (unscaled) 1 else 0, out))
+        return out
+    }
+
+    /** One image. progress(step, total) runs after each step; returning true stops the run
+     * (CancelledException). An exception it throws is rethrown here. */
+    @JvmOverloads
+    fun txt2img(options: GenerationOptions, progress: ((Int, Int) -> Boolean)? = null): Image {
+        // (A named class, not an object expression in a lambda: kotlinc 1.3 drops such classes.)
+        val fn = if (progress != null) ProgressAdapter(progress) else null
+        val out = PointerByReference()
+        val status = options.toParams().use { C.sf_generate(ptr(), it.ptr, fn, null, out) }
+        fn?.pending?.let { throw it }
+        call(status)
+        return Image(out.value)
+    }
+
+    /** Starts a step-wise generation. */
+    fun start(options: GenerationOptions): Job {
+        val out = PointerByReference()
+        val status = options.toParams().use { C.sf_job_start(ptr(), it.ptr, out) }
+        call(status)
+        val w = options.initImage?.width ?: options.width ?: defaultWidth
+        val h = options.initImage?.height ?: options.height ?: defaultHeight
+        return Job(this, out.value, latentChannels * (h / 8) * (w / 8))
+    }
+
+    /** The steps of a generation, lazily: each element is one finished step; the job's
+     * image is decoded after the last (job.image), and the job is closed by the caller. */
+    fun steps(job: Job): Sequence<Step> = sequence {
+        while (job.stepsDone < job.stepsTotal) yield(job.step())
+        job.finish()
+    }
+
+    /** Thread-safe: cancels whatever the pipeline is running now. */
+    fun cancel() {
+        handle.ptrOrNull()?.let { C.sf_pipeline_cancel(it) }
+    }
+
+    internal fun callFor(status: Int) = call(status)
+
+    companion object {
+        /** Loads a diffusers folder; without a context the pipeline makes (and closes) its own. */
+        @JvmStatic
+        @JvmOverloads
+        fun load(path: String, context: Context? = null, threads: Int? = null, variant: String? = null,
+                 randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
+                 components: Set<Network>? = null): Pipeline {
+            val ctx = context ?: Context(threads)
+            if (context != null && threads != null) ctx.threads = threads
+            try {
+                val out = PointerByReference()
+                val status = Params().use { p ->
+                    p.string(Keys.VARIANT, variant)
+                    if (randomWeights) p.int(Keys.RANDOM_WEIGHTS, 1)
+                    p.int(Keys.RANDOM_SEED, randomSeed)
+                    p.string(Keys.TAESD_PATH, taesdPath)
+                    p.int(Keys.COMPONENTS, components?.fold(0L) { m, n -> m or n.bit.toLong() })
+                    C.sf_pipeline_load(ctx.ptr(), path, p.ptr, out)
+                }
+                ctx.call(status)
+                return Pipeline(ctx, context == null, out.value)
+            } catch (t: Throwable) {
+                if (context == null) ctx.close()
+                throw t
+            }
+        }
+    }
+}
+
+/** Calls a Kotlin progress function from C; a Throwable never crosses C: it is kept and rethrown. */
+private class ProgressAdapter(val cb: (Int, Int) -> Boolean) : SfLib.ProgressFn {
+    var pending: Throwable? = null
+
+    override fun invoke(user: Pointer?, step: Int, total: Int): Int = try {
+        if (cb(step, total)) 1 else 0
+    } catch (t: Throwable) {
+        if (pending == null) pending = t
+        1
+    }
+}
+
+/** One finished denoising step. */
+class Step internal constructor(val job: Job, val index: Int, val total: Int) {
+    fun latents(): FloatArray = job.latents()
+    fun preview(): Image = job.preview()
+}
+
+/** A running generation (Pipeline.start). */
+class Job internal constructor(val pipeline: Pipeline, p: Pointer, private val latentCount: Int) :
+    NativeObject(NativeHandle(p, { C.sf_job_destroy(it) }, "job", pipeline.handle)) {
+    var image: Image? = null
+        private set
+
+    val stepsDone: Int get() = C.sf_job_steps_done(ptr())
+    val stepsTotal: Int get() = C.sf_job_steps_total(ptr())
+
+    fun step(): Step {
+        pipeline.callFor(C.sf_job_step(ptr()))
+        return Step(this, stepsDone, stepsTotal)
+    }
+
+    fun latents(): FloatArray {
+        val out = FloatArray(latentCount)
+        pipeline.callFor(C.sf_job_latents(ptr(), out, SizeT(out.size.toLong())))
+        return out
+    }
+
+    fun preview(): Image {
+        val out = PointerByReference()
+        pipeline.callFor(C.sf_job_preview(ptr(), out))
+        return Image(out.value)
+    }
+
+    /** Runs the remaining steps and decodes; the image is kept in `image`. */
+    fun finish(): Image {
+        image?.let { return it }
+        val out = PointerByReference()
+        pipeline.callFor(C.sf_job_finish(ptr(), out))
+        return Image(out.value).also { image = it }
+    }
+
+    /** Thread-safe: the running or next step throws CancelledException. */
+    fun cancel() {
+        handle.ptrOrNull()?.let { C.sf_job_cancel(it) }
+    }
+}
+
+/** PyTorch's CPU generator (randn(n) == torch.randn(n, generator=manual_seed(seed))). */
+class Rng @JvmOverloads constructor(seed: Long, scalarKernel: Boolean = false) : NativeObject(create(seed, scalarKernel)) {
+    fun randn(n: Int): FloatArray = FloatArray(n).also { check(C.sf_rng_randn(ptr(), it, SizeT(n.toLong()))) }
+    fun rand(n: Int): FloatArray = FloatArray(n).also { check(C.sf_rng_rand(ptr(), it, SizeT(n.toLong()))) }
+    fun randnF64(n: Int): DoubleArray = DoubleArray(n).also { check(C.sf_rng_randn_f64(ptr(), it, SizeT(n.toLong()))) }
+
+    private companion object {
+        fun create(seed: Long, scalar: Boolean): NativeHandle {
+            val out = PointerByReference()
+            check(C.sf_rng_create(if (scalar) 1 else 0, seed, out))
+            return NativeHandle(out.value, { C.sf_rng_destroy(it) }, "rng", null)
+        }
+    }
+}
+
+/** A sampler on its own, for hand-written loops. */
+class Schedule @JvmOverloads constructor(sampler: Sampler = Sampler.DEFAULT, configJson: String? = null) :
+    NativeObject(create(sampler, configJson)) {
+    fun setSteps(steps: Int, latentCount: Int) = check(C.sf_schedule_set_steps(ptr(), steps, SizeT(latentCount.toLong())))
+    val evaluations: Int get() = C.sf_schedule_evaluations(ptr())
+    fun timestep(i: Int): Double = C.sf_schedule_timestep(ptr(), i)
+    val initNoiseSigma: Double get() = C.sf_schedule_init_noise_sigma(ptr())
+    fun sigmas(): FloatArray {
+        val n = SizeTByReference()
+        check(C.sf_schedule_sigmas(ptr(), null, SizeT(0), n))
+        return FloatArray(n.value.toInt()).also { check(C.sf_schedule_sigmas(ptr(), it, SizeT(it.size.toLong()), n)) }
+    }
+    fun scaleInput(i: Int, x: FloatArray): FloatArray =
+        FloatArray(x.size).also { check(C.sf_schedule_scale_input(ptr(), i, x, it, SizeT(x.size.toLong()))) }
+    fun stepNeedsNoise(i: Int): Boolean = C.sf_schedule_step_needs_noise(ptr(), i) != 0
+    /** Updates sample in place. */
+    @JvmOverloads
+    fun step(i: Int, modelOutput: FloatArray, sample: FloatArray, noise: FloatArray? = null) =
+        check(C.sf_schedule_step(ptr(), i, modelOutput, sample, SizeT(sample.size.toLong()), noise))
+
+    private companion object {
+        fun create(sampler: Sampler, configJson: String?): NativeHandle {
+            val out = PointerByReference()
+            check(C.sf_schedule_create(sampler.code, configJson, null, out))
+            return NativeHandle(out.value, { C.sf_schedule_destroy(it) }, "schedule", null)
+        }
+    }
+}
+
+object SnapFusion {
+    val version: String get() = C.sf_version()
+    val abiVersion: Int get() = C.sf_abi_version()
+    fun statusString(status: Int): String = C.sf_status_string(status)
+    val samplerNames: List<String> get() = Sampler.values().mapNotNull { it.libraryName }
+}

@@ -1,0 +1,2 @@
+/* The installed public header, found on the include path (pkg-config snapfusion). */
+#include <snapfusion.h>

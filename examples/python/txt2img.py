@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Text to image with the snapfusion Python package: prompt in, PNG out.
+
+    PYTHONPATH=bindings/python SNAPFUSION_LIBRARY=build/libsnapfusion.so \
+        python3 examples/python/txt2img.py -m MODEL_DIR -p "a photo of a cat" -o cat.png
+"""
+import argparse
+import logging
+import os
+import sys
+import time
+
+try:
+    import snapfusion
+except ImportError:  # run from a source tree without installing the package
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bindings", "python"))
+    import snapfusion
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-m", "--model", required=True, help="diffusers model folder")
+    ap.add_argument("-p", "--prompt", required=True)
+    ap.add_argument("-n", "--negative", default=None, help="negative prompt")
+    ap.add_argument("-W", "--width", type=int, default=None)
+    ap.add_argument("-H", "--height", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--cfg-scale", type=float, default=7.5)
+    ap.add_argument("--sampler", default=None, help=", ".join(snapfusion.sampler_names()) + " (default: the folder's)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variant", default=None, help="prefer *.VARIANT.safetensors (e.g. fp16)")
+    ap.add_argument("--preview-dir", default=None, help="write a preview PNG after every step")
+    ap.add_argument("-t", "--threads", type=int, default=None)
+    ap.add_argument("-o", "--output", default="output.png")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show the library's log")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+
+    start = time.monotonic()
+    try:
+        with snapfusion.Pipeline.load(args.model, threads=args.threads, variant=args.variant) as pipe:
+            loaded = time.monotonic()
+            job = pipe.generate(args.prompt, args.negative, width=args.width, height=args.height, steps=args.steps,
+                                guidance_scale=args.cfg_scale, sampler=args.sampler, seed=args.seed)
+            with job:
+                for step in job:
+                    print("\rstep %d/%d" % (step.index, step.total), end="", file=sys.stderr, flush=True)
+                    if args.preview_dir:
+                        os.makedirs(args.preview_dir, exist_ok=True)
+                        step.preview().save(os.path.join(args.preview_dir, "step-%02d.png" % step.index))
+                print(file=sys.stderr)
+                job.image.save(args.output)
+                size = job.image.size
+    except snapfusion.SnapFusionError as e:
+        print("txt2img: %s: %s" % (type(e).__name__, e), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    done = time.monotonic()
+    print("%s: %dx%d, load %.2f s, generate %.2f s" % (args.output, size[0], size[1], loaded - start,
+                                                      done - loaded))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+# Tests of the language bindings (bindings/python, bindings/kotlin, bindings/swift).
+# Included from tests/CMakeLists.txt. Every test is named bindings_* (ctest -R bindings).
+#
+# Python and Kotlin load the shared library into an uninstrumented interpreter/JVM, which
+# cannot load a sanitizer build: they are registered only without SF_SANITIZE.
+
+set(SF_BIND_SRC ${PROJECT_SOURCE_DIR})
+
+if(NOT SF_SANITIZE)
+  find_package(Python3 3.7 COMPONENTS Interpreter)
+  if(Python3_Interpreter_FOUND)
+    set(SF_BIND_PY_ENV
+        "SNAPFUSION_LIBRARY=$<TARGET_FILE:snapfusion>"
+        "SNAPFUSION_SOURCE_DIR=${SF_BIND_SRC}"
+        "PYTHONDONTWRITEBYTECODE=1")
+    if(SF_BUILD_EXAMPLES)
+      list(APPEND SF_BIND_PY_ENV "SNAPFUSION_CLI=$<TARGET_FILE:snapfusion_cli>")
+    endif()
+
+    # The package against the C library: fixtures, exact equality with direct calls,
+    # errors, callbacks, GC, generation (byte-equal to sf_generate and the CLI).
+    add_test(NAME bindings_python
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/python/test_snapfusion.py)
+    set_tests_properties(bindings_python PROPERTIES ENVIRONMENT "${SF_BIND_PY_ENV}"
+                         SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+    # `pip install bindings/python` offline (in-tree, stdlib-only build backend), then the
+    # installed copy imports and finds the library. Skipped when the interpreter has no pip.
+    set(SF_BIND_PIP_DIR ${CMAKE_CURRENT_BINARY_DIR}/bindings-pip)
+    add_test(NAME bindings_python_pip_install COMMAND sh -c
+      "set -e; if ! \"$0\" -m pip --version >/dev/null 2>&1; then echo 'SKIPPED: no pip for' \"$0\"; exit 77; fi; rm -rf \"$1\"; \"$0\" -m pip install --quiet --no-index --no-deps --disable-pip-version-check --target \"$1\" \"$2\"; cd \"$1\"; PYTHONPATH=\"$1\" \"$0\" -c 'import snapfusion, sys; assert snapfusion.__file__.startswith(sys.argv[1]), snapfusion.__file__; assert snapfusion.abi_version() == 1; print(\"installed\", snapfusion.__file__, \"library\", snapfusion.version())' \"$1\""
+      ${Python3_EXECUTABLE} ${SF_BIND_PIP_DIR} ${SF_BIND_SRC}/bindings/python)
+    set_tests_properties(bindings_python_pip_install PROPERTIES ENVIRONMENT "${SF_BIND_PY_ENV}"
+                         SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+    # The example CLI on the fixture model: a PNG that the library reads back.
+    add_test(NAME bindings_python_example COMMAND sh -c
+      "set -e; f=\${SNAPFUSION_FIXTURES:-${SF_FIXTURES_DEFAULT}}; if [ ! -f \"$f/public/manifest.json\" ]; then echo \"SKIPPED: fixtures not found at $f (set SNAPFUSION_FIXTURES)\"; exit 77; fi; rm -f \"$2\"; \"$0\" \"$1\" -m \"$f/public/tiny-sd\" -p 'a photo of an astronaut riding a horse' --steps 4 --seed 3 -t 1 -o \"$2\"; PYTHONPATH=\"$3\" \"$0\" -c 'import snapfusion, sys; im = snapfusion.Image.open(sys.argv[1]); assert im.size == (64, 64), im.size; data = open(sys.argv[1], \"rb\").read(); assert b\"tEXtparameters\" in data and b\"Seed: 3\" in data, \"no parameters chunk\"; print(\"read back\", im)' \"$2\""
+      ${Python3_EXECUTABLE} ${SF_BIND_SRC}/examples/python/txt2img.py
+      ${CMAKE_CURRENT_BINARY_DIR}/bindings-python-example.png ${SF_BIND_SRC}/bindings/python)
+    set_tests_properties(bindings_python_example PROPERTIES ENVIRONMENT "${SF_BIND_PY_ENV}"
+                         SKIP_RETURN_CODE 77 TIMEOUT 300)
+  else()
+    message(STATUS "bindings: no python3 interpreter, Python binding tests not registered")
+  endif()
+
+  # Kotlin (JNA): compiles the binding, its test program and the example with kotlinc, then
+  # runs them on the fixture model. Skipped (77) when kotlinc or jna.jar is missing.
+  add_test(NAME bindings_kotlin COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/kotlin/run.sh
+           ${SF_BIND_SRC} ${CMAKE_CURRENT_BINARY_DIR}/bindings-kotlin $<TARGET_FILE:snapfusion>
+           ${SF_FIXTURES_DEFAULT})
+  set_tests_properties(bindings_kotlin PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+endif()
+
+# Swift: no Swift toolchain here, so the part Swift imports through Clang is checked with
+# clang itself: the module map of the CSnapFusion system-library target must build as a
+# Clang module and expose the whole API.
+add_test(NAME bindings_swift_modulemap COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/swift/check_modulemap.sh
+         ${SF_BIND_SRC} ${CMAKE_CURRENT_BINARY_DIR}/bindings-swift)
+set_tests_properties(bindings_swift_modulemap PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)

@@ -1,0 +1,647 @@
+"""Tests of the Python bindings (bindings/python) with the machine's python3 and the
+standard library only.
+
+    SNAPFUSION_LIBRARY=build/libsnapfusion.so PYTHONPATH=bindings/python \
+        python3 tests/bindings/python/test_snapfusion.py
+
+Fixture tests read $SNAPFUSION_FIXTURES (default: ../shared/fixtures beside the source
+tree) and are skipped when it is absent; the program then exits 77 (ctest: skipped) if
+nothing failed. $SNAPFUSION_CLI, when set, is the `snapfusion` tool whose txt2img output
+the binding's image must equal byte for byte.
+"""
+import array
+import ctypes
+import gc
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import unittest
+import weakref
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.environ.get("SNAPFUSION_SOURCE_DIR") or os.path.normpath(os.path.join(HERE, "..", "..", ".."))
+sys.path.insert(0, os.path.join(SOURCE_DIR, "bindings", "python"))
+
+import snapfusion as sf  # noqa: E402
+from snapfusion import _lib as raw  # noqa: E402
+
+FIXTURES = os.environ.get("SNAPFUSION_FIXTURES") or os.path.join(SOURCE_DIR, "..", "shared", "fixtures")
+PUBLIC = os.path.join(FIXTURES, "public")
+HAVE_FIXTURES = os.path.isfile(os.path.join(PUBLIC, "manifest.json"))
+needs_fixtures = unittest.skipUnless(HAVE_FIXTURES, "fixtures not found at %s (set SNAPFUSION_FIXTURES)" % FIXTURES)
+TINY_SD = os.path.join(PUBLIC, "tiny-sd")
+THREADS = 1  # results must not depend on it; one thread keeps a busy 2-core machine fast
+
+
+# ---- fixture helpers ----------------------------------------------------------------------------------
+
+def read_safetensors(path):
+    """{name: (dtype, shape, array or bytes)} of a safetensors file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    base = 8 + n
+    out = {}
+    codes = {"F32": "f", "F64": "d", "I64": "q", "I32": "i"}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        raw_bytes = data[base + begin:base + end]
+        if info["dtype"] == "U8":
+            values = raw_bytes
+        else:
+            values = array.array(codes[info["dtype"]])
+            values.frombytes(raw_bytes)
+            if sys.byteorder != "little":
+                values.byteswap()
+        out[name] = (info["dtype"], info["shape"], values)
+    return out
+
+
+_manifest = None
+
+
+def case(name):
+    """(manifest entry, tensors) of a fixture case."""
+    global _manifest
+    if _manifest is None:
+        with open(os.path.join(PUBLIC, "manifest.json"), encoding="utf-8") as f:
+            _manifest = {c["name"]: c for c in json.load(f)["cases"]}
+    entry = _manifest[name]
+    return entry, read_safetensors(os.path.join(PUBLIC, entry["file"]))
+
+
+def tensor(tensors, key):
+    return tensors[key][2]
+
+
+def within(test, got, ref, tol, what):
+    """|got - ref| <= atol + rtol*|ref| elementwise (the fixture rule)."""
+    test.assertEqual(len(got), len(ref), what + ": sizes")
+    atol, rtol = tol["atol"], tol["rtol"]
+    worst, worst_i = 0.0, -1
+    for i, (a, b) in enumerate(zip(got, ref)):
+        excess = abs(a - b) - (atol + rtol * abs(b))
+        if excess > worst:
+            worst, worst_i = excess, i
+    test.assertLessEqual(worst, 0.0, "%s: element %d off by %g beyond tolerance" % (what, worst_i, worst))
+
+
+def uint8_close(test, got, ref, what):
+    """The fixtures' uint8 rule: |diff| <= 1 and at most 1% of the values differ."""
+    test.assertEqual(len(got), len(ref), what + ": sizes")
+    diffs = [abs(a - b) for a, b in zip(got, ref)]
+    test.assertLessEqual(max(diffs), 1, what)
+    test.assertLessEqual(sum(1 for d in diffs if d), len(ref) // 100, what)
+
+
+def c_floats(values):
+    buf = (ctypes.c_float * len(values))()
+    ctypes.memmove(buf, bytes(array.array("f", values)), 4 * len(values))
+    return buf
+
+
+# ---- tests that need no model ---------------------------------------------------------------------------
+
+class TestLibrary(unittest.TestCase):
+    def test_versions(self):
+        self.assertEqual(sf.abi_version(), 1)
+        with open(os.path.join(SOURCE_DIR, "include", "snapfusion.h"), encoding="utf-8") as f:
+            header = f.read()
+        m = re.search(r'#define SF_VERSION_STRING "([^"]+)"', header)
+        self.assertEqual(sf.version(), m.group(1))
+        major, minor, patch = (int(x) for x in m.group(1).split("."))
+        self.assertEqual(sf.version_number(), major * 10000 + minor * 100 + patch)
+
+    def test_every_header_function_is_declared(self):
+        """Each SF_API function of snapfusion.h has a ctypes declaration with as many
+        arguments and a result exactly when the C function has one."""
+        with open(os.path.join(SOURCE_DIR, "include", "snapfusion.h"), encoding="utf-8") as f:
+            header = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
+        decls = re.findall(r"^SF_API\s+([^;()]*?)\b(sf_\w+)\s*\(([^)]*)\)\s*;", header, flags=re.M)
+        self.assertGreater(len(decls), 60)
+        names = set()
+        for ret, name, args in decls:
+            names.add(name)
+            self.assertIn(name, raw.FUNCTIONS, name + " has no binding")
+            restype, argtypes = raw.FUNCTIONS[name]
+            nargs = 0 if args.strip() in ("", "void") else args.count(",") + 1
+            self.assertEqual(len(argtypes), nargs, name + ": argument count")
+            self.assertEqual(restype is None, ret.strip() == "void", name + ": result type")
+        self.assertEqual(set(raw.FUNCTIONS) - names, set(), "bindings of functions the header lacks")
+
+    def test_status_codes_map_to_exceptions(self):
+        seen = set()
+        for status in range(1, 11):
+            exc = sf.errors.error_for(status, "msg %d" % status)
+            self.assertIsInstance(exc, sf.SnapFusionError)
+            self.assertEqual(exc.status, status)
+            self.assertEqual(str(exc), "msg %d" % status)
+            self.assertNotEqual(sf.status_string(status), "unknown status")
+            seen.add(type(exc))
+        self.assertEqual(len(seen), 10)
+        future = sf.errors.error_for(99, "newer")
+        self.assertIs(type(future), sf.SnapFusionError)
+        self.assertEqual(future.status, 99)
+        self.assertTrue(issubclass(sf.InvalidArgumentError, ValueError))
+
+    def test_library_lookup(self):
+        """SNAPFUSION_LIBRARY wins; a wrong path is an ImportError naming it; without it a
+        copy next to the package is found."""
+        lib_path = raw.lib._name
+        code = "import snapfusion, snapfusion._lib as l; print(l.lib._name)"
+        pkg_dir = os.path.join(SOURCE_DIR, "bindings", "python")
+        env = dict(os.environ, PYTHONPATH=pkg_dir, SNAPFUSION_LIBRARY="/nonexistent/libsnapfusion.so")
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("ImportError", r.stderr)
+        self.assertIn("/nonexistent/libsnapfusion.so", r.stderr)
+        with tempfile.TemporaryDirectory() as tmp:
+            import shutil
+            shutil.copytree(os.path.join(pkg_dir, "snapfusion"), os.path.join(tmp, "snapfusion"),
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copy(lib_path, os.path.join(tmp, "snapfusion", "libsnapfusion.so.1"))
+            env = dict(os.environ, PYTHONPATH=tmp)
+            env.pop("SNAPFUSION_LIBRARY", None)
+            r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.strip(), os.path.join(tmp, "snapfusion", "libsnapfusion.so.1"))
+
+    def test_params(self):
+        p = sf.Params()
+        self.assertIsNone(p.get(sf.Param.STEPS))
+        p.set(sf.Param.STEPS, 8)
+        p.set(sf.Param.GUIDANCE_SCALE, 7.5)
+        p.set(sf.Param.PROMPT, "a cat \u00e9")
+        p.set(sf.Param.SEED, 2 ** 64 - 1)  # unsigned seeds cross as their int64 bit pattern
+        self.assertEqual(p.get(sf.Param.STEPS), 8)
+        self.assertEqual(p.get(sf.Param.GUIDANCE_SCALE), 7.5)
+        self.assertEqual(p.get(sf.Param.PROMPT), "a cat \u00e9")
+        self.assertEqual(p.get(sf.Param.SEED), -1)
+        with self.assertRaises(sf.InvalidArgumentError) as cm:
+            p.set_float(sf.Param.STEPS, 1.5)  # wrong type for the key: the library's message
+        self.assertIn("int", str(cm.exception))
+        p.set(sf.Param.STEPS, None)
+        self.assertIsNone(p.get(sf.Param.STEPS))
+        with self.assertRaises(sf.InvalidArgumentError):
+            p.set(sf.Param.SEED, 2 ** 64)
+        p.close()
+        with self.assertRaises(sf.BadStateError):
+            p.set(sf.Param.STEPS, 1)
+
+    def test_context_logging_and_errors(self):
+        got = []
+        with sf.Context(threads=1, log=lambda level, msg: got.append((level, msg))) as ctx:
+            self.assertEqual(ctx.threads, 1)
+            ctx.threads = 2
+            self.assertEqual(ctx.threads, 2)
+            with self.assertRaises(sf.InvalidArgumentError) as cm:
+                ctx.log_level = 99
+            self.assertIn("log level", cm.exception.message)
+            self.assertIn("log level", ctx.last_error)
+            self.assertEqual(len(got), 1)
+            self.assertEqual(got[0][0], sf.LogLevel.ERROR)
+            self.assertIn("log level", got[0][1])
+        self.assertTrue(ctx.closed)
+        with self.assertRaises(sf.BadStateError):
+            ctx.threads = 1
+        # Default: the `snapfusion` logger.
+        with sf.Context() as ctx:
+            with self.assertLogs("snapfusion", level="ERROR") as logs:
+                with self.assertRaises(sf.InvalidArgumentError):
+                    ctx.log_level = 42
+            self.assertIn("log level", logs.output[0])
+
+    def test_raising_log_callback(self):
+        """An exception in a callback is re-raised after the C call returns, and the
+        context stays usable."""
+        def bad(level, msg):
+            raise RuntimeError("from the log callback: " + msg)
+        with sf.Context(threads=1, log=bad) as ctx:
+            with self.assertRaises(RuntimeError) as cm:
+                ctx.log_level = 77
+            self.assertIn("log level", str(cm.exception))
+            ctx.threads = 1  # a later call does not see the old exception
+            self.assertEqual(ctx.threads, 1)
+
+    def test_rng(self):
+        a = sf.Rng(42).randn(40)
+        b = sf.Rng(42 + 2 ** 32).randn(40)  # only the low 32 bits of a seed count
+        self.assertEqual(a, b)
+        # successive calls continue one stream, as on one torch generator
+        r, r2 = sf.Rng(7), sf.Rng(7)
+        first, second = r.randn(20), r.randn(20)
+        self.assertNotEqual(first, second)
+        self.assertEqual((r2.randn(20), r2.randn(20)), (first, second))
+        self.assertEqual(len(sf.Rng(1).rand(5)), 5)
+        self.assertEqual(sf.Rng(1).randn_f64(3).typecode, "d")
+
+    @needs_fixtures
+    def test_rng_matches_fixture(self):
+        entry, t = case("generator/seed_42")
+        ref = tensor(t, "out.randn_1x4x5x7")
+        within(self, sf.Rng(42).randn(140), ref, {"atol": 0.0, "rtol": 0.0}, "randn avx2")
+        ref = tensor(t, "out.randn_1x4x5x7_scalar")
+        within(self, sf.Rng(42, kind="scalar").randn(140), ref, {"atol": 0.0, "rtol": 0.0}, "randn scalar")
+
+    @needs_fixtures
+    def test_schedule_matches_fixture(self):
+        entry, t = case("scheduler/ddim_eps/8steps")
+        s = sf.Schedule("ddim", entry["params"]["config"])
+        noise = tensor(t, "in.noise")
+        s.set_steps(8, len(noise))
+        self.assertEqual([int(x) for x in s.timesteps], list(tensor(t, "out.timesteps")))
+        self.assertEqual(s.init_noise_sigma, 1.0)
+        self.assertEqual(len(s.sigmas()), 0)
+        # The case's fake model: model_output = 0.1*x_in + c(t)*phi, phi given.
+        phi = tensor(t, "in.phi")
+        x = array.array("f", noise)
+        for i in range(s.evaluations):
+            x_in = s.scale_input(i, x)
+            c = 0.05 * float(s.timestep(i)) / 1000
+            out = array.array("f", (0.1 * a + c * p for a, p in zip(x_in, phi)))
+            self.assertIs(s.step(i, out, x), x)  # in place
+        within(self, x, tensor(t, "out.final"), entry["tolerance"]["final"], "ddim final")
+        with self.assertRaises(sf.InvalidArgumentError):
+            sf.Schedule("no-such-sampler")
+        s.close()
+
+
+# ---- tests on the tiny-sd fixture model -------------------------------------------------------------------
+
+@needs_fixtures
+class TestPipeline(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pipe = sf.Pipeline.load(TINY_SD, threads=THREADS)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pipe.close()
+
+    def test_load_and_describe(self):
+        p = self.pipe
+        self.assertEqual(p.text_tokens, 77)
+        self.assertEqual(p.text_hidden, 32)
+        self.assertEqual(p.latent_channels, 4)
+        self.assertAlmostEqual(p.vae_scale, 0.18215, places=6)
+        self.assertTrue(p.networks & sf.Network.UNET)
+        self.assertGreater(p.parameter_count, 0)
+        text = p.describe()
+        self.assertIn("StableDiffusionPipeline", text)
+        d = p.describe("json")
+        self.assertIsInstance(d, dict)
+        self.assertIn("StableDiffusionPipeline", json.dumps(d))
+
+    def test_load_options(self):
+        with sf.Pipeline.load(TINY_SD, threads=THREADS, components=["text_encoder"]) as p:
+            self.assertEqual(p.networks & (sf.Network.UNET | sf.Network.TEXT_ENCODER), sf.Network.TEXT_ENCODER)
+            with self.assertRaises(sf.SnapFusionError):
+                p.txt2img("x", steps=1)
+        with sf.Pipeline.load(TINY_SD, threads=THREADS, random_weights=True, random_seed=3) as p:
+            self.assertEqual(p.text_hidden, 32)
+            a = p.encode_prompt("x")
+            self.assertNotEqual(a, self.pipe.encode_prompt("x"))
+        with sf.Pipeline.load(TINY_SD, threads=THREADS, variant="fp16", components=["unet"]) as p:
+            self.assertTrue(p.networks & sf.Network.UNET)
+
+    def test_errors_carry_messages(self):
+        missing = os.path.join(PUBLIC, "no-such-model")
+        with self.assertRaises(sf.SnapFusionError) as cm:
+            sf.Pipeline.load(missing, threads=THREADS)
+        self.assertIn("no-such-model", str(cm.exception))
+        self.assertIn(type(cm.exception), (sf.FileIOError, sf.NotFoundError, sf.BadModelError))
+        with self.assertRaises(sf.InvalidArgumentError) as cm:
+            self.pipe.txt2img("x", width=60, height=64, steps=1)
+        self.assertIn("multiples of 8", str(cm.exception))
+        self.assertEqual(cm.exception.status, 1)
+        with self.assertRaises(sf.InvalidArgumentError) as cm:
+            self.pipe.txt2img("x", sampler="nope")
+        self.assertIn("ddim", str(cm.exception))
+        with self.assertRaises(sf.UnsupportedError) as cm:
+            self.pipe.txt2img("x", eta=0.5, steps=1)
+        self.assertIn("eta", str(cm.exception))
+        with self.assertRaises(TypeError):
+            self.pipe.txt2img("x", no_such_option=1)
+        with self.assertRaises(sf.InvalidArgumentError):
+            self.pipe.unet_predict(array.array("f", [0.0] * 10), 1.0, [0.0] * 77 * 32)
+        with self.assertRaises(sf.FileIOError):
+            sf.Image.open(missing + ".png")
+
+    def test_tokenize_matches_fixture(self):
+        with open(os.path.join(PUBLIC, "tokenizer", "cases.json"), encoding="utf-8") as f:
+            cases = json.load(f)["cases"]
+        self.assertGreater(len(cases), 30)
+        for c in cases:
+            ids = self.pipe.tokenize(c["prompt"])
+            self.assertEqual(list(ids), c["input_ids"], c["name"])
+            self.assertEqual(ids.untruncated, c["num_tokens_untruncated"], c["name"])
+
+    def test_encode_matches_fixture_and_c(self):
+        entry, t = case("text_encoder/rows")
+        ids = list(tensor(t, "in.input_ids"))
+        rows = [ids[i * 77:(i + 1) * 77] for i in range(5)]
+        got = self.pipe.encode_ids(rows)
+        within(self, got, tensor(t, "out.last_hidden_state"), entry["tolerance"]["last_hidden_state"], "encode")
+        skip = self.pipe.encode_ids(rows, clip_skip=2)
+        within(self, skip, tensor(t, "out.clip_skip_1"), entry["tolerance"]["clip_skip_1"], "clip skip")
+        # The same call made directly through ctypes gives the same bits.
+        n = 5 * 77 * 32
+        out = (ctypes.c_float * n)()
+        cids = (ctypes.c_int32 * len(ids))(*ids)
+        self.assertEqual(raw.lib.sf_encode_ids(self.pipe._h.ptr, cids, 5, 77, 0, out, n), 0)
+        self.assertEqual(bytes(out), bytes(got))
+        # One prompt: encode_prompt == encode_ids(tokenize(prompt)).
+        prompt = entry["params"]["prompts"][0]
+        self.assertEqual(bytes(self.pipe.encode_prompt(prompt)), bytes(self.pipe.encode_ids(self.pipe.tokenize(prompt))))
+        self.assertEqual(bytes(self.pipe.encode_prompt(prompt)), bytes(got[:77 * 32]))
+
+    def test_unet_matches_fixture_and_c(self):
+        entry, t = case("unet/t999")
+        sample, ts = tensor(t, "in.sample"), tensor(t, "in.timestep_f32")
+        text = tensor(t, "in.encoder_hidden_states")
+        got = self.pipe.unet_predict(sample, list(ts), text, height=8, width=8)
+        within(self, got, tensor(t, "out.noise_pred"), entry["tolerance"]["noise_pred"], "unet")
+        # bytes in, scalar timestep, default (model) size: the same values
+        self.assertEqual(bytes(self.pipe.unet_predict(bytes(sample), 999, text)), bytes(got))
+        out = (ctypes.c_float * len(sample))()
+        st = raw.lib.sf_unet_predict(self.pipe._h.ptr, c_floats(sample), 2, 8, 8, c_floats(ts), c_floats(text), 77,
+                                     out)
+        self.assertEqual(st, 0)
+        self.assertEqual(bytes(out), bytes(got))
+
+    def test_decode_matches_fixture_and_c(self):
+        entry, t = case("vae/decode")
+        latents, z = tensor(t, "in.latents"), tensor(t, "in.z")
+        ref, tol = tensor(t, "out.image"), entry["tolerance"]["image"]
+        got = self.pipe.decode(latents, height=8, width=8)
+        within(self, got, ref, tol, "decode")
+        within(self, self.pipe.decode(z, height=8, width=8, unscaled=True), ref, tol, "decode unscaled")
+        out = (ctypes.c_float * len(ref))()
+        st = raw.lib.sf_decode_latents(self.pipe._h.ptr, int(sf.Network.VAE_DECODER), c_floats(latents), 2, 8, 8, 0,
+                                       out)
+        self.assertEqual(st, 0)
+        self.assertEqual(bytes(out), bytes(got))
+
+    def test_encode_image_shapes(self):
+        with sf.Pipeline.load(TINY_SD, threads=THREADS, components=["vae_encoder"]) as p:
+            image = array.array("f", [0.25] * (3 * 64 * 64))
+            mean, logvar = p.encode_image(image, height=64, width=64)
+            self.assertEqual(len(mean), 4 * 8 * 8)
+            self.assertEqual(len(logvar), 4 * 8 * 8)
+
+    def test_gc_frees_native_objects(self):
+        gc.collect()
+        base = sf.live_handles()
+        for _ in range(3):
+            p = sf.Pipeline.load(TINY_SD, threads=THREADS, components=["text_encoder"])
+            p.encode_prompt("x")
+            ref = weakref.ref(p)
+            del p
+            self.assertIsNone(ref())  # plain refcounting frees it: no cycle in the binding
+        self.assertEqual(sf.live_handles(), base)
+        # A context dropped before its pipeline stays alive as long as the pipeline needs it.
+        ctx = sf.Context(threads=THREADS)
+        p = sf.Pipeline.load(TINY_SD, context=ctx, components=["text_encoder"])
+        del ctx
+        gc.collect()
+        self.assertEqual(len(p.encode_prompt("x")), 77 * 32)
+        del p
+        self.assertEqual(sf.live_handles(), base)
+        # A user-made cycle holding a context, a pipeline, a job and an image: the collector
+        # frees all of it, children first.
+        ctx = sf.Context(threads=THREADS)
+        holder = {"ctx": ctx, "pipe": sf.Pipeline.load(TINY_SD, context=ctx)}
+        holder["job"] = holder["pipe"].generate("x", steps=2, seed=1)
+        holder["job"].step()
+        holder["preview"] = holder["job"].preview()
+        holder["self"] = holder
+        del holder, ctx
+        gc.collect()
+        self.assertEqual(sf.live_handles(), base)
+        # Closing a context closes what was made with it.
+        ctx = sf.Context(threads=THREADS)
+        p = sf.Pipeline.load(TINY_SD, context=ctx, components=["text_encoder"])
+        ctx.close()
+        self.assertTrue(p.closed)
+        with self.assertRaises(sf.BadStateError):
+            p.encode_prompt("x")
+        self.assertEqual(sf.live_handles(), base)
+
+
+# ---- generation ----------------------------------------------------------------------------------------
+
+SEEDED = "pipeline/seeded_ddim_cfg7.5_neg"
+
+
+@needs_fixtures
+class TestGeneration(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pipe = sf.Pipeline.load(TINY_SD, threads=THREADS)
+        cls.entry, cls.t = case(SEEDED)
+        p = cls.entry["params"]
+        cls.options = dict(prompt=p["prompt"], negative_prompt=p["negative_prompt"], width=p["width"],
+                           height=p["height"], steps=p["num_inference_steps"], guidance_scale=p["guidance_scale"],
+                           seed=p["seed"], sampler="ddim")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pipe.close()
+
+    def raw_generate(self, o):
+        """sf_generate called directly through ctypes with the same parameters."""
+        L = raw.lib
+        params = ctypes.POINTER(raw.Params)()
+        self.assertEqual(L.sf_params_create(ctypes.byref(params)), 0)
+        L.sf_params_set_string(params, 200, o["prompt"].encode())
+        L.sf_params_set_string(params, 201, o["negative_prompt"].encode())
+        for key, name in ((202, "width"), (203, "height"), (204, "steps"), (206, "seed")):
+            self.assertEqual(L.sf_params_set_int(params, key, o[name]), 0)
+        L.sf_params_set_float(params, 205, o["guidance_scale"])
+        L.sf_params_set_int(params, 207, L.sf_sampler_from_name(o["sampler"].encode()))
+        img = ctypes.POINTER(raw.Image)()
+        st = L.sf_generate(self.pipe._h.ptr, params, raw.PROGRESS_FN(), None, ctypes.byref(img))
+        L.sf_params_destroy(params)
+        self.assertEqual(st, 0, L.sf_last_error())
+        w, h, stride = L.sf_image_width(img), L.sf_image_height(img), L.sf_image_stride(img)
+        data = ctypes.string_at(L.sf_image_pixels(img), stride * h)
+        L.sf_image_destroy(img)
+        return b"".join(data[r * stride:r * stride + 3 * w] for r in range(h))
+
+    def test_txt2img_matches_c_and_fixture(self):
+        img = self.pipe.txt2img(**self.options)
+        self.assertEqual((img.width, img.height), (64, 64))
+        self.assertEqual(img.pixels, self.raw_generate(self.options))
+        uint8_close(self, img.pixels, tensor(self.t, "out.image_uint8"), "seeded pipeline image")
+        self.assertIn("Seed: %d" % self.options["seed"], img.parameters)
+        self.assertIn("Steps: 8", img.parameters)
+
+    def test_txt2img_matches_cli(self):
+        cli = os.environ.get("SNAPFUSION_CLI")
+        if not cli:
+            self.skipTest("SNAPFUSION_CLI not set")
+        o = self.options
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "cli.png")
+            r = subprocess.run([cli, "txt2img", "-m", TINY_SD, "-p", o["prompt"], "-n", o["negative_prompt"],
+                                "-W", str(o["width"]), "-H", str(o["height"]), "--steps", str(o["steps"]),
+                                "--cfg-scale", str(o["guidance_scale"]), "--seed", str(o["seed"]),
+                                "--sampler", o["sampler"], "-t", str(THREADS), "-q", "-o", out],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(sf.Image.open(out).pixels, self.pipe.txt2img(**o).pixels)
+
+    def test_explicit_latents_match_fixture(self):
+        entry, t = case("pipeline/ddim_eps_cfg7.5_neg")
+        p = entry["params"]
+        img = self.pipe.txt2img(p["prompt"], p["negative_prompt"], latents=tensor(t, "in.latents"),
+                                steps=p["num_inference_steps"], guidance_scale=p["guidance_scale"], width=p["width"],
+                                height=p["height"], sampler="ddim")
+        uint8_close(self, img.pixels, tensor(t, "out.image_uint8"), "explicit-latents pipeline image")
+        # prompt embeddings instead of prompts: the same image
+        emb = self.pipe.encode_prompt(p["prompt"])
+        neg = self.pipe.encode_prompt(p["negative_prompt"])
+        img2 = self.pipe.txt2img(prompt_embeds=emb, negative_prompt_embeds=neg, latents=tensor(t, "in.latents"),
+                                 steps=p["num_inference_steps"], guidance_scale=p["guidance_scale"],
+                                 width=p["width"], height=p["height"], sampler="ddim")
+        self.assertEqual(img.pixels, img2.pixels)
+
+    def test_stepwise_iterator(self):
+        ref = self.pipe.txt2img(**self.options)
+        job = self.pipe.generate(**self.options)
+        per_step = tensor(self.t, "mid.latents_per_step")
+        tol = self.entry["tolerance"]["latents_per_step"]
+        seen = []
+        for step in job:
+            seen.append(step.index)
+            self.assertEqual(step.total, 8)
+            lat = step.latents()
+            self.assertEqual(len(lat), 4 * 8 * 8)
+            i = step.index - 1
+            within(self, lat, per_step[i * 256:(i + 1) * 256], tol, "latents after step %d" % step.index)
+            prev = step.preview()
+            self.assertEqual(prev.width, 8)
+            self.assertEqual(len(prev.pixels), 8 * 8 * 3)
+        self.assertEqual(seen, list(range(1, 9)))
+        self.assertIsNotNone(job.image)
+        self.assertEqual(job.image.pixels, ref.pixels)
+        with self.assertRaises(sf.BadStateError):
+            job.step()
+        job.close()
+        # finish() without iterating gives the same image.
+        with self.pipe.generate(**self.options) as job:
+            job.step()
+            self.assertEqual(job.finish().pixels, ref.pixels)
+
+    def test_progress_callback_and_stop(self):
+        calls = []
+        img = self.pipe.txt2img(progress=lambda s, t: calls.append((s, t)), **dict(self.options, steps=3))
+        self.assertEqual(calls, [(1, 3), (2, 3), (3, 3)])
+        self.assertIsInstance(img, sf.Image)
+        with self.assertRaises(sf.CancelledError):
+            self.pipe.txt2img(progress=lambda s, t: s >= 2, **dict(self.options, steps=4))
+
+    def test_raising_progress_callback(self):
+        def bad(step, total):
+            if step == 2:
+                raise ZeroDivisionError("in progress")
+        with self.assertRaises(ZeroDivisionError):
+            self.pipe.txt2img(progress=bad, **dict(self.options, steps=4))
+        # The pipeline is still usable and gives the same image as before.
+        self.assertEqual(self.pipe.txt2img(**self.options).pixels, self.raw_generate(self.options))
+
+    def test_cancel_from_another_thread(self):
+        # pipeline.cancel() from another thread while sf_generate runs: the callback (on the
+        # generating thread) starts the canceller and waits for it, so the next step sees it.
+        def progress(step, total):
+            if step == 2:
+                th = threading.Thread(target=self.pipe.cancel)
+                th.start()
+                th.join()
+        with self.assertRaises(sf.CancelledError):
+            self.pipe.txt2img(progress=progress, **self.options)
+        # job.cancel() from another thread between steps of the iterator.
+        job = self.pipe.generate(**self.options)
+        with self.assertRaises(sf.CancelledError):
+            for step in job:
+                if step.index == 3:
+                    th = threading.Thread(target=job.cancel)
+                    th.start()
+                    th.join()
+        self.assertEqual(job.steps_done, 3)
+        job.close()
+        self.assertEqual(self.pipe.txt2img(**self.options).pixels, self.raw_generate(self.options))
+
+    def test_png_round_trip_and_img2img(self):
+        img = self.pipe.txt2img(**self.options)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "out.png")
+            img.save(path)
+            with open(path, "rb") as f:
+                data = f.read()
+            self.assertTrue(data.startswith(b"\x89PNG"))
+            self.assertIn(b"tEXtparameters\x00" + self.options["prompt"].encode(), data)
+            back = sf.Image.open(path)
+            self.assertEqual(back.pixels, img.pixels)
+            self.assertEqual(back.size, (64, 64))
+        o = dict(self.options)
+        a = self.pipe.img2img(img, strength=0.6, **o)
+        b = self.pipe.img2img((img.pixels, img.width, img.height), strength=0.6, **o)
+        self.assertEqual(a.pixels, b.pixels)
+        self.assertNotEqual(a.pixels, img.pixels)
+
+    def test_optional_pil_and_numpy(self):
+        img = self.pipe.txt2img(**dict(self.options, steps=2))
+        try:
+            import numpy
+        except ImportError:
+            numpy = None
+        try:
+            import PIL  # noqa: F401
+        except ImportError:
+            PIL = None
+        if numpy is None and PIL is None:
+            self.skipTest("neither numpy nor Pillow is installed")
+        if numpy is not None:
+            a = img.to_numpy()
+            self.assertEqual(a.shape, (64, 64, 3))
+            self.assertEqual(a.tobytes(), img.pixels)
+        if PIL is not None:
+            self.assertEqual(img.to_pil().tobytes(), img.pixels)
+
+    def test_generated_objects_are_freed(self):
+        gc.collect()
+        base = sf.live_handles()
+        for _ in range(2):
+            job = self.pipe.generate(**dict(self.options, steps=2))
+            for step in job:
+                step.preview()
+            del job, step
+        self.pipe.txt2img(**dict(self.options, steps=1))
+        self.assertEqual(sf.live_handles(), base)
+
+
+def main():
+    runner = unittest.TextTestRunner(verbosity=2)
+    result = runner.run(unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    skipped = len(result.skipped)
+    print("%d passed, %d failed, %d skipped" % (result.testsRun - failed - skipped, failed, skipped))
+    if failed:
+        return 1
+    if not HAVE_FIXTURES:
+        print("SKIPPED: fixtures not found at %s (set SNAPFUSION_FIXTURES)" % FIXTURES)
+        return 77
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

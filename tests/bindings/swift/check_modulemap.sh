@@ -1,0 +1,39 @@
+#!/bin/sh
+# The Clang side of the Swift package: Sources/CSnapFusion/module.modulemap must build as a
+# Clang module (what `import CSnapFusion` in Swift does) and export every SF_API function of
+# snapfusion.h. No Swift toolchain is needed: clang does the import.
+#   check_modulemap.sh SOURCE_DIR WORK_DIR
+set -e
+src=$1 work=$2
+cc=${CLANG:-clang}
+if ! command -v "$cc" >/dev/null 2>&1; then echo "SKIPPED: clang not found (apt-get install clang)"; exit 77; fi
+map="$src/bindings/swift/Sources/CSnapFusion/module.modulemap"
+rm -rf "$work"; mkdir -p "$work/cache"
+
+# One reference per public function, taken from the header itself.
+funcs=$(sed -e 's,/\*.*\*/,,' "$src/include/snapfusion.h" | tr '\n' ' ' | grep -o 'SF_API[^;]*;' |
+        grep -o 'sf_[a-z0-9_]*[[:space:]]*(' | tr -d ' (' | sort -u)
+n=$(echo "$funcs" | wc -l)
+[ "$n" -gt 60 ] || { echo "found only $n functions in the header"; exit 1; }
+
+for lang in c objective-c; do
+  f="$work/import_test.$( [ $lang = c ] && echo c || echo m )"
+  {
+    # Objective-C has Swift's spelling; C has the same import as a pragma.
+    if [ $lang = c ]; then echo "#pragma clang module import CSnapFusion"; else echo "@import CSnapFusion;"; fi
+    echo "int main(void) {"
+    echo "  sf_context *ctx = 0; sf_status s = sf_context_create(&ctx); (void)s;"
+    echo "  sf_params *p = 0; (void)sf_params_set_int(p, SF_PARAM_STEPS, 8);"
+    echo "  _Static_assert(SF_ABI_VERSION == 1, \"abi\");"
+    for fn in $funcs; do echo "  (void)&$fn;"; done
+    echo "  return 0;"
+    echo "}"
+  } > "$f"
+  # -I: the header the shim includes, as after `cmake --install` (pkg-config gives the same).
+  "$cc" -x $lang -fmodules -fimplicit-module-maps -fmodules-cache-path="$work/cache" \
+        -fmodule-map-file="$map" -I "$src/include" -Wall -Werror -fsyntax-only "$f"
+  echo "$lang: import of CSnapFusion compiled, $n functions visible"
+done
+# The module is built from the shim, not from a textual include of the header.
+ls "$work"/cache/*/CSnapFusion-*.pcm >/dev/null 2>&1 || { echo "no CSnapFusion module was built"; exit 1; }
+echo "module built: $(ls "$work"/cache/*/CSnapFusion-*.pcm | head -1)"
