@@ -357,7 +357,8 @@ SF_API sf_status sf_image_copy(const sf_image *image, uint8_t *buffer, size_t ca
                                size_t *out_needed);
 /* Writes a PNG with the parameters (if any) as a "parameters" tEXt chunk. */
 SF_API sf_status sf_image_write_png(const sf_image *image, const char *path);
-/* Reads an 8-bit RGB or RGBA PNG (for img2img). */
+/* Reads an 8-bit gray, RGB or RGBA PNG (for img2img; alpha is dropped). Its "parameters"
+ * text chunk, if any, becomes sf_image_parameters. */
 SF_API sf_status sf_image_read_png(const char *path, sf_image **out_image);
 
 /* ---- jobs: the step-wise API ---- */
@@ -373,6 +374,8 @@ SF_API sf_status sf_job_start(sf_pipeline *pipeline, const sf_params *params, sf
 SF_API sf_status sf_job_step(sf_job *job);
 SF_API int sf_job_steps_done(const sf_job *job);
 SF_API int sf_job_steps_total(const sf_job *job);
+/* Floats in the job's latents (C * H/8 * W/8), to size sf_job_latents' buffer; 0 for NULL. */
+SF_API size_t sf_job_latent_count(const sf_job *job);
 /* Current latents NCHW [1, C, H/8, W/8]; count must be at least that. */
 SF_API sf_status sf_job_latents(const sf_job *job, float *out, size_t count);
 /* A preview of the current latents: TAESD when the pipeline has one, else a cheap linear

@@ -94,6 +94,7 @@ static void test_reproducible_and_stepwise(void) {
   sf_job *job = NULL;
   CHECK_EQ_INT(sf_job_start(pipe_, p, &job), SF_OK);
   CHECK_EQ_INT(sf_job_steps_total(job), 8);
+  CHECK_EQ_INT(sf_job_latent_count(job), 4 * 8 * 8);
   float lat[4 * 8 * 8];
   while (job && sf_job_steps_done(job) < sf_job_steps_total(job)) {
     CHECK_EQ_INT(sf_job_step(job), SF_OK);
@@ -214,6 +215,7 @@ static void test_png_roundtrip(void) {
   sf_image *back = NULL;
   CHECK_EQ_INT(sf_image_read_png(path, &back), SF_OK);
   CHECK(same_image(img, back));
+  CHECK(back && strcmp(sf_image_parameters(back), sf_image_parameters(img)) == 0);
   /* The parameters chunk is in the file as other SD tools read it. */
   FILE *f = fopen(path, "rb");
   char buf[65536];

@@ -165,6 +165,7 @@ sf_status sf_image_read_png(const char *path, sf_image **out_image) {
   size_t idat_len = 0;
   uint32_t w = 0, h = 0;
   int color = -1, channels = 0;
+  char *parameters = NULL;
   static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (file == NULL || len < 8 || memcmp(file, sig, 8) != 0) {
     st = sf_ctx_error(NULL, SF_ERR_BAD_MODEL, "%s is not a PNG file", path);
@@ -195,6 +196,15 @@ sf_status sf_image_read_png(const char *path, sf_image **out_image) {
       idat = ni;
       memcpy(idat + idat_len, data, clen);
       idat_len += clen;
+    } else if (memcmp(type, "tEXt", 4) == 0 && parameters == NULL && clen > 11 &&
+               memcmp(data, "parameters", 11) == 0) {
+      parameters = malloc(clen - 11 + 1);
+      if (parameters == NULL) {
+        st = sf_ctx_error(NULL, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+        goto done;
+      }
+      memcpy(parameters, data + 11, clen - 11);
+      parameters[clen - 11] = '\0';
     } else if (memcmp(type, "IEND", 4) == 0) {
       break;
     }
@@ -216,7 +226,7 @@ sf_status sf_image_read_png(const char *path, sf_image **out_image) {
     st = sf_ctx_error(NULL, SF_ERR_BAD_MODEL, "%s: corrupt image data", path);
     goto done;
   }
-  sf_image *img = sf_image_new(w, h, NULL);
+  sf_image *img = sf_image_new(w, h, parameters);
   if (img == NULL) {
     st = sf_ctx_error(NULL, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     goto done;
@@ -250,6 +260,7 @@ sf_status sf_image_read_png(const char *path, sf_image **out_image) {
   }
   *out_image = img;
 done:
+  free(parameters);
   free(file);
   free(idat);
   free(raw);

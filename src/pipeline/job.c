@@ -393,6 +393,8 @@ sf_status sf_job_step(sf_job *j) {
   return SF_OK;
 }
 
+size_t sf_job_latent_count(const sf_job *j) { return j ? j->n : 0; }
+
 int sf_job_steps_done(const sf_job *j) { return j ? j->step - j->begin : 0; }
 int sf_job_steps_total(const sf_job *j) { return j ? j->total - j->begin : 0; }
 

@@ -956,13 +956,7 @@ class Pipeline(object):
         finally:
             params.close()
         self._call(st)
-        # The ABI has no size query for the job's latents: the size follows the options.
-        width, height = options.get("width"), options.get("height")
-        if options.get("init_image") is not None:
-            _, width, height = _rgb_of(options["init_image"])
-        width = width or self.default_width
-        height = height or self.default_height
-        return Job(self, out, self.latent_channels * (height // 8) * (width // 8))
+        return Job(self, out, _clib.sf_job_latent_count(out))
 
     def cancel(self):
         """Thread-safe: cancels whatever the pipeline is running now."""

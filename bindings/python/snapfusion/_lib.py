@@ -117,6 +117,7 @@ FUNCTIONS = {
     "sf_image_read_png": (status, [c_char_p, P(P(Image))]),
     "sf_job_start": (status, [P(Pipeline), P(Params), P(P(Job))]),
     "sf_job_step": (status, [P(Job)]),
+    "sf_job_latent_count": (c_size_t, [P(Job)]),
     "sf_job_steps_done": (c_int, [P(Job)]),
     "sf_job_steps_total": (c_int, [P(Job)]),
     "sf_job_latents": (status, [P(Job), P(c_float), c_size_t]),

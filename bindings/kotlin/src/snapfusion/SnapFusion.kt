@@ -123,6 +123,7 @@ interface SfLib : Library {
 
     fun sf_job_start(p: Pointer, params: Pointer?, out: PointerByReference): Int
     fun sf_job_step(job: Pointer): Int
+    fun sf_job_latent_count(job: Pointer): SizeT
     fun sf_job_steps_done(job: Pointer): Int
     fun sf_job_steps_total(job: Pointer): Int
     fun sf_job_latents(job: Pointer, out: FloatArray, count: SizeT): Int
@@ -547,9 +548,7 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         val out = PointerByReference()
         val status = options.toParams().use { C.sf_job_start(ptr(), it.ptr, out) }
         call(status)
-        val w = options.initImage?.width ?: options.width ?: defaultWidth
-        val h = options.initImage?.height ?: options.height ?: defaultHeight
-        return Job(this, out.value, latentChannels * (h / 8) * (w / 8))
+        return Job(this, out.value, C.sf_job_latent_count(out.value).toInt())
     }
 
     /** The steps of a generation, lazily: each element is one finished step; the job's

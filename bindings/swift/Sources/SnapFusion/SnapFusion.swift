@@ -393,6 +393,7 @@ public final class Job {
     deinit { sf_job_destroy(ptr) }
 
     public var stepsDone: Int { Int(sf_job_steps_done(ptr)) }
+    public var latentCount: Int { Int(sf_job_latent_count(ptr)) }
     public var stepsTotal: Int { Int(sf_job_steps_total(ptr)) }
 
     /// Runs one step (the last one also decodes the image).
