@@ -226,9 +226,11 @@ static void test_png_roundtrip(void) {
     if (memcmp(buf + i, "tEXtparameters", 15) == 0) found = 1;
   CHECK(found);
   remove(path);
-  CHECK_EQ_INT(sf_image_read_png("/nonexistent.png", &back), SF_ERR_IO);
-  CHECK_EQ_INT(sf_image_write_png(img, "/nonexistent-dir/x.png"), SF_ERR_IO);
   sf_image_destroy(back);
+  back = NULL;
+  CHECK_EQ_INT(sf_image_read_png("/nonexistent.png", &back), SF_ERR_IO);
+  CHECK(back == NULL);
+  CHECK_EQ_INT(sf_image_write_png(img, "/nonexistent-dir/x.png"), SF_ERR_IO);
   sf_image_destroy(img);
   sf_params_destroy(p);
 }
