@@ -15,6 +15,7 @@ static const command COMMANDS[] = {
     {"check", cmd_check, "run a fixture set's reference cases against the library"},
     {"tokenize", cmd_tokenize, "print the CLIP token ids of a prompt"},
     {"txt2img", cmd_txt2img, "generate an image from a prompt"},
+    {"bench", cmd_bench, "benchmarks of operators and networks against the machine's peak"},
 };
 
 static void usage(FILE *f) {

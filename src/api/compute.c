@@ -32,6 +32,16 @@ static sf_status leave(sf_pipeline *p, sf_status s, const sf_diag *d) {
   return s == SF_OK ? SF_OK : sf_ctx_take_diag(p->ctx, d);
 }
 
+/* Keeps the multiply-accumulates of the graph a successful call just ran, for
+ * SF_INFO_LAST_MACS (benchmarks divide time by them). */
+static void record_stats(sf_pipeline *p, sf_status s, const sf_graph *g) {
+  if (s != SF_OK || g == NULL) return;
+  sf_graph_stats st;
+  sf_graph_get_stats(g, &st);
+  p->last_macs = st.macs_dense + st.macs_attention;
+  p->last_attention_macs = st.macs_attention;
+}
+
 sf_status sf_tokenize(sf_pipeline *p, const char *prompt, int32_t *ids, size_t capacity, size_t *out_untruncated) {
   if (p == NULL || prompt == NULL || ids == NULL)
     return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_tokenize: NULL argument");
@@ -67,6 +77,7 @@ sf_status sf_encode_ids(sf_pipeline *p, const int32_t *ids, size_t batch, size_t
   sf_diag d = {0};
   enter(p);
   s = sf_clip_text_run(p->text, p->ctx->pool, ids, batch, tokens, skip, out, &d);
+  record_stats(p, s, sf_clip_text_graph(p->text));
   return leave(p, s, &d);
 }
 
@@ -89,6 +100,7 @@ sf_status sf_unet_predict(sf_pipeline *p, const float *latents, size_t batch, si
   sf_diag d = {0};
   enter(p);
   s = sf_unet_run(p->unet, p->ctx->pool, &p->cancel, latents, batch, height, width, timesteps, text, tokens, out, &d);
+  record_stats(p, s, sf_unet_graph(p->unet));
   return leave(p, s, &d);
 }
 
@@ -108,6 +120,7 @@ sf_status sf_decode_latents(sf_pipeline *p, sf_network decoder, const float *lat
   else
     s = sf_taesd_decode(p->taesd, p->ctx->pool, &p->cancel, latents, batch, height, width,
                         (flags & SF_IMAGE_RAW) != 0, image, &d);
+  record_stats(p, s, decoder == SF_NET_VAE_DECODER ? sf_vae_decoder_graph(p->vae) : sf_taesd_decoder_graph(p->taesd));
   return leave(p, s, &d);
 }
 
@@ -137,6 +150,7 @@ sf_status sf_encode_image(sf_pipeline *p, sf_network encoder, const float *image
     s = sf_taesd_encode(p->taesd, p->ctx->pool, &p->cancel, image, batch, height, width, (flags & SF_IMAGE_RAW) != 0,
                         mean, &d);
   }
+  record_stats(p, s, encoder == SF_NET_VAE_ENCODER ? sf_vae_encoder_graph(p->vae) : sf_taesd_encoder_graph(p->taesd));
   return leave(p, s, &d);
 }
 
@@ -183,6 +197,10 @@ sf_status sf_pipeline_get_float(const sf_pipeline *p, sf_info key, double *out) 
   if (key == SF_INFO_VAE_SCALE) {
     if (p->vae == NULL) return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "sf_pipeline_get_float: no VAE");
     *out = sf_vae_get_config(p->vae)->scaling_factor;
+    return SF_OK;
+  }
+  if (key == SF_INFO_LAST_MACS || key == SF_INFO_LAST_ATTENTION_MACS) {
+    *out = key == SF_INFO_LAST_MACS ? p->last_macs : p->last_attention_macs;
     return SF_OK;
   }
   return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_float: %d is not a float info key", (int)key);

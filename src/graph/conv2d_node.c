@@ -1,11 +1,15 @@
 /* conv2d lowered onto XNNPACK's NHWC convolution. PyTorch stores weights OIHW;
- * XNNPACK wants OHWI, so they are transposed once here and packed by XNNPACK at create. */
+ * XNNPACK wants OHWI, so they are transposed once here and packed by XNNPACK at create.
+ * Layers with large weights become several operators over output-channel panels
+ * (graph/xnn_panels.h explains why and how they are sized). */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "graph/graph_internal.h"
 #include "graph/wsrc.h"
+#include "graph/xnn_panels.h"
 
 sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_t out_ch, size_t kernel,
                    size_t stride, size_t pad, int bias) {
@@ -38,24 +42,41 @@ sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_
     for (size_t i = 0; i < in_ch; i++)
       for (size_t k = 0; k < kk; k++) ohwi[(o * kk + k) * in_ch + i] = w[(o * in_ch + i) * kk + k];
   free(w);
-  xnn_operator_t op = NULL;
-  enum xnn_status xs = xnn_create_convolution2d_nhwc_f32(
-      (uint32_t)pad, (uint32_t)pad, (uint32_t)pad, (uint32_t)pad, (uint32_t)kernel, (uint32_t)kernel,
-      (uint32_t)stride, (uint32_t)stride, 1, 1, 1, in_ch, out_ch, in_ch, out_ch, ohwi, b, -INFINITY, INFINITY, 0,
-      &op);
+  size_t K = kk * in_ch;
+  size_t panel_oc = sf_xnn_panel_channels(out_ch, K * sizeof(float), SF_CONV_PANEL_BUDGET);
+  size_t n_panels = (out_ch + panel_oc - 1) / panel_oc;
+  xnn_operator_t *ops = calloc(n_panels, sizeof *ops);
+  enum xnn_status xs = ops ? xnn_status_success : xnn_status_out_of_memory;
+  for (size_t p = 0; xs == xnn_status_success && p < n_panels; p++) {
+    size_t o0 = p * panel_oc, oc = out_ch - o0 < panel_oc ? out_ch - o0 : panel_oc;
+    xs = xnn_create_convolution2d_nhwc_f32((uint32_t)pad, (uint32_t)pad, (uint32_t)pad, (uint32_t)pad,
+                                           (uint32_t)kernel, (uint32_t)kernel, (uint32_t)stride, (uint32_t)stride,
+                                           1, 1, 1, in_ch, oc, in_ch, out_ch, ohwi + o0 * K, b ? b + o0 : NULL,
+                                           -INFINITY, INFINITY, 0, &ops[p]);
+  }
   free(ohwi);
   free(b);
+  sf_node *n = NULL;
   if (xs != xnn_status_success) {
     sf_graph_fail(g, xs == xnn_status_out_of_memory ? SF_ERR_OUT_OF_MEMORY : SF_ERR_BACKEND,
                   "%s: xnn_create_convolution2d_nhwc_f32 failed (status %d)", prefix, (int)xs);
-    return -1;
+  } else {
+    n = sf_graph_add_node(g, SF_OP_CONV2D, &x, 1, out_ch);
   }
-  sf_node *n = sf_graph_add_node(g, SF_OP_CONV2D, &x, 1, out_ch);
   if (n == NULL) {
-    xnn_delete_operator(op);
+    for (size_t p = 0; ops && p < n_panels; p++)
+      if (ops[p]) xnn_delete_operator(ops[p]);
+    free(ops);
     return -1;
   }
-  n->xop = op;
+  if (n_panels == 1) {
+    n->xop = ops[0];
+    free(ops);
+  } else {
+    n->panels = ops;
+    n->n_panels = n_panels;
+    n->panel_oc = panel_oc;
+  }
   n->p.conv.kernel = kernel;
   n->p.conv.stride = stride;
   n->p.conv.pad = pad;
@@ -63,19 +84,63 @@ sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_
   return n->out;
 }
 
+static size_t pool_threads(pthreadpool_t pool) { return pool ? pthreadpool_get_threads_count(pool) : 1; }
+
 sf_status sf_conv2d_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d) {
   sf_shape a = g->values[n->in[0]].shape;
-  enum xnn_status xs =
-      xnn_setup_convolution2d_nhwc_f32(n->xop, a.n, a.h, a.w, sf_node_in(g, n, 0), sf_node_out(g, n), pool);
-  if (xs != xnn_status_success)
-    return sf_diag_set(d, SF_ERR_BACKEND, "%s: xnn_setup_convolution2d_nhwc_f32 failed (status %d) for %zux%zux%zu",
-                       g->name, (int)xs, a.n, a.h, a.w);
+  const float *x = sf_node_in(g, n, 0);
+  float *y = sf_node_out(g, n);
+  size_t count = n->n_panels ? n->n_panels : 1;
+  n->panels_in_tasks = n->n_panels && sf_xnn_panels_in_tasks(n->n_panels, pool_threads(pool));
+  pthreadpool_t op_pool = n->panels_in_tasks ? NULL : pool;
+  for (size_t p = 0; p < count; p++) {
+    xnn_operator_t op = n->n_panels ? n->panels[p] : n->xop;
+    enum xnn_status xs = xnn_setup_convolution2d_nhwc_f32(op, a.n, a.h, a.w, x, y + p * n->panel_oc, op_pool);
+    if (xs != xnn_status_success)
+      return sf_diag_set(d, SF_ERR_BACKEND,
+                         "%s: xnn_setup_convolution2d_nhwc_f32 failed (status %d) for %zux%zux%zu", g->name,
+                         (int)xs, a.n, a.h, a.w);
+  }
   return SF_OK;
 }
 
+struct panel_tasks {
+  xnn_operator_t *ops;
+  atomic_int failed; /* first failing status + 1; 0 while all succeed */
+};
+
+static void run_panel_task(void *arg, size_t i) {
+  struct panel_tasks *t = arg;
+  enum xnn_status xs = xnn_run_operator(t->ops[i], NULL);
+  if (xs != xnn_status_success) {
+    int expected = 0;
+    atomic_compare_exchange_strong(&t->failed, &expected, (int)xs + 1);
+  }
+}
+
 sf_status sf_xnn_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d) {
-  enum xnn_status xs = xnn_run_operator(n->xop, pool);
-  if (xs != xnn_status_success)
-    return sf_diag_set(d, SF_ERR_BACKEND, "%s: xnn_run_operator failed (status %d)", g->name, (int)xs);
+  if (n->n_panels && n->panels_in_tasks) {
+    struct panel_tasks t = {.ops = n->panels};
+    atomic_init(&t.failed, 0);
+    pthreadpool_parallelize_1d(pool, run_panel_task, &t, n->n_panels, 0);
+    int failed = atomic_load(&t.failed);
+    if (failed)
+      return sf_diag_set(d, SF_ERR_BACKEND, "%s: xnn_run_operator failed (status %d)", g->name, failed - 1);
+    return SF_OK;
+  }
+  size_t count = n->n_panels ? n->n_panels : 1;
+  for (size_t p = 0; p < count; p++) {
+    enum xnn_status xs = xnn_run_operator(n->n_panels ? n->panels[p] : n->xop, pool);
+    if (xs != xnn_status_success)
+      return sf_diag_set(d, SF_ERR_BACKEND, "%s: xnn_run_operator failed (status %d)", g->name, (int)xs);
+  }
   return SF_OK;
+}
+
+void sf_xnn_release(sf_node *n) {
+  for (size_t p = 0; p < n->n_panels; p++)
+    if (n->panels[p]) xnn_delete_operator(n->panels[p]);
+  free(n->panels);
+  n->panels = NULL;
+  n->n_panels = 0;
 }

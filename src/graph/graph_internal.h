@@ -37,6 +37,15 @@ typedef struct sf_node {
   sf_vid out;
   size_t scratch_bytes, scratch_offset;
   xnn_operator_t xop;   /* conv / linear: weights packed at build */
+  /* conv / linear lowered as output-channel panels (n_panels > 0; xop is then NULL): one
+   * XNNPACK operator per slice of panel_oc output channels, writing into the shared output
+   * through its channel stride, so each slice's packed weights stay in cache while every
+   * pixel/row streams past them. Released by sf_xnn_release. panels_in_tasks (chosen at
+   * setup from the pool size): each panel runs whole on one thread, all panels in one
+   * parallel dispatch; else panels run one after another, each over the pool. */
+  xnn_operator_t *panels;
+  size_t n_panels, panel_oc;
+  int panels_in_tasks;
   float *gamma, *beta;  /* norms */
   union {
     struct { size_t kernel, stride, pad; } conv;
@@ -85,5 +94,7 @@ void sf_node_release(sf_node *n);
 sf_status sf_conv2d_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
 sf_status sf_linear_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
 sf_status sf_xnn_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
+/* Deletes the panel operators of a conv / linear node (a no-op for other nodes). */
+void sf_xnn_release(sf_node *n);
 
 #endif

@@ -1,5 +1,7 @@
 /* Linear layers on XNNPACK's fully-connected operator over the rows of an [n,h,w,c]
- * value. PyTorch's [out, in] weight layout is what XNNPACK expects without flags. */
+ * value. PyTorch's [out, in] weight layout is what XNNPACK expects without flags. Large
+ * weight matrices become several operators over output-channel panels
+ * (graph/xnn_panels.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +9,7 @@
 
 #include "graph/graph_internal.h"
 #include "graph/wsrc.h"
+#include "graph/xnn_panels.h"
 
 static sf_vid add_linear(sf_graph *g, sf_wsrc *ws, const char *const *prefixes, size_t count, sf_vid x,
                          size_t out_each, int bias) {
@@ -48,22 +51,38 @@ static sf_vid add_linear(sf_graph *g, sf_wsrc *ws, const char *const *prefixes, 
     else sf_graph_fail(g, SF_ERR_OUT_OF_MEMORY, "out of memory packing %s", prefixes[0]);
     return -1;
   }
-  xnn_operator_t op = NULL;
-  enum xnn_status xs =
-      xnn_create_fully_connected_nc_f32(in_f, out_f, in_f, out_f, w, b, -INFINITY, INFINITY, 0, &op);
+  size_t panel_oc = sf_xnn_panel_channels(out_f, in_f * sizeof(float), SF_FC_PANEL_BUDGET);
+  size_t n_panels = (out_f + panel_oc - 1) / panel_oc;
+  xnn_operator_t *ops = calloc(n_panels, sizeof *ops);
+  enum xnn_status xs = ops ? xnn_status_success : xnn_status_out_of_memory;
+  for (size_t p = 0; xs == xnn_status_success && p < n_panels; p++) {
+    size_t o0 = p * panel_oc, oc = out_f - o0 < panel_oc ? out_f - o0 : panel_oc;
+    xs = xnn_create_fully_connected_nc_f32(in_f, oc, in_f, out_f, w + o0 * in_f, b ? b + o0 : NULL, -INFINITY,
+                                           INFINITY, 0, &ops[p]);
+  }
   free(w);
   free(b);
+  sf_node *n = NULL;
   if (xs != xnn_status_success) {
     sf_graph_fail(g, xs == xnn_status_out_of_memory ? SF_ERR_OUT_OF_MEMORY : SF_ERR_BACKEND,
                   "%s: xnn_create_fully_connected_nc_f32 failed (status %d)", prefixes[0], (int)xs);
-    return -1;
+  } else {
+    n = sf_graph_add_node(g, SF_OP_LINEAR, &x, 1, out_f);
   }
-  sf_node *n = sf_graph_add_node(g, SF_OP_LINEAR, &x, 1, out_f);
   if (n == NULL) {
-    xnn_delete_operator(op);
+    for (size_t p = 0; ops && p < n_panels; p++)
+      if (ops[p]) xnn_delete_operator(ops[p]);
+    free(ops);
     return -1;
   }
-  n->xop = op;
+  if (n_panels == 1) {
+    n->xop = ops[0];
+    free(ops);
+  } else {
+    n->panels = ops;
+    n->n_panels = n_panels;
+    n->panel_oc = panel_oc;
+  }
   g->weights_bytes += (out_f * in_f + (bias ? out_f : 0)) * sizeof(float);
   return n->out;
 }
@@ -80,9 +99,18 @@ sf_vid sf_g_linear_fused(sf_graph *g, sf_wsrc *ws, const char *const *prefixes, 
 sf_status sf_linear_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d) {
   sf_shape a = g->values[n->in[0]].shape;
   size_t rows = a.n * a.h * a.w;
-  enum xnn_status xs = xnn_setup_fully_connected_nc_f32(n->xop, rows, sf_node_in(g, n, 0), sf_node_out(g, n), pool);
-  if (xs != xnn_status_success)
-    return sf_diag_set(d, SF_ERR_BACKEND, "%s: xnn_setup_fully_connected_nc_f32 failed (status %d) for %zu rows",
-                       g->name, (int)xs, rows);
+  const float *x = sf_node_in(g, n, 0);
+  float *y = sf_node_out(g, n);
+  size_t count = n->n_panels ? n->n_panels : 1;
+  size_t threads = pool ? pthreadpool_get_threads_count(pool) : 1;
+  n->panels_in_tasks = n->n_panels && sf_xnn_panels_in_tasks(n->n_panels, threads);
+  pthreadpool_t op_pool = n->panels_in_tasks ? NULL : pool;
+  for (size_t p = 0; p < count; p++) {
+    xnn_operator_t op = n->n_panels ? n->panels[p] : n->xop;
+    enum xnn_status xs = xnn_setup_fully_connected_nc_f32(op, rows, x, y + p * n->panel_oc, op_pool);
+    if (xs != xnn_status_success)
+      return sf_diag_set(d, SF_ERR_BACKEND, "%s: xnn_setup_fully_connected_nc_f32 failed (status %d) for %zu rows",
+                         g->name, (int)xs, rows);
+  }
   return SF_OK;
 }

@@ -173,6 +173,7 @@ sf_status sf_node_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d) {
 
 void sf_node_release(sf_node *n) {
   if (n->xop) xnn_delete_operator(n->xop);
+  sf_xnn_release(n);
   free(n->gamma);
   free(n->beta);
   n->xop = NULL;

@@ -26,6 +26,8 @@ struct sf_pipeline {
   struct sf_taesd *taesd;
   uint64_t parameters;
   atomic_int cancel;
+  /* Graph statistics of the last successful network call (SF_INFO_LAST_MACS). */
+  double last_macs, last_attention_macs;
 };
 
 /* Text description used by sf_pipeline_describe (format: SF_FORMAT_*). Returns a

@@ -1,0 +1,72 @@
+/* `snapfusion bench`: shared options, timing and reporting of the benchmark subcommands. */
+#ifndef SF_CLI_BENCH_H
+#define SF_CLI_BENCH_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include <pthreadpool.h>
+
+#include "cli.h"
+
+typedef struct bench_opts {
+  int json;
+  long long threads;    /* 0: one per core */
+  long long repeat;     /* timed runs after one warm-up; 0: the subcommand's default */
+  long long size;       /* image side in pixels */
+  long long batch;
+  const char *config;   /* pipeline config folder */
+  const char *tokenizer;
+  const char *taesd;    /* TAESD config.json or its folder */
+  double probe_seconds; /* duration of each machine probe */
+  int profile;          /* networks: per-node time breakdown after the timed runs */
+  const char *only;     /* ops: only the rows whose name or shape contains this */
+} bench_opts;
+
+/* One timed measurement: a single operator or a whole network call. */
+typedef struct bench_row {
+  char name[48];
+  char shape[64];
+  double median_s, min_s;
+  double flops;       /* 0 for memory-bound rows */
+  double bytes;       /* memory-bound rows: bytes read + written; tokenizer: input bytes */
+  double tokens;      /* tokenizer rows: tokens produced (no FLOPs, no ratio) */
+  double ratio;       /* of the FMA peak (or of the stream bandwidth when bytes > 0) */
+  double goal;        /* minimum ratio asked for; 0: none */
+  double direct_gflops; /* the same problem as one plain XNNPACK operator; 0: n/a */
+  /* networks only */
+  double macs, attention_macs;
+  double arena_bytes, weights_bytes, peak_rss_bytes, rss_budget_bytes, load_s;
+  int network;
+} bench_row;
+
+typedef struct bench_refs {
+  double fma_gflops, stream_gbs, fc_best_gflops;
+  char fc_best_shape[48];
+  int have_stream, have_fc;
+} bench_refs;
+
+double bench_now(void);
+/* Median and minimum of the n timed runs. */
+void bench_stats(double *times, size_t n, double *median, double *min);
+double bench_peak_rss_bytes(void);
+void bench_fill_random(float *x, size_t n, unsigned seed, float scale);
+
+/* Prints the header, the references and the rows (text table or one JSON object). */
+void bench_report(FILE *f, const bench_opts *o, const char *command, size_t threads, const bench_refs *refs,
+                  const bench_row *rows, size_t n_rows);
+
+/* The subcommands: measure into rows (at most BENCH_MAX_ROWS), ratios filled in by the
+ * caller from refs->fma_gflops (probed before). Return 0 or a CLI exit code. */
+enum { BENCH_MAX_ROWS = 32 };
+typedef int (*bench_fn)(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);
+struct sf_graph;
+/* Prints the time per node kind and shape of a planned graph (re-runs it node by node). */
+void bench_profile_graph(FILE *f, struct sf_graph *g, pthreadpool_t pool, int runs);
+
+int bench_ops(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);
+int bench_unet(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);
+int bench_vae(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);
+int bench_text(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);
+
+#endif
