@@ -105,6 +105,8 @@ typedef enum sf_param {
   SF_PARAM_INSPECT_ONLY = 103,  /* int 0/1: parse and validate, build no network */
   SF_PARAM_TAESD_PATH = 104,    /* string: a TAESD folder used for previews/decoding */
   SF_PARAM_COMPONENTS = 105,    /* int: bit mask of sf_component to build (default all) */
+  SF_PARAM_TOKENIZER_PATH = 106,/* string: a tokenizer folder (vocab.json + merges.txt) used
+                                 * instead of the model's own, which may then be absent */
 
   /* Generation (sf_generate / sf_job_start). */
   SF_PARAM_PROMPT = 200,        /* string */
@@ -191,8 +193,10 @@ typedef enum sf_network {
 /* Loads a diffusers folder (model_index.json, per-component config.json and
  * *.safetensors, tokenizer vocab.json + merges.txt, scheduler config). options may be
  * NULL; it is read during the call only (SF_PARAM_VARIANT, SF_PARAM_RANDOM_WEIGHTS,
- * SF_PARAM_RANDOM_SEED, SF_PARAM_INSPECT_ONLY, SF_PARAM_TAESD_PATH, SF_PARAM_COMPONENTS).
- * With SF_PARAM_RANDOM_WEIGHTS the folder may hold configs only. The pipeline keeps a
+ * SF_PARAM_RANDOM_SEED, SF_PARAM_INSPECT_ONLY, SF_PARAM_TAESD_PATH, SF_PARAM_COMPONENTS,
+ * SF_PARAM_TOKENIZER_PATH). With SF_PARAM_RANDOM_WEIGHTS the folder may hold configs only
+ * (a tokenizer is data, not weights: a config-only folder without tokenizer/ needs
+ * SF_PARAM_TOKENIZER_PATH to accept prompts). The pipeline keeps a
  * pointer to ctx, which must outlive it. */
 SF_API sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_params *options,
                                   sf_pipeline **out_pipeline);

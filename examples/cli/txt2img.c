@@ -27,6 +27,8 @@ static void txt2img_usage(FILE *f) {
           "  --batch-count N        N images from seeds S, S+1, ... (OUT-0.png, OUT-1.png, ...)\n"
           "  --init-img PNG         img2img from this image (its size sets -W/-H)\n"
           "  --strength X           img2img strength in [0,1] (default 0.8)\n"
+          "  --tokenizer DIR        CLIP tokenizer folder (vocab.json + merges.txt) to use instead of\n"
+          "                         the model's, e.g. for a config folder that has none\n"
           "  --taesd DIR            TAESD weights: previews, or the decoder with --decoder taesd\n"
           "  --decoder vae|taesd    which decoder makes the final image (default vae)\n"
           "  --clip-skip N          use the N-th last text encoder layer (default 1)\n"
@@ -74,7 +76,7 @@ static void output_name(const char *out, int index, int count, char *buf, size_t
 
 int cmd_txt2img(int argc, char **argv) {
   const char *model = NULL, *config = NULL, *prompt = NULL, *negative = NULL, *out = "output.png";
-  const char *init_img = NULL, *taesd = NULL, *variant = NULL, *decoder = "vae", *sampler_name = NULL,
+  const char *init_img = NULL, *taesd = NULL, *tokenizer = NULL, *variant = NULL, *decoder = "vae", *sampler_name = NULL,
              *prediction = NULL;
   long long width = 0, height = 0, steps = 8, seed = 0, threads = 0, batch = 1, clip_skip = 0;
   double cfg = 7.5, strength = 0.8;
@@ -107,6 +109,7 @@ int cmd_txt2img(int argc, char **argv) {
     else if (TAKE("--init-img")) init_img = v;
     else if (TAKE("--strength")) { if (!parse_double(v, &strength)) return bad_arg("--strength takes a number"); }
     else if (TAKE("--taesd")) taesd = v;
+    else if (TAKE("--tokenizer")) tokenizer = v;
     else if (TAKE("--decoder")) decoder = v;
     else if (TAKE("--clip-skip")) { if (!cli_parse_int(v, &clip_skip) || clip_skip < 0) return bad_arg("--clip-skip takes a non-negative integer"); }
     else if (TAKE("--variant")) variant = v;
@@ -149,6 +152,7 @@ int cmd_txt2img(int argc, char **argv) {
   if (s == SF_OK && config) s = sf_params_set_int(load, SF_PARAM_RANDOM_WEIGHTS, 1);
   if (s == SF_OK && variant) s = sf_params_set_string(load, SF_PARAM_VARIANT, variant);
   if (s == SF_OK && taesd) s = sf_params_set_string(load, SF_PARAM_TAESD_PATH, taesd);
+  if (s == SF_OK && tokenizer) s = sf_params_set_string(load, SF_PARAM_TOKENIZER_PATH, tokenizer);
   if (s == SF_OK && !init_img) /* the encoders are only needed for img2img */
     s = sf_params_set_int(load, SF_PARAM_COMPONENTS,
                           SF_NET_TEXT_ENCODER | SF_NET_UNET | SF_NET_VAE_DECODER | SF_NET_TAESD_DECODER);
@@ -160,6 +164,9 @@ int cmd_txt2img(int argc, char **argv) {
   s = sf_pipeline_load(ctx, config ? config : model, load, &pipe);
   if (s != SF_OK) {
     rc = cli_fail(config ? config : model, s, ctx);
+    if (tokenizer == NULL && strstr(sf_context_last_error(ctx), "tokenizer/") != NULL)
+      fprintf(stderr, "hint: --tokenizer DIR names a CLIP tokenizer folder (vocab.json + merges.txt), e.g. "
+                      "../shared/fixtures/public/tokenizer\n");
     goto done;
   }
   double t_load = now() - t0;

@@ -31,8 +31,8 @@ static const char *role_of_class(const char *cls) {
 /* A pipeline folder (model_index.json), or one component by itself: a model folder with
  * config.json, a tokenizer folder (vocab.json + merges.txt), or TAESD's raw weight files
  * (taesd_decoder.safetensors / taesd_encoder.safetensors). */
-static sf_model_folder *open_any(const char *dir, const char *variant, sf_diag *d) {
-  if (file_exists(dir, "model_index.json")) return sf_model_folder_open(dir, variant, d);
+static sf_model_folder *open_any(const char *dir, const char *variant, unsigned flags, sf_diag *d) {
+  if (file_exists(dir, "model_index.json")) return sf_model_folder_open_ex(dir, variant, flags, d);
   if (file_exists(dir, "config.json") || file_exists(dir, "vocab.json")) {
     sf_component *c = sf_component_open(dir, variant, d);
     if (c == NULL) return NULL;
@@ -58,7 +58,7 @@ static sf_model_folder *open_any(const char *dir, const char *variant, sf_diag *
     c->kind = SF_COMPONENT_MODEL;
     return sf_model_folder_from_component(c, "taesd", d);
   }
-  return sf_model_folder_open(dir, variant, d); /* reports what is missing */
+  return sf_model_folder_open_ex(dir, variant, flags, d); /* reports what is missing */
 }
 
 sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_params *options,
@@ -77,7 +77,9 @@ sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_para
   p->random_weights = sf_params_int_or(options, SF_PARAM_RANDOM_WEIGHTS, 0) != 0;
   p->random_seed = (uint64_t)sf_params_int_or(options, SF_PARAM_RANDOM_SEED, 0);
   sf_diag d = {0};
-  p->folder = open_any(model_dir, sf_params_string_or(options, SF_PARAM_VARIANT, NULL), &d);
+  const char *tokenizer_dir = sf_params_string_or(options, SF_PARAM_TOKENIZER_PATH, NULL);
+  p->folder = open_any(model_dir, sf_params_string_or(options, SF_PARAM_VARIANT, NULL),
+                       tokenizer_dir ? SF_FOLDER_TOKENIZER_OPTIONAL : 0, &d);
   if (p->folder == NULL) {
     free(p);
     return sf_ctx_take_diag(ctx, &d);
@@ -85,7 +87,7 @@ sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_para
   for (size_t i = 0; i < p->folder->n_components; i++)
     if (p->folder->components[i].note)
       sf_ctx_log(ctx, SF_LOG_INFO, "%s: %s", p->folder->components[i].name, p->folder->components[i].note);
-  if (sf_pipeline_load_tokenizer(p, &d) != SF_OK) {
+  if (sf_pipeline_load_tokenizer(p, tokenizer_dir, &d) != SF_OK) {
     sf_pipeline_destroy(p);
     return sf_ctx_take_diag(ctx, &d);
   }

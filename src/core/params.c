@@ -51,6 +51,7 @@ static value_kind kind_of(sf_param key) {
       return KIND_FLOAT;
     case SF_PARAM_VARIANT:
     case SF_PARAM_TAESD_PATH:
+    case SF_PARAM_TOKENIZER_PATH:
     case SF_PARAM_PROMPT:
     case SF_PARAM_NEGATIVE_PROMPT:
       return KIND_STRING;

@@ -445,6 +445,10 @@ static void component_free_fields(sf_component *c) {
 static sf_status component_load(sf_component *c, const char *rel, const char *variant,
                                 int kind_known, sf_diag *d) {
   if (!is_dir(c->dir)) {
+    if (*rel && kind_known && guess_kind(c->name, c->class_name) == SF_COMPONENT_TOKENIZER)
+      return sf_diag_set(d, SF_ERR_IO,
+                         "%s: component folder is missing (a tokenizer folder can be given with "
+                         "SF_PARAM_TOKENIZER_PATH)", rel);
     if (*rel)
       return sf_diag_set(d, SF_ERR_IO, "%s: component folder is missing", rel);
     return sf_diag_set(d, SF_ERR_IO, "folder does not exist or is not a directory");
@@ -574,7 +578,7 @@ static int component_entry(const sf_json *v, const char **lib, const char **cls)
   return *lib != NULL && *cls != NULL;
 }
 
-static sf_status folder_load(sf_model_folder *m, const char *variant, sf_diag *d) {
+static sf_status folder_load(sf_model_folder *m, const char *variant, unsigned flags, sf_diag *d) {
   if (!is_dir(m->dir))
     return sf_diag_set(d, SF_ERR_IO, "folder does not exist or is not a directory");
   char *index = str_printf("%s/model_index.json", m->dir);
@@ -601,6 +605,13 @@ static sf_status folder_load(sf_model_folder *m, const char *variant, sf_diag *d
     if (!safe_name(key) || strlen(key) != root->u.obj.key_lens[i])
       return sf_diag_set(d, SF_ERR_BAD_MODEL,
                          "model_index.json: component name \"%.64s\" is not a folder name", key);
+    if ((flags & SF_FOLDER_TOKENIZER_OPTIONAL) && guess_kind(key, klass) == SF_COMPONENT_TOKENIZER) {
+      char *dir = str_printf("%s/%s", m->dir, key);
+      if (dir == NULL) return oom(d);
+      int present = is_dir(dir);
+      free(dir);
+      if (!present) continue;
+    }
     sf_component *c = &m->components[m->n_components++];
     c->name = strdup(key);
     c->library = strdup(lib);
@@ -623,6 +634,10 @@ static sf_status folder_load(sf_model_folder *m, const char *variant, sf_diag *d
 }
 
 sf_model_folder *sf_model_folder_open(const char *dir, const char *variant, sf_diag *d) {
+  return sf_model_folder_open_ex(dir, variant, 0, d);
+}
+
+sf_model_folder *sf_model_folder_open_ex(const char *dir, const char *variant, unsigned flags, sf_diag *d) {
   if (dir == NULL) {
     sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "model folder is NULL");
     return NULL;
@@ -639,7 +654,7 @@ sf_model_folder *sf_model_folder_open(const char *dir, const char *variant, sf_d
   m->variant = variant ? strdup(variant) : NULL;
   if (m->dir == NULL || (variant && m->variant == NULL)) {
     oom(d);
-  } else if (folder_load(m, variant, d) == SF_OK) {
+  } else if (folder_load(m, variant, flags, d) == SF_OK) {
     return m;
   }
   sf_diag_prefix(d, "model folder %s: ", dir);

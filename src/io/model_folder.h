@@ -96,6 +96,12 @@ typedef struct sf_model_folder {
 /* SF_ERR_IO (missing folder or file), SF_ERR_BAD_MODEL (malformed or inconsistent),
  * SF_ERR_UNSUPPORTED (e.g. only pickle .bin weights, unknown dtype), SF_ERR_OUT_OF_MEMORY. */
 sf_model_folder *sf_model_folder_open(const char *dir, const char *variant, sf_diag *d);
+enum {
+  /* A tokenizer listed in model_index.json whose folder is missing is left out instead of
+   * failing: for callers that bring their own tokenizer. */
+  SF_FOLDER_TOKENIZER_OPTIONAL = 1
+};
+sf_model_folder *sf_model_folder_open_ex(const char *dir, const char *variant, unsigned flags, sf_diag *d);
 void sf_model_folder_close(sf_model_folder *m);
 /* A folder of one component opened by itself (sf_component_open, or a component the
  * caller filled in), named `role` ("unet", "vae", ...). Takes c over, also on failure. */

@@ -92,10 +92,12 @@ static struct sf_taesd *open_taesd(const char *dir, int parts, sf_diag *d) {
   return sf_taesd_open_files((parts & 1) && has_dec ? dec : NULL, (parts & 2) && has_enc ? enc : NULL, d);
 }
 
-sf_status sf_pipeline_load_tokenizer(sf_pipeline *p, sf_diag *d) {
+sf_status sf_pipeline_load_tokenizer(sf_pipeline *p, const char *override_dir, sf_diag *d) {
   const sf_component *c = sf_model_folder_find(p->folder, "tokenizer");
-  if (c == NULL) return SF_OK;
-  p->tokenizer = sf_tokenizer_load_dir(c->dir, d);
+  const char *dir = override_dir ? override_dir : c ? c->dir : NULL;
+  if (dir == NULL) return SF_OK;
+  p->tokenizer = sf_tokenizer_load_dir(dir, d);
+  if (p->tokenizer == NULL && override_dir) sf_diag_prefix(d, "SF_PARAM_TOKENIZER_PATH %s: ", override_dir);
   return p->tokenizer ? SF_OK : d->status;
 }
 

@@ -40,5 +40,6 @@ char *sf_pipeline_describe_alloc(const sf_pipeline *p, int format);
 sf_status sf_pipeline_build_networks(sf_pipeline *p, unsigned networks, const char *taesd_path, sf_diag *d);
 void sf_pipeline_free_networks(sf_pipeline *p);
 /* The tokenizer is loaded even when inspecting: it is cheap and validates its files. */
-sf_status sf_pipeline_load_tokenizer(sf_pipeline *p, sf_diag *d);
+/* override_dir: SF_PARAM_TOKENIZER_PATH, or NULL for the folder's own tokenizer (if any). */
+sf_status sf_pipeline_load_tokenizer(sf_pipeline *p, const char *override_dir, sf_diag *d);
 #endif

@@ -47,6 +47,7 @@ class Param(enum.IntEnum):
     INSPECT_ONLY = 103
     TAESD_PATH = 104
     COMPONENTS = 105
+    TOKENIZER_PATH = 106
     PROMPT = 200
     NEGATIVE_PROMPT = 201
     WIDTH = 202
@@ -367,7 +368,7 @@ class Params(object):
                  Param.KARRAS_SIGMAS, Param.CLIP_SKIP, Param.BATCH_COUNT, Param.PREDICTION_TYPE, Param.DECODER,
                  Param.TIMESTEP_SPACING}
     _FLOAT_KEYS = {Param.GUIDANCE_SCALE, Param.STRENGTH, Param.ETA}
-    _STRING_KEYS = {Param.VARIANT, Param.TAESD_PATH, Param.PROMPT, Param.NEGATIVE_PROMPT}
+    _STRING_KEYS = {Param.VARIANT, Param.TAESD_PATH, Param.TOKENIZER_PATH, Param.PROMPT, Param.NEGATIVE_PROMPT}
     _ARRAY_KEYS = {Param.LATENTS, Param.PROMPT_EMBEDS, Param.NEGATIVE_EMBEDS}
 
     def __init__(self, values=None):
@@ -706,10 +707,11 @@ class Pipeline(object):
 
     @classmethod
     def load(cls, path, *, context=None, threads=None, variant=None, random_weights=False, random_seed=None,
-             inspect_only=False, taesd_path=None, components=None):
+             inspect_only=False, taesd_path=None, tokenizer_path=None, components=None):
         """Loads a diffusers folder. Without `context`, the pipeline makes (and closes) its
         own, with `threads` workers. components: names ("text_encoder", "unet",
-        "vae_decoder", "vae_encoder", "taesd_decoder", "taesd_encoder") or a Network mask."""
+        "vae_decoder", "vae_encoder", "taesd_decoder", "taesd_encoder") or a Network mask.
+        tokenizer_path: a tokenizer folder used instead of the model's (which may be absent)."""
         own = context is None
         ctx = Context(threads=threads) if own else context
         if not own and threads is not None:
@@ -718,6 +720,7 @@ class Pipeline(object):
             opts = {Param.VARIANT: variant, Param.TAESD_PATH: os.fspath(taesd_path) if taesd_path else None,
                     Param.RANDOM_WEIGHTS: 1 if random_weights else None,
                     Param.RANDOM_SEED: random_seed,
+                    Param.TOKENIZER_PATH: os.fspath(tokenizer_path) if tokenizer_path else None,
                     Param.INSPECT_ONLY: 1 if inspect_only else None}
             if components is not None:
                 if not isinstance(components, int):

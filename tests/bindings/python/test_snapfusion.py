@@ -311,6 +311,12 @@ class TestPipeline(unittest.TestCase):
             self.assertNotEqual(a, self.pipe.encode_prompt("x"))
         with sf.Pipeline.load(TINY_SD, threads=THREADS, variant="fp16", components=["unet"]) as p:
             self.assertTrue(p.networks & sf.Network.UNET)
+        with sf.Pipeline.load(TINY_SD, threads=THREADS, components=["text_encoder"],
+                              tokenizer_path=os.path.join(PUBLIC, "tokenizer")) as p:
+            self.assertEqual(list(p.tokenize("a photo of a cat"))[:7], [49406, 320, 1125, 539, 320, 2368, 49407])
+        with self.assertRaises(sf.FileIOError) as cm:
+            sf.Pipeline.load(TINY_SD, threads=THREADS, tokenizer_path=os.path.join(PUBLIC, "no-such-tokenizer"))
+        self.assertIn("no-such-tokenizer", str(cm.exception))
 
     def test_errors_carry_messages(self):
         missing = os.path.join(PUBLIC, "no-such-model")

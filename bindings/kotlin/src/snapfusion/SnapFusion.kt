@@ -197,7 +197,7 @@ enum class Network(val bit: Int) { TEXT_ENCODER(1), UNET(2), VAE_DECODER(4), VAE
 internal object Keys {
     const val THREADS = 1; const val LOG_LEVEL = 2
     const val VARIANT = 100; const val RANDOM_WEIGHTS = 101; const val RANDOM_SEED = 102; const val INSPECT_ONLY = 103
-    const val TAESD_PATH = 104; const val COMPONENTS = 105
+    const val TAESD_PATH = 104; const val COMPONENTS = 105; const val TOKENIZER_PATH = 106
     const val PROMPT = 200; const val NEGATIVE_PROMPT = 201; const val WIDTH = 202; const val HEIGHT = 203
     const val STEPS = 204; const val GUIDANCE_SCALE = 205; const val SEED = 206; const val SAMPLER = 207
     const val KARRAS_SIGMAS = 208; const val CLIP_SKIP = 209; const val STRENGTH = 211; const val PREDICTION_TYPE = 212
@@ -571,7 +571,7 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         @JvmOverloads
         fun load(path: String, context: Context? = null, threads: Int? = null, variant: String? = null,
                  randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
-                 components: Set<Network>? = null): Pipeline {
+                 components: Set<Network>? = null, tokenizerPath: String? = null): Pipeline {
             val ctx = context ?: Context(threads)
             if (context != null && threads != null) ctx.threads = threads
             try {
@@ -581,6 +581,7 @@ class Pipeline private constructor(val context: Context, private val ownContext:
                     if (randomWeights) p.int(Keys.RANDOM_WEIGHTS, 1)
                     p.int(Keys.RANDOM_SEED, randomSeed)
                     p.string(Keys.TAESD_PATH, taesdPath)
+                    p.string(Keys.TOKENIZER_PATH, tokenizerPath)
                     p.int(Keys.COMPONENTS, components?.fold(0L) { m, n -> m or n.bit.toLong() })
                     C.sf_pipeline_load(ctx.ptr(), path, p.ptr, out)
                 }
