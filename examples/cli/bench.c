@@ -12,7 +12,7 @@
 
 static void bench_usage(FILE *f) {
   fprintf(f,
-          "usage: snapfusion bench ops|unet|vae|text [options]\n"
+          "usage: snapfusion bench ops|unet|vae|text|txt2img [options]\n"
           "  ops    SD-shaped conv3x3, linear, attention and group norm through the library's\n"
           "         lowering, with the FMA peak, XNNPACK's fully-connected and a memory stream\n"
           "  unet   one UNet call:   --config DIR [--size 512] [--batch 1|2]\n"
@@ -21,6 +21,9 @@ static void bench_usage(FILE *f) {
           "  text   the CLIP text tower (77 tokens) and the tokenizer:\n"
           "         --config DIR [--tokenizer DIR]  (default $SNAPFUSION_FIXTURES/public/tokenizer\n"
           "         or ../shared/fixtures/public/tokenizer)\n"
+          "  txt2img a whole generation, timed per stage (text, UNet step, VAE decoder):\n"
+          "         --config DIR [--steps 8] [--cfg-scale 7.5] [--size 512] [--tokenizer DIR]\n"
+          "         (warm-up: one 1-step generation; --repeat full generations, default 1)\n"
           "options: --json  -t|--threads N  --repeat N (timed runs after one warm-up)\n"
           "         --probe-seconds S (duration of each machine probe, default 0.5)\n"
           "         --profile (unet, vae: time per node kind and shape, to stderr)\n"
@@ -59,6 +62,22 @@ void bench_fill_random(float *x, size_t n, unsigned seed, float scale) {
     s ^= s << 5;
     x[i] = scale * ((float)(s >> 8) * (1.0f / 8388608.0f) - 1.0f);
   }
+}
+
+const char *bench_base_name(const char *path) {
+  size_t n = strlen(path);
+  while (n > 1 && path[n - 1] == '/') n--;
+  const char *b = path;
+  for (size_t i = 0; i + 1 < n; i++)
+    if (path[i] == '/') b = path + i + 1;
+  return b;
+}
+
+const char *bench_default_tokenizer(char *buf, size_t cap) {
+  const char *fx = getenv("SNAPFUSION_FIXTURES");
+  if (fx && *fx) snprintf(buf, cap, "%s/public/tokenizer", fx);
+  else snprintf(buf, cap, "../shared/fixtures/public/tokenizer");
+  return buf;
 }
 
 static void load_average(char *out, size_t cap) {
@@ -197,13 +216,13 @@ int cmd_bench(int argc, char **argv) {
     const char *name;
     bench_fn fn;
     long long default_repeat;
-  } subs[] = {{"ops", bench_ops, 5}, {"unet", bench_unet, 3}, {"vae", bench_vae, 3}, {"text", bench_text, 10}};
+  } subs[] = {{"ops", bench_ops, 5}, {"unet", bench_unet, 3}, {"vae", bench_vae, 3}, {"text", bench_text, 10}, {"txt2img", bench_txt2img, 1}};
   size_t sub = sizeof subs / sizeof subs[0];
   for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
     if (strcmp(argv[1], subs[i].name) == 0) sub = i;
-  if (sub == sizeof subs / sizeof subs[0]) return bad("unknown benchmark (ops, unet, vae or text)");
+  if (sub == sizeof subs / sizeof subs[0]) return bad("unknown benchmark (ops, unet, vae, text or txt2img)");
 
-  bench_opts o = {.size = 512, .batch = 1, .probe_seconds = 0.5};
+  bench_opts o = {.size = 512, .batch = 1, .steps = 8, .cfg_scale = 7.5, .probe_seconds = 0.5};
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -229,6 +248,14 @@ int cmd_bench(int argc, char **argv) {
       i++;
     } else if (strcmp(a, "--batch") == 0) {
       if (!cli_parse_int(v, &o.batch) || o.batch < 1 || o.batch > 64) return bad("--batch takes 1..64");
+      i++;
+    } else if (strcmp(a, "--steps") == 0) {
+      if (!cli_parse_int(v, &o.steps) || o.steps < 1 || o.steps > 1000) return bad("--steps takes 1..1000");
+      i++;
+    } else if (strcmp(a, "--cfg-scale") == 0) {
+      char *end = NULL;
+      o.cfg_scale = strtod(v, &end);
+      if (*end != '\0' || !(o.cfg_scale >= 0 && o.cfg_scale <= 100)) return bad("--cfg-scale takes 0..100");
       i++;
     } else if (strcmp(a, "--config") == 0) {
       o.config = argv[++i];

@@ -15,6 +15,8 @@ typedef struct bench_opts {
   long long repeat;     /* timed runs after one warm-up; 0: the subcommand's default */
   long long size;       /* image side in pixels */
   long long batch;
+  long long steps;      /* txt2img: denoising steps */
+  double cfg_scale;     /* txt2img: classifier-free guidance */
   const char *config;   /* pipeline config folder */
   const char *tokenizer;
   const char *taesd;    /* TAESD config.json or its folder */
@@ -51,6 +53,10 @@ double bench_now(void);
 void bench_stats(double *times, size_t n, double *median, double *min);
 double bench_peak_rss_bytes(void);
 void bench_fill_random(float *x, size_t n, unsigned seed, float scale);
+/* The last component of a folder path ("sd-v1-5" of "../shared/configs/sd-v1-5/"). */
+const char *bench_base_name(const char *path);
+/* $SNAPFUSION_FIXTURES/public/tokenizer, else ../shared/fixtures/public/tokenizer. */
+const char *bench_default_tokenizer(char *buf, size_t cap);
 
 /* Prints the header, the references and the rows (text table or one JSON object). */
 void bench_report(FILE *f, const bench_opts *o, const char *command, size_t threads, const bench_refs *refs,
@@ -68,5 +74,6 @@ int bench_ops(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row 
 int bench_unet(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);
 int bench_vae(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);
 int bench_text(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);
+int bench_txt2img(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);
 
 #endif

@@ -146,15 +146,6 @@ static void net_row_finish(bench_row *row, sf_pipeline *p, const char *name, dou
   row->load_s = load_s;
 }
 
-static const char *base_name(const char *path) {
-  size_t n = strlen(path);
-  while (n > 1 && path[n - 1] == '/') n--;
-  const char *b = path;
-  for (size_t i = 0; i + 1 < n; i++)
-    if (path[i] == '/') b = path + i + 1;
-  return b;
-}
-
 /* ---- unet ---- */
 
 typedef struct unet_args {
@@ -195,7 +186,7 @@ int bench_unet(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row
     bench_row *row = &rows[0];
     if (time_calls(unet_call, &a, o->repeat, row, "unet", ctx)) {
       char name[48];
-      snprintf(name, sizeof name, "unet %s", base_name(o->config));
+      snprintf(name, sizeof name, "unet %s", bench_base_name(o->config));
       net_row_finish(row, p, name, load_s);
       snprintf(row->shape, sizeof row->shape, "%lldx%lld, batch %zu", o->size, o->size, batch);
       row->arena_bytes = (double)sf_graph_arena_bytes(sf_unet_graph(p->unet));
@@ -287,7 +278,7 @@ int bench_vae(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row 
       rc = CLI_EXIT_FAIL;
     } else {
       char name[48];
-      snprintf(name, sizeof name, "vae-dec %s", base_name(o->config));
+      snprintf(name, sizeof name, "vae-dec %s", bench_base_name(o->config));
       net_row_finish(&rows[n], a.p, name, load_s);
       snprintf(rows[n].shape, sizeof rows[n].shape, "%lldx%lld, batch %zu", o->size, o->size, batch);
       rows[n].arena_bytes = (double)sf_graph_arena_bytes(sf_vae_decoder_graph(a.p->vae));
@@ -373,13 +364,6 @@ static char *long_prompt(size_t target, size_t *len) {
   return s;
 }
 
-static const char *default_tokenizer(char *buf, size_t cap) {
-  const char *fx = getenv("SNAPFUSION_FIXTURES");
-  if (fx && *fx) snprintf(buf, cap, "%s/public/tokenizer", fx);
-  else snprintf(buf, cap, "../shared/fixtures/public/tokenizer");
-  return buf;
-}
-
 int bench_text(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows) {
   (void)refs;
   double load_s = 0;
@@ -399,7 +383,7 @@ int bench_text(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row
   size_t n = 0;
   if (out && time_calls(text_call, &a, o->repeat, &rows[0], "text encoder", ctx)) {
     char name[48];
-    snprintf(name, sizeof name, "clip-text %s", base_name(o->config));
+    snprintf(name, sizeof name, "clip-text %s", bench_base_name(o->config));
     net_row_finish(&rows[0], p, name, load_s);
     snprintf(rows[0].shape, sizeof rows[0].shape, "77 tokens, batch 1");
     rows[0].arena_bytes = (double)sf_graph_arena_bytes(sf_clip_text_graph(p->text));
@@ -413,7 +397,7 @@ int bench_text(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row
 
   /* Tokenizer throughput on a long prompt, every token kept (no truncation). */
   char dirbuf[4096];
-  const char *dir = o->tokenizer ? o->tokenizer : default_tokenizer(dirbuf, sizeof dirbuf);
+  const char *dir = o->tokenizer ? o->tokenizer : bench_default_tokenizer(dirbuf, sizeof dirbuf);
   sf_diag d = {0};
   sf_tokenizer *tok = sf_tokenizer_load_dir(dir, &d);
   if (tok == NULL) {

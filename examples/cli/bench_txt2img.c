@@ -1,0 +1,164 @@
+/* snapfusion bench txt2img: the whole generation (prompt -> text encoder -> UNet x steps
+ * -> VAE decoder) of a config folder with seeded random weights, through the public
+ * step-wise API, timed per stage. The warm-up is one 1-step generation at the same size
+ * (it touches every arena page and weight once); each timed run is a full generation. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "graph/graph.h"
+#include "models/clip_text.h"
+#include "models/unet.h"
+#include "models/vae.h"
+#include "pipeline/pipeline.h"
+
+static double graph_macs(const sf_graph *g) {
+  if (g == NULL) return 0.0;
+  sf_graph_stats st;
+  sf_graph_get_stats(g, &st);
+  return st.macs_dense + st.macs_attention;
+}
+
+static double graph_attention_macs(const sf_graph *g) {
+  if (g == NULL) return 0.0;
+  sf_graph_stats st;
+  sf_graph_get_stats(g, &st);
+  return st.macs_attention;
+}
+
+/* The stage times of one generation. */
+typedef struct run_times {
+  double text, decode, total;
+  double *steps; /* per UNet step */
+  int n_steps;
+} run_times;
+
+static sf_status generate_timed(sf_pipeline *p, const sf_params *gen, run_times *t) {
+  double t0 = bench_now();
+  sf_job *job = NULL;
+  sf_status s = sf_job_start(p, gen, &job);
+  if (s != SF_OK) return s;
+  t->text = bench_now() - t0;
+  t->n_steps = 0;
+  int total = sf_job_steps_total(job);
+  while (s == SF_OK && sf_job_steps_done(job) < total) {
+    double t1 = bench_now();
+    s = sf_job_step(job);
+    if (t->steps) t->steps[t->n_steps] = bench_now() - t1;
+    t->n_steps++;
+  }
+  sf_image *img = NULL;
+  double t2 = bench_now();
+  if (s == SF_OK) s = sf_job_finish(job, &img);
+  t->decode = bench_now() - t2;
+  t->total = bench_now() - t0;
+  sf_image_destroy(img);
+  sf_job_destroy(job);
+  return s;
+}
+
+int bench_txt2img(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows) {
+  (void)refs;
+  char tokbuf[4096];
+  const char *tokenizer = o->tokenizer ? o->tokenizer : bench_default_tokenizer(tokbuf, sizeof tokbuf);
+  sf_params *load = NULL, *gen = NULL;
+  sf_pipeline *p = NULL;
+  sf_status s = sf_params_create(&load);
+  if (s == SF_OK) s = sf_params_create(&gen);
+  if (s == SF_OK) s = sf_params_set_int(load, SF_PARAM_RANDOM_WEIGHTS, 1);
+  if (s == SF_OK) s = sf_params_set_int(load, SF_PARAM_COMPONENTS, SF_NET_TEXT_ENCODER | SF_NET_UNET | SF_NET_VAE_DECODER);
+  if (s == SF_OK) s = sf_params_set_string(load, SF_PARAM_TOKENIZER_PATH, tokenizer);
+  double t0 = bench_now();
+  if (s == SF_OK) s = sf_pipeline_load(ctx, o->config, load, &p);
+  double load_s = bench_now() - t0;
+  if (s != SF_OK) {
+    cli_fail(o->config, s, ctx);
+    sf_params_destroy(load);
+    sf_params_destroy(gen);
+    return CLI_EXIT_FAIL;
+  }
+  sf_params_set_string(gen, SF_PARAM_PROMPT, "a photo of an astronaut riding a horse on mars");
+  sf_params_set_int(gen, SF_PARAM_WIDTH, o->size);
+  sf_params_set_int(gen, SF_PARAM_HEIGHT, o->size);
+  sf_params_set_float(gen, SF_PARAM_GUIDANCE_SCALE, o->cfg_scale);
+  sf_params_set_int(gen, SF_PARAM_SEED, 1);
+
+  int rc = CLI_EXIT_FAIL;
+  size_t n_times = (size_t)o->repeat;
+  double *totals = calloc(n_times, sizeof *totals), *texts = calloc(n_times, sizeof *texts),
+         *decodes = calloc(n_times, sizeof *decodes), *steps = calloc(n_times * (size_t)o->steps, sizeof *steps);
+  run_times t = {0};
+  if (totals && texts && decodes && steps) {
+    s = sf_params_set_int(gen, SF_PARAM_STEPS, 1);
+    if (s == SF_OK) s = generate_timed(p, gen, &t); /* warm-up */
+    if (s == SF_OK) s = sf_params_set_int(gen, SF_PARAM_STEPS, o->steps);
+    size_t n_steps = 0;
+    for (size_t r = 0; s == SF_OK && r < n_times; r++) {
+      t.steps = steps + n_steps;
+      s = generate_timed(p, gen, &t);
+      totals[r] = t.total;
+      texts[r] = t.text;
+      decodes[r] = t.decode;
+      n_steps += (size_t)t.n_steps;
+    }
+    if (s != SF_OK) {
+      cli_fail("generation", s, ctx);
+    } else {
+      /* MACs of the graphs as the last run set them up: the UNet at batch 2 with guidance. */
+      double text_macs = graph_macs(sf_clip_text_graph(p->text));
+      double unet_macs = graph_macs(sf_unet_graph(p->unet));
+      double vae_macs = graph_macs(sf_vae_decoder_graph(p->vae));
+      int guided = o->cfg_scale > 1.0;
+      int64_t params = 0;
+      sf_pipeline_get_int(p, SF_INFO_PARAMETERS, &params);
+      bench_row *row = &rows[0];
+      snprintf(row->name, sizeof row->name, "txt2img %s", bench_base_name(o->config));
+      snprintf(row->shape, sizeof row->shape, "%lldx%lld, %lld steps, cfg %.3g", o->size, o->size, o->steps,
+               o->cfg_scale);
+      bench_stats(totals, n_times, &row->median_s, &row->min_s);
+      row->network = 1;
+      row->macs = (guided ? 2 : 1) * text_macs + (double)o->steps * unet_macs + vae_macs;
+      row->attention_macs = (double)o->steps * graph_attention_macs(sf_unet_graph(p->unet)) +
+                            graph_attention_macs(sf_vae_decoder_graph(p->vae)) +
+                            (guided ? 2 : 1) * graph_attention_macs(sf_clip_text_graph(p->text));
+      row->flops = 2.0 * row->macs;
+      row->weights_bytes = 4.0 * (double)params;
+      row->arena_bytes = (double)(sf_graph_arena_bytes(sf_unet_graph(p->unet)) +
+                                  sf_graph_arena_bytes(sf_vae_decoder_graph(p->vae)) +
+                                  sf_graph_arena_bytes(sf_clip_text_graph(p->text)));
+      row->peak_rss_bytes = bench_peak_rss_bytes();
+      row->load_s = load_s;
+
+      bench_row *text = &rows[1];
+      snprintf(text->name, sizeof text->name, "  text encoder");
+      snprintf(text->shape, sizeof text->shape, "%d prompt%s x 77 tokens", guided ? 2 : 1, guided ? "s" : "");
+      bench_stats(texts, n_times, &text->median_s, &text->min_s);
+      text->flops = 2.0 * (guided ? 2 : 1) * text_macs;
+
+      bench_row *unet = &rows[2];
+      snprintf(unet->name, sizeof unet->name, "  UNet step");
+      snprintf(unet->shape, sizeof unet->shape, "batch %d, %lldx%lld latents", guided ? 2 : 1, o->size / 8,
+               o->size / 8);
+      bench_stats(steps, n_steps, &unet->median_s, &unet->min_s);
+      unet->flops = 2.0 * unet_macs;
+
+      bench_row *dec = &rows[3];
+      snprintf(dec->name, sizeof dec->name, "  VAE decoder");
+      snprintf(dec->shape, sizeof dec->shape, "%lldx%lld", o->size, o->size);
+      bench_stats(decodes, n_times, &dec->median_s, &dec->min_s);
+      dec->flops = 2.0 * vae_macs;
+      *n_rows = 4;
+      rc = 0;
+    }
+  } else {
+    fprintf(stderr, "snapfusion bench txt2img: out of memory\n");
+  }
+  free(totals);
+  free(texts);
+  free(decodes);
+  free(steps);
+  sf_pipeline_destroy(p);
+  sf_params_destroy(load);
+  sf_params_destroy(gen);
+  return rc;
+}
