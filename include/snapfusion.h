@@ -219,7 +219,8 @@ typedef enum sf_info {
   SF_INFO_DEFAULT_WIDTH = 5,   /* int: pixels */
   SF_INFO_DEFAULT_HEIGHT = 6,  /* int: pixels */
   SF_INFO_VAE_SCALE = 7,       /* float: latent scaling factor (0.18215 for SD-1.x) */
-  SF_INFO_ARENA_BYTES = 8,     /* int: activation memory planned by the last run */
+  SF_INFO_ARENA_BYTES = 8,     /* int: activation memory of all networks, each planned
+                                * (and kept) for the size of its last run */
   SF_INFO_PARAMETERS = 9,      /* int: parameters of the built networks */
   SF_INFO_LAST_MACS = 10,      /* float: multiply-accumulates of the last network call
                                   (conv + linear + attention matmuls) */

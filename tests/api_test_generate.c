@@ -110,6 +110,15 @@ static void test_reproducible_and_stepwise(void) {
   CHECK_EQ_INT(sf_job_finish(job, &c), SF_OK);
   CHECK(same_image(a, c));
   sf_job_destroy(job);
+  /* The activation memory counts every network's arena: decoding a larger latent grows it. */
+  int64_t arena = 0, arena_big = 0;
+  CHECK_EQ_INT(sf_pipeline_get_int(pipe_, SF_INFO_ARENA_BYTES, &arena), SF_OK);
+  CHECK(arena > 0);
+  static float big_latents[4 * 32 * 32], big_image[3 * 256 * 256];
+  CHECK_EQ_INT(sf_decode_latents(pipe_, SF_NET_VAE_DECODER, big_latents, 1, 32, 32, 0, big_image), SF_OK);
+  CHECK_EQ_INT(sf_pipeline_get_int(pipe_, SF_INFO_ARENA_BYTES, &arena_big), SF_OK);
+  CHECK_MSG(arena_big > arena, "arena %lld after a 256x256 decode, %lld before", (long long)arena_big,
+            (long long)arena);
   /* Another seed gives another image. */
   sf_params_set_int(p, SF_PARAM_SEED, 43);
   sf_image *d = generate(p);

@@ -179,8 +179,17 @@ sf_status sf_pipeline_get_int(const sf_pipeline *p, sf_info key, int64_t *out) {
       return SF_OK;
     }
     case SF_INFO_ARENA_BYTES: {
+      /* Every network keeps its own arena between calls: together they are the
+       * pipeline's activation memory. */
+      const sf_graph *graphs[] = {p->text ? sf_clip_text_graph(p->text) : NULL,
+                                  p->unet ? sf_unet_graph(p->unet) : NULL,
+                                  p->vae ? sf_vae_decoder_graph(p->vae) : NULL,
+                                  p->vae ? sf_vae_encoder_graph(p->vae) : NULL,
+                                  p->taesd ? sf_taesd_decoder_graph(p->taesd) : NULL,
+                                  p->taesd ? sf_taesd_encoder_graph(p->taesd) : NULL};
       size_t total = 0;
-      if (p->unet && sf_unet_graph(p->unet)) total += sf_graph_arena_bytes(sf_unet_graph(p->unet));
+      for (size_t i = 0; i < sizeof graphs / sizeof graphs[0]; i++)
+        if (graphs[i]) total += sf_graph_arena_bytes(graphs[i]);
       *out = (int64_t)total;
       return SF_OK;
     }
