@@ -22,40 +22,14 @@ sf_vid sf_g_conv2d_asym(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, 
     return -1;
   }
   size_t in_ch = sf_graph_channels(g, x);
-  char name[256];
-  snprintf(name, sizeof name, "%s.weight", prefix);
-  int64_t wshape[4] = {(int64_t)out_ch, (int64_t)in_ch, (int64_t)kernel, (int64_t)kernel};
   size_t kk = kernel * kernel;
-  size_t fan_in = in_ch * kk;
-  float *w = sf_wsrc_fetch(ws, name, 4, wshape, SF_INIT_FAN_IN, fan_in);
-  float *b = NULL;
-  if (bias) {
-    snprintf(name, sizeof name, "%s.bias", prefix);
-    int64_t bshape[1] = {(int64_t)out_ch};
-    b = sf_wsrc_fetch(ws, name, 1, bshape, SF_INIT_FAN_IN, fan_in);
-  }
-  float *ohwi = w ? malloc(out_ch * kk * in_ch * sizeof *ohwi) : NULL;
-  if (w == NULL || (bias && b == NULL) || ohwi == NULL) {
-    free(w);
-    free(b);
-    free(ohwi);
-    sf_diag tmp = {0};
-    sf_wsrc_status(ws, 0, &tmp);
-    if (tmp.status != SF_OK) sf_graph_fail(g, tmp.status, "%s", tmp.msg);
-    else sf_graph_fail(g, SF_ERR_OUT_OF_MEMORY, "out of memory packing %s", prefix);
-    return -1;
-  }
-  /* PyTorch OIHW -> XNNPACK OHWI */
-  for (size_t o = 0; o < out_ch; o++)
-    for (size_t i = 0; i < in_ch; i++)
-      for (size_t k = 0; k < kk; k++) ohwi[(o * kk + k) * in_ch + i] = w[(o * in_ch + i) * kk + k];
-  free(w);
+  float *ohwi = NULL, *b = NULL;
+  if (!sf_conv_fetch_ohwi(g, ws, prefix, out_ch, in_ch, kernel, bias, &ohwi, &b)) return -1;
   xnn_operator_t op = NULL;
   enum xnn_status xs = xnn_create_convolution2d_nhwc_f32(
       (uint32_t)pad_top, (uint32_t)pad_right, (uint32_t)pad_bottom, (uint32_t)pad_left, (uint32_t)kernel,
       (uint32_t)kernel, (uint32_t)stride, (uint32_t)stride, 1, 1, 1, in_ch, out_ch, in_ch, out_ch, ohwi, b,
       -INFINITY, INFINITY, 0, &op);
-  free(ohwi);
   free(b);
   if (xs != xnn_status_success) {
     sf_graph_fail(g, xs == xnn_status_out_of_memory ? SF_ERR_OUT_OF_MEMORY : SF_ERR_BACKEND,

@@ -11,37 +11,46 @@
 #include "graph/wsrc.h"
 #include "graph/xnn_panels.h"
 
-sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_t out_ch, size_t kernel,
-                   size_t stride, size_t pad, int bias) {
-  if (!sf_graph_valid(g, x)) return -1;
-  size_t in_ch = sf_graph_channels(g, x);
+int sf_conv_fetch_ohwi(sf_graph *g, sf_wsrc *ws, const char *prefix, size_t out_ch, size_t in_ch,
+                       size_t kernel, int bias, float **ohwi_out, float **b_out) {
   char name[256];
   snprintf(name, sizeof name, "%s.weight", prefix);
   int64_t wshape[4] = {(int64_t)out_ch, (int64_t)in_ch, (int64_t)kernel, (int64_t)kernel};
-  size_t fan_in = in_ch * kernel * kernel;
-  float *w = sf_wsrc_fetch(ws, name, 4, wshape, SF_INIT_FAN_IN, fan_in);
+  size_t kk = kernel * kernel, fan_in = in_ch * kk, count = out_ch * kk * in_ch;
+  float *w = sf_wsrc_stage(ws, 0, count);
+  int ok = w != NULL && sf_wsrc_fetch_into(ws, name, 4, wshape, SF_INIT_FAN_IN, fan_in, w);
   float *b = NULL;
-  if (bias) {
+  if (ok && bias) {
     snprintf(name, sizeof name, "%s.bias", prefix);
     int64_t bshape[1] = {(int64_t)out_ch};
     b = sf_wsrc_fetch(ws, name, 1, bshape, SF_INIT_FAN_IN, fan_in);
+    ok = b != NULL;
   }
-  float *ohwi = w ? malloc(out_ch * kernel * kernel * in_ch * sizeof *ohwi) : NULL;
-  if (w == NULL || (bias && b == NULL) || ohwi == NULL) {
-    free(w);
+  float *ohwi = ok ? sf_wsrc_stage(ws, 1, count) : NULL;
+  if (ohwi == NULL) {
     free(b);
-    free(ohwi);
     sf_diag tmp = {0};
     sf_wsrc_status(ws, 0, &tmp);
     if (tmp.status != SF_OK) sf_graph_fail(g, tmp.status, "%s", tmp.msg);
     else sf_graph_fail(g, SF_ERR_OUT_OF_MEMORY, "out of memory packing %s", prefix);
-    return -1;
+    return 0;
   }
-  size_t kk = kernel * kernel;
+  /* PyTorch OIHW -> XNNPACK OHWI */
   for (size_t o = 0; o < out_ch; o++)
     for (size_t i = 0; i < in_ch; i++)
       for (size_t k = 0; k < kk; k++) ohwi[(o * kk + k) * in_ch + i] = w[(o * in_ch + i) * kk + k];
-  free(w);
+  *ohwi_out = ohwi;
+  *b_out = b;
+  return 1;
+}
+
+sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_t out_ch, size_t kernel,
+                   size_t stride, size_t pad, int bias) {
+  if (!sf_graph_valid(g, x)) return -1;
+  size_t in_ch = sf_graph_channels(g, x);
+  float *ohwi = NULL, *b = NULL;
+  if (!sf_conv_fetch_ohwi(g, ws, prefix, out_ch, in_ch, kernel, bias, &ohwi, &b)) return -1;
+  size_t kk = kernel * kernel;
   size_t K = kk * in_ch;
   size_t panel_oc = sf_xnn_panel_channels(out_ch, K * sizeof(float), SF_CONV_PANEL_BUDGET);
   size_t n_panels = (out_ch + panel_oc - 1) / panel_oc;
@@ -54,7 +63,6 @@ sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_
                                            1, 1, 1, in_ch, oc, in_ch, out_ch, ohwi + o0 * K, b ? b + o0 : NULL,
                                            -INFINITY, INFINITY, 0, &ops[p]);
   }
-  free(ohwi);
   free(b);
   sf_node *n = NULL;
   if (xs != xnn_status_success) {

@@ -91,6 +91,10 @@ sf_status sf_node_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d)
 sf_status sf_node_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
 void sf_node_release(sf_node *n);
 
+/* A conv's weights in XNNPACK's OHWI layout (in ws's staging slot 1: not to be freed) and
+ * its bias (malloc'd, or NULL without bias); 0 after failing the graph. */
+int sf_conv_fetch_ohwi(sf_graph *g, sf_wsrc *ws, const char *prefix, size_t out_ch, size_t in_ch,
+                       size_t kernel, int bias, float **ohwi, float **b);
 sf_status sf_conv2d_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
 sf_status sf_linear_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
 sf_status sf_xnn_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);

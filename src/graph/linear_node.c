@@ -16,34 +16,22 @@ static sf_vid add_linear(sf_graph *g, sf_wsrc *ws, const char *const *prefixes, 
   if (!sf_graph_valid(g, x)) return -1;
   size_t in_f = sf_graph_channels(g, x);
   size_t out_f = out_each * count;
-  float *w = malloc(out_f * in_f * sizeof *w);
+  /* The fused parts (e.g. q, k, v) are fetched side by side into one staged matrix. */
+  float *w = sf_wsrc_stage(ws, 0, out_f * in_f);
   float *b = bias ? malloc(out_f * sizeof *b) : NULL;
   int ok = w != NULL && (!bias || b != NULL);
   for (size_t i = 0; ok && i < count; i++) {
     char name[256];
     snprintf(name, sizeof name, "%s.weight", prefixes[i]);
     int64_t wshape[2] = {(int64_t)out_each, (int64_t)in_f};
-    float *part = sf_wsrc_fetch(ws, name, 2, wshape, SF_INIT_FAN_IN, in_f);
-    if (part == NULL) {
-      ok = 0;
-      break;
-    }
-    memcpy(w + i * out_each * in_f, part, out_each * in_f * sizeof *w);
-    free(part);
-    if (bias) {
+    ok = sf_wsrc_fetch_into(ws, name, 2, wshape, SF_INIT_FAN_IN, in_f, w + i * out_each * in_f);
+    if (ok && bias) {
       snprintf(name, sizeof name, "%s.bias", prefixes[i]);
       int64_t bshape[1] = {(int64_t)out_each};
-      part = sf_wsrc_fetch(ws, name, 1, bshape, SF_INIT_FAN_IN, in_f);
-      if (part == NULL) {
-        ok = 0;
-        break;
-      }
-      memcpy(b + i * out_each, part, out_each * sizeof *b);
-      free(part);
+      ok = sf_wsrc_fetch_into(ws, name, 1, bshape, SF_INIT_FAN_IN, in_f, b + i * out_each);
     }
   }
   if (!ok) {
-    free(w);
     free(b);
     sf_diag tmp = {0};
     sf_wsrc_status(ws, 0, &tmp);
@@ -60,7 +48,6 @@ static sf_vid add_linear(sf_graph *g, sf_wsrc *ws, const char *const *prefixes, 
     xs = xnn_create_fully_connected_nc_f32(in_f, oc, in_f, out_f, w + o0 * in_f, b ? b + o0 : NULL, -INFINITY,
                                            INFINITY, 0, &ops[p]);
   }
-  free(w);
   free(b);
   sf_node *n = NULL;
   if (xs != xnn_status_success) {

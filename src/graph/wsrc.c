@@ -1,6 +1,7 @@
 #include "graph/wsrc.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,8 @@ struct sf_wsrc {
   char component[64];
   sf_diag diag;
   uint64_t params;
+  float *stage[SF_WSRC_STAGES];
+  size_t stage_cap[SF_WSRC_STAGES];
 };
 
 static sf_wsrc *wsrc_new(struct sf_weights *w, uint64_t seed, const char *component) {
@@ -29,7 +32,31 @@ sf_wsrc *sf_wsrc_from_weights(struct sf_weights *w, const char *component) {
   return w ? wsrc_new(w, 0, component) : NULL;
 }
 sf_wsrc *sf_wsrc_random(uint64_t seed, const char *component) { return wsrc_new(NULL, seed, component); }
-void sf_wsrc_destroy(sf_wsrc *ws) { free(ws); }
+void sf_wsrc_destroy(sf_wsrc *ws) {
+  if (ws == NULL) return;
+  for (int i = 0; i < SF_WSRC_STAGES; i++) free(ws->stage[i]);
+  free(ws);
+}
+
+float *sf_wsrc_stage(sf_wsrc *ws, int slot, size_t n) {
+  if (slot < 0 || slot >= SF_WSRC_STAGES) {
+    sf_diag_set(&ws->diag, SF_ERR_INTERNAL, "%s: no staging slot %d", ws->component, slot);
+    return NULL;
+  }
+  if (n == 0) n = 1;
+  if (n > ws->stage_cap[slot]) {
+    free(ws->stage[slot]);
+    ws->stage_cap[slot] = 0;
+    ws->stage[slot] = n <= SIZE_MAX / sizeof(float) ? malloc(n * sizeof(float)) : NULL;
+    if (ws->stage[slot] == NULL) {
+      if (ws->diag.status == SF_OK)
+        sf_diag_set(&ws->diag, SF_ERR_OUT_OF_MEMORY, "%s: out of memory staging %zu weights", ws->component, n);
+      return NULL;
+    }
+    ws->stage_cap[slot] = n;
+  }
+  return ws->stage[slot];
+}
 int sf_wsrc_is_random(const sf_wsrc *ws) { return ws->w == NULL; }
 uint64_t sf_wsrc_param_count(const sf_wsrc *ws) { return ws->params; }
 
@@ -78,17 +105,17 @@ static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
   if (off < cap) snprintf(buf + off, cap - off, "]");
 }
 
-float *sf_wsrc_fetch(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape, sf_init init,
-                     size_t fan_in) {
-  if (ws->diag.status != SF_OK) return NULL;
-  uint64_t n = 1;
-  for (int i = 0; i < ndim; i++) n *= (uint64_t)shape[i];
+/* The checkpoint tensor `name` if it has the shape and a float type (NULL for random
+ * sources); sets ws->diag and returns 0 otherwise. */
+static int check_tensor(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape,
+                        const sf_st_tensor **out) {
+  *out = NULL;
   if (ws->w != NULL) {
     const sf_st_tensor *t = sf_weights_find(ws->w, name);
     if (t == NULL) {
       sf_diag_set(&ws->diag, SF_ERR_BAD_MODEL, "%s: checkpoint has no tensor '%s' that the config requires",
                   ws->component, name);
-      return NULL;
+      return 0;
     }
     int same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
@@ -98,29 +125,56 @@ float *sf_wsrc_fetch(sf_wsrc *ws, const char *name, int ndim, const int64_t *sha
       shape_str(got, sizeof got, t->ndim, t->shape);
       sf_diag_set(&ws->diag, SF_ERR_BAD_MODEL, "%s: tensor '%s' has shape %s, the config implies %s",
                   ws->component, name, got, want);
-      return NULL;
+      return 0;
     }
     if (t->dtype != SF_DTYPE_F32 && t->dtype != SF_DTYPE_F16 && t->dtype != SF_DTYPE_BF16 &&
         t->dtype != SF_DTYPE_F64) {
       sf_diag_set(&ws->diag, SF_ERR_BAD_MODEL, "%s: tensor '%s' has dtype %s, expected a float type",
                   ws->component, name, sf_dtype_name(t->dtype));
-      return NULL;
+      return 0;
     }
+    *out = t;
   }
-  float *out = malloc((size_t)(n ? n : 1) * sizeof(float));
-  if (out == NULL) {
-    sf_diag_set(&ws->diag, SF_ERR_OUT_OF_MEMORY, "%s: out of memory for tensor '%s' (%llu values)",
-                ws->component, name, (unsigned long long)n);
-    return NULL;
-  }
-  if (ws->w != NULL) {
-    const sf_st_tensor *t = sf_weights_find(ws->w, name);
+  return 1;
+}
+
+static uint64_t shape_count(int ndim, const int64_t *shape) {
+  uint64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= (uint64_t)shape[i];
+  return n;
+}
+
+static void fill(sf_wsrc *ws, const sf_st_tensor *t, const char *name, uint64_t n, sf_init init, size_t fan_in,
+                 float *out) {
+  if (t != NULL) {
     sf_st_to_f32(t, out);
     sf_weights_mark_used(ws->w, t);
   } else {
     fill_random(out, n, ws->seed, name, init, fan_in);
   }
   ws->params += n;
+}
+
+int sf_wsrc_fetch_into(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape, sf_init init,
+                       size_t fan_in, float *dst) {
+  const sf_st_tensor *t = NULL;
+  if (ws->diag.status != SF_OK || !check_tensor(ws, name, ndim, shape, &t)) return 0;
+  fill(ws, t, name, shape_count(ndim, shape), init, fan_in, dst);
+  return 1;
+}
+
+float *sf_wsrc_fetch(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape, sf_init init,
+                     size_t fan_in) {
+  const sf_st_tensor *t = NULL;
+  if (ws->diag.status != SF_OK || !check_tensor(ws, name, ndim, shape, &t)) return NULL;
+  uint64_t n = shape_count(ndim, shape);
+  float *out = malloc((size_t)(n ? n : 1) * sizeof(float));
+  if (out == NULL) {
+    sf_diag_set(&ws->diag, SF_ERR_OUT_OF_MEMORY, "%s: out of memory for tensor '%s' (%llu values)",
+                ws->component, name, (unsigned long long)n);
+    return NULL;
+  }
+  fill(ws, t, name, n, init, fan_in, out);
   return out;
 }
 

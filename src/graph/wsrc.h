@@ -28,6 +28,17 @@ void sf_wsrc_destroy(sf_wsrc *ws);
  * caller frees the result once packed. fan_in is used by random init only. */
 float *sf_wsrc_fetch(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape,
                      sf_init init, size_t fan_in);
+/* sf_wsrc_fetch into dst (room for the shape's values) instead of a new allocation;
+ * 1 on success, 0 on failure (kept as for sf_wsrc_fetch). */
+int sf_wsrc_fetch_into(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape, sf_init init,
+                       size_t fan_in, float *dst);
+/* A buffer of at least n floats owned by ws (slot 0 .. SF_WSRC_STAGES-1), valid until the
+ * next call for the same slot or sf_wsrc_destroy; its contents are not kept when it grows.
+ * Builders stage weights there on their way into packed form: the pages of one staging
+ * buffer are faulted in once per network instead of once per tensor (which made page
+ * faults a third of load time). NULL on failure (kept as out of memory). */
+enum { SF_WSRC_STAGES = 2 };
+float *sf_wsrc_stage(sf_wsrc *ws, int slot, size_t n);
 /* Whether a checkpoint has the tensor (random sources answer `dflt`): lets builders
  * follow optional parts of an architecture (e.g. a 1x1 shortcut conv). */
 int sf_wsrc_has(const sf_wsrc *ws, const char *name, int dflt);
