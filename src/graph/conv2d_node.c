@@ -64,27 +64,9 @@ sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_
                                            -INFINITY, INFINITY, 0, &ops[p]);
   }
   free(b);
-  sf_node *n = NULL;
-  if (xs != xnn_status_success) {
-    sf_graph_fail(g, xs == xnn_status_out_of_memory ? SF_ERR_OUT_OF_MEMORY : SF_ERR_BACKEND,
-                  "%s: xnn_create_convolution2d_nhwc_f32 failed (status %d)", prefix, (int)xs);
-  } else {
-    n = sf_graph_add_node(g, SF_OP_CONV2D, &x, 1, out_ch);
-  }
-  if (n == NULL) {
-    for (size_t p = 0; ops && p < n_panels; p++)
-      if (ops[p]) xnn_delete_operator(ops[p]);
-    free(ops);
-    return -1;
-  }
-  if (n_panels == 1) {
-    n->xop = ops[0];
-    free(ops);
-  } else {
-    n->panels = ops;
-    n->n_panels = n_panels;
-    n->panel_oc = panel_oc;
-  }
+  sf_node *n = sf_xnn_node_add(g, SF_OP_CONV2D, x, out_ch, ops, n_panels, panel_oc, xs,
+                               "xnn_create_convolution2d_nhwc_f32", prefix);
+  if (n == NULL) return -1;
   n->p.conv.kernel = kernel;
   n->p.conv.stride = stride;
   n->p.conv.pad = pad;
@@ -143,6 +125,31 @@ sf_status sf_xnn_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d) {
       return sf_diag_set(d, SF_ERR_BACKEND, "%s: xnn_run_operator failed (status %d)", g->name, (int)xs);
   }
   return SF_OK;
+}
+
+sf_node *sf_xnn_node_add(sf_graph *g, sf_op op, sf_vid x, size_t out_ch, xnn_operator_t *ops, size_t n_panels,
+                         size_t panel_oc, enum xnn_status xs, const char *create_fn, const char *prefix) {
+  sf_node *n = NULL;
+  if (xs != xnn_status_success)
+    sf_graph_fail(g, xs == xnn_status_out_of_memory ? SF_ERR_OUT_OF_MEMORY : SF_ERR_BACKEND,
+                  "%s: %s failed (status %d)", prefix, create_fn, (int)xs);
+  else
+    n = sf_graph_add_node(g, op, &x, 1, out_ch);
+  if (n == NULL) {
+    for (size_t p = 0; ops && p < n_panels; p++)
+      if (ops[p]) xnn_delete_operator(ops[p]);
+    free(ops);
+    return NULL;
+  }
+  if (n_panels == 1) {
+    n->xop = ops[0];
+    free(ops);
+  } else {
+    n->panels = ops;
+    n->n_panels = n_panels;
+    n->panel_oc = panel_oc;
+  }
+  return n;
 }
 
 void sf_xnn_release(sf_node *n) {

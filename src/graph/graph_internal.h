@@ -98,6 +98,11 @@ int sf_conv_fetch_ohwi(sf_graph *g, sf_wsrc *ws, const char *prefix, size_t out_
 sf_status sf_conv2d_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
 sf_status sf_linear_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
 sf_status sf_xnn_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
+/* The node of a conv / linear whose n_panels XNNPACK operators were just created (xs: the
+ * status of the creates, stopped at the first failure). On failure the operators are
+ * deleted, the graph failed (naming create_fn and prefix) and NULL returned. Takes ops. */
+sf_node *sf_xnn_node_add(sf_graph *g, sf_op op, sf_vid x, size_t out_ch, xnn_operator_t *ops, size_t n_panels,
+                         size_t panel_oc, enum xnn_status xs, const char *create_fn, const char *prefix);
 /* Deletes the panel operators of a conv / linear node (a no-op for other nodes). */
 void sf_xnn_release(sf_node *n);
 

@@ -49,27 +49,9 @@ static sf_vid add_linear(sf_graph *g, sf_wsrc *ws, const char *const *prefixes, 
                                            INFINITY, 0, &ops[p]);
   }
   free(b);
-  sf_node *n = NULL;
-  if (xs != xnn_status_success) {
-    sf_graph_fail(g, xs == xnn_status_out_of_memory ? SF_ERR_OUT_OF_MEMORY : SF_ERR_BACKEND,
-                  "%s: xnn_create_fully_connected_nc_f32 failed (status %d)", prefixes[0], (int)xs);
-  } else {
-    n = sf_graph_add_node(g, SF_OP_LINEAR, &x, 1, out_f);
-  }
-  if (n == NULL) {
-    for (size_t p = 0; ops && p < n_panels; p++)
-      if (ops[p]) xnn_delete_operator(ops[p]);
-    free(ops);
-    return -1;
-  }
-  if (n_panels == 1) {
-    n->xop = ops[0];
-    free(ops);
-  } else {
-    n->panels = ops;
-    n->n_panels = n_panels;
-    n->panel_oc = panel_oc;
-  }
+  sf_node *n = sf_xnn_node_add(g, SF_OP_LINEAR, x, out_f, ops, n_panels, panel_oc, xs,
+                               "xnn_create_fully_connected_nc_f32", prefixes[0]);
+  if (n == NULL) return -1;
   g->weights_bytes += (out_f * in_f + (bias ? out_f : 0)) * sizeof(float);
   return n->out;
 }
