@@ -21,17 +21,6 @@ static const char *at(const char *rel) {
   return path_buf;
 }
 
-static int copy_file(const char *from, const char *to) {
-  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
-  int ok = in != NULL && out != NULL;
-  char buf[4096];
-  size_t n;
-  while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
-  if (in) fclose(in);
-  if (out && fclose(out) != 0) ok = 0;
-  return ok;
-}
-
 static int message_has(const char *word) { return strstr(sf_last_error(), word) != NULL; }
 
 static sf_pipeline *load(const char *dir, const char *tokenizer, int random, sf_status expect) {
@@ -82,7 +71,7 @@ int main(void) {
     fclose(f);
   }
   CHECK(mkdir(at("text_encoder"), 0700) == 0);
-  CHECK(copy_file(te_config, at("text_encoder/config.json")));
+  CHECK(sf_test_copy_file(te_config, at("text_encoder/config.json")));
 
   sf_pipeline *p = load(root, NULL, 1, SF_ERR_IO);
   CHECK_MSG(message_has("tokenizer/: component folder is missing") && message_has("SF_PARAM_TOKENIZER_PATH"),

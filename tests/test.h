@@ -41,6 +41,18 @@ static int sf_test_passed, sf_test_failed;
 
 #define TEST_SKIP_EXIT_CODE 77
 
+/* Copies a file byte for byte; 1 on success. */
+static inline int sf_test_copy_file(const char *from, const char *to) {
+  FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+  int ok = a && b;
+  char buf[4096];
+  size_t n;
+  while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0) ok = fwrite(buf, 1, n, b) == n;
+  if (a) fclose(a);
+  if (b && fclose(b) != 0) ok = 0;
+  return ok;
+}
+
 /* The fixture folder: $SNAPFUSION_FIXTURES or ../shared/fixtures relative to the source
  * tree; NULL (and a message saying the tests were skipped) when absent. */
 static inline const char *sf_test_fixtures(void) {

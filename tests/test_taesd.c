@@ -133,17 +133,6 @@ static void run_cases(sf_taesd *t, const case_data *dec, const case_data *enc, p
   }
 }
 
-static int copy_file(const char *from, const char *to) {
-  FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-  int ok = a && b;
-  char buf[4096];
-  size_t n;
-  while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0) ok = fwrite(buf, 1, n, b) == n;
-  if (a) fclose(a);
-  if (b && fclose(b) != 0) ok = 0;
-  return ok;
-}
-
 /* ---- fixtures --------------------------------------------------------------------------------- */
 
 static void test_fixtures(const char *fx) {
@@ -215,7 +204,7 @@ static void test_fixtures(const char *fx) {
     CHECK(write_safetensors(path, ts, k));
     snprintf(cfgsrc, sizeof cfgsrc, "%s/../shared/configs/taesd/config.json", SF_TEST_SOURCE_DIR);
     snprintf(cfgdst, sizeof cfgdst, "%s/config.json", tmp);
-    CHECK(copy_file(cfgsrc, cfgdst));
+    CHECK(sf_test_copy_file(cfgsrc, cfgdst));
     sf_taesd *td = sf_taesd_open_dir(tmp, SF_TAESD_BOTH, &e);
     CHECK_MSG(td != NULL, "%s", e.msg);
     if (td) {
