@@ -78,6 +78,7 @@ static void test_conv(size_t in_ch, size_t out_ch, size_t stride, size_t h, size
   snprintf(what, sizeof what, "conv3x3 %zux%zux%zu->%zu stride %zu", h, w, in_ch, out_ch, stride);
   size_t k = 3, kk = 9, K = in_ch * kk;
   sf_graph *g = sf_graph_create("t");
+  g->xnnpack_gemm = 1; /* this test is about the XNNPACK lowering */
   sf_wsrc *ws = sf_wsrc_random(5, "t");
   sf_vid x = sf_graph_input(g, "x", in_ch);
   sf_vid y = sf_g_conv2d(g, ws, "c", x, out_ch, k, stride, 1, 1);
@@ -145,6 +146,7 @@ static void test_linear(size_t rows, size_t in_f, size_t out_f) {
   char what[64];
   snprintf(what, sizeof what, "linear %zux%zu->%zu", rows, in_f, out_f);
   sf_graph *g = sf_graph_create("t");
+  g->xnnpack_gemm = 1; /* this test is about the XNNPACK lowering */
   sf_wsrc *ws = sf_wsrc_random(9, "t");
   sf_vid x = sf_graph_input(g, "x", in_f);
   sf_vid y = sf_g_linear(g, ws, "l", x, out_f, 1);

@@ -1,6 +1,6 @@
-/* conv2d with per-side padding on XNNPACK's NHWC convolution. It runs and is set up
- * exactly like a symmetric conv (SF_OP_CONV2D); only the XNNPACK operator's paddings
- * differ, which XNNPACK applies itself (no padded copy of the input). */
+/* conv2d with per-side padding, on the library's indirect GEMM or XNNPACK's NHWC convolution
+ * like a symmetric conv (SF_OP_CONV2D); only the top/left paddings differ, and both backends
+ * apply them while reading (no padded copy of the input). */
 #include "graph/conv2d_asym.h"
 
 #include <math.h>
@@ -25,6 +25,18 @@ sf_vid sf_g_conv2d_asym(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, 
   size_t kk = kernel * kernel;
   float *ohwi = NULL, *b = NULL;
   if (!sf_conv_fetch_ohwi(g, ws, prefix, out_ch, in_ch, kernel, bias, &ohwi, &b)) return -1;
+  if (sf_graph_uses_igemm(g)) {
+    sf_node *n = sf_igemm_node_add(g, SF_OP_CONV2D, x, out_ch, ohwi, b, kk * in_ch, prefix);
+    free(b);
+    if (n == NULL) return -1;
+    n->p.conv.kernel = kernel;
+    n->p.conv.stride = stride;
+    n->p.conv.pad = pad; /* for the planner's (symmetric) shape inference, see the header */
+    n->p.conv.pad_top = pad_top;
+    n->p.conv.pad_left = pad_left;
+    g->weights_bytes += (out_ch * kk * in_ch + (bias ? out_ch : 0)) * sizeof(float);
+    return n->out;
+  }
   xnn_operator_t op = NULL;
   enum xnn_status xs = xnn_create_convolution2d_nhwc_f32(
       (uint32_t)pad_top, (uint32_t)pad_right, (uint32_t)pad_bottom, (uint32_t)pad_left, (uint32_t)kernel,

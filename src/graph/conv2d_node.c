@@ -1,4 +1,5 @@
-/* conv2d lowered onto XNNPACK's NHWC convolution. PyTorch stores weights OIHW;
+/* conv2d on the library's indirect GEMM when the build has its SIMD microkernel (see
+ * graph/ops/igemm.h), else lowered onto XNNPACK's NHWC convolution. PyTorch stores weights OIHW;
  * XNNPACK wants OHWI, so they are transposed once here and packed by XNNPACK at create.
  * Layers with large weights become several operators over output-channel panels
  * (graph/xnn_panels.h explains why and how they are sized). */
@@ -52,6 +53,16 @@ sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_
   if (!sf_conv_fetch_ohwi(g, ws, prefix, out_ch, in_ch, kernel, bias, &ohwi, &b)) return -1;
   size_t kk = kernel * kernel;
   size_t K = kk * in_ch;
+  if (sf_graph_uses_igemm(g)) {
+    sf_node *n = sf_igemm_node_add(g, SF_OP_CONV2D, x, out_ch, ohwi, b, K, prefix);
+    free(b);
+    if (n == NULL) return -1;
+    n->p.conv.kernel = kernel;
+    n->p.conv.stride = stride;
+    n->p.conv.pad = n->p.conv.pad_top = n->p.conv.pad_left = pad;
+    g->weights_bytes += (out_ch * K + (bias ? out_ch : 0)) * sizeof(float);
+    return n->out;
+  }
   size_t panel_oc = sf_xnn_panel_channels(out_ch, K * sizeof(float), SF_CONV_PANEL_BUDGET);
   size_t n_panels = (out_ch + panel_oc - 1) / panel_oc;
   xnn_operator_t *ops = calloc(n_panels, sizeof *ops);

@@ -5,6 +5,7 @@
 #include <xnnpack.h>
 
 #include "graph/graph.h"
+#include "graph/ops/igemm.h"
 
 typedef enum sf_op {
   SF_OP_CONV2D = 1,
@@ -46,9 +47,12 @@ typedef struct sf_node {
   xnn_operator_t *panels;
   size_t n_panels, panel_oc;
   int panels_in_tasks;
+  /* conv / linear on the library's own indirect GEMM (graph/ops/igemm.h) instead of XNNPACK,
+   * when the build has its SIMD microkernel; xop and panels are then unused. */
+  sf_igemm_weights *ig;
   float *gamma, *beta;  /* norms */
   union {
-    struct { size_t kernel, stride, pad; } conv;
+    struct { size_t kernel, stride, pad, pad_top, pad_left; } conv;
     struct { size_t groups; float eps; int silu; } gn;
     struct { float eps; } ln;
     struct { size_t q_off, k_off, v_off, heads, head_dim; int causal; } attn;
@@ -70,7 +74,11 @@ struct sf_graph {
   size_t arena_cap, arena_bytes, naive_bytes;
   size_t weights_bytes;
   int planned;
+  int xnnpack_gemm;     /* conv / linear on XNNPACK even where the own GEMM is available */
 };
+
+/* Whether conv / linear nodes added from now on use the library's indirect GEMM. */
+static inline int sf_graph_uses_igemm(const sf_graph *g) { return !g->xnnpack_gemm && sf_igemm_available(); }
 
 sf_status sf_graph_fail(sf_graph *g, sf_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int sf_graph_valid(const sf_graph *g, sf_vid v);
@@ -103,6 +111,12 @@ sf_status sf_xnn_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
  * deleted, the graph failed (naming create_fn and prefix) and NULL returned. Takes ops. */
 sf_node *sf_xnn_node_add(sf_graph *g, sf_op op, sf_vid x, size_t out_ch, xnn_operator_t *ops, size_t n_panels,
                          size_t panel_oc, enum xnn_status xs, const char *create_fn, const char *prefix);
+/* The node of a conv (kernel > 0) / linear (kernel 0) on the library's indirect GEMM, with
+ * weights w [out_ch][k] (OHWI for a conv) and bias b (NULL: none) packed here; NULL after
+ * failing the graph (out of memory). Conv geometry is set by the caller. */
+sf_node *sf_igemm_node_add(sf_graph *g, sf_op op, sf_vid x, size_t out_ch, const float *w, const float *b, size_t k,
+                           const char *prefix);
+sf_status sf_igemm_node_run(sf_graph *g, sf_node *n, pthreadpool_t pool);
 /* Deletes the panel operators of a conv / linear node (a no-op for other nodes). */
 void sf_xnn_release(sf_node *n);
 

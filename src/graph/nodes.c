@@ -102,6 +102,7 @@ size_t sf_node_scratch_bytes(const sf_graph *g, const sf_node *n, pthreadpool_t 
 }
 
 sf_status sf_node_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d) {
+  if (n->ig != NULL) return SF_OK;
   switch (n->op) {
     case SF_OP_CONV2D: return sf_conv2d_setup(g, n, pool, d);
     case SF_OP_LINEAR: return sf_linear_setup(g, n, pool, d);
@@ -118,7 +119,7 @@ sf_status sf_node_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d) {
   switch (n->op) {
     case SF_OP_CONV2D:
     case SF_OP_LINEAR:
-      return sf_xnn_run(g, n, pool, d);
+      return n->ig ? sf_igemm_node_run(g, n, pool) : sf_xnn_run(g, n, pool, d);
     case SF_OP_GROUPNORM:
       sf_groupnorm_f32(pool, x, y, a.n, a.h * a.w, a.c, n->p.gn.groups, n->p.gn.eps, n->gamma, n->beta,
                        n->p.gn.silu, (char *)g->arena + n->scratch_offset);
@@ -174,8 +175,11 @@ sf_status sf_node_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d) {
 void sf_node_release(sf_node *n) {
   if (n->xop) xnn_delete_operator(n->xop);
   sf_xnn_release(n);
+  if (n->ig) sf_igemm_free(n->ig);
+  free(n->ig);
   free(n->gamma);
   free(n->beta);
+  n->ig = NULL;
   n->xop = NULL;
   n->gamma = n->beta = NULL;
 }

@@ -1,0 +1,39 @@
+/* conv2d / linear nodes on the library's own indirect GEMM (graph/ops/igemm.h): weights are
+ * packed into its panel layout once here; a run needs no setup and no scratch, so the same
+ * node serves any image size and batch. */
+#include <stdlib.h>
+
+#include "graph/graph_internal.h"
+
+sf_node *sf_igemm_node_add(sf_graph *g, sf_op op, sf_vid x, size_t out_ch, const float *w, const float *b, size_t k,
+                           const char *prefix) {
+  sf_igemm_weights *ig = malloc(sizeof *ig);
+  if (ig == NULL || !sf_igemm_pack(ig, w, b, out_ch, k)) {
+    free(ig);
+    sf_graph_fail(g, SF_ERR_OUT_OF_MEMORY, "out of memory packing %s", prefix);
+    return NULL;
+  }
+  sf_node *n = sf_graph_add_node(g, op, &x, 1, out_ch);
+  if (n == NULL) {
+    sf_igemm_free(ig);
+    free(ig);
+    return NULL;
+  }
+  n->ig = ig;
+  return n;
+}
+
+sf_status sf_igemm_node_run(sf_graph *g, sf_node *n, pthreadpool_t pool) {
+  sf_shape a = g->values[n->in[0]].shape, o = g->values[n->out].shape;
+  const float *x = sf_node_in(g, n, 0);
+  float *y = sf_node_out(g, n);
+  if (n->op == SF_OP_LINEAR) {
+    sf_igemm_linear_f32(pool, n->ig, x, y, a.n * a.h * a.w);
+    return SF_OK;
+  }
+  sf_igemm_conv c = {.batch = a.n, .ih = a.h, .iw = a.w, .cin = a.c, .oh = o.h, .ow = o.w,
+                     .kh = n->p.conv.kernel, .kw = n->p.conv.kernel, .stride = n->p.conv.stride,
+                     .pad_top = n->p.conv.pad_top, .pad_left = n->p.conv.pad_left};
+  sf_igemm_conv_f32(pool, n->ig, &c, x, y, o.c);
+  return SF_OK;
+}

@@ -1,0 +1,263 @@
+/* Indirect GEMM for conv2d / linear (see igemm.h for the why).
+ *
+ * Blocking, from the inside out:
+ *  - microkernel: an MR x NR tile of C in registers (AVX2: 6 x 16 = 12 ymm accumulators, 2
+ *    for the weight row, 1 for the broadcast input value); per k step it loads one packed
+ *    weight row of NR floats and broadcasts one input value per row;
+ *  - k-blocks of at most KC floats: one tap's channels (split when cin > KC), or several
+ *    taps together when cin is small. The weight micro-panel of a k-block (KC x NR) stays in
+ *    L1 while all m-tiles of a task pass it; the task's input rows (MB x KC) stay in L2.
+ *    C is written after the first k-block and read back and added for the others; an fp32
+ *    store/load is exact, so the result equals one long accumulation in k-block order;
+ *  - tasks: MB pixels x NB output-channel tiles, over the pool's threads.
+ * KC, MB and NB were chosen by measuring the SD shapes (README "Speed and memory"). */
+#include "graph/ops/igemm.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
+#if defined(__AVX512F__)
+#define SF_IG_ISA "avx512f"
+#define SF_IG_SIMD 1
+typedef __m512 ig_vec;
+enum { VL = 16, MR = 8 };
+#define V_LOAD(p) _mm512_loadu_ps(p)
+#define V_STORE(p, v) _mm512_storeu_ps(p, v)
+#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define V_BCAST(s) _mm512_set1_ps(s)
+#elif defined(__AVX2__) && defined(__FMA__)
+#define SF_IG_ISA "avx2+fma"
+#define SF_IG_SIMD 1
+typedef __m256 ig_vec;
+enum { VL = 8, MR = 6 };
+#define V_LOAD(p) _mm256_loadu_ps(p)
+#define V_STORE(p, v) _mm256_storeu_ps(p, v)
+#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define V_BCAST(s) _mm256_set1_ps(s)
+#else
+#define SF_IG_ISA "scalar"
+#define SF_IG_SIMD 0
+enum { VL = 4, MR = 4 };
+#endif
+
+enum {
+  NR = 2 * VL,
+  KC = 512,         /* floats of k per block */
+  MAX_BLOCK_TAPS = 16,
+  MB_TILES = 16,    /* m-tiles (of MR pixels) per task */
+  NB_TILES = 8      /* n-tiles (of NR channels) per task */
+};
+
+/* Input row read for taps in the zero padding; a k-block reads at most KC floats of a row. */
+static const float ig_zero_row[KC];
+
+int sf_igemm_available(void) { return SF_IG_SIMD; }
+const char *sf_igemm_isa(void) { return SF_IG_ISA; }
+size_t sf_igemm_nr(void) { return NR; }
+
+int sf_igemm_pack(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t k) {
+  memset(pw, 0, sizeof *pw);
+  size_t tiles = (n + NR - 1) / NR;
+  if (n == 0 || k == 0 || tiles > SIZE_MAX / NR / k / sizeof(float)) return 0;
+  size_t pbytes = (tiles * k * NR * sizeof(float) + 63) / 64 * 64;
+  size_t bbytes = (tiles * NR * sizeof(float) + 63) / 64 * 64;
+  float *packed = aligned_alloc(64, pbytes);
+  float *b = aligned_alloc(64, bbytes);
+  if (packed == NULL || b == NULL) {
+    free(packed);
+    free(b);
+    return 0;
+  }
+  for (size_t t = 0; t < tiles; t++) {
+    float *dst = packed + t * k * NR;
+    size_t cols = n - t * NR < NR ? n - t * NR : NR;
+    for (size_t kk = 0; kk < k; kk++) {
+      for (size_t j = 0; j < cols; j++) dst[kk * NR + j] = w[(t * NR + j) * k + kk];
+      for (size_t j = cols; j < NR; j++) dst[kk * NR + j] = 0.0f;
+    }
+  }
+  for (size_t j = 0; j < tiles * NR; j++) b[j] = (bias != NULL && j < n) ? bias[j] : 0.0f;
+  pw->n = n;
+  pw->k = k;
+  pw->n_tiles = tiles;
+  pw->packed = packed;
+  pw->bias = b;
+  return 1;
+}
+
+void sf_igemm_free(sf_igemm_weights *pw) {
+  free(pw->packed);
+  free(pw->bias);
+  memset(pw, 0, sizeof *pw);
+}
+
+size_t sf_igemm_packed_bytes(const sf_igemm_weights *pw) {
+  return (pw->n_tiles * pw->k * NR + pw->n_tiles * NR) * sizeof(float);
+}
+
+/* c[0:MR, 0:NR] (rows ldc apart) = (init ? init : c) + sum over the block's taps t and
+ * k < kc of a[t*MR + i][k] * b[(t*kc + k)*NR + j]. */
+static void ukernel(size_t taps, size_t kc, const float *const *a, const float *b, float *c, size_t ldc,
+                    const float *init) {
+#if SF_IG_SIMD
+  ig_vec acc[MR][2];
+  for (int i = 0; i < MR; i++) {
+    const float *src = init ? init : c + (size_t)i * ldc;
+    acc[i][0] = V_LOAD(src);
+    acc[i][1] = V_LOAD(src + VL);
+  }
+  for (size_t t = 0; t < taps; t++) {
+    const float *ar[MR];
+    for (int i = 0; i < MR; i++) ar[i] = a[t * MR + (size_t)i];
+    for (size_t k = 0; k < kc; k++) {
+      const ig_vec b0 = V_LOAD(b), b1 = V_LOAD(b + VL);
+      b += NR;
+      for (int i = 0; i < MR; i++) {
+        const ig_vec av = V_BCAST(ar[i][k]);
+        acc[i][0] = V_FMA(av, b0, acc[i][0]);
+        acc[i][1] = V_FMA(av, b1, acc[i][1]);
+      }
+    }
+  }
+  for (int i = 0; i < MR; i++) {
+    V_STORE(c + (size_t)i * ldc, acc[i][0]);
+    V_STORE(c + (size_t)i * ldc + VL, acc[i][1]);
+  }
+#else
+  float acc[MR][NR];
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) acc[i][j] = init ? init[j] : c[(size_t)i * ldc + (size_t)j];
+  for (size_t t = 0; t < taps; t++)
+    for (size_t k = 0; k < kc; k++, b += NR)
+      for (int i = 0; i < MR; i++) {
+        const float av = a[t * MR + (size_t)i][k];
+        for (int j = 0; j < NR; j++) acc[i][j] += av * b[j];
+      }
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) c[(size_t)i * ldc + (size_t)j] = acc[i][j];
+#endif
+}
+
+/* A tile of mr <= MR rows and nr <= NR columns; partial tiles go through a local tile so the
+ * microkernel never reads or writes outside C. */
+static void tile(size_t taps, size_t kc, const float *const *a, const float *b, float *c, size_t ldc,
+                 const float *init, size_t mr, size_t nr) {
+  if (mr == MR && nr == NR) {
+    ukernel(taps, kc, a, b, c, ldc, init);
+    return;
+  }
+  float t[MR * NR];
+  if (init == NULL)
+    for (size_t i = 0; i < mr; i++) memcpy(t + i * NR, c + i * ldc, nr * sizeof(float));
+  ukernel(taps, kc, a, b, t, NR, init);
+  for (size_t i = 0; i < mr; i++) memcpy(c + i * ldc, t + i * NR, nr * sizeof(float));
+}
+
+typedef struct ig_ctx {
+  const sf_igemm_weights *w;
+  sf_igemm_conv c;
+  const float *x;
+  float *y;
+  size_t y_stride;
+  size_t m;                  /* output pixels */
+  size_t taps, block_taps;   /* taps per k-block (1 when cin is split) */
+  size_t chunk;              /* channels per k-block */
+  size_t mb_tiles, nb_tiles; /* task size */
+} ig_ctx;
+
+/* Row pointers of the pixels [m0, m0 + MR) for taps [t0, t0 + nt) at channel c0, laid out
+ * [tap][row]; rows past the end repeat the last valid pixel (computed, never stored). */
+static void row_pointers(const ig_ctx *g, size_t m0, size_t mr, size_t t0, size_t nt, size_t c0,
+                         const float **a) {
+  const sf_igemm_conv *c = &g->c;
+  const size_t ohw = c->oh * c->ow;
+  for (size_t i = 0; i < MR; i++) {
+    const size_t p = m0 + (i < mr ? i : mr - 1);
+    const size_t b = p / ohw, r = p % ohw, oy = r / c->ow, ox = r % c->ow;
+    const float *img = g->x + b * c->ih * c->iw * c->cin;
+    for (size_t t = 0; t < nt; t++) {
+      const size_t ky = (t0 + t) / c->kw, kx = (t0 + t) % c->kw;
+      const ptrdiff_t iy = (ptrdiff_t)(oy * c->stride + ky) - (ptrdiff_t)c->pad_top;
+      const ptrdiff_t ix = (ptrdiff_t)(ox * c->stride + kx) - (ptrdiff_t)c->pad_left;
+      const int inside = iy >= 0 && ix >= 0 && (size_t)iy < c->ih && (size_t)ix < c->iw;
+      a[t * MR + i] = inside ? img + ((size_t)iy * c->iw + (size_t)ix) * c->cin + c0 : ig_zero_row;
+    }
+  }
+}
+
+static void ig_task(void *arg, size_t mi, size_t ni) {
+  const ig_ctx *g = arg;
+  const sf_igemm_weights *w = g->w;
+  const size_t cin = g->c.cin, m0 = mi * g->mb_tiles * MR;
+  const size_t m1 = m0 + g->mb_tiles * MR < g->m ? m0 + g->mb_tiles * MR : g->m;
+  const size_t j0 = ni * g->nb_tiles, j1 = j0 + g->nb_tiles < w->n_tiles ? j0 + g->nb_tiles : w->n_tiles;
+  const float *a[MB_TILES * MAX_BLOCK_TAPS * MR];
+  int first = 1;
+  for (size_t t0 = 0; t0 < g->taps; t0 += g->block_taps) {
+    const size_t nt = g->taps - t0 < g->block_taps ? g->taps - t0 : g->block_taps;
+    for (size_t c0 = 0; c0 < cin; c0 += g->chunk) {
+      const size_t kc = cin - c0 < g->chunk ? cin - c0 : g->chunk;
+      for (size_t m = m0, i = 0; m < m1; m += MR, i++)
+        row_pointers(g, m, m1 - m < MR ? m1 - m : MR, t0, nt, c0, a + i * nt * MR);
+      for (size_t j = j0; j < j1; j++) {
+        const float *b = w->packed + (j * w->k + t0 * cin + c0) * NR;
+        const size_t nr = w->n - j * NR < NR ? w->n - j * NR : NR;
+        const float *init = first ? w->bias + j * NR : NULL;
+        for (size_t m = m0, i = 0; m < m1; m += MR, i++)
+          tile(nt, kc, a + i * nt * MR, b, g->y + m * g->y_stride + j * NR, g->y_stride, init,
+               m1 - m < MR ? m1 - m : MR, nr);
+      }
+      first = 0;
+    }
+  }
+}
+
+static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+
+static void ig_run(pthreadpool_t pool, ig_ctx *g) {
+  const size_t cin = g->c.cin;
+  if (cin <= KC) {
+    g->chunk = cin;
+    g->block_taps = KC / cin;
+    if (g->block_taps > MAX_BLOCK_TAPS) g->block_taps = MAX_BLOCK_TAPS;
+    if (g->block_taps > g->taps) g->block_taps = g->taps;
+  } else {
+    g->block_taps = 1;
+    g->chunk = ceil_div(cin, ceil_div(cin, KC));
+  }
+  /* Task size: as large as the cache budget allows, but at least ~4 tasks per thread so the
+   * pool balances; the grouping does not affect results (see igemm.h). */
+  const size_t threads = pool ? pthreadpool_get_threads_count(pool) : 1;
+  const size_t m_tiles = ceil_div(g->m, MR), n_tiles = g->w->n_tiles;
+  g->mb_tiles = MB_TILES;
+  g->nb_tiles = NB_TILES < n_tiles ? NB_TILES : n_tiles;
+  while (g->mb_tiles > 2 && ceil_div(m_tiles, g->mb_tiles) * ceil_div(n_tiles, g->nb_tiles) < 4 * threads)
+    g->mb_tiles /= 2;
+  const size_t mblocks = ceil_div(m_tiles, g->mb_tiles), nblocks = ceil_div(n_tiles, g->nb_tiles);
+  if (pool == NULL || threads <= 1) {
+    for (size_t i = 0; i < mblocks; i++)
+      for (size_t j = 0; j < nblocks; j++) ig_task(g, i, j);
+    return;
+  }
+  pthreadpool_parallelize_2d(pool, ig_task, g, mblocks, nblocks, 0);
+}
+
+void sf_igemm_conv_f32(pthreadpool_t pool, const sf_igemm_weights *w, const sf_igemm_conv *c, const float *x,
+                       float *y, size_t y_stride) {
+  ig_ctx g = {.w = w, .c = *c, .x = x, .y = y, .y_stride = y_stride};
+  g.m = c->batch * c->oh * c->ow;
+  g.taps = c->kh * c->kw;
+  if (g.m == 0) return;
+  ig_run(pool, &g);
+}
+
+void sf_igemm_linear_f32(pthreadpool_t pool, const sf_igemm_weights *w, const float *x, float *y, size_t rows) {
+  sf_igemm_conv c = {.batch = 1, .ih = rows, .iw = 1, .cin = w->k, .oh = rows, .ow = 1, .kh = 1, .kw = 1,
+                     .stride = 1};
+  sf_igemm_conv_f32(pool, w, &c, x, y, w->n);
+}

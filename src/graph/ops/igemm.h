@@ -1,0 +1,58 @@
+/* Convolution and linear layers as one indirect GEMM on weights packed once at load.
+ *
+ * Why our own: Debian's XNNPACK (2022-02) reaches about a third of the FMA peak on the SD
+ * conv/linear shapes on an AVX2 core (see README "Speed and memory"), while a register-blocked
+ * broadcast-FMA microkernel over cache-blocked panels reaches well over half of it; and these
+ * two ops are >90% of every network's FLOPs.
+ *
+ * The GEMM is C[m, n] = bias[n] + sum_k A[m, k] * W[n, k] with m = output pixel (or row),
+ * n = output channel, k = (tap, input channel). A is never materialised (no im2col): for a
+ * block of MR output pixels and one tap, the microkernel reads MR input rows of cin
+ * contiguous channels through pointers (a zero row where the tap falls in the padding).
+ * A linear layer is the 1x1, stride-1 case over [rows, 1] "pixels".
+ *
+ * Determinism: every output element is accumulated by one microkernel call chain over the
+ * same k-blocks in the same order (the k-blocking depends on the layer's shape only); how
+ * pixels and channels are grouped into tasks does not change the arithmetic, so outputs are
+ * bit-identical for any thread count. */
+#ifndef SF_GRAPH_OPS_IGEMM_H
+#define SF_GRAPH_OPS_IGEMM_H
+
+#include <pthreadpool.h>
+#include <stddef.h>
+
+typedef struct sf_igemm_weights {
+  size_t n;       /* output channels */
+  size_t k;       /* reduction length: taps * cin (cin for a linear layer) */
+  size_t n_tiles; /* ceil(n / sf_igemm_nr()) */
+  float *packed;  /* [n_tiles][k][NR], columns past n zero */
+  float *bias;    /* [n_tiles * NR], zero past n and without bias */
+} sf_igemm_weights;
+
+/* 1 when this build has a SIMD microkernel (AVX2+FMA or AVX-512F); without one the functions
+ * below still work (scalar), but the graph lowers conv / linear onto XNNPACK instead. */
+int sf_igemm_available(void);
+const char *sf_igemm_isa(void);
+size_t sf_igemm_nr(void);
+
+/* Packs w [n][k] (row-major: PyTorch's linear layout, or a conv's OHWI with k = kh*kw*cin)
+ * and bias (NULL: zeros). Returns 0 when out of memory (pw then holds nothing to free). */
+int sf_igemm_pack(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t k);
+void sf_igemm_free(sf_igemm_weights *pw);
+size_t sf_igemm_packed_bytes(const sf_igemm_weights *pw);
+
+typedef struct sf_igemm_conv {
+  size_t batch, ih, iw, cin; /* x: NHWC, contiguous */
+  size_t oh, ow;
+  size_t kh, kw, stride, pad_top, pad_left; /* taps outside the input read zeros */
+} sf_igemm_conv;
+
+/* y[b, oy, ox, 0:n] = bias + the convolution of x with the packed weights (w->k must be
+ * kh*kw*cin). Output pixels are y_stride floats apart (>= w->n). y must not overlap x. */
+void sf_igemm_conv_f32(pthreadpool_t pool, const sf_igemm_weights *w, const sf_igemm_conv *c, const float *x,
+                       float *y, size_t y_stride);
+
+/* y[r, 0:n] = bias + x[r, 0:k] . W^T for `rows` contiguous rows of x (row stride k). */
+void sf_igemm_linear_f32(pthreadpool_t pool, const sf_igemm_weights *w, const float *x, float *y, size_t rows);
+
+#endif

@@ -1,0 +1,171 @@
+/* The indirect GEMM behind conv2d / linear (graph/ops/igemm.h) against a double-precision
+ * reference, on shapes that hit every edge of its blocking: channel counts that are not
+ * multiples of the tile (1, 3, 13, 17), input channels split into several k-blocks (> 512)
+ * and several taps per k-block (small cin), images smaller than the kernel window, stride 2,
+ * asymmetric padding, batch 2, single rows; and bit-identical outputs with 1, 2 and 4 threads.
+ *
+ * Tolerance: a float32 sum of K products, accumulated in any order, is within
+ * K * 2^-24 * sum |terms| of the exact value (Higham's gamma_K bound, first order); each
+ * output is checked against that bound computed from its own terms. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pthreadpool.h>
+
+#include "graph/ops/igemm.h"
+#include "test.h"
+
+static void fill(float *x, size_t n, unsigned seed) {
+  uint32_t s = seed * 747796405u + 2891336453u;
+  for (size_t i = 0; i < n; i++) {
+    s = s * 1664525u + 1013904223u;
+    x[i] = (float)(s >> 8) / 8388608.0f - 1.0f;
+  }
+}
+
+typedef struct conv_case {
+  size_t batch, ih, iw, cin, cout, kh, kw, stride, pad_t, pad_l, pad_b, pad_r;
+  int bias;
+} conv_case;
+
+static pthreadpool_t pools[3]; /* 2 and 4 threads; [0] = NULL: the calling thread */
+
+static void run_case(const conv_case *t) {
+  char what[160];
+  snprintf(what, sizeof what, "conv %zux%zux%zux%zu->%zu k%zux%zu s%zu pad(%zu,%zu,%zu,%zu)%s", t->batch, t->ih,
+           t->iw, t->cin, t->cout, t->kh, t->kw, t->stride, t->pad_t, t->pad_r, t->pad_b, t->pad_l,
+           t->bias ? "" : " no bias");
+  const size_t oh = (t->ih + t->pad_t + t->pad_b - t->kh) / t->stride + 1;
+  const size_t ow = (t->iw + t->pad_l + t->pad_r - t->kw) / t->stride + 1;
+  const size_t taps = t->kh * t->kw, K = taps * t->cin;
+  const size_t xn = t->batch * t->ih * t->iw * t->cin, yn = t->batch * oh * ow * t->cout;
+  float *x = malloc(xn * sizeof *x), *w = malloc(t->cout * K * sizeof *w), *b = malloc(t->cout * sizeof *b);
+  float *y[3] = {malloc(yn * sizeof(float)), malloc(yn * sizeof(float)), malloc(yn * sizeof(float))};
+  sf_igemm_weights pw;
+  int ok = x && w && b && y[0] && y[1] && y[2];
+  CHECK_MSG(ok, "%s: out of memory", what);
+  if (ok) {
+    fill(x, xn, 1);
+    fill(w, t->cout * K, 2); /* OHWI */
+    fill(b, t->cout, 3);
+    ok = sf_igemm_pack(&pw, w, t->bias ? b : NULL, t->cout, K);
+    CHECK_MSG(ok, "%s: pack failed", what);
+  }
+  if (ok) {
+    const sf_igemm_conv c = {.batch = t->batch, .ih = t->ih, .iw = t->iw, .cin = t->cin, .oh = oh, .ow = ow,
+                             .kh = t->kh, .kw = t->kw, .stride = t->stride, .pad_top = t->pad_t,
+                             .pad_left = t->pad_l};
+    for (int p = 0; p < 3; p++) {
+      for (size_t i = 0; i < yn; i++) y[p][i] = NAN; /* every output must be written */
+      sf_igemm_conv_f32(pools[p], &pw, &c, x, y[p], t->cout);
+    }
+    size_t bad = 0, differ = 0;
+    double worst = 0.0;
+    for (size_t n = 0; n < t->batch; n++)
+      for (size_t oy = 0; oy < oh; oy++)
+        for (size_t ox = 0; ox < ow; ox++)
+          for (size_t o = 0; o < t->cout; o++) {
+            double acc = t->bias ? b[o] : 0.0, mag = fabs(acc);
+            for (size_t ky = 0; ky < t->kh; ky++)
+              for (size_t kx = 0; kx < t->kw; kx++) {
+                const long iy = (long)(oy * t->stride + ky) - (long)t->pad_t;
+                const long ix = (long)(ox * t->stride + kx) - (long)t->pad_l;
+                if (iy < 0 || ix < 0 || iy >= (long)t->ih || ix >= (long)t->iw) continue;
+                const float *xp = x + ((n * t->ih + (size_t)iy) * t->iw + (size_t)ix) * t->cin;
+                const float *wp = w + o * K + (ky * t->kw + kx) * t->cin;
+                for (size_t i = 0; i < t->cin; i++) {
+                  acc += (double)xp[i] * wp[i];
+                  mag += fabs((double)xp[i] * wp[i]);
+                }
+              }
+            const size_t at = ((n * oh + oy) * ow + ox) * t->cout + o;
+            const double err = fabs((double)y[0][at] - acc), bound = (double)(K + 1) * 0x1p-24 * mag + 1e-30;
+            if (!(err <= bound)) bad++;
+            if (err / bound > worst) worst = err / bound;
+            if (memcmp(&y[0][at], &y[1][at], sizeof(float)) != 0 || memcmp(&y[0][at], &y[2][at], sizeof(float)) != 0)
+              differ++;
+          }
+    CHECK_MSG(bad == 0, "%s: %zu of %zu outputs outside the fp32 bound (worst %.2f x bound)", what, bad, yn, worst);
+    CHECK_MSG(differ == 0, "%s: %zu outputs differ between 1, 2 and 4 threads", what, differ);
+    sf_igemm_free(&pw);
+  }
+  free(x);
+  free(w);
+  free(b);
+  for (int p = 0; p < 3; p++) free(y[p]);
+}
+
+static void test_linear(size_t rows, size_t in_f, size_t out_f) {
+  float *x = malloc(rows * in_f * sizeof *x), *w = malloc(out_f * in_f * sizeof *w), *b = malloc(out_f * sizeof *b);
+  float *y = malloc(rows * out_f * sizeof *y), *yc = malloc(rows * out_f * sizeof *yc);
+  sf_igemm_weights pw;
+  int ok = x && w && b && y && yc;
+  if (ok) {
+    fill(x, rows * in_f, 4);
+    fill(w, out_f * in_f, 5);
+    fill(b, out_f, 6);
+    ok = sf_igemm_pack(&pw, w, b, out_f, in_f);
+  }
+  CHECK_MSG(ok, "linear %zux%zu->%zu: setup failed", rows, in_f, out_f);
+  if (ok) {
+    sf_igemm_linear_f32(pools[1], &pw, x, y, rows);
+    /* The same layer as a 1x1 conv over a [rows, 1] image must give the same bits. */
+    const sf_igemm_conv c = {.batch = 1, .ih = rows, .iw = 1, .cin = in_f, .oh = rows, .ow = 1, .kh = 1, .kw = 1,
+                             .stride = 1};
+    sf_igemm_conv_f32(NULL, &pw, &c, x, yc, out_f);
+    size_t bad = 0;
+    for (size_t r = 0; r < rows; r++)
+      for (size_t o = 0; o < out_f; o++) {
+        double acc = b[o], mag = fabs(acc);
+        for (size_t i = 0; i < in_f; i++) {
+          acc += (double)x[r * in_f + i] * w[o * in_f + i];
+          mag += fabs((double)x[r * in_f + i] * w[o * in_f + i]);
+        }
+        if (!(fabs(y[r * out_f + o] - acc) <= (double)(in_f + 1) * 0x1p-24 * mag)) bad++;
+      }
+    CHECK_MSG(bad == 0, "linear %zux%zu->%zu: %zu outputs outside the fp32 bound", rows, in_f, out_f, bad);
+    CHECK_MSG(memcmp(y, yc, rows * out_f * sizeof *y) == 0, "linear %zux%zu->%zu: differs from the 1x1 conv", rows,
+              in_f, out_f);
+    sf_igemm_free(&pw);
+  }
+  free(x);
+  free(w);
+  free(b);
+  free(y);
+  free(yc);
+}
+
+int main(void) {
+  pools[1] = pthreadpool_create(2);
+  pools[2] = pthreadpool_create(4);
+  CHECK(pools[1] != NULL && pools[2] != NULL);
+  printf("igemm microkernel: %s%s\n", sf_igemm_isa(), sf_igemm_available() ? "" : " (graph uses XNNPACK)");
+  const conv_case cases[] = {
+      /* SD-like 3x3, channels a multiple of the tile */
+      {1, 8, 8, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1},
+      /* awkward channel counts, small images, non-square */
+      {2, 3, 5, 13, 17, 3, 3, 1, 1, 1, 1, 1, 1},
+      {1, 5, 3, 3, 1, 3, 3, 1, 1, 1, 1, 1, 0},
+      {1, 1, 1, 20, 13, 3, 3, 1, 1, 1, 1, 1, 1},
+      {1, 1, 1, 7, 40, 1, 1, 1, 0, 0, 0, 0, 1},
+      /* cin 4 (latents): many taps per k-block; cout 4 (conv_out) */
+      {2, 9, 7, 4, 24, 3, 3, 1, 1, 1, 1, 1, 1},
+      {1, 9, 7, 24, 4, 3, 3, 1, 1, 1, 1, 1, 1},
+      /* cin > 512: channels split over k-blocks (2 and 3 chunks) */
+      {1, 4, 3, 600, 19, 3, 3, 1, 1, 1, 1, 1, 1},
+      {1, 3, 2, 1100, 33, 1, 1, 1, 0, 0, 0, 0, 1},
+      /* stride 2, symmetric and right/bottom-only padding (Downsample2D padding=0) */
+      {1, 8, 6, 16, 16, 3, 3, 2, 1, 1, 1, 1, 1},
+      {2, 8, 6, 10, 21, 3, 3, 2, 0, 0, 1, 1, 1},
+      /* a non-square kernel, more rows than one task */
+      {1, 37, 29, 8, 48, 3, 5, 1, 1, 2, 1, 2, 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
+  test_linear(1, 1, 1);
+  test_linear(77, 768, 320);
+  test_linear(5, 37, 1000);
+  test_linear(300, 64, 17);
+  for (int p = 1; p < 3; p++) pthreadpool_destroy(pools[p]);
+  TEST_MAIN_END();
+}
