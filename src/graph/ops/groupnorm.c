@@ -2,8 +2,9 @@
  *
  * One read of x for the statistics: every sample's pixels are cut into chunks of a size that
  * is a function of the shape only (never of the thread count): GN_CHUNK pixels, more for very
- * large images so the scratch stays at most GN_MAX_CHUNKS partials per channel. A chunk task accumulates per-channel sums in double, then squared deviations from
- * the chunk's float mean while the chunk is still cache resident. A (sample, group) task merges
+ * large images so the scratch stays at most GN_MAX_CHUNKS partials per channel. A chunk task
+ * accumulates per-channel float sums, then squared deviations from the chunk's float mean
+ * while the chunk is still cache resident. A (sample, group) task merges
  * the chunk partials in double, in a fixed order, with the exact shifted-sum identity
  *   sum (x - mu)^2 = M2_k + 2 (m_k - mu)(S_k - n_k m_k) + n_k (m_k - mu)^2.
  * The normalise pass reads x a second time, chunk by chunk:
@@ -59,20 +60,34 @@ static void gn_chunk_stats(void *arg, size_t s, size_t k) {
   double *restrict m2 = sum + c;
   float *restrict shift = g->chunk_mean + (s * g->chunks + k) * c;
 
-  for (size_t ch = 0; ch < c; ch++) sum[ch] = 0.0;
-  for (size_t p = 0; p < np; p++) {
-    const float *restrict row = xs + p * c;
-    for (size_t ch = 0; ch < c; ch++) sum[ch] += (double)row[ch];
-  }
-  const double count = (double)np;
-  for (size_t ch = 0; ch < c; ch++) shift[ch] = (float)(sum[ch] / count);
-  for (size_t ch = 0; ch < c; ch++) m2[ch] = 0.0;
-  for (size_t p = 0; p < np; p++) {
-    const float *restrict row = xs + p * c;
-    for (size_t ch = 0; ch < c; ch++) {
-      const float d = row[ch] - shift[ch];
-      m2[ch] += (double)(d * d);
+  /* Within a chunk (at most a few hundred pixels) float sums lose at most np * 2^-24 of the
+   * sum of magnitudes, and the squared deviations are taken about the chunk's own mean so
+   * they do not cancel; across chunks everything is merged in double. Float here lets the
+   * loops run at 8 (16) lanes instead of 4 (8) double lanes with conversions. */
+  enum { CB = 256 };
+  float fsum[CB], fm2[CB];
+  const float inv_count = 1.0f / (float)np;
+  for (size_t c0 = 0; c0 < c; c0 += CB) {
+    const size_t cb = c - c0 < CB ? c - c0 : CB;
+    for (size_t ch = 0; ch < cb; ch++) fsum[ch] = 0.0f;
+    for (size_t p = 0; p < np; p++) {
+      const float *restrict row = xs + p * c + c0;
+      for (size_t ch = 0; ch < cb; ch++) fsum[ch] += row[ch];
     }
+    for (size_t ch = 0; ch < cb; ch++) {
+      sum[c0 + ch] = (double)fsum[ch];
+      shift[c0 + ch] = fsum[ch] * inv_count;
+      fm2[ch] = 0.0f;
+    }
+    for (size_t p = 0; p < np; p++) {
+      const float *restrict row = xs + p * c + c0;
+      const float *restrict mu = shift + c0;
+      for (size_t ch = 0; ch < cb; ch++) {
+        const float d = row[ch] - mu[ch];
+        fm2[ch] += d * d;
+      }
+    }
+    for (size_t ch = 0; ch < cb; ch++) m2[c0 + ch] = (double)fm2[ch];
   }
 }
 
@@ -123,8 +138,17 @@ static inline void gn_normalize_rows(const float *x, float *y, size_t np, size_t
     const float *xr = x + p * c;
     float *yr = y + p * c;
     if (silu) {
-      for (size_t ch = 0; ch < c; ch++)
-        yr[ch] = sf_silu_approx((xr[ch] - mean[ch]) * scale[ch] + bias[ch]);
+      size_t ch = 0;
+#ifdef SF_VMATH_AVX2
+      for (; ch + 8 <= c; ch += 8) {
+        const __m256 v = _mm256_add_ps(
+            _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + ch), _mm256_loadu_ps(mean + ch)),
+                          _mm256_loadu_ps(scale + ch)),
+            _mm256_loadu_ps(bias + ch));
+        _mm256_storeu_ps(yr + ch, sf_silu_approx_avx2(v));
+      }
+#endif
+      for (; ch < c; ch++) yr[ch] = sf_silu_approx((xr[ch] - mean[ch]) * scale[ch] + bias[ch]);
     } else {
       for (size_t ch = 0; ch < c; ch++) yr[ch] = (xr[ch] - mean[ch]) * scale[ch] + bias[ch];
     }

@@ -13,7 +13,11 @@ struct silu_ctx {
 
 /* Inlined twice, once with x == y, so both loops vectorise without a runtime alias check. */
 static inline void silu_run(const float *x, float *y, size_t n) {
-  for (size_t i = 0; i < n; i++) {
+  size_t i = 0;
+#ifdef SF_VMATH_AVX2
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, sf_silu_approx_avx2(_mm256_loadu_ps(x + i)));
+#endif
+  for (; i < n; i++) {
     const float v = x[i];
     y[i] = sf_silu_approx(v);
   }
