@@ -1,4 +1,6 @@
-/* How conv / linear weights are split into output-channel panels (see sf_node.panels).
+/* How conv / linear weights are split into output-channel panels (see sf_node.panels) when
+ * they are lowered onto XNNPACK, i.e. in builds without the own GEMM's SIMD microkernel
+ * (graph/ops/igemm.h) or in graphs that ask for XNNPACK (sf_graph.xnnpack_gemm).
  *
  * XNNPACK's GEMM/IGEMM walks its task grid with output channels innermost, so a layer whose
  * packed weights exceed the per-core L2 re-streams all of them from L3/memory for every few
