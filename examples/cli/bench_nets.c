@@ -4,9 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <limits.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "bench.h"
 #include "core/context.h"
@@ -41,81 +39,18 @@ static int time_calls(net_call fn, void *arg, long long repeat, bench_row *row, 
   return 1;
 }
 
-/* A folder holding only the components benchmarked: model_index.json naming them and
- * symlinks to the config folder's component folders. The loader wants every component
- * model_index.json lists (config folders list a tokenizer they do not ship). */
-typedef struct mirror {
-  char dir[64];
-  char made[3][16];
-  size_t n_made;
-} mirror;
-
-static const struct {
-  unsigned bit;
-  const char *name, *library, *cls;
-} NETS[] = {{SF_NET_UNET, "unet", "diffusers", "UNet2DConditionModel"},
-            {SF_NET_VAE_DECODER, "vae", "diffusers", "AutoencoderKL"},
-            {SF_NET_TEXT_ENCODER, "text_encoder", "transformers", "CLIPTextModel"}};
-
-static void mirror_remove(mirror *m) {
-  char path[256];
-  for (size_t i = 0; i < m->n_made; i++) {
-    snprintf(path, sizeof path, "%s/%s", m->dir, m->made[i]);
-    unlink(path);
-  }
-  snprintf(path, sizeof path, "%s/model_index.json", m->dir);
-  unlink(path);
-  rmdir(m->dir);
-  m->dir[0] = '\0';
-}
-
-static int mirror_make(mirror *m, const char *src, unsigned networks) {
-  memset(m, 0, sizeof *m);
-  snprintf(m->dir, sizeof m->dir, "/tmp/snapfusion-bench-XXXXXX");
-  if (mkdtemp(m->dir) == NULL) return 0;
-  char path[4200], target[PATH_MAX];
-  snprintf(path, sizeof path, "%s/model_index.json", m->dir);
-  FILE *f = fopen(path, "w");
-  if (f == NULL) {
-    rmdir(m->dir);
-    return 0;
-  }
-  fprintf(f, "{\"_class_name\": \"StableDiffusionPipeline\"");
-  int ok = 1;
-  for (size_t i = 0; i < sizeof NETS / sizeof NETS[0]; i++) {
-    if (!(networks & NETS[i].bit)) continue;
-    fprintf(f, ", \"%s\": [\"%s\", \"%s\"]", NETS[i].name, NETS[i].library, NETS[i].cls);
-    snprintf(path, sizeof path, "%.4000s/%s", src, NETS[i].name);
-    if (realpath(path, target) == NULL) {
-      ok = 0;
-      continue;
-    }
-    snprintf(path, sizeof path, "%s/%s", m->dir, NETS[i].name);
-    if (symlink(target, path) != 0) ok = 0;
-    else snprintf(m->made[m->n_made++], sizeof m->made[0], "%s", NETS[i].name);
-  }
-  fprintf(f, "}\n");
-  if (fclose(f) != 0) ok = 0;
-  if (!ok) mirror_remove(m);
-  return ok;
-}
-
-static sf_pipeline *load_random(sf_context *ctx, const char *dir, unsigned networks, double *load_s) {
+/* tokenizer: a tokenizer folder for config folders that list one they do not ship (needed
+ * when the text encoder is among the networks), or NULL. */
+static sf_pipeline *load_random(sf_context *ctx, const char *dir, unsigned networks, const char *tokenizer,
+                                double *load_s) {
   sf_params *opts = NULL;
   sf_pipeline *p = NULL;
   sf_status s = sf_params_create(&opts);
   if (s == SF_OK) s = sf_params_set_int(opts, SF_PARAM_RANDOM_WEIGHTS, 1);
   if (s == SF_OK) s = sf_params_set_int(opts, SF_PARAM_COMPONENTS, networks);
+  if (s == SF_OK && tokenizer) s = sf_params_set_string(opts, SF_PARAM_TOKENIZER_PATH, tokenizer);
   double t0 = bench_now();
   if (s == SF_OK) s = sf_pipeline_load(ctx, dir, opts, &p);
-  if (s == SF_ERR_IO) {
-    mirror m;
-    if (mirror_make(&m, dir, networks)) {
-      t0 = bench_now();
-      s = sf_pipeline_load(ctx, m.dir, opts, &p);
-      mirror_remove(&m);
-    }
-  }
   *load_s = bench_now() - t0;
   sf_params_destroy(opts);
   if (s != SF_OK) {
@@ -163,7 +98,7 @@ static sf_status unet_call(void *arg) {
 int bench_unet(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows) {
   (void)refs;
   double load_s = 0;
-  sf_pipeline *p = load_random(ctx, o->config, SF_NET_UNET, &load_s);
+  sf_pipeline *p = load_random(ctx, o->config, SF_NET_UNET, NULL, &load_s);
   if (p == NULL) return CLI_EXIT_FAIL;
   int64_t lc = 4;
   sf_pipeline_get_int(p, SF_INFO_LATENT_CHANNELS, &lc);
@@ -273,7 +208,7 @@ int bench_vae(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row 
   int rc = 0;
   if (o->config) {
     double load_s = 0;
-    a.p = load_random(ctx, o->config, SF_NET_VAE_DECODER, &load_s);
+    a.p = load_random(ctx, o->config, SF_NET_VAE_DECODER, NULL, &load_s);
     if (a.p == NULL || !time_calls(vae_call, &a, o->repeat, &rows[n], "vae decode", ctx)) {
       rc = CLI_EXIT_FAIL;
     } else {
@@ -367,7 +302,9 @@ static char *long_prompt(size_t target, size_t *len) {
 int bench_text(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows) {
   (void)refs;
   double load_s = 0;
-  sf_pipeline *p = load_random(ctx, o->config, SF_NET_TEXT_ENCODER, &load_s);
+  char dirbuf[4096];
+  const char *dir = o->tokenizer ? o->tokenizer : bench_default_tokenizer(dirbuf, sizeof dirbuf);
+  sf_pipeline *p = load_random(ctx, o->config, SF_NET_TEXT_ENCODER, dir, &load_s);
   if (p == NULL) return CLI_EXIT_FAIL;
   int64_t hidden = 768;
   sf_pipeline_get_int(p, SF_INFO_TEXT_HIDDEN, &hidden);
@@ -396,8 +333,6 @@ int bench_text(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row
   if (rc != 0) return rc;
 
   /* Tokenizer throughput on a long prompt, every token kept (no truncation). */
-  char dirbuf[4096];
-  const char *dir = o->tokenizer ? o->tokenizer : bench_default_tokenizer(dirbuf, sizeof dirbuf);
   sf_diag d = {0};
   sf_tokenizer *tok = sf_tokenizer_load_dir(dir, &d);
   if (tok == NULL) {

@@ -78,8 +78,11 @@ sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_para
   p->random_seed = (uint64_t)sf_params_int_or(options, SF_PARAM_RANDOM_SEED, 0);
   sf_diag d = {0};
   const char *tokenizer_dir = sf_params_string_or(options, SF_PARAM_TOKENIZER_PATH, NULL);
+  /* The folder's tokenizer is needed only to encode prompts, i.e. with the text encoder and
+   * without a tokenizer named elsewhere; config-only folders list one they do not ship. */
+  const int need_tokenizer = tokenizer_dir == NULL && (networks & SF_NET_TEXT_ENCODER);
   p->folder = open_any(model_dir, sf_params_string_or(options, SF_PARAM_VARIANT, NULL),
-                       tokenizer_dir ? SF_FOLDER_TOKENIZER_OPTIONAL : 0, &d);
+                       need_tokenizer ? 0 : SF_FOLDER_TOKENIZER_OPTIONAL, &d);
   if (p->folder == NULL) {
     free(p);
     return sf_ctx_take_diag(ctx, &d);
