@@ -104,7 +104,8 @@ typedef enum sf_param {
   SF_PARAM_RANDOM_SEED = 102,   /* int: seed for SF_PARAM_RANDOM_WEIGHTS (default 0) */
   SF_PARAM_INSPECT_ONLY = 103,  /* int 0/1: parse and validate, build no network */
   SF_PARAM_TAESD_PATH = 104,    /* string: a TAESD folder used for previews/decoding */
-  SF_PARAM_COMPONENTS = 105,    /* int: bit mask of sf_component to build (default all) */
+  SF_PARAM_COMPONENTS = 105,    /* int: bit mask of sf_network to build (default all); without
+                                 * SF_NET_TEXT_ENCODER the folder's tokenizer may be absent */
   SF_PARAM_TOKENIZER_PATH = 106,/* string: a tokenizer folder (vocab.json + merges.txt) used
                                  * instead of the model's own, which may then be absent */
 
