@@ -25,18 +25,10 @@ sf_vid sf_g_conv2d_asym(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, 
   size_t kk = kernel * kernel;
   float *ohwi = NULL, *b = NULL;
   if (!sf_conv_fetch_ohwi(g, ws, prefix, out_ch, in_ch, kernel, bias, &ohwi, &b)) return -1;
-  if (sf_graph_uses_igemm(g)) {
-    sf_node *n = sf_igemm_node_add(g, SF_OP_CONV2D, x, out_ch, ohwi, b, kk * in_ch, prefix);
-    free(b);
-    if (n == NULL) return -1;
-    n->p.conv.kernel = kernel;
-    n->p.conv.stride = stride;
-    n->p.conv.pad = pad; /* for the planner's (symmetric) shape inference, see the header */
-    n->p.conv.pad_top = pad_top;
-    n->p.conv.pad_left = pad_left;
-    g->weights_bytes += (out_ch * kk * in_ch + (bias ? out_ch : 0)) * sizeof(float);
-    return n->out;
-  }
+  /* pad: for the planner's (symmetric) shape inference, see the header */
+  const sf_conv_params cp = {
+      .kernel = kernel, .stride = stride, .pad = pad, .pad_top = pad_top, .pad_left = pad_left};
+  if (sf_graph_uses_igemm(g)) return sf_igemm_node_add(g, x, out_ch, ohwi, b, kk * in_ch, &cp, prefix);
   xnn_operator_t op = NULL;
   enum xnn_status xs = xnn_create_convolution2d_nhwc_f32(
       (uint32_t)pad_top, (uint32_t)pad_right, (uint32_t)pad_bottom, (uint32_t)pad_left, (uint32_t)kernel,
@@ -54,9 +46,7 @@ sf_vid sf_g_conv2d_asym(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, 
     return -1;
   }
   n->xop = op;
-  n->p.conv.kernel = kernel;
-  n->p.conv.stride = stride;
-  n->p.conv.pad = pad; /* for the planner's (symmetric) shape inference, see the header */
+  n->p.conv = cp;
   g->weights_bytes += (out_ch * kk * in_ch + (bias ? out_ch : 0)) * sizeof(float);
   return n->out;
 }

@@ -54,14 +54,8 @@ sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_
   size_t kk = kernel * kernel;
   size_t K = kk * in_ch;
   if (sf_graph_uses_igemm(g)) {
-    sf_node *n = sf_igemm_node_add(g, SF_OP_CONV2D, x, out_ch, ohwi, b, K, prefix);
-    free(b);
-    if (n == NULL) return -1;
-    n->p.conv.kernel = kernel;
-    n->p.conv.stride = stride;
-    n->p.conv.pad = n->p.conv.pad_top = n->p.conv.pad_left = pad;
-    g->weights_bytes += (out_ch * K + (bias ? out_ch : 0)) * sizeof(float);
-    return n->out;
+    const sf_conv_params cp = {.kernel = kernel, .stride = stride, .pad = pad, .pad_top = pad, .pad_left = pad};
+    return sf_igemm_node_add(g, x, out_ch, ohwi, b, K, &cp, prefix);
   }
   size_t panel_oc = sf_xnn_panel_channels(out_ch, K * sizeof(float), SF_CONV_PANEL_BUDGET);
   size_t n_panels = (out_ch + panel_oc - 1) / panel_oc;
@@ -78,9 +72,7 @@ sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_
   sf_node *n = sf_xnn_node_add(g, SF_OP_CONV2D, x, out_ch, ops, n_panels, panel_oc, xs,
                                "xnn_create_convolution2d_nhwc_f32", prefix);
   if (n == NULL) return -1;
-  n->p.conv.kernel = kernel;
-  n->p.conv.stride = stride;
-  n->p.conv.pad = pad;
+  n->p.conv = (sf_conv_params){.kernel = kernel, .stride = stride, .pad = pad, .pad_top = pad, .pad_left = pad};
   g->weights_bytes += (out_ch * kk * in_ch + (bias ? out_ch : 0)) * sizeof(float);
   return n->out;
 }

@@ -31,6 +31,12 @@ typedef struct sf_value {
   size_t offset;        /* in the arena */
 } sf_value;
 
+/* A conv node's geometry; pad is what the planner's (symmetric) shape inference uses, pad_top
+ * and pad_left where the first tap reads (they differ from pad only for asymmetric padding). */
+typedef struct sf_conv_params {
+  size_t kernel, stride, pad, pad_top, pad_left;
+} sf_conv_params;
+
 typedef struct sf_node {
   sf_op op;
   sf_vid in[2];
@@ -52,7 +58,7 @@ typedef struct sf_node {
   sf_igemm_weights *ig;
   float *gamma, *beta;  /* norms */
   union {
-    struct { size_t kernel, stride, pad, pad_top, pad_left; } conv;
+    sf_conv_params conv;
     struct { size_t groups; float eps; int silu; } gn;
     struct { float eps; } ln;
     struct { size_t q_off, k_off, v_off, heads, head_dim; int causal; } attn;
@@ -111,11 +117,11 @@ sf_status sf_xnn_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
  * deleted, the graph failed (naming create_fn and prefix) and NULL returned. Takes ops. */
 sf_node *sf_xnn_node_add(sf_graph *g, sf_op op, sf_vid x, size_t out_ch, xnn_operator_t *ops, size_t n_panels,
                          size_t panel_oc, enum xnn_status xs, const char *create_fn, const char *prefix);
-/* The node of a conv (kernel > 0) / linear (kernel 0) on the library's indirect GEMM, with
- * weights w [out_ch][k] (OHWI for a conv) and bias b (NULL: none) packed here; NULL after
- * failing the graph (out of memory). Conv geometry is set by the caller. */
-sf_node *sf_igemm_node_add(sf_graph *g, sf_op op, sf_vid x, size_t out_ch, const float *w, const float *b, size_t k,
-                           const char *prefix);
+/* A conv (conv != NULL) / linear node on the library's indirect GEMM, with weights w
+ * [out_ch][k] (OHWI for a conv) packed here; takes bias b (malloc'd, NULL: none). Returns the
+ * node's output, or -1 after failing the graph. */
+sf_vid sf_igemm_node_add(sf_graph *g, sf_vid x, size_t out_ch, const float *w, float *b, size_t k,
+                         const sf_conv_params *conv, const char *prefix);
 sf_status sf_igemm_node_run(sf_graph *g, sf_node *n, pthreadpool_t pool);
 /* Deletes the panel operators of a conv / linear node (a no-op for other nodes). */
 void sf_xnn_release(sf_node *n);

@@ -5,22 +5,27 @@
 
 #include "graph/graph_internal.h"
 
-sf_node *sf_igemm_node_add(sf_graph *g, sf_op op, sf_vid x, size_t out_ch, const float *w, const float *b, size_t k,
-                           const char *prefix) {
+sf_vid sf_igemm_node_add(sf_graph *g, sf_vid x, size_t out_ch, const float *w, float *b, size_t k,
+                         const sf_conv_params *conv, const char *prefix) {
   sf_igemm_weights *ig = malloc(sizeof *ig);
-  if (ig == NULL || !sf_igemm_pack(ig, w, b, out_ch, k)) {
+  int packed = ig != NULL && sf_igemm_pack(ig, w, b, out_ch, k);
+  const int has_bias = b != NULL;
+  free(b);
+  if (!packed) {
     free(ig);
     sf_graph_fail(g, SF_ERR_OUT_OF_MEMORY, "out of memory packing %s", prefix);
-    return NULL;
+    return -1;
   }
-  sf_node *n = sf_graph_add_node(g, op, &x, 1, out_ch);
+  sf_node *n = sf_graph_add_node(g, conv ? SF_OP_CONV2D : SF_OP_LINEAR, &x, 1, out_ch);
   if (n == NULL) {
     sf_igemm_free(ig);
     free(ig);
-    return NULL;
+    return -1;
   }
   n->ig = ig;
-  return n;
+  if (conv) n->p.conv = *conv;
+  g->weights_bytes += (out_ch * k + (has_bias ? out_ch : 0)) * sizeof(float);
+  return n->out;
 }
 
 sf_status sf_igemm_node_run(sf_graph *g, sf_node *n, pthreadpool_t pool) {

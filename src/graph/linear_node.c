@@ -1,5 +1,6 @@
 /* Linear layers over the rows of an [n,h,w,c] value: on the library's indirect GEMM when the
- * build has its SIMD microkernel (graph/ops/igemm.h), else on XNNPACK's fully-connected operator. PyTorch's [out, in] weight layout is what XNNPACK expects without flags. Large
+ * build has its SIMD microkernel (graph/ops/igemm.h), else on XNNPACK's fully-connected
+ * operator. PyTorch's [out, in] weight layout is what both take. Large
  * weight matrices become several operators over output-channel panels
  * (graph/xnn_panels.h). */
 #include <math.h>
@@ -39,13 +40,7 @@ static sf_vid add_linear(sf_graph *g, sf_wsrc *ws, const char *const *prefixes, 
     else sf_graph_fail(g, SF_ERR_OUT_OF_MEMORY, "out of memory packing %s", prefixes[0]);
     return -1;
   }
-  if (sf_graph_uses_igemm(g)) {
-    sf_node *n = sf_igemm_node_add(g, SF_OP_LINEAR, x, out_f, w, b, in_f, prefixes[0]);
-    free(b);
-    if (n == NULL) return -1;
-    g->weights_bytes += (out_f * in_f + (bias ? out_f : 0)) * sizeof(float);
-    return n->out;
-  }
+  if (sf_graph_uses_igemm(g)) return sf_igemm_node_add(g, x, out_f, w, b, in_f, NULL, prefixes[0]);
   size_t panel_oc = sf_xnn_panel_channels(out_f, in_f * sizeof(float), SF_FC_PANEL_BUDGET);
   size_t n_panels = (out_f + panel_oc - 1) / panel_oc;
   xnn_operator_t *ops = calloc(n_panels, sizeof *ops);
