@@ -1,5 +1,5 @@
-/* The indirect GEMM behind conv2d / linear (graph/ops/igemm.h) against a double-precision
- * reference, on shapes that hit every edge of its blocking: channel counts that are not
+/* The indirect GEMM behind conv2d / linear (graph/ops/igemm.h), with every microkernel the
+ * CPU runs, against a double-precision reference, on shapes that hit every edge of its blocking: channel counts that are not
  * multiples of the tile (1, 3, 13, 17), input channels split into several k-blocks (> 512)
  * and several taps per k-block (small cin), images smaller than the kernel window, stride 2,
  * asymmetric padding, batch 2, single rows; and bit-identical outputs with 1, 2 and 4 threads.
@@ -30,10 +30,11 @@ typedef struct conv_case {
 } conv_case;
 
 static pthreadpool_t pools[3]; /* 2 and 4 threads; [0] = NULL: the calling thread */
+static sf_igemm_isa isa;        /* the microkernel under test */
 
 static void run_case(const conv_case *t) {
   char what[160];
-  snprintf(what, sizeof what, "conv %zux%zux%zux%zu->%zu k%zux%zu s%zu pad(%zu,%zu,%zu,%zu)%s", t->batch, t->ih,
+  snprintf(what, sizeof what, "%s conv %zux%zux%zux%zu->%zu k%zux%zu s%zu pad(%zu,%zu,%zu,%zu)%s", sf_igemm_isa_name(isa), t->batch, t->ih,
            t->iw, t->cin, t->cout, t->kh, t->kw, t->stride, t->pad_t, t->pad_r, t->pad_b, t->pad_l,
            t->bias ? "" : " no bias");
   const size_t oh = (t->ih + t->pad_t + t->pad_b - t->kh) / t->stride + 1;
@@ -49,7 +50,7 @@ static void run_case(const conv_case *t) {
     fill(x, xn, 1);
     fill(w, t->cout * K, 2); /* OHWI */
     fill(b, t->cout, 3);
-    ok = sf_igemm_pack(&pw, w, t->bias ? b : NULL, t->cout, K);
+    ok = sf_igemm_pack_isa(&pw, w, t->bias ? b : NULL, t->cout, K, isa);
     CHECK_MSG(ok, "%s: pack failed", what);
   }
   if (ok) {
@@ -105,9 +106,9 @@ static void test_linear(size_t rows, size_t in_f, size_t out_f) {
     fill(x, rows * in_f, 4);
     fill(w, out_f * in_f, 5);
     fill(b, out_f, 6);
-    ok = sf_igemm_pack(&pw, w, b, out_f, in_f);
+    ok = sf_igemm_pack_isa(&pw, w, b, out_f, in_f, isa);
   }
-  CHECK_MSG(ok, "linear %zux%zu->%zu: setup failed", rows, in_f, out_f);
+  CHECK_MSG(ok, "%s linear %zux%zu->%zu: setup failed", sf_igemm_isa_name(isa), rows, in_f, out_f);
   if (ok) {
     sf_igemm_linear_f32(pools[1], &pw, x, y, rows);
     /* The same layer as a 1x1 conv over a [rows, 1] image must give the same bits. */
@@ -124,9 +125,10 @@ static void test_linear(size_t rows, size_t in_f, size_t out_f) {
         }
         if (!(fabs(y[r * out_f + o] - acc) <= (double)(in_f + 1) * 0x1p-24 * mag)) bad++;
       }
-    CHECK_MSG(bad == 0, "linear %zux%zu->%zu: %zu outputs outside the fp32 bound", rows, in_f, out_f, bad);
-    CHECK_MSG(memcmp(y, yc, rows * out_f * sizeof *y) == 0, "linear %zux%zu->%zu: differs from the 1x1 conv", rows,
-              in_f, out_f);
+    CHECK_MSG(bad == 0, "%s linear %zux%zu->%zu: %zu outputs outside the fp32 bound", sf_igemm_isa_name(isa), rows,
+              in_f, out_f, bad);
+    CHECK_MSG(memcmp(y, yc, rows * out_f * sizeof *y) == 0, "%s linear %zux%zu->%zu: differs from the 1x1 conv",
+              sf_igemm_isa_name(isa), rows, in_f, out_f);
     sf_igemm_free(&pw);
   }
   free(x);
@@ -140,7 +142,8 @@ int main(void) {
   pools[1] = pthreadpool_create(2);
   pools[2] = pthreadpool_create(4);
   CHECK(pools[1] != NULL && pools[2] != NULL);
-  printf("igemm microkernel: %s%s\n", sf_igemm_isa(), sf_igemm_available() ? "" : " (graph uses XNNPACK)");
+  printf("best igemm microkernel here: %s%s\n", sf_igemm_isa_name(SF_IGEMM_ISA_BEST),
+         sf_igemm_available() ? "" : " (graph uses XNNPACK)");
   const conv_case cases[] = {
       /* SD-like 3x3, channels a multiple of the tile */
       {1, 8, 8, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1},
@@ -161,11 +164,30 @@ int main(void) {
       /* a non-square kernel, more rows than one task */
       {1, 37, 29, 8, 48, 3, 5, 1, 1, 2, 1, 2, 1},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
-  test_linear(1, 1, 1);
-  test_linear(77, 768, 320);
-  test_linear(5, 37, 1000);
-  test_linear(300, 64, 17);
+  /* Every microkernel this CPU runs; the portable one always. */
+  const sf_igemm_isa isas[] = {SF_IGEMM_ISA_SCALAR, SF_IGEMM_ISA_AVX2, SF_IGEMM_ISA_AVX512};
+  for (size_t k = 0; k < sizeof isas / sizeof isas[0]; k++) {
+    isa = isas[k];
+    if (!sf_igemm_isa_supported(isa)) {
+      printf("%s microkernel: not run on this CPU/build (skipped)\n", sf_igemm_isa_name(isa));
+      continue;
+    }
+    printf("%s microkernel: testing\n", sf_igemm_isa_name(isa));
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
+    test_linear(1, 1, 1);
+    test_linear(77, 768, 320);
+    test_linear(5, 37, 1000);
+    test_linear(300, 64, 17);
+  }
+  CHECK(sf_igemm_isa_supported(SF_IGEMM_ISA_SCALAR));
+  /* Packing for a kernel this CPU does not run must refuse. */
+  for (size_t k = 0; k < sizeof isas / sizeof isas[0]; k++) {
+    sf_igemm_weights pw;
+    const float one = 1.0f;
+    int packed = sf_igemm_pack_isa(&pw, &one, NULL, 1, 1, isas[k]);
+    CHECK_EQ_INT(packed, sf_igemm_isa_supported(isas[k]));
+    if (packed) sf_igemm_free(&pw);
+  }
   for (int p = 1; p < 3; p++) pthreadpool_destroy(pools[p]);
   TEST_MAIN_END();
 }

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core/context.h"
+#include "graph/ops/igemm.h"
 #include "graph/ops/kernels.h"
 
 static void bench_usage(FILE *f) {
@@ -104,12 +105,20 @@ static double rate_of(const bench_row *r) {
   return (r->bytes > 0 ? r->bytes : r->flops) / r->median_s * 1e-9;
 }
 
+/* What conv / linear layers run on in this process (see graph/ops/igemm.h). */
+static const char *gemm_name(void) {
+  return sf_igemm_available() ? sf_igemm_isa_name(SF_IGEMM_ISA_BEST) : "XNNPACK";
+}
+
 static void report_json(FILE *f, const bench_opts *o, const char *command, size_t threads, const char *load,
                         const bench_refs *refs, const bench_row *rows, size_t n_rows) {
   fprintf(f, "{\"command\":");
   json_str(f, command);
   fprintf(f, ",\"version\":\"%s\",\"threads\":%zu,\"repeat\":%lld,\"load_average\":\"%s\",", sf_version(), threads,
           o->repeat, load);
+  fprintf(f, "\"gemm\":");
+  json_str(f, gemm_name());
+  fputc(',', f);
   fprintf(f, "\"references\":{\"fma_peak_gflops\":%.2f", refs->fma_gflops);
   if (refs->have_stream) fprintf(f, ",\"stream_gbs\":%.2f", refs->stream_gbs);
   if (refs->have_fc) {
@@ -147,8 +156,8 @@ static void report_json(FILE *f, const bench_opts *o, const char *command, size_
 
 static void report_text(FILE *f, const bench_opts *o, const char *command, size_t threads, const char *load,
                         const bench_refs *refs, const bench_row *rows, size_t n_rows) {
-  fprintf(f, "snapfusion bench %s: libsnapfusion %s, %zu thread%s, median of %lld after 1 warm-up, load %s\n",
-          command, sf_version(), threads, threads == 1 ? "" : "s", o->repeat, load);
+  fprintf(f, "snapfusion bench %s: libsnapfusion %s, %zu thread%s, median of %lld after 1 warm-up, load %s, conv/linear on %s\n",
+          command, sf_version(), threads, threads == 1 ? "" : "s", o->repeat, load, gemm_name());
   fprintf(f, "FMA peak %.1f GFLOP/s", refs->fma_gflops);
   if (refs->have_fc) fprintf(f, "; XNNPACK fully-connected best %.1f GFLOP/s (%s)", refs->fc_best_gflops,
                              refs->fc_best_shape);

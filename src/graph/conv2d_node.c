@@ -1,4 +1,4 @@
-/* conv2d on the library's indirect GEMM when the build has its SIMD microkernel (see
+/* conv2d on the library's indirect GEMM when the CPU runs its SIMD microkernels (see
  * graph/ops/igemm.h), else lowered onto XNNPACK's NHWC convolution. PyTorch stores weights OIHW;
  * XNNPACK wants OHWI, so they are transposed once here and packed by XNNPACK at create.
  * Layers with large weights become several operators over output-channel panels

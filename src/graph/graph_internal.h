@@ -54,7 +54,7 @@ typedef struct sf_node {
   size_t n_panels, panel_oc;
   int panels_in_tasks;
   /* conv / linear on the library's own indirect GEMM (graph/ops/igemm.h) instead of XNNPACK,
-   * when the build has its SIMD microkernel; xop and panels are then unused. */
+   * when the CPU runs its SIMD microkernels; xop and panels are then unused. */
   sf_igemm_weights *ig;
   float *gamma, *beta;  /* norms */
   union {

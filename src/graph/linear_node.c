@@ -1,5 +1,5 @@
 /* Linear layers over the rows of an [n,h,w,c] value: on the library's indirect GEMM when the
- * build has its SIMD microkernel (graph/ops/igemm.h), else on XNNPACK's fully-connected
+ * CPU runs its SIMD microkernels (graph/ops/igemm.h), else on XNNPACK's fully-connected
  * operator. PyTorch's [out, in] weight layout is what both take. Large
  * weight matrices become several operators over output-channel panels
  * (graph/xnn_panels.h). */

@@ -1,5 +1,5 @@
 /* How conv / linear weights are split into output-channel panels (see sf_node.panels) when
- * they are lowered onto XNNPACK, i.e. in builds without the own GEMM's SIMD microkernel
+ * they are lowered onto XNNPACK, i.e. on CPUs without the own GEMM's SIMD microkernels
  * (graph/ops/igemm.h) or in graphs that ask for XNNPACK (sf_graph.xnnpack_gemm).
  *
  * XNNPACK's GEMM/IGEMM walks its task grid with output channels innermost, so a layer whose

@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <cpuinfo.h>
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
 
@@ -22,85 +23,97 @@ static double probe_now(void) {
  * and together with the two constants fit the register file: with 32 zmm registers 16 chains
  * do; with AVX2's 16 ymm registers 16 chains spill two accumulators to the stack, and the
  * store-to-load round trip on every iteration halved the measured peak (58 instead of 100
- * GFLOP/s per core on a Zen 3 core), so AVX2 and narrower use 12. */
-enum { FMA_UNROLL = 8 };
-#if defined(__AVX512F__)
-enum { FMA_CHAINS = 16 };
-#else
-enum { FMA_CHAINS = 12 };
-#endif
+ * GFLOP/s per core on a Zen 3 core), so AVX2 and narrower use 12.
+ * The widest ISA the CPU has is chosen at run time (as the GEMM microkernels are), so a
+ * build for a generic x86-64 measures the same peak as a -march=native one. */
+enum { FMA_UNROLL = 8, CHAINS_AVX512 = 16, CHAINS_NARROW = 12 };
 
-#if defined(__AVX512F__)
-enum { FMA_LANES = 16 };
-static float fma_chains(uint64_t iters) {
-  __m512 acc[FMA_CHAINS];
-  for (int k = 0; k < FMA_CHAINS; k++) acc[k] = _mm512_set1_ps(0.001f * (float)k);
+#if defined(__x86_64__) || defined(__i386__)
+#define SF_PROBE_X86 1
+__attribute__((target("avx512f"))) static float fma_chains_avx512(uint64_t iters) {
+  __m512 acc[CHAINS_AVX512];
+  for (int k = 0; k < CHAINS_AVX512; k++) acc[k] = _mm512_set1_ps(0.001f * (float)k);
   const __m512 m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-6f);
   for (uint64_t it = 0; it < iters; it++) {
     for (int u = 0; u < FMA_UNROLL; u++) {
-      for (int k = 0; k < FMA_CHAINS; k++) acc[k] = _mm512_fmadd_ps(acc[k], m, a);
+      for (int k = 0; k < CHAINS_AVX512; k++) acc[k] = _mm512_fmadd_ps(acc[k], m, a);
     }
   }
   __m512 s = acc[0];
-  for (int k = 1; k < FMA_CHAINS; k++) s = _mm512_add_ps(s, acc[k]);
+  for (int k = 1; k < CHAINS_AVX512; k++) s = _mm512_add_ps(s, acc[k]);
   return _mm512_reduce_add_ps(s);
 }
-#elif defined(__AVX2__) && defined(__FMA__)
-enum { FMA_LANES = 8 };
-static float fma_chains(uint64_t iters) {
-  __m256 acc[FMA_CHAINS];
-  for (int k = 0; k < FMA_CHAINS; k++) acc[k] = _mm256_set1_ps(0.001f * (float)k);
+
+__attribute__((target("avx2,fma"))) static float fma_chains_avx2(uint64_t iters) {
+  __m256 acc[CHAINS_NARROW];
+  for (int k = 0; k < CHAINS_NARROW; k++) acc[k] = _mm256_set1_ps(0.001f * (float)k);
   const __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-6f);
   for (uint64_t it = 0; it < iters; it++) {
     for (int u = 0; u < FMA_UNROLL; u++) {
-      for (int k = 0; k < FMA_CHAINS; k++) acc[k] = _mm256_fmadd_ps(acc[k], m, a);
+      for (int k = 0; k < CHAINS_NARROW; k++) acc[k] = _mm256_fmadd_ps(acc[k], m, a);
     }
   }
   __m256 s = acc[0];
-  for (int k = 1; k < FMA_CHAINS; k++) s = _mm256_add_ps(s, acc[k]);
+  for (int k = 1; k < CHAINS_NARROW; k++) s = _mm256_add_ps(s, acc[k]);
   float lanes[8];
   _mm256_storeu_ps(lanes, s);
   float total = 0.0f;
   for (int i = 0; i < 8; i++) total += lanes[i];
   return total;
 }
-#else
+#endif
+
 /* Portable fallback: multiply-adds on 4-wide arrays the compiler may vectorise (a multiply and an
  * add when the target has no FMA, still counted as 2 FLOPs). */
-enum { FMA_LANES = 4 };
-static float fma_chains(uint64_t iters) {
-  float acc[FMA_CHAINS][FMA_LANES];
-  for (int k = 0; k < FMA_CHAINS; k++)
-    for (int l = 0; l < FMA_LANES; l++) acc[k][l] = 0.001f * (float)k;
+static float fma_chains_portable(uint64_t iters) {
+  float acc[CHAINS_NARROW][4];
+  for (int k = 0; k < CHAINS_NARROW; k++)
+    for (int l = 0; l < 4; l++) acc[k][l] = 0.001f * (float)k;
   for (uint64_t it = 0; it < iters; it++) {
     for (int u = 0; u < FMA_UNROLL; u++) {
-      for (int k = 0; k < FMA_CHAINS; k++)
-        for (int l = 0; l < FMA_LANES; l++) acc[k][l] = acc[k][l] * 0.999999f + 1e-6f;
+      for (int k = 0; k < CHAINS_NARROW; k++)
+        for (int l = 0; l < 4; l++) acc[k][l] = acc[k][l] * 0.999999f + 1e-6f;
     }
   }
   float total = 0.0f;
-  for (int k = 0; k < FMA_CHAINS; k++)
-    for (int l = 0; l < FMA_LANES; l++) total += acc[k][l];
+  for (int k = 0; k < CHAINS_NARROW; k++)
+    for (int l = 0; l < 4; l++) total += acc[k][l];
   return total;
 }
-#endif
-
-static double fma_flops_per_iter(void) { return 2.0 * FMA_LANES * FMA_CHAINS * FMA_UNROLL; }
 
 struct fma_ctx {
+  float (*chains)(uint64_t iters);
+  double flops_per_iter;
   uint64_t iters;
   volatile float sink[64]; /* keeps the chains live; one slot per task, never read */
 };
 
+static void fma_pick(struct fma_ctx *f) {
+  f->chains = fma_chains_portable;
+  f->flops_per_iter = 2.0 * 4 * CHAINS_NARROW * FMA_UNROLL;
+#ifdef SF_PROBE_X86
+  if (cpuinfo_initialize()) {
+    if (cpuinfo_has_x86_avx512f()) {
+      f->chains = fma_chains_avx512;
+      f->flops_per_iter = 2.0 * 16 * CHAINS_AVX512 * FMA_UNROLL;
+    } else if (cpuinfo_has_x86_avx2() && cpuinfo_has_x86_fma3()) {
+      f->chains = fma_chains_avx2;
+      f->flops_per_iter = 2.0 * 8 * CHAINS_NARROW * FMA_UNROLL;
+    }
+  }
+#endif
+}
+
 static void fma_task(void *arg, size_t i) {
   struct fma_ctx *f = arg;
-  f->sink[i % 64] = fma_chains(f->iters);
+  f->sink[i % 64] = f->chains(f->iters);
 }
 
 double sf_fma_peak_gflops(pthreadpool_t pool, double seconds) {
   if (!(seconds > 0.0)) seconds = 0.01;
   const size_t threads = pool ? pthreadpool_get_threads_count(pool) : 1;
   struct fma_ctx f = {.iters = 0};
+  fma_pick(&f);
 
   /* Calibrate on the calling thread until a run lasts >= 1 ms, then size the timed run. */
   uint64_t iters = 1024;
@@ -122,7 +135,7 @@ double sf_fma_peak_gflops(pthreadpool_t pool, double seconds) {
   pthreadpool_parallelize_1d(pool, fma_task, &f, threads, 0);
   const double elapsed = probe_now() - t0;
   if (!(elapsed > 0.0)) return -1.0;
-  return (double)threads * (double)f.iters * fma_flops_per_iter() / elapsed * 1e-9;
+  return (double)threads * (double)f.iters * f.flops_per_iter / elapsed * 1e-9;
 }
 
 enum { STREAM_BLOCK = 1 << 16 }; /* floats per task */

@@ -1,9 +1,9 @@
 /* Indirect GEMM for conv2d / linear (see igemm.h for the why).
  *
  * Blocking, from the inside out:
- *  - microkernel: an MR x NR tile of C in registers (AVX2: 6 x 16 = 12 ymm accumulators, 2
- *    for the weight row, 1 for the broadcast input value); per k step it loads one packed
- *    weight row of NR floats and broadcasts one input value per row;
+ *  - microkernel (graph/ops/igemm_ukernel.h, chosen at run time): an MR x NR tile of C in
+ *    registers (AVX2: 6 x 16; AVX-512: 8 x 32); per k step it loads one packed weight row of
+ *    NR floats and broadcasts one input value per row;
  *  - k-blocks of at most KC floats: one tap's channels (split when cin > KC), or several
  *    taps together when cin is small. The weight micro-panel of a k-block (KC x NR) stays in
  *    L1 while all m-tiles of a task pass it; the task's input rows (MB x KC) stay in L2.
@@ -13,40 +13,14 @@
  * KC, MB and NB were chosen by measuring the SD shapes (README "Speed and memory"). */
 #include "graph/ops/igemm.h"
 
+#include <cpuinfo.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
-#include <immintrin.h>
-#endif
-
-#if defined(__AVX512F__)
-#define SF_IG_ISA "avx512f"
-#define SF_IG_SIMD 1
-typedef __m512 ig_vec;
-enum { VL = 16, MR = 8 };
-#define V_LOAD(p) _mm512_loadu_ps(p)
-#define V_STORE(p, v) _mm512_storeu_ps(p, v)
-#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define V_BCAST(s) _mm512_set1_ps(s)
-#elif defined(__AVX2__) && defined(__FMA__)
-#define SF_IG_ISA "avx2+fma"
-#define SF_IG_SIMD 1
-typedef __m256 ig_vec;
-enum { VL = 8, MR = 6 };
-#define V_LOAD(p) _mm256_loadu_ps(p)
-#define V_STORE(p, v) _mm256_storeu_ps(p, v)
-#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define V_BCAST(s) _mm256_set1_ps(s)
-#else
-#define SF_IG_ISA "scalar"
-#define SF_IG_SIMD 0
-enum { VL = 4, MR = 4 };
-#endif
+#include "graph/ops/igemm_ukernel.h"
 
 enum {
-  NR = 2 * VL,
   KC = 512,         /* floats of k per block */
   MAX_BLOCK_TAPS = 16,
   MB_TILES = 16,    /* m-tiles (of MR pixels) per task */
@@ -56,16 +30,54 @@ enum {
 /* Input row read for taps in the zero padding; a k-block reads at most KC floats of a row. */
 static const float ig_zero_row[KC];
 
-int sf_igemm_available(void) { return SF_IG_SIMD; }
-const char *sf_igemm_isa(void) { return SF_IG_ISA; }
-size_t sf_igemm_nr(void) { return NR; }
+static const sf_igemm_ukernel *ukernel_of(sf_igemm_isa isa) {
+  switch (isa) {
+    case SF_IGEMM_ISA_SCALAR: return &sf_igemm_ukernel_scalar;
+    case SF_IGEMM_ISA_AVX2: return &sf_igemm_ukernel_avx2;
+    case SF_IGEMM_ISA_AVX512: return &sf_igemm_ukernel_avx512;
+    case SF_IGEMM_ISA_BEST: break;
+  }
+  return NULL;
+}
 
-int sf_igemm_pack(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t k) {
+int sf_igemm_isa_supported(sf_igemm_isa isa) {
+  const sf_igemm_ukernel *uk = ukernel_of(isa);
+  if (uk == NULL || uk->fn == NULL) return 0;
+  if (isa == SF_IGEMM_ISA_SCALAR) return 1;
+  /* cpuinfo_initialize is idempotent and thread-safe (the context calls it too). */
+  if (!cpuinfo_initialize()) return 0;
+#if defined(__x86_64__) || defined(__i386__)
+  if (isa == SF_IGEMM_ISA_AVX2) return cpuinfo_has_x86_avx2() && cpuinfo_has_x86_fma3();
+  if (isa == SF_IGEMM_ISA_AVX512) return cpuinfo_has_x86_avx512f();
+#endif
+  return 0;
+}
+
+static sf_igemm_isa best_isa(void) {
+  if (sf_igemm_isa_supported(SF_IGEMM_ISA_AVX512)) return SF_IGEMM_ISA_AVX512;
+  if (sf_igemm_isa_supported(SF_IGEMM_ISA_AVX2)) return SF_IGEMM_ISA_AVX2;
+  return SF_IGEMM_ISA_SCALAR;
+}
+
+int sf_igemm_available(void) { return best_isa() != SF_IGEMM_ISA_SCALAR; }
+
+const char *sf_igemm_isa_name(sf_igemm_isa isa) {
+  const sf_igemm_ukernel *uk = ukernel_of(isa == SF_IGEMM_ISA_BEST ? best_isa() : isa);
+  return uk ? uk->isa : "?";
+}
+
+const char *sf_igemm_weights_isa(const sf_igemm_weights *pw) { return pw->uk ? pw->uk->isa : "-"; }
+
+int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t k,
+                      sf_igemm_isa isa) {
   memset(pw, 0, sizeof *pw);
-  size_t tiles = (n + NR - 1) / NR;
-  if (n == 0 || k == 0 || tiles > SIZE_MAX / NR / k / sizeof(float)) return 0;
-  size_t pbytes = (tiles * k * NR * sizeof(float) + 63) / 64 * 64;
-  size_t bbytes = (tiles * NR * sizeof(float) + 63) / 64 * 64;
+  if (isa == SF_IGEMM_ISA_BEST) isa = best_isa();
+  if (!sf_igemm_isa_supported(isa)) return 0;
+  const sf_igemm_ukernel *uk = ukernel_of(isa);
+  const size_t nr = uk->nr, tiles = (n + nr - 1) / nr;
+  if (n == 0 || k == 0 || tiles > SIZE_MAX / nr / k / sizeof(float)) return 0;
+  size_t pbytes = (tiles * k * nr * sizeof(float) + 63) / 64 * 64;
+  size_t bbytes = (tiles * nr * sizeof(float) + 63) / 64 * 64;
   float *packed = aligned_alloc(64, pbytes);
   float *b = aligned_alloc(64, bbytes);
   if (packed == NULL || b == NULL) {
@@ -74,20 +86,26 @@ int sf_igemm_pack(sf_igemm_weights *pw, const float *w, const float *bias, size_
     return 0;
   }
   for (size_t t = 0; t < tiles; t++) {
-    float *dst = packed + t * k * NR;
-    size_t cols = n - t * NR < NR ? n - t * NR : NR;
+    float *dst = packed + t * k * nr;
+    size_t cols = n - t * nr < nr ? n - t * nr : nr;
     for (size_t kk = 0; kk < k; kk++) {
-      for (size_t j = 0; j < cols; j++) dst[kk * NR + j] = w[(t * NR + j) * k + kk];
-      for (size_t j = cols; j < NR; j++) dst[kk * NR + j] = 0.0f;
+      for (size_t j = 0; j < cols; j++) dst[kk * nr + j] = w[(t * nr + j) * k + kk];
+      for (size_t j = cols; j < nr; j++) dst[kk * nr + j] = 0.0f;
     }
   }
-  for (size_t j = 0; j < tiles * NR; j++) b[j] = (bias != NULL && j < n) ? bias[j] : 0.0f;
+  for (size_t j = 0; j < tiles * nr; j++) b[j] = (bias != NULL && j < n) ? bias[j] : 0.0f;
+  pw->uk = uk;
   pw->n = n;
   pw->k = k;
+  pw->nr = nr;
   pw->n_tiles = tiles;
   pw->packed = packed;
   pw->bias = b;
   return 1;
+}
+
+int sf_igemm_pack(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t k) {
+  return sf_igemm_pack_isa(pw, w, bias, n, k, SF_IGEMM_ISA_BEST);
 }
 
 void sf_igemm_free(sf_igemm_weights *pw) {
@@ -96,66 +114,19 @@ void sf_igemm_free(sf_igemm_weights *pw) {
   memset(pw, 0, sizeof *pw);
 }
 
-size_t sf_igemm_packed_bytes(const sf_igemm_weights *pw) {
-  return (pw->n_tiles * pw->k * NR + pw->n_tiles * NR) * sizeof(float);
-}
-
-/* c[0:MR, 0:NR] (rows ldc apart) = (init ? init : c) + sum over the block's taps t and
- * k < kc of a[t*MR + i][k] * b[(t*kc + k)*NR + j]. */
-static void ukernel(size_t taps, size_t kc, const float *const *a, const float *b, float *c, size_t ldc,
-                    const float *init) {
-#if SF_IG_SIMD
-  ig_vec acc[MR][2];
-  for (int i = 0; i < MR; i++) {
-    const float *src = init ? init : c + (size_t)i * ldc;
-    acc[i][0] = V_LOAD(src);
-    acc[i][1] = V_LOAD(src + VL);
-  }
-  for (size_t t = 0; t < taps; t++) {
-    const float *ar[MR];
-    for (int i = 0; i < MR; i++) ar[i] = a[t * MR + (size_t)i];
-    for (size_t k = 0; k < kc; k++) {
-      const ig_vec b0 = V_LOAD(b), b1 = V_LOAD(b + VL);
-      b += NR;
-      for (int i = 0; i < MR; i++) {
-        const ig_vec av = V_BCAST(ar[i][k]);
-        acc[i][0] = V_FMA(av, b0, acc[i][0]);
-        acc[i][1] = V_FMA(av, b1, acc[i][1]);
-      }
-    }
-  }
-  for (int i = 0; i < MR; i++) {
-    V_STORE(c + (size_t)i * ldc, acc[i][0]);
-    V_STORE(c + (size_t)i * ldc + VL, acc[i][1]);
-  }
-#else
-  float acc[MR][NR];
-  for (int i = 0; i < MR; i++)
-    for (int j = 0; j < NR; j++) acc[i][j] = init ? init[j] : c[(size_t)i * ldc + (size_t)j];
-  for (size_t t = 0; t < taps; t++)
-    for (size_t k = 0; k < kc; k++, b += NR)
-      for (int i = 0; i < MR; i++) {
-        const float av = a[t * MR + (size_t)i][k];
-        for (int j = 0; j < NR; j++) acc[i][j] += av * b[j];
-      }
-  for (int i = 0; i < MR; i++)
-    for (int j = 0; j < NR; j++) c[(size_t)i * ldc + (size_t)j] = acc[i][j];
-#endif
-}
-
 /* A tile of mr <= MR rows and nr <= NR columns; partial tiles go through a local tile so the
  * microkernel never reads or writes outside C. */
-static void tile(size_t taps, size_t kc, const float *const *a, const float *b, float *c, size_t ldc,
-                 const float *init, size_t mr, size_t nr) {
-  if (mr == MR && nr == NR) {
-    ukernel(taps, kc, a, b, c, ldc, init);
+static void tile(const sf_igemm_ukernel *uk, size_t taps, size_t kc, const float *const *a, const float *b,
+                 float *c, size_t ldc, const float *init, size_t mr, size_t nr) {
+  if (mr == uk->mr && nr == uk->nr) {
+    uk->fn(taps, kc, a, b, c, ldc, init);
     return;
   }
-  float t[MR * NR];
+  float t[SF_IGEMM_MAX_MR * SF_IGEMM_MAX_NR];
   if (init == NULL)
-    for (size_t i = 0; i < mr; i++) memcpy(t + i * NR, c + i * ldc, nr * sizeof(float));
-  ukernel(taps, kc, a, b, t, NR, init);
-  for (size_t i = 0; i < mr; i++) memcpy(c + i * ldc, t + i * NR, nr * sizeof(float));
+    for (size_t i = 0; i < mr; i++) memcpy(t + i * uk->nr, c + i * ldc, nr * sizeof(float));
+  uk->fn(taps, kc, a, b, t, uk->nr, init);
+  for (size_t i = 0; i < mr; i++) memcpy(c + i * ldc, t + i * uk->nr, nr * sizeof(float));
 }
 
 typedef struct ig_ctx {
@@ -170,12 +141,13 @@ typedef struct ig_ctx {
   size_t mb_tiles, nb_tiles; /* task size */
 } ig_ctx;
 
-/* Row pointers of the pixels [m0, m0 + MR) for taps [t0, t0 + nt) at channel c0, laid out
- * [tap][row]; rows past the end repeat the last valid pixel (computed, never stored). */
+/* Row pointers of the pixels [m0, m0 + mr) for taps [t0, t0 + nt) at channel c0, laid out
+ * [tap][row] with MR rows per tap; rows past mr repeat the last valid pixel (computed, never
+ * stored). */
 static void row_pointers(const ig_ctx *g, size_t m0, size_t mr, size_t t0, size_t nt, size_t c0,
                          const float **a) {
   const sf_igemm_conv *c = &g->c;
-  const size_t ohw = c->oh * c->ow;
+  const size_t ohw = c->oh * c->ow, MR = g->w->uk->mr;
   for (size_t i = 0; i < MR; i++) {
     const size_t p = m0 + (i < mr ? i : mr - 1);
     const size_t b = p / ohw, r = p % ohw, oy = r / c->ow, ox = r % c->ow;
@@ -193,10 +165,12 @@ static void row_pointers(const ig_ctx *g, size_t m0, size_t mr, size_t t0, size_
 static void ig_task(void *arg, size_t mi, size_t ni) {
   const ig_ctx *g = arg;
   const sf_igemm_weights *w = g->w;
+  const sf_igemm_ukernel *uk = w->uk;
+  const size_t MR = uk->mr, NR = uk->nr;
   const size_t cin = g->c.cin, m0 = mi * g->mb_tiles * MR;
   const size_t m1 = m0 + g->mb_tiles * MR < g->m ? m0 + g->mb_tiles * MR : g->m;
   const size_t j0 = ni * g->nb_tiles, j1 = j0 + g->nb_tiles < w->n_tiles ? j0 + g->nb_tiles : w->n_tiles;
-  const float *a[MB_TILES * MAX_BLOCK_TAPS * MR];
+  const float *a[MB_TILES * MAX_BLOCK_TAPS * SF_IGEMM_MAX_MR];
   int first = 1;
   for (size_t t0 = 0; t0 < g->taps; t0 += g->block_taps) {
     const size_t nt = g->taps - t0 < g->block_taps ? g->taps - t0 : g->block_taps;
@@ -209,7 +183,7 @@ static void ig_task(void *arg, size_t mi, size_t ni) {
         const size_t nr = w->n - j * NR < NR ? w->n - j * NR : NR;
         const float *init = first ? w->bias + j * NR : NULL;
         for (size_t m = m0, i = 0; m < m1; m += MR, i++)
-          tile(nt, kc, a + i * nt * MR, b, g->y + m * g->y_stride + j * NR, g->y_stride, init,
+          tile(uk, nt, kc, a + i * nt * MR, b, g->y + m * g->y_stride + j * NR, g->y_stride, init,
                m1 - m < MR ? m1 - m : MR, nr);
       }
       first = 0;
@@ -233,7 +207,7 @@ static void ig_run(pthreadpool_t pool, ig_ctx *g) {
   /* Task size: as large as the cache budget allows, but at least ~4 tasks per thread so the
    * pool balances; the grouping does not affect results (see igemm.h). */
   const size_t threads = pool ? pthreadpool_get_threads_count(pool) : 1;
-  const size_t m_tiles = ceil_div(g->m, MR), n_tiles = g->w->n_tiles;
+  const size_t m_tiles = ceil_div(g->m, g->w->uk->mr), n_tiles = g->w->n_tiles;
   g->mb_tiles = MB_TILES;
   g->nb_tiles = NB_TILES < n_tiles ? NB_TILES : n_tiles;
   while (g->mb_tiles > 2 && ceil_div(m_tiles, g->mb_tiles) * ceil_div(n_tiles, g->nb_tiles) < 4 * threads)

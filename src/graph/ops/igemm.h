@@ -21,25 +21,43 @@
 #include <pthreadpool.h>
 #include <stddef.h>
 
+struct sf_igemm_ukernel;
+
+/* Which microkernel: the best one this CPU runs (chosen at run time through cpuinfo, so a
+ * build for a generic x86-64 still gets the vector kernels), or a given one (tests). */
+typedef enum sf_igemm_isa {
+  SF_IGEMM_ISA_BEST = 0,
+  SF_IGEMM_ISA_SCALAR,
+  SF_IGEMM_ISA_AVX2,  /* AVX2 + FMA, 6 x 16 */
+  SF_IGEMM_ISA_AVX512 /* AVX-512F, 8 x 32 */
+} sf_igemm_isa;
+
 typedef struct sf_igemm_weights {
+  const struct sf_igemm_ukernel *uk; /* the microkernel the packing is laid out for */
   size_t n;       /* output channels */
   size_t k;       /* reduction length: taps * cin (cin for a linear layer) */
-  size_t n_tiles; /* ceil(n / sf_igemm_nr()) */
-  float *packed;  /* [n_tiles][k][NR], columns past n zero */
-  float *bias;    /* [n_tiles * NR], zero past n and without bias */
+  size_t nr;      /* the microkernel's tile width */
+  size_t n_tiles; /* ceil(n / nr) */
+  float *packed;  /* [n_tiles][k][nr], columns past n zero */
+  float *bias;    /* [n_tiles * nr], zero past n and without bias */
 } sf_igemm_weights;
 
-/* 1 when this build has a SIMD microkernel (AVX2+FMA or AVX-512F); without one the functions
- * below still work (scalar), but the graph lowers conv / linear onto XNNPACK instead. */
+/* 1 when this CPU runs one of the SIMD microkernels (and the build has it); without one the
+ * graph lowers conv / linear onto XNNPACK instead. */
 int sf_igemm_available(void);
-const char *sf_igemm_isa(void);
-size_t sf_igemm_nr(void);
+/* Whether this CPU and build run the kernel of isa; its name ("avx2+fma", ...). */
+int sf_igemm_isa_supported(sf_igemm_isa isa);
+const char *sf_igemm_isa_name(sf_igemm_isa isa);
 
 /* Packs w [n][k] (row-major: PyTorch's linear layout, or a conv's OHWI with k = kh*kw*cin)
- * and bias (NULL: zeros). Returns 0 when out of memory (pw then holds nothing to free). */
+ * and bias (NULL: zeros) for the best microkernel. Returns 0 when out of memory (pw then
+ * holds nothing to free). sf_igemm_pack_isa: for a given one; 0 also when it is not
+ * supported here. */
 int sf_igemm_pack(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t k);
+int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t k,
+                      sf_igemm_isa isa);
 void sf_igemm_free(sf_igemm_weights *pw);
-size_t sf_igemm_packed_bytes(const sf_igemm_weights *pw);
+const char *sf_igemm_weights_isa(const sf_igemm_weights *pw);
 
 typedef struct sf_igemm_conv {
   size_t batch, ih, iw, cin; /* x: NHWC, contiguous */
