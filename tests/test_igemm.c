@@ -2,7 +2,8 @@
  * CPU runs, against a double-precision reference, on shapes that hit every edge of its blocking: channel counts that are not
  * multiples of the tile (1, 3, 13, 17), input channels split into several k-blocks (> 512)
  * and several taps per k-block (small cin), images smaller than the kernel window, stride 2,
- * asymmetric padding, batch 2, single rows; and bit-identical outputs with 1, 2 and 4 threads.
+ * asymmetric padding, batch 2, single rows; and bit-identical outputs with 1, 2 and 4 threads
+ * and across microkernels.
  *
  * Tolerance: a float32 sum of K products, accumulated in any order, is within
  * K * 2^-24 * sum |terms| of the exact value (Higham's gamma_K bound, first order); each
@@ -32,7 +33,25 @@ typedef struct conv_case {
 static pthreadpool_t pools[3]; /* 2 and 4 threads; [0] = NULL: the calling thread */
 static sf_igemm_isa isa;        /* the microkernel under test */
 
-static void run_case(const conv_case *t) {
+/* Every microkernel accumulates each output as one FMA chain in the same k order, so all of
+ * them must give the scalar kernel's bits (which runs first and leaves its outputs here). */
+enum { SLOTS = 32 };
+static float *scalar_bits[SLOTS];
+static size_t scalar_len[SLOTS];
+
+static void check_same_as_scalar(size_t slot, const float *y, size_t n, const char *what) {
+  if (isa == SF_IGEMM_ISA_SCALAR) {
+    free(scalar_bits[slot]);
+    scalar_bits[slot] = malloc(n * sizeof *y);
+    if (scalar_bits[slot]) memcpy(scalar_bits[slot], y, n * sizeof *y);
+    scalar_len[slot] = n;
+    return;
+  }
+  CHECK_MSG(scalar_bits[slot] != NULL && scalar_len[slot] == n && memcmp(scalar_bits[slot], y, n * sizeof *y) == 0,
+            "%s: differs from the scalar kernel's bits", what);
+}
+
+static void run_case(const conv_case *t, size_t slot) {
   char what[160];
   snprintf(what, sizeof what, "%s conv %zux%zux%zux%zu->%zu k%zux%zu s%zu pad(%zu,%zu,%zu,%zu)%s", sf_igemm_isa_name(isa), t->batch, t->ih,
            t->iw, t->cin, t->cout, t->kh, t->kw, t->stride, t->pad_t, t->pad_r, t->pad_b, t->pad_l,
@@ -89,6 +108,7 @@ static void run_case(const conv_case *t) {
           }
     CHECK_MSG(bad == 0, "%s: %zu of %zu outputs outside the fp32 bound (worst %.2f x bound)", what, bad, yn, worst);
     CHECK_MSG(differ == 0, "%s: %zu outputs differ between 1, 2 and 4 threads", what, differ);
+    check_same_as_scalar(slot, y[0], yn, what);
     sf_igemm_free(&pw);
   }
   free(x);
@@ -97,7 +117,7 @@ static void run_case(const conv_case *t) {
   for (int p = 0; p < 3; p++) free(y[p]);
 }
 
-static void test_linear(size_t rows, size_t in_f, size_t out_f) {
+static void test_linear(size_t rows, size_t in_f, size_t out_f, size_t slot) {
   float *x = malloc(rows * in_f * sizeof *x), *w = malloc(out_f * in_f * sizeof *w), *b = malloc(out_f * sizeof *b);
   float *y = malloc(rows * out_f * sizeof *y), *yc = malloc(rows * out_f * sizeof *yc);
   sf_igemm_weights pw;
@@ -129,6 +149,7 @@ static void test_linear(size_t rows, size_t in_f, size_t out_f) {
               in_f, out_f, bad);
     CHECK_MSG(memcmp(y, yc, rows * out_f * sizeof *y) == 0, "%s linear %zux%zu->%zu: differs from the 1x1 conv",
               sf_igemm_isa_name(isa), rows, in_f, out_f);
+    check_same_as_scalar(slot, y, rows * out_f, "linear");
     sf_igemm_free(&pw);
   }
   free(x);
@@ -173,11 +194,12 @@ int main(void) {
       continue;
     }
     printf("%s microkernel: testing\n", sf_igemm_isa_name(isa));
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
-    test_linear(1, 1, 1);
-    test_linear(77, 768, 320);
-    test_linear(5, 37, 1000);
-    test_linear(300, 64, 17);
+    const size_t n_cases = sizeof cases / sizeof cases[0];
+    for (size_t i = 0; i < n_cases; i++) run_case(&cases[i], i);
+    test_linear(1, 1, 1, n_cases);
+    test_linear(77, 768, 320, n_cases + 1);
+    test_linear(5, 37, 1000, n_cases + 2);
+    test_linear(300, 64, 17, n_cases + 3);
   }
   CHECK(sf_igemm_isa_supported(SF_IGEMM_ISA_SCALAR));
   /* Packing for a kernel this CPU does not run must refuse. */
@@ -188,6 +210,7 @@ int main(void) {
     CHECK_EQ_INT(packed, sf_igemm_isa_supported(isas[k]));
     if (packed) sf_igemm_free(&pw);
   }
+  for (size_t i = 0; i < SLOTS; i++) free(scalar_bits[i]);
   for (int p = 1; p < 3; p++) pthreadpool_destroy(pools[p]);
   TEST_MAIN_END();
 }

@@ -11,10 +11,10 @@
  * contiguous channels through pointers (a zero row where the tap falls in the padding).
  * A linear layer is the 1x1, stride-1 case over [rows, 1] "pixels".
  *
- * Determinism: every output element is accumulated by one microkernel call chain over the
- * same k-blocks in the same order (the k-blocking depends on the layer's shape only); how
- * pixels and channels are grouped into tasks does not change the arithmetic, so outputs are
- * bit-identical for any thread count. */
+ * Determinism: every output element is accumulated as one chain of fused multiply-adds over
+ * the same k-blocks in the same order (the k-blocking depends on the layer's shape only); how
+ * pixels and channels are grouped into tasks, and which microkernel runs, does not change the
+ * arithmetic, so outputs are bit-identical for any thread count and on AVX2 and AVX-512. */
 #ifndef SF_GRAPH_OPS_IGEMM_H
 #define SF_GRAPH_OPS_IGEMM_H
 
