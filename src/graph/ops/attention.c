@@ -24,9 +24,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
-#include <immintrin.h>
-#endif
+#include <cpuinfo.h>
+
+#include "graph/ops/attention_kernels.h"
 
 #ifndef SF_ATT_QB
 #define SF_ATT_QB 128 /* queries per task (multiple of SF_ATT_QALIGN) */
@@ -37,23 +37,6 @@
 #define SF_ATT_QALIGN 32 /* query padding: two 16-lane vectors */
 
 #define SF_ATT_LOG2E 1.44269504088896340736f
-/* Below this log2-probability (relative to the row maximum) a weight is flushed to exactly 0:
- * it is far under float resolution of the sum, and flushing keeps denormals out of the FMAs
- * and makes masked (-inf) scores exact zeros. */
-#define SF_ATT_EXP2_MIN (-126.0f)
-
-/* 2^f on [-0.5, 0.5]: degree-6 Chebyshev-node interpolant, max relative error 1.6 ulp in
- * float32 Horner evaluation. */
-#define SF_ATT_P0 1.000000000e+00f
-#define SF_ATT_P1 6.931471825e-01f
-#define SF_ATT_P2 2.402265072e-01f
-#define SF_ATT_P3 5.550327152e-02f
-#define SF_ATT_P4 9.618056938e-03f
-#define SF_ATT_P5 1.340042800e-03f
-#define SF_ATT_P6 1.546144485e-04f
-/* Adding 1.5*2^23 rounds a float in [-2^22, 2^22] to the nearest integer in the low mantissa bits. */
-#define SF_ATT_ROUND_MAGIC 12582912.0f
-
 typedef struct att_geom {
   size_t qb;     /* queries per task, padded to SF_ATT_QALIGN: also the row length of every buffer */
   size_t kb;     /* keys per step */
@@ -165,240 +148,21 @@ static void pv_portable(size_t nk, size_t D, size_t ld, const float *v, size_t v
   }
 }
 
-/* ---------------------------------------------------------------- SIMD path */
-
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
-#define SF_ATT_HAVE_SIMD 1
-
-#define SF_ATT_INLINE static inline __attribute__((always_inline))
-
-#if defined(__AVX512F__)
-#define SF_ATT_ISA "avx512"
-#define VL 16
-#define MR_MAX 12 /* 2*12 accumulators + 2 loads + 1 broadcast of 32 zmm registers */
-typedef __m512 vf;
-SF_ATT_INLINE vf vf_load(const float *p) { return _mm512_loadu_ps(p); }
-SF_ATT_INLINE void vf_store(float *p, vf x) { _mm512_storeu_ps(p, x); }
-SF_ATT_INLINE vf vf_set1(float x) { return _mm512_set1_ps(x); }
-SF_ATT_INLINE vf vf_zero(void) { return _mm512_setzero_ps(); }
-SF_ATT_INLINE vf vf_fma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
-SF_ATT_INLINE vf vf_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
-SF_ATT_INLINE vf vf_add(vf a, vf b) { return _mm512_add_ps(a, b); }
-SF_ATT_INLINE vf vf_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
-SF_ATT_INLINE vf vf_max(vf a, vf b) { return _mm512_max_ps(a, b); }
-SF_ATT_INLINE vf vf_pow2i(vf t) { /* t = n + magic (as float) -> 2^n */
-  __m512i bits = _mm512_slli_epi32(_mm512_castps_si512(t), 23);
-  return _mm512_castsi512_ps(_mm512_add_epi32(bits, _mm512_set1_epi32(127 << 23)));
-}
-SF_ATT_INLINE vf vf_zero_below(vf r, vf x, vf lim) { /* r where x >= lim, else 0 */
-  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lim, _CMP_GE_OQ), r);
-}
-#else
-#define SF_ATT_ISA "avx2"
-#define VL 8
-#define MR_MAX 6 /* 2*6 accumulators + 2 loads + 1 broadcast of 16 ymm registers */
-typedef __m256 vf;
-SF_ATT_INLINE vf vf_load(const float *p) { return _mm256_loadu_ps(p); }
-SF_ATT_INLINE void vf_store(float *p, vf x) { _mm256_storeu_ps(p, x); }
-SF_ATT_INLINE vf vf_set1(float x) { return _mm256_set1_ps(x); }
-SF_ATT_INLINE vf vf_zero(void) { return _mm256_setzero_ps(); }
-SF_ATT_INLINE vf vf_fma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
-SF_ATT_INLINE vf vf_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
-SF_ATT_INLINE vf vf_add(vf a, vf b) { return _mm256_add_ps(a, b); }
-SF_ATT_INLINE vf vf_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
-SF_ATT_INLINE vf vf_max(vf a, vf b) { return _mm256_max_ps(a, b); }
-SF_ATT_INLINE vf vf_pow2i(vf t) {
-  __m256i bits = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
-  return _mm256_castsi256_ps(_mm256_add_epi32(bits, _mm256_set1_epi32(127 << 23)));
-}
-SF_ATT_INLINE vf vf_zero_below(vf r, vf x, vf lim) {
-  return _mm256_and_ps(r, _mm256_cmp_ps(x, lim, _CMP_GE_OQ));
-}
+/* The widest SIMD kernels this CPU runs (and the build has), or NULL for the portable path. */
+static const sf_att_kernels *att_pick(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (cpuinfo_initialize()) {
+    if (cpuinfo_has_x86_avx512f() && sf_att_kernels_avx512.scores) return &sf_att_kernels_avx512;
+    if (cpuinfo_has_x86_avx2() && cpuinfo_has_x86_fma3() && sf_att_kernels_avx2.scores) return &sf_att_kernels_avx2;
+  }
 #endif
-
-#define NR (2 * VL) /* queries per micro-tile */
-
-SF_ATT_INLINE vf vf_exp2(vf x) {
-  const vf lim = vf_set1(SF_ATT_EXP2_MIN);
-  const vf magic = vf_set1(SF_ATT_ROUND_MAGIC);
-  vf xc = vf_max(x, lim);
-  vf t = vf_add(xc, magic);
-  vf f = vf_sub(xc, vf_sub(t, magic));
-  vf p = vf_set1(SF_ATT_P6);
-  p = vf_fma(p, f, vf_set1(SF_ATT_P5));
-  p = vf_fma(p, f, vf_set1(SF_ATT_P4));
-  p = vf_fma(p, f, vf_set1(SF_ATT_P3));
-  p = vf_fma(p, f, vf_set1(SF_ATT_P2));
-  p = vf_fma(p, f, vf_set1(SF_ATT_P1));
-  p = vf_fma(p, f, vf_set1(SF_ATT_P0));
-  return vf_zero_below(vf_mul(p, vf_pow2i(t)), x, lim);
+  return NULL;
 }
 
-/* Sᵀ tile: MR keys × NR queries, reduction over D. Oᵀ tile: MR head-dim rows × NR queries,
- * rescaled by alpha, then accumulated over nk keys. One function per MR, with arrays of exactly
- * MR accumulators, so that GCC keeps all of them in registers. */
-#define SF_ATT_DEFINE_TILES(MR)                                                               \
-  static void scores_tile_##MR(size_t D, size_t ld, const float *k, size_t ks,               \
-                               const float *qt, float *st, float *cmax) {                    \
-    vf acc0[MR], acc1[MR];                                                                    \
-    /* Peeled first step instead of zero-filling: GCC turns a zero-fill loop into a memset   \
-     * of a stack array and then keeps the array in memory. */                               \
-    {                                                                                         \
-      vf q0 = vf_load(qt), q1 = vf_load(qt + VL);                                             \
-      for (size_t r = 0; r < MR; r++) {                                                       \
-        vf kk = vf_set1(k[r * ks]);                                                               \
-        acc0[r] = vf_mul(kk, q0);                                                             \
-        acc1[r] = vf_mul(kk, q1);                                                             \
-      }                                                                                       \
-    }                                                                                         \
-    for (size_t dd = 1; dd < D; dd++) {                                                       \
-      vf q0 = vf_load(qt + dd * ld), q1 = vf_load(qt + dd * ld + VL);                        \
-      for (size_t r = 0; r < MR; r++) {                                                       \
-        vf kk = vf_set1(k[r * ks + dd]);                                                         \
-        acc0[r] = vf_fma(kk, q0, acc0[r]);                                                    \
-        acc1[r] = vf_fma(kk, q1, acc1[r]);                                                    \
-      }                                                                                       \
-    }                                                                                         \
-    vf mx0 = vf_load(cmax), mx1 = vf_load(cmax + VL);                                         \
-    for (size_t r = 0; r < MR; r++) {                                                         \
-      vf_store(st + r * ld, acc0[r]);                                                         \
-      vf_store(st + r * ld + VL, acc1[r]);                                                    \
-      mx0 = vf_max(mx0, acc0[r]);                                                             \
-      mx1 = vf_max(mx1, acc1[r]);                                                             \
-    }                                                                                         \
-    vf_store(cmax, mx0);                                                                      \
-    vf_store(cmax + VL, mx1);                                                                 \
-  }                                                                                           \
-  static void pv_tile_##MR(size_t nk, size_t ld, const float *v, size_t vs, const float *pt,  \
-                           const float *alpha, float *ot) {                                   \
-    vf acc0[MR], acc1[MR];                                                                    \
-    vf a0 = vf_load(alpha), a1 = vf_load(alpha + VL);                                         \
-    for (size_t r = 0; r < MR; r++) {                                                         \
-      acc0[r] = vf_mul(vf_load(ot + r * ld), a0);                                             \
-      acc1[r] = vf_mul(vf_load(ot + r * ld + VL), a1);                                        \
-    }                                                                                         \
-    for (size_t j = 0; j < nk; j++) {                                                         \
-      vf p0 = vf_load(pt + j * ld), p1 = vf_load(pt + j * ld + VL);                          \
-      const float *vr = v + j * vs;                                                           \
-      for (size_t r = 0; r < MR; r++) {                                                       \
-        vf vv = vf_set1(vr[r]);                                                               \
-        acc0[r] = vf_fma(vv, p0, acc0[r]);                                                    \
-        acc1[r] = vf_fma(vv, p1, acc1[r]);                                                    \
-      }                                                                                       \
-    }                                                                                         \
-    for (size_t r = 0; r < MR; r++) {                                                         \
-      vf_store(ot + r * ld, acc0[r]);                                                         \
-      vf_store(ot + r * ld + VL, acc1[r]);                                                    \
-    }                                                                                         \
-  }
-
-#if MR_MAX == 12
-#define SF_ATT_MR_CASES(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12)
-#else
-#define SF_ATT_MR_CASES(X) X(1) X(2) X(3) X(4) X(5) X(6)
-#endif
-SF_ATT_MR_CASES(SF_ATT_DEFINE_TILES)
-
-static void scores_tile_any(size_t mr, size_t D, size_t ld, const float *k, size_t ks,
-                            const float *qt, float *st, float *cmax) {
-  switch (mr) {
-#define SF_ATT_CASE(n) \
-  case n: scores_tile_##n(D, ld, k, ks, qt, st, cmax); break;
-    SF_ATT_MR_CASES(SF_ATT_CASE)
-#undef SF_ATT_CASE
-    default: break;
-  }
+const char *sf_attention_isa(void) {
+  const sf_att_kernels *kern = att_pick();
+  return kern ? kern->isa : "portable";
 }
-
-static void pv_tile_any(size_t mr, size_t nk, size_t ld, const float *v, size_t vs,
-                        const float *pt, const float *alpha, float *ot) {
-  switch (mr) {
-#define SF_ATT_CASE(n) \
-  case n: pv_tile_##n(nk, ld, v, vs, pt, alpha, ot); break;
-    SF_ATT_MR_CASES(SF_ATT_CASE)
-#undef SF_ATT_CASE
-    default: break;
-  }
-}
-
-/* Sᵀ for one key block; cmax (initialised by the caller to the running maximum) receives
- * the per-query maximum over the block as a by-product of the tiles. */
-static void scores_simd(size_t nk, size_t D, size_t ld, const float *k, size_t ks,
-                        const float *qt, float *st, float *cmax) {
-  for (size_t c = 0; c < ld; c += NR) {
-    for (size_t j = 0; j < nk; j += MR_MAX) {
-      scores_tile_any(min_sz(MR_MAX, nk - j), D, ld, k + j * ks, ks, qt + c, st + j * ld + c,
-                      cmax + c);
-    }
-  }
-}
-
-/* Column maximum with four independent chains (a single vmaxps chain is latency-bound). */
-static void column_max_simd(size_t nk, size_t ld, const float *st, float *cmax) {
-  for (size_t i = 0; i < ld; i += NR) {
-    vf a0 = vf_load(cmax + i), a1 = vf_load(cmax + i + VL), b0 = a0, b1 = a1;
-    size_t j = 0;
-    for (; j + 1 < nk; j += 2) {
-      a0 = vf_max(a0, vf_load(st + j * ld + i));
-      a1 = vf_max(a1, vf_load(st + j * ld + i + VL));
-      b0 = vf_max(b0, vf_load(st + (j + 1) * ld + i));
-      b1 = vf_max(b1, vf_load(st + (j + 1) * ld + i + VL));
-    }
-    if (j < nk) {
-      a0 = vf_max(a0, vf_load(st + j * ld + i));
-      a1 = vf_max(a1, vf_load(st + j * ld + i + VL));
-    }
-    vf_store(cmax + i, vf_max(a0, b0));
-    vf_store(cmax + i + VL, vf_max(a1, b1));
-  }
-}
-
-/* Scores -> weights in place given the new maxima mx; updates m and l, writes alpha. */
-static void softmax_step_simd(size_t nk, size_t ld, float *st, const float *mx, float *m,
-                              float *l, float *alpha) {
-  for (size_t i = 0; i < ld; i += NR) {
-    vf mx0 = vf_load(mx + i), mx1 = vf_load(mx + i + VL);
-    vf s0 = vf_zero(), s1 = vf_zero();
-    for (size_t j = 0; j < nk; j++) {
-      float *row = st + j * ld + i;
-      vf p0 = vf_exp2(vf_sub(vf_load(row), mx0));
-      vf p1 = vf_exp2(vf_sub(vf_load(row + VL), mx1));
-      vf_store(row, p0);
-      vf_store(row + VL, p1);
-      s0 = vf_add(s0, p0);
-      s1 = vf_add(s1, p1);
-    }
-    vf a0 = vf_exp2(vf_sub(vf_load(m + i), mx0));
-    vf a1 = vf_exp2(vf_sub(vf_load(m + i + VL), mx1));
-    vf_store(alpha + i, a0);
-    vf_store(alpha + i + VL, a1);
-    vf_store(l + i, vf_fma(vf_load(l + i), a0, s0));
-    vf_store(l + i + VL, vf_fma(vf_load(l + i + VL), a1, s1));
-    vf_store(m + i, mx0);
-    vf_store(m + i + VL, mx1);
-  }
-}
-
-static void pv_simd(size_t nk, size_t D, size_t ld, const float *v, size_t vs, const float *pt,
-                    const float *alpha, float *ot) {
-  /* Split D into near-equal row tiles of at most MR_MAX (e.g. 40 -> 4 x 10). */
-  size_t ntiles = (D + MR_MAX - 1) / MR_MAX;
-  for (size_t c = 0; c < ld; c += NR) {
-    size_t d0 = 0;
-    for (size_t t = 0; t < ntiles; t++) {
-      size_t mr = (D - d0) / (ntiles - t);
-      if ((D - d0) % (ntiles - t)) mr++;
-      pv_tile_any(mr, nk, ld, v + d0, vs, pt + c, alpha + c, ot + d0 * ld + c);
-      d0 += mr;
-    }
-  }
-}
-#else
-#define SF_ATT_HAVE_SIMD 0
-#define SF_ATT_ISA "portable"
-#endif
-
-const char *sf_attention_isa(void) { return SF_ATT_ISA; }
 
 /* ---------------------------------------------------------------- driver */
 
@@ -409,7 +173,7 @@ typedef struct att_ctx {
   float *out;
   float *scratch; /* 64-byte aligned */
   size_t num_tasks, q_blocks;
-  int simd;
+  const sf_att_kernels *simd; /* NULL: the portable path */
   atomic_size_t next_task;
 } att_ctx;
 
@@ -457,21 +221,19 @@ static void att_task(const att_ctx *c, size_t task, float *ws) {
     const size_t nk = min_sz(c->g.kb, kend - j0);
     const float *kblk = kbase + j0 * d->k_stride, *vblk = vbase + j0 * d->v_stride;
     const int diagonal = d->causal && j0 + nk - 1 > i0;
-#if SF_ATT_HAVE_SIMD
     if (c->simd) {
       float *cmax = ws + c->g.x_off;
       memcpy(cmax, m, ld * sizeof(float));
-      scores_simd(nk, D, ld, kblk, d->k_stride, qt, st, cmax);
+      c->simd->scores(nk, D, ld, kblk, d->k_stride, qt, st, cmax);
       if (diagonal) {
         mask_causal(nk, ld, j0, i0, st);
         memcpy(cmax, m, ld * sizeof(float)); /* the fused maximum saw masked scores */
-        column_max_simd(nk, ld, st, cmax);
+        c->simd->column_max(nk, ld, st, cmax);
       }
-      softmax_step_simd(nk, ld, st, cmax, m, l, alpha);
-      pv_simd(nk, D, ld, vblk, d->v_stride, st, alpha, ot);
+      c->simd->softmax_step(nk, ld, st, cmax, m, l, alpha);
+      c->simd->pv(nk, D, ld, vblk, d->v_stride, st, alpha, ot);
       continue;
     }
-#endif
     scores_portable(nk, D, ld, kblk, d->k_stride, qt, st);
     if (diagonal) mask_causal(nk, ld, j0, i0, st);
     softmax_step_portable(nk, ld, st, m, l, alpha);
@@ -510,7 +272,7 @@ void sf_attention_f32(pthreadpool_t pool, const sf_attention_desc *d, const floa
   c.scratch = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
   c.q_blocks = (d->q_len + c.g.qb - 1) / c.g.qb;
   c.num_tasks = att_num_tasks(d, &c.g);
-  c.simd = SF_ATT_HAVE_SIMD && !d->force_portable;
+  c.simd = d->force_portable ? NULL : att_pick();
   atomic_init(&c.next_task, 0);
   size_t slices = pool ? pthreadpool_get_threads_count(pool) : 1;
   slices = min_sz(slices, c.num_tasks);

@@ -22,7 +22,7 @@ typedef struct sf_attention_desc {
   size_t q_stride, k_stride, v_stride, out_stride; /* floats between consecutive tokens */
   float scale;        /* usually 1/sqrt(head_dim) */
   int causal;         /* query i attends keys 0..i only (CLIP text encoder) */
-  int force_portable; /* use the plain-C path even when a SIMD path is compiled in (tests) */
+  int force_portable; /* use the plain-C path even where a SIMD path runs (tests) */
 } sf_attention_desc;
 
 /* Bytes of scratch sf_attention_f32 needs when run on a pool of num_threads threads
@@ -40,7 +40,8 @@ void sf_attention_f32(pthreadpool_t pool, const sf_attention_desc *d, const floa
  * masking not discounted). */
 double sf_attention_flops(const sf_attention_desc *d);
 
-/* Name of the compiled SIMD path ("avx512", "avx2" or "portable"), for benchmarks/logs. */
+/* Name of the path this CPU runs ("avx512", "avx2" or "portable", chosen at run time), for
+ * benchmarks/logs. */
 const char *sf_attention_isa(void);
 
 #endif
