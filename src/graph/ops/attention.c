@@ -16,7 +16,10 @@
  * pool runs one job per scratch slice (slices = thread count) and each job pulls tasks from a
  * shared atomic counter until none is left. A slice is only ever used by the job that owns
  * it; which job computes a task does not change the arithmetic, so results are bit-identical
- * for any thread count. */
+ * for any thread count.
+ *
+ * The SIMD micro-kernels are in attention_kernels.h, built once per ISA and picked at run time
+ * (att_pick); this file holds the driver and the portable path. */
 #include "graph/ops/attention.h"
 
 #include <math.h>

@@ -54,7 +54,6 @@ extern const sf_att_kernels sf_att_kernels_avx512;
 #if defined(SF_ATT_TEMPLATE_AVX2) || defined(SF_ATT_TEMPLATE_AVX512)
 #include <immintrin.h>
 
-
 #define SF_ATT_INLINE static inline __attribute__((always_inline))
 
 #if defined(SF_ATT_TEMPLATE_AVX512)
