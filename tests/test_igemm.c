@@ -67,9 +67,9 @@ static void run_case(const conv_case *t, size_t slot) {
   CHECK_MSG(ok, "%s: out of memory", what);
   if (ok) {
     fill(x, xn, 1);
-    fill(w, t->cout * K, 2); /* OHWI */
+    fill(w, t->cout * K, 2); /* OIHW */
     fill(b, t->cout, 3);
-    ok = sf_igemm_pack_isa(&pw, w, t->bias ? b : NULL, t->cout, K, isa);
+    ok = sf_igemm_pack_isa(&pw, w, t->bias ? b : NULL, t->cout, t->cin, taps, isa);
     CHECK_MSG(ok, "%s: pack failed", what);
   }
   if (ok) {
@@ -93,10 +93,10 @@ static void run_case(const conv_case *t, size_t slot) {
                 const long ix = (long)(ox * t->stride + kx) - (long)t->pad_l;
                 if (iy < 0 || ix < 0 || iy >= (long)t->ih || ix >= (long)t->iw) continue;
                 const float *xp = x + ((n * t->ih + (size_t)iy) * t->iw + (size_t)ix) * t->cin;
-                const float *wp = w + o * K + (ky * t->kw + kx) * t->cin;
+                const float *wp = w + o * K + ky * t->kw + kx; /* OIHW: channel i at wp[i * taps] */
                 for (size_t i = 0; i < t->cin; i++) {
-                  acc += (double)xp[i] * wp[i];
-                  mag += fabs((double)xp[i] * wp[i]);
+                  acc += (double)xp[i] * wp[i * taps];
+                  mag += fabs((double)xp[i] * wp[i * taps]);
                 }
               }
             const size_t at = ((n * oh + oy) * ow + ox) * t->cout + o;
@@ -126,7 +126,7 @@ static void test_linear(size_t rows, size_t in_f, size_t out_f, size_t slot) {
     fill(x, rows * in_f, 4);
     fill(w, out_f * in_f, 5);
     fill(b, out_f, 6);
-    ok = sf_igemm_pack_isa(&pw, w, b, out_f, in_f, isa);
+    ok = sf_igemm_pack_isa(&pw, w, b, out_f, in_f, 1, isa);
   }
   CHECK_MSG(ok, "%s linear %zux%zu->%zu: setup failed", sf_igemm_isa_name(isa), rows, in_f, out_f);
   if (ok) {
@@ -206,7 +206,7 @@ int main(void) {
   for (size_t k = 0; k < sizeof isas / sizeof isas[0]; k++) {
     sf_igemm_weights pw;
     const float one = 1.0f;
-    int packed = sf_igemm_pack_isa(&pw, &one, NULL, 1, 1, isas[k]);
+    int packed = sf_igemm_pack_isa(&pw, &one, NULL, 1, 1, 1, isas[k]);
     CHECK_EQ_INT(packed, sf_igemm_isa_supported(isas[k]));
     if (packed) sf_igemm_free(&pw);
   }

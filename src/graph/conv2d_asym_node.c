@@ -23,12 +23,14 @@ sf_vid sf_g_conv2d_asym(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, 
   }
   size_t in_ch = sf_graph_channels(g, x);
   size_t kk = kernel * kernel;
-  float *ohwi = NULL, *b = NULL;
-  if (!sf_conv_fetch_ohwi(g, ws, prefix, out_ch, in_ch, kernel, bias, &ohwi, &b)) return -1;
+  const int igemm = sf_graph_uses_igemm(g);
+  float *w = NULL, *b = NULL;
+  if (!sf_conv_fetch(g, ws, prefix, out_ch, in_ch, kernel, bias, !igemm, &w, &b)) return -1;
   /* pad: for the planner's (symmetric) shape inference, see the header */
   const sf_conv_params cp = {
       .kernel = kernel, .stride = stride, .pad = pad, .pad_top = pad_top, .pad_left = pad_left};
-  if (sf_graph_uses_igemm(g)) return sf_igemm_node_add(g, x, out_ch, ohwi, b, kk * in_ch, &cp, prefix);
+  if (igemm) return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix);
+  const float *ohwi = w;
   xnn_operator_t op = NULL;
   enum xnn_status xs = xnn_create_convolution2d_nhwc_f32(
       (uint32_t)pad_top, (uint32_t)pad_right, (uint32_t)pad_bottom, (uint32_t)pad_left, (uint32_t)kernel,

@@ -1,6 +1,7 @@
 /* conv2d on the library's indirect GEMM when the CPU runs its SIMD microkernels (see
- * graph/ops/igemm.h), else lowered onto XNNPACK's NHWC convolution. PyTorch stores weights OIHW;
- * XNNPACK wants OHWI, so they are transposed once here and packed by XNNPACK at create.
+ * graph/ops/igemm.h), else lowered onto XNNPACK's NHWC convolution. PyTorch stores weights OIHW,
+ * which the GEMM packs directly; XNNPACK wants OHWI, so for it they are transposed once here
+ * and packed by XNNPACK at create.
  * Layers with large weights become several operators over output-channel panels
  * (graph/xnn_panels.h explains why and how they are sized). */
 #include <math.h>
@@ -12,8 +13,8 @@
 #include "graph/wsrc.h"
 #include "graph/xnn_panels.h"
 
-int sf_conv_fetch_ohwi(sf_graph *g, sf_wsrc *ws, const char *prefix, size_t out_ch, size_t in_ch,
-                       size_t kernel, int bias, float **ohwi_out, float **b_out) {
+int sf_conv_fetch(sf_graph *g, sf_wsrc *ws, const char *prefix, size_t out_ch, size_t in_ch, size_t kernel,
+                  int bias, int to_ohwi, float **w_out, float **b_out) {
   char name[256];
   snprintf(name, sizeof name, "%s.weight", prefix);
   int64_t wshape[4] = {(int64_t)out_ch, (int64_t)in_ch, (int64_t)kernel, (int64_t)kernel};
@@ -27,8 +28,8 @@ int sf_conv_fetch_ohwi(sf_graph *g, sf_wsrc *ws, const char *prefix, size_t out_
     b = sf_wsrc_fetch(ws, name, 1, bshape, SF_INIT_FAN_IN, fan_in);
     ok = b != NULL;
   }
-  float *ohwi = ok ? sf_wsrc_stage(ws, 1, count) : NULL;
-  if (ohwi == NULL) {
+  float *ohwi = ok && to_ohwi ? sf_wsrc_stage(ws, 1, count) : w;
+  if (!ok || ohwi == NULL) {
     free(b);
     sf_diag tmp = {0};
     sf_wsrc_status(ws, 0, &tmp);
@@ -37,10 +38,11 @@ int sf_conv_fetch_ohwi(sf_graph *g, sf_wsrc *ws, const char *prefix, size_t out_
     return 0;
   }
   /* PyTorch OIHW -> XNNPACK OHWI */
-  for (size_t o = 0; o < out_ch; o++)
-    for (size_t i = 0; i < in_ch; i++)
-      for (size_t k = 0; k < kk; k++) ohwi[(o * kk + k) * in_ch + i] = w[(o * in_ch + i) * kk + k];
-  *ohwi_out = ohwi;
+  if (to_ohwi)
+    for (size_t o = 0; o < out_ch; o++)
+      for (size_t i = 0; i < in_ch; i++)
+        for (size_t k = 0; k < kk; k++) ohwi[(o * kk + k) * in_ch + i] = w[(o * in_ch + i) * kk + k];
+  *w_out = ohwi;
   *b_out = b;
   return 1;
 }
@@ -49,14 +51,16 @@ sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_
                    size_t stride, size_t pad, int bias) {
   if (!sf_graph_valid(g, x)) return -1;
   size_t in_ch = sf_graph_channels(g, x);
-  float *ohwi = NULL, *b = NULL;
-  if (!sf_conv_fetch_ohwi(g, ws, prefix, out_ch, in_ch, kernel, bias, &ohwi, &b)) return -1;
+  const int igemm = sf_graph_uses_igemm(g);
+  float *w = NULL, *b = NULL;
+  if (!sf_conv_fetch(g, ws, prefix, out_ch, in_ch, kernel, bias, !igemm, &w, &b)) return -1;
   size_t kk = kernel * kernel;
   size_t K = kk * in_ch;
-  if (sf_graph_uses_igemm(g)) {
+  if (igemm) {
     const sf_conv_params cp = {.kernel = kernel, .stride = stride, .pad = pad, .pad_top = pad, .pad_left = pad};
-    return sf_igemm_node_add(g, x, out_ch, ohwi, b, K, &cp, prefix);
+    return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix);
   }
+  const float *ohwi = w;
   size_t panel_oc = sf_xnn_panel_channels(out_ch, K * sizeof(float), SF_CONV_PANEL_BUDGET);
   size_t n_panels = (out_ch + panel_oc - 1) / panel_oc;
   xnn_operator_t *ops = calloc(n_panels, sizeof *ops);

@@ -105,10 +105,11 @@ sf_status sf_node_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d)
 sf_status sf_node_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
 void sf_node_release(sf_node *n);
 
-/* A conv's weights in XNNPACK's OHWI layout (in ws's staging slot 1: not to be freed) and
- * its bias (malloc'd, or NULL without bias); 0 after failing the graph. */
-int sf_conv_fetch_ohwi(sf_graph *g, sf_wsrc *ws, const char *prefix, size_t out_ch, size_t in_ch,
-                       size_t kernel, int bias, float **ohwi, float **b);
+/* A conv's weights, in PyTorch's OIHW layout (ws's staging slot 0) or, with to_ohwi, in
+ * XNNPACK's OHWI layout (slot 1); staged: not to be freed. And its bias (malloc'd, or NULL
+ * without bias). 0 after failing the graph. */
+int sf_conv_fetch(sf_graph *g, sf_wsrc *ws, const char *prefix, size_t out_ch, size_t in_ch, size_t kernel,
+                  int bias, int to_ohwi, float **w, float **b);
 sf_status sf_conv2d_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
 sf_status sf_linear_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
 sf_status sf_xnn_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
@@ -118,9 +119,9 @@ sf_status sf_xnn_run(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d);
 sf_node *sf_xnn_node_add(sf_graph *g, sf_op op, sf_vid x, size_t out_ch, xnn_operator_t *ops, size_t n_panels,
                          size_t panel_oc, enum xnn_status xs, const char *create_fn, const char *prefix);
 /* A conv (conv != NULL) / linear node on the library's indirect GEMM, with weights w
- * [out_ch][k] (OHWI for a conv) packed here; takes bias b (malloc'd, NULL: none). Returns the
- * node's output, or -1 after failing the graph. */
-sf_vid sf_igemm_node_add(sf_graph *g, sf_vid x, size_t out_ch, const float *w, float *b, size_t k,
+ * [out_ch][cin][taps] (OIHW for a conv; taps 1 for a linear layer) packed here; takes bias b
+ * (malloc'd, NULL: none). Returns the node's output, or -1 after failing the graph. */
+sf_vid sf_igemm_node_add(sf_graph *g, sf_vid x, size_t out_ch, const float *w, float *b, size_t cin, size_t taps,
                          const sf_conv_params *conv, const char *prefix);
 sf_status sf_igemm_node_run(sf_graph *g, sf_node *n, pthreadpool_t pool);
 /* Deletes the panel operators of a conv / linear node (a no-op for other nodes). */

@@ -70,14 +70,14 @@ const char *sf_igemm_isa_name(sf_igemm_isa isa) {
 
 const char *sf_igemm_weights_isa(const sf_igemm_weights *pw) { return pw->uk ? pw->uk->isa : "-"; }
 
-int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t k,
+int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,
                       sf_igemm_isa isa) {
   memset(pw, 0, sizeof *pw);
   if (isa == SF_IGEMM_ISA_BEST) isa = best_isa();
   if (!sf_igemm_isa_supported(isa)) return 0;
   const sf_igemm_ukernel *uk = ukernel_of(isa);
-  const size_t nr = uk->nr, tiles = (n + nr - 1) / nr;
-  if (n == 0 || k == 0 || tiles > SIZE_MAX / nr / k / sizeof(float)) return 0;
+  const size_t nr = uk->nr, tiles = (n + nr - 1) / nr, k = cin * taps;
+  if (n == 0 || cin == 0 || taps == 0 || k / taps != cin || tiles > SIZE_MAX / nr / k / sizeof(float)) return 0;
   size_t pbytes = (tiles * k * nr * sizeof(float) + 63) / 64 * 64;
   size_t bbytes = (tiles * nr * sizeof(float) + 63) / 64 * 64;
   float *packed = aligned_alloc(64, pbytes);
@@ -89,10 +89,12 @@ int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, s
   }
   for (size_t t = 0; t < tiles; t++) {
     float *dst = packed + t * k * nr;
-    size_t cols = n - t * nr < nr ? n - t * nr : nr;
-    for (size_t kk = 0; kk < k; kk++) {
-      for (size_t j = 0; j < cols; j++) dst[kk * nr + j] = w[(t * nr + j) * k + kk];
-      for (size_t j = cols; j < nr; j++) dst[kk * nr + j] = 0.0f;
+    const size_t cols = n - t * nr < nr ? n - t * nr : nr;
+    for (size_t j = 0; j < nr; j++) {
+      /* source row of output channel t*nr + j, read in order: channel i, tap */
+      const float *src = j < cols ? w + (t * nr + j) * k : NULL;
+      for (size_t i = 0; i < cin; i++)
+        for (size_t tap = 0; tap < taps; tap++) dst[(tap * cin + i) * nr + j] = src ? src[i * taps + tap] : 0.0f;
     }
   }
   for (size_t j = 0; j < tiles * nr; j++) b[j] = (bias != NULL && j < n) ? bias[j] : 0.0f;
@@ -106,8 +108,8 @@ int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, s
   return 1;
 }
 
-int sf_igemm_pack(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t k) {
-  return sf_igemm_pack_isa(pw, w, bias, n, k, SF_IGEMM_ISA_BEST);
+int sf_igemm_pack(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps) {
+  return sf_igemm_pack_isa(pw, w, bias, n, cin, taps, SF_IGEMM_ISA_BEST);
 }
 
 void sf_igemm_free(sf_igemm_weights *pw) {

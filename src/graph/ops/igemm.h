@@ -49,12 +49,14 @@ int sf_igemm_available(void);
 int sf_igemm_isa_supported(sf_igemm_isa isa);
 const char *sf_igemm_isa_name(sf_igemm_isa isa);
 
-/* Packs w [n][k] (row-major: PyTorch's linear layout, or a conv's OHWI with k = kh*kw*cin)
- * and bias (NULL: zeros) for the best microkernel. Returns 0 when out of memory (pw then
- * holds nothing to free). sf_igemm_pack_isa: for a given one; 0 also when it is not
- * supported here. */
-int sf_igemm_pack(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t k);
-int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t k,
+/* Packs w [n][cin][taps] (PyTorch's layouts: a conv's OIHW with taps = kh*kw, or a linear
+ * layer's [out][in] with taps = 1) and bias (NULL: zeros) for the best microkernel, as
+ * k = taps * cin values per output channel in (tap, channel) order. Reading OIHW directly
+ * spares the load a transposed copy of every conv's weights. Returns 0 when out of memory
+ * (pw then holds nothing to free). sf_igemm_pack_isa: for a given microkernel; 0 also when
+ * it is not supported here. */
+int sf_igemm_pack(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps);
+int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,
                       sf_igemm_isa isa);
 void sf_igemm_free(sf_igemm_weights *pw);
 const char *sf_igemm_weights_isa(const sf_igemm_weights *pw);
@@ -65,8 +67,8 @@ typedef struct sf_igemm_conv {
   size_t kh, kw, stride, pad_top, pad_left; /* taps outside the input read zeros */
 } sf_igemm_conv;
 
-/* y[b, oy, ox, 0:n] = bias + the convolution of x with the packed weights (w->k must be
- * kh*kw*cin). Output pixels are y_stride floats apart (>= w->n). y must not overlap x. */
+/* y[b, oy, ox, 0:n] = bias + the convolution of x with the packed weights (packed with
+ * cin and taps = kh*kw). Output pixels are y_stride floats apart (>= w->n). y must not overlap x. */
 void sf_igemm_conv_f32(pthreadpool_t pool, const sf_igemm_weights *w, const sf_igemm_conv *c, const float *x,
                        float *y, size_t y_stride);
 
