@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "graph/ops/igemm_ukernel.h"
 
@@ -70,6 +71,22 @@ const char *sf_igemm_isa_name(sf_igemm_isa isa) {
 
 const char *sf_igemm_weights_isa(const sf_igemm_weights *pw) { return pw->uk ? pw->uk->isa : "-"; }
 
+/* Packed weights of a large layer start on a 2 MiB boundary and ask for transparent huge
+ * pages over their whole 2 MiB extents (not the tail, so no page is backed that the weights
+ * do not use). Measured on the Zen 3 VM: first touch of 118 MB took ~88 ms with 4 KiB pages
+ * and ~21 ms with huge pages, which is most of the time packing takes at load. Where the
+ * kernel refuses (THP off), nothing changes. */
+static float *alloc_packed(size_t bytes) {
+  const size_t huge = (size_t)2 << 20;
+  void *p = NULL;
+  if (bytes < 2 * huge) return posix_memalign(&p, 64, bytes) == 0 ? p : NULL;
+  if (posix_memalign(&p, huge, bytes) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+  (void)madvise(p, bytes / huge * huge, MADV_HUGEPAGE);
+#endif
+  return p;
+}
+
 int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,
                       sf_igemm_isa isa) {
   memset(pw, 0, sizeof *pw);
@@ -78,10 +95,8 @@ int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, s
   const sf_igemm_ukernel *uk = ukernel_of(isa);
   const size_t nr = uk->nr, tiles = (n + nr - 1) / nr, k = cin * taps;
   if (n == 0 || cin == 0 || taps == 0 || k / taps != cin || tiles > SIZE_MAX / nr / k / sizeof(float)) return 0;
-  size_t pbytes = (tiles * k * nr * sizeof(float) + 63) / 64 * 64;
-  size_t bbytes = (tiles * nr * sizeof(float) + 63) / 64 * 64;
-  float *packed = aligned_alloc(64, pbytes);
-  float *b = aligned_alloc(64, bbytes);
+  float *packed = alloc_packed(tiles * k * nr * sizeof(float));
+  float *b = alloc_packed(tiles * nr * sizeof(float));
   if (packed == NULL || b == NULL) {
     free(packed);
     free(b);
@@ -90,12 +105,18 @@ int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, s
   for (size_t t = 0; t < tiles; t++) {
     float *dst = packed + t * k * nr;
     const size_t cols = n - t * nr < nr ? n - t * nr : nr;
-    for (size_t j = 0; j < nr; j++) {
-      /* source row of output channel t*nr + j, read in order: channel i, tap */
-      const float *src = j < cols ? w + (t * nr + j) * k : NULL;
-      for (size_t i = 0; i < cin; i++)
-        for (size_t tap = 0; tap < taps; tap++) dst[(tap * cin + i) * nr + j] = src ? src[i * taps + tap] : 0.0f;
-    }
+    /* Destination in order (nr-float rows); the source is read as nr parallel streams, one per
+     * output channel, each in its own order (channel i, tap). Filling one column at a time
+     * scattered every write over the whole panel: a 1280x2560x3x3 layer packed in 120-142 ms
+     * that way and in 94 ms this way (with 4 KiB pages; 44 ms with huge pages, see above). */
+    const float *src = w + t * nr * k;
+    for (size_t i = 0; i < cin; i++)
+      for (size_t tap = 0; tap < taps; tap++) {
+        float *row = dst + (tap * cin + i) * nr;
+        const size_t at = i * taps + tap;
+        for (size_t j = 0; j < cols; j++) row[j] = src[j * k + at];
+        for (size_t j = cols; j < nr; j++) row[j] = 0.0f;
+      }
   }
   for (size_t j = 0; j < tiles * nr; j++) b[j] = (bias != NULL && j < n) ? bias[j] : 0.0f;
   pw->uk = uk;
