@@ -19,7 +19,10 @@ static void check_usage(FILE *f) {
           "                    unet, vae_decoder, vae_encoder, taesd_decoder, taesd_encoder,\n"
           "                    scheduler, generator, pipeline\n"
           "  --case SUBSTRING  only cases whose name contains SUBSTRING\n"
-          "  -t THREADS        worker threads (default: one per core)\n");
+          "  -t THREADS        worker threads (default: one per core)\n"
+          "  --digest          also print each case's SHA-256 over the raw bytes of everything it\n"
+          "                    computed (float32 outputs as stored in memory), to compare builds\n"
+          "                    and CPUs bit for bit\n");
 }
 
 /* ---- shared helpers for the runners ---------------------------------------------------- */
@@ -27,6 +30,7 @@ static void check_usage(FILE *f) {
 void check_result_init(check_result *r) {
   memset(r, 0, sizeof *r);
   r->verdict = CHECK_PASS;
+  sf_sha256_init(&r->digest);
 }
 
 void check_skip(check_result *r, const char *fmt, ...) {
@@ -98,8 +102,12 @@ static double *reference_f64(check_run *run, check_result *r, const char *output
   return ref;
 }
 
+void check_digest(check_result *r, const void *data, size_t bytes) { sf_sha256_update(&r->digest, data, bytes); }
+
 static void compare_values(check_run *run, check_result *r, const char *output, const float *got32,
                            const double *got64, size_t n) {
+  if (got64) check_digest(r, got64, n * sizeof *got64);
+  else check_digest(r, got32, n * sizeof *got32);
   size_t n_ref = 0;
   double *ref = reference_f64(run, r, output, &n_ref);
   if (ref == NULL) return;
@@ -186,12 +194,15 @@ int cmd_check(int argc, char **argv) {
   const char *components[32];
   size_t n_components = 0;
   long long threads = 0;
+  int digest = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       check_usage(stdout);
       return 0;
     } else if (strcmp(argv[i], "--component") == 0 && i + 1 < argc && n_components < 32) {
       components[n_components++] = argv[++i];
+    } else if (strcmp(argv[i], "--digest") == 0) {
+      digest = 1;
     } else if (strcmp(argv[i], "--case") == 0 && i + 1 < argc) {
       case_filter = argv[++i];
     } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
@@ -276,7 +287,13 @@ int cmd_check(int argc, char **argv) {
     const char *verdict = r.verdict == CHECK_PASS ? "PASS" : r.verdict == CHECK_FAIL ? "FAIL" : "SKIP";
     if (r.verdict == CHECK_SKIP)
       printf("%-52s %-4s %s\n", name, verdict, r.reason);
-    else
+    else if (digest) {
+      uint8_t sum[32];
+      char hex[65];
+      sf_sha256_final(&r.digest, sum);
+      sf_sha256_hex(sum, hex);
+      printf("%-52s %-4s sha256=%s%s%s\n", name, verdict, hex, r.reason[0] ? "  " : "", r.reason);
+    } else
       printf("%-52s %-4s max_abs_err=%.3g worst_ratio=%.3g%s%s\n", name, verdict, r.max_abs, r.worst_ratio,
              r.reason[0] ? "  " : "", r.reason);
     fflush(stdout);

@@ -7,6 +7,7 @@
 
 #include <snapfusion.h>
 
+#include "core/sha256.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 
@@ -17,6 +18,7 @@ typedef struct check_result {
   double max_abs, worst_ratio; /* over every compared output */
   size_t outputs;              /* outputs compared */
   char reason[600];
+  sf_sha256 digest;            /* of every computed output's raw bytes, in comparison order */
 } check_result;
 
 typedef struct check_cached_pipe {
@@ -54,6 +56,8 @@ float *check_tensor(check_run *run, check_result *r, const char *key, size_t *co
 const sf_st_tensor *check_tensor_info(check_run *run, check_result *r, const char *key);
 /* Compares got with out.<output> under the case's tolerance for <output>. */
 void check_compare(check_run *run, check_result *r, const char *output, const float *got, size_t n);
+/* Adds computed values to the case's digest (check_compare does it for its outputs). */
+void check_digest(check_result *r, const void *data, size_t bytes);
 void check_compare_f64(check_run *run, check_result *r, const char *output, const double *got, size_t n);
 /* A pipeline for a folder of the set (relative path), loaded once per run. */
 sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir, const char *variant);

@@ -31,6 +31,7 @@ static void compare_u8(check_run *run, check_result *r, const uint8_t *got, size
     check_fail(r, "image_uint8: %zu values computed, reference has %llu", n, (unsigned long long)t->numel);
     return;
   }
+  check_digest(r, got, n);
   const uint8_t *ref = t->data;
   size_t differ = 0, worst = 0;
   for (size_t i = 0; i < n; i++) {
