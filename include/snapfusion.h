@@ -7,12 +7,17 @@
  * ABI rules (these never change within a major version):
  *  - All objects are opaque handles created and destroyed by the library. No struct
  *    layout is part of the ABI. Every *_destroy accepts NULL.
- *  - Every enum value is explicit and append-only; 0 means "default" where it is a choice.
+ *  - Every enum value is explicit and append-only. In the enums that choose something
+ *    (sf_sampler, sf_prediction, sf_timestep_spacing) 0 means "the model's default"; other
+ *    enums have no default value (sf_log_level is a scale whose 0 is DEBUG).
  *  - Options cross the ABI as sf_params objects with typed setters keyed by sf_param.
  *    A key that is never set means "default".
- *  - Every fallible call returns sf_status. The message of the last failure is kept per
- *    context (sf_context_last_error) and per thread (sf_last_error), for calls made
- *    before a context exists.
+ *  - Every call that can fail returns sf_status, except accessors that document a sentinel
+ *    for a NULL or unprepared handle (0, NaN, NULL). The message of the last failure is kept
+ *    per thread (sf_last_error) and per context (sf_context_last_error).
+ *  - Every buffer crosses with its size: inputs with their element count, outputs with
+ *    their capacity; a mismatch is SF_ERR_INVALID_ARGUMENT with the expected size in the
+ *    message. (The version-1 functions without sizes are deprecated: see SF_DEPRECATED.)
  *  - Ownership: pointers passed in are borrowed for the duration of the call unless
  *    stated otherwise; pointers returned through out-parameters are owned by the caller
  *    and released with the matching *_destroy; `const char *` results are owned by the
@@ -22,8 +27,24 @@
  *    and [batch, tokens, channels] for text embeddings, so values compare directly with
  *    diffusers. Pixels cross as packed RGB8, row-major, top row first.
  *
- * Threading: a context and everything created from it may be used from one thread at a
- * time, except sf_job_cancel / sf_pipeline_cancel, which may be called from any thread.
+ * Threading (since 1.1):
+ *  - A loaded pipeline is immutable; what a run changes lives in the run's own state. A run
+ *    is a job (sf_job_start .. sf_job_destroy), an sf_generate / sf_generate_batch call, or
+ *    one building-block call (sf_encode_*, sf_unet_predict_v2, sf_decode_latents_v2, ...).
+ *    Runs on one pipeline may go on concurrently from different threads and give the same
+ *    results as alone. They share the context's worker threads (their parallel sections
+ *    take turns), so concurrency adds no speed; it lets an app keep one model in memory and
+ *    serve several requests.
+ *  - Each job must be used by one thread at a time (sf_job_cancel excepted); so must each
+ *    sf_params, sf_image, sf_rng and sf_schedule object.
+ *  - Safe from any thread at any time: sf_job_cancel, sf_pipeline_cancel, sf_last_error,
+ *    sf_pipeline_get_int / _get_float, sf_status_string, sf_version*.
+ *  - Not while runs of the context are in flight: sf_pipeline_destroy (of that pipeline),
+ *    sf_context_destroy, sf_context_set_log_callback. sf_context_set_int(SF_PARAM_THREADS)
+ *    returns SF_ERR_BAD_STATE while a network call of the context is running.
+ *  - sf_context_last_error is shared by all threads of a context: with concurrent runs, use
+ *    sf_last_error (per thread) instead.
+ *  - The log callback is called on the thread that made the failing or logging call.
  * Distinct contexts are independent.
  */
 #ifndef SNAPFUSION_H
@@ -44,14 +65,30 @@ extern "C" {
 #define SF_API
 #endif
 
+/* Marks a function kept for ABI compatibility that new code should not use; the message
+ * names its successor. Define SF_NO_DEPRECATION_WARNINGS to silence it. */
+#if defined(SF_NO_DEPRECATION_WARNINGS) || defined(SF_BUILDING_LIBRARY)
+#define SF_DEPRECATED(msg)
+#elif defined(__GNUC__) || defined(__clang__)
+#define SF_DEPRECATED(msg) __attribute__((deprecated(msg)))
+#elif defined(_MSC_VER)
+#define SF_DEPRECATED(msg) __declspec(deprecated(msg))
+#else
+#define SF_DEPRECATED(msg)
+#endif
+
 /* ---------------------------------------------------------------------------------- */
 /* Versions                                                                            */
 /* ---------------------------------------------------------------------------------- */
 
-#define SF_VERSION_MAJOR 0
+/* One versioning story: the library version's MAJOR is the ABI version, which is also the
+ * SONAME (libsnapfusion.so.1) and what find_package(snapfusion 1) and pkg-config match.
+ * MINOR grows with every release that adds to the ABI (a new version-script node,
+ * SNAPFUSION_1.MINOR); PATCH for fixes. */
+#define SF_VERSION_MAJOR 1
 #define SF_VERSION_MINOR 1
 #define SF_VERSION_PATCH 0
-#define SF_VERSION_STRING "0.1.0"
+#define SF_VERSION_STRING "1.1.0"
 /* Bumped only when the ABI breaks (then the SONAME changes with it). */
 #define SF_ABI_VERSION 1
 
@@ -112,19 +149,24 @@ typedef enum sf_param {
   /* Generation (sf_generate / sf_job_start). */
   SF_PARAM_PROMPT = 200,        /* string */
   SF_PARAM_NEGATIVE_PROMPT = 201,/* string */
-  SF_PARAM_WIDTH = 202,         /* int, multiple of 8 (default: the UNet's sample_size*8) */
-  SF_PARAM_HEIGHT = 203,        /* int, multiple of 8 */
+  SF_PARAM_WIDTH = 202,         /* int, pixels, a multiple of SF_INFO_SIZE_MULTIPLE (64 for
+                                 * SD-1.x); default: the init image's, else the UNet's
+                                 * sample_size times the decoder's factor */
+  SF_PARAM_HEIGHT = 203,        /* int, likewise */
   SF_PARAM_STEPS = 204,         /* int >= 1 */
   SF_PARAM_GUIDANCE_SCALE = 205,/* float; <= 1 skips the unconditional pass */
-  SF_PARAM_SEED = 206,          /* int (64-bit, taken as unsigned) */
+  SF_PARAM_SEED = 206,          /* int (64-bit, taken as unsigned); SF_SEED_RANDOM draws one */
   SF_PARAM_SAMPLER = 207,       /* int sf_sampler */
   SF_PARAM_KARRAS_SIGMAS = 208, /* int 0/1 */
   SF_PARAM_CLIP_SKIP = 209,     /* int: 0/1 = last layer, 2 = one before, ... */
-  SF_PARAM_BATCH_COUNT = 210,   /* int: images from consecutive seeds (default 1) */
+  SF_PARAM_BATCH_COUNT = 210,   /* int: sf_generate_batch makes this many images from seeds S,
+                                 * S+1, ... (default 1); a job makes one image and refuses
+                                 * other values */
   SF_PARAM_STRENGTH = 211,      /* float in [0,1] for img2img */
   SF_PARAM_PREDICTION_TYPE = 212,/* int sf_prediction: override the scheduler config */
   SF_PARAM_DECODER = 213,       /* int sf_decoder: which decoder makes the final image */
-  SF_PARAM_ETA = 214,           /* float: DDIM eta (only 0 supported) */
+  SF_PARAM_ETA = 214,           /* float: DDIM eta (only 0 supported: others are
+                                 * SF_ERR_UNSUPPORTED) */
   SF_PARAM_TIMESTEP_SPACING = 215 /* int sf_timestep_spacing: override the config */
 } sf_param;
 
@@ -135,9 +177,13 @@ SF_API void sf_params_destroy(sf_params *params);
 SF_API sf_status sf_params_set_int(sf_params *params, sf_param key, int64_t value);
 SF_API sf_status sf_params_set_float(sf_params *params, sf_param key, double value);
 SF_API sf_status sf_params_set_string(sf_params *params, sf_param key, const char *value);
+/* SF_PARAM_SEED: draw a random seed (sf_job_seed and the image's parameters tell which). */
+#define SF_SEED_RANDOM (-1)
+
 /* Removes a key (back to default). */
 SF_API sf_status sf_params_unset(sf_params *params, sf_param key);
-/* SF_ERR_NOT_FOUND when the key is unset. The string stays owned by params and is valid
+/* SF_ERR_NOT_FOUND (with a message naming the key) when the key is unset; SF_ERR_INVALID_ARGUMENT
+ * when it holds another type. The string stays owned by params and is valid
  * until the key is set again or params is destroyed. */
 SF_API sf_status sf_params_get_int(const sf_params *params, sf_param key, int64_t *out_value);
 SF_API sf_status sf_params_get_float(const sf_params *params, sf_param key, double *out_value);
@@ -164,8 +210,9 @@ typedef void (*sf_log_fn)(void *user_data, sf_log_level level, const char *messa
 /* Creates a context with default options (one thread per core, logging off). */
 SF_API sf_status sf_context_create(sf_context **out_ctx);
 SF_API void sf_context_destroy(sf_context *ctx);
-/* Sets SF_PARAM_THREADS or SF_PARAM_LOG_LEVEL. Changing the thread count while a job
- * of this context is running is SF_ERR_BAD_STATE. */
+/* Sets SF_PARAM_THREADS or SF_PARAM_LOG_LEVEL. Changing the thread count while a network
+ * call of this context is running is SF_ERR_BAD_STATE. More threads than online CPUs are
+ * allowed but logged as a warning: oversubscribed workers make every step much slower. */
 SF_API sf_status sf_context_set_int(sf_context *ctx, sf_param key, int64_t value);
 SF_API sf_status sf_context_get_int(const sf_context *ctx, sf_param key, int64_t *out_value);
 /* callback may be NULL to stop logging. */
@@ -220,12 +267,16 @@ typedef enum sf_info {
   SF_INFO_DEFAULT_WIDTH = 5,   /* int: pixels */
   SF_INFO_DEFAULT_HEIGHT = 6,  /* int: pixels */
   SF_INFO_VAE_SCALE = 7,       /* float: latent scaling factor (0.18215 for SD-1.x) */
-  SF_INFO_ARENA_BYTES = 8,     /* int: activation memory of all networks, each planned
-                                * (and kept) for the size of its last run */
+  SF_INFO_ARENA_BYTES = 8,     /* int: activation memory held by the pipeline's run states:
+                                * one workspace per run in flight (shared by its networks,
+                                * sized for the largest) plus one kept for the next run */
   SF_INFO_PARAMETERS = 9,      /* int: parameters of the built networks */
   SF_INFO_LAST_MACS = 10,      /* float: multiply-accumulates of the last network call
                                   (conv + linear + attention matmuls) */
-  SF_INFO_LAST_ATTENTION_MACS = 11 /* float: the attention part of SF_INFO_LAST_MACS */
+  SF_INFO_LAST_ATTENTION_MACS = 11, /* float: the attention part of SF_INFO_LAST_MACS */
+  SF_INFO_SIZE_MULTIPLE = 12,  /* int: image sides must be multiples of this: the decoder's
+                                * factor times 2^(the UNet's down-samplings); 64 for SD-1.x */
+  SF_INFO_ACTIVE_RUNS = 13     /* int: runs in flight now (jobs alive, calls in progress) */
 } sf_info;
 
 SF_API sf_status sf_pipeline_get_int(const sf_pipeline *pipeline, sf_info key, int64_t *out_value);
@@ -250,28 +301,60 @@ SF_API sf_status sf_encode_ids(sf_pipeline *pipeline, const int32_t *ids, size_t
 SF_API sf_status sf_encode_prompt(sf_pipeline *pipeline, const char *prompt, int clip_skip, float *out,
                                   size_t out_count);
 
+/* The vocabulary entry of a token id, in the tokenizer's byte-level form ("photo</w>",
+ * "<|startoftext|>"), NUL-terminated into buffer (capacity bytes; buffer may be NULL when
+ * capacity is 0); *out_needed (may be NULL) receives its size including the NUL.
+ * SF_ERR_NOT_FOUND for an id outside the vocabulary. Since 1.1. */
+SF_API sf_status sf_token_text(sf_pipeline *pipeline, int32_t id, char *buffer, size_t capacity,
+                               size_t *out_needed);
+
 /* One UNet evaluation: latents NCHW [batch, C, height, width] (latent pixels, multiples of
- * 8), one timestep per batch item, text embeddings [batch, tokens, hidden]; out has the
- * latents' shape (noise, velocity or sample, as the model was trained). */
-SF_API sf_status sf_unet_predict(sf_pipeline *pipeline, const float *latents, size_t batch, size_t height,
-                                 size_t width, const float *timesteps, const float *text_embeddings,
-                                 size_t tokens, float *out);
+ * 2^(the UNet's down-samplings)), one timestep per batch item, text embeddings [batch,
+ * tokens, hidden]; out has the latents' shape (noise, velocity or sample, as the model was
+ * trained). latents_count must be batch*C*height*width, timesteps_count batch,
+ * text_count batch*tokens*hidden; out_capacity at least latents_count. Since 1.1. */
+SF_API sf_status sf_unet_predict_v2(sf_pipeline *pipeline, const float *latents, size_t latents_count,
+                                    size_t batch, size_t height, size_t width, const float *timesteps,
+                                    size_t timesteps_count, const float *text_embeddings, size_t text_count,
+                                    size_t tokens, float *out, size_t out_capacity);
 
-/* Flags of sf_decode_latents / sf_encode_image. */
-#define SF_LATENTS_UNSCALED 1u /* latents are already divided by the VAE scaling factor
-                                  (decode), or are returned without multiplying (encode) */
-#define SF_IMAGE_RAW 2u        /* TAESD: the network's own output range instead of [-1, 1] */
+/* Flags of sf_decode_latents_v2 / sf_encode_image_v2. */
+#define SF_LATENTS_UNSCALED 1u /* latents are already divided by the decoder's scaling factor
+                                  (decode), or are returned without multiplying (encode); for
+                                  TAESD, whose factor is 1.0, this changes nothing */
+#define SF_IMAGE_RAW 2u        /* images in the network's own range: TAESD's [0, 1] instead of
+                                  [-1, 1] (decode: output, encode: input); the VAE's own range
+                                  is [-1, 1], so for it this changes nothing */
 
-/* Latents NCHW [batch, C, height, width] -> image NCHW [batch, 3, 8*height, 8*width] in
- * [-1, 1] (not clamped). decoder: SF_NET_VAE_DECODER or SF_NET_TAESD_DECODER. Latents are
- * in pipeline space (multiplied by the scaling factor) unless SF_LATENTS_UNSCALED. */
-SF_API sf_status sf_decode_latents(sf_pipeline *pipeline, sf_network decoder, const float *latents,
-                                   size_t batch, size_t height, size_t width, uint32_t flags, float *image);
-/* Image NCHW [batch, 3, height, width] in [-1, 1] -> latent mean (and log-variance, may
- * be NULL; TAESD has none) NCHW [batch, C, height/8, width/8], scaled to pipeline space
- * unless SF_LATENTS_UNSCALED. encoder: SF_NET_VAE_ENCODER or SF_NET_TAESD_ENCODER. */
-SF_API sf_status sf_encode_image(sf_pipeline *pipeline, sf_network encoder, const float *image, size_t batch,
-                                 size_t height, size_t width, uint32_t flags, float *mean, float *logvar);
+/* Latents NCHW [batch, C, height, width] -> image NCHW [batch, 3, f*height, f*width] in
+ * [-1, 1] (not clamped), f = the decoder's factor (8 for SD-1.x). decoder:
+ * SF_NET_VAE_DECODER or SF_NET_TAESD_DECODER. Latents are in pipeline space (multiplied by
+ * the scaling factor) unless SF_LATENTS_UNSCALED. latents_count must be batch*C*height*width;
+ * image_capacity at least batch*3*(f*height)*(f*width). Since 1.1. */
+SF_API sf_status sf_decode_latents_v2(sf_pipeline *pipeline, sf_network decoder, const float *latents,
+                                      size_t latents_count, size_t batch, size_t height, size_t width,
+                                      uint32_t flags, float *image, size_t image_capacity);
+/* Image NCHW [batch, 3, height, width] in [-1, 1] (sides multiples of the encoder's factor f)
+ * -> latent mean (and log-variance, may be NULL with capacity 0; TAESD has none) NCHW
+ * [batch, C, height/f, width/f], scaled to pipeline space unless SF_LATENTS_UNSCALED.
+ * encoder: SF_NET_VAE_ENCODER or SF_NET_TAESD_ENCODER. image_count must be
+ * batch*3*height*width; mean_capacity (and logvar_capacity) at least batch*C*(height/f)*
+ * (width/f). Since 1.1. */
+SF_API sf_status sf_encode_image_v2(sf_pipeline *pipeline, sf_network encoder, const float *image,
+                                    size_t image_count, size_t batch, size_t height, size_t width, uint32_t flags,
+                                    float *mean, size_t mean_capacity, float *logvar, size_t logvar_capacity);
+
+/* Version 1 of the three calls above: the same, without buffer sizes (a wrong shape from a
+ * binding overruns the caller's buffers). Kept working; use the _v2 functions. */
+SF_API SF_DEPRECATED("use sf_unet_predict_v2") sf_status sf_unet_predict(
+    sf_pipeline *pipeline, const float *latents, size_t batch, size_t height, size_t width, const float *timesteps,
+    const float *text_embeddings, size_t tokens, float *out);
+SF_API SF_DEPRECATED("use sf_decode_latents_v2") sf_status sf_decode_latents(
+    sf_pipeline *pipeline, sf_network decoder, const float *latents, size_t batch, size_t height, size_t width,
+    uint32_t flags, float *image);
+SF_API SF_DEPRECATED("use sf_encode_image_v2") sf_status sf_encode_image(
+    sf_pipeline *pipeline, sf_network encoder, const float *image, size_t batch, size_t height, size_t width,
+    uint32_t flags, float *mean, float *logvar);
 
 /* ---------------------------------------------------------------------------------- */
 /* Random numbers: PyTorch's CPU generator, bit for bit                                */
@@ -300,7 +383,8 @@ SF_API sf_status sf_rng_rand(sf_rng *rng, float *out, size_t count);
 /* ---------------------------------------------------------------------------------- */
 
 typedef enum sf_sampler {
-  SF_SAMPLER_DEFAULT = 0,   /* the folder's scheduler (DDIM when its class is unknown) */
+  SF_SAMPLER_DEFAULT = 0,   /* the folder's scheduler (DDIM when its class is unknown; SD-1.5's
+                             * PNDM when there is no scheduler config) */
   SF_SAMPLER_DDIM = 1,      /* eta 0 */
   SF_SAMPLER_PNDM = 2,      /* PLMS (skip_prk_steps), what SD-1.5 folders ship */
   SF_SAMPLER_EULER = 3,
@@ -373,10 +457,13 @@ typedef struct sf_job sf_job;
 
 /* Starts a generation: encodes the prompts, draws the initial latents (or takes
  * SF_PARAM_LATENTS), prepares the scheduler. params is read during the call only. The
- * job borrows the pipeline: one job per pipeline at a time. */
+ * job borrows the pipeline, which must outlive it; several jobs (from different threads)
+ * may run on one pipeline at once (see Threading). Sizes are checked here: width and height
+ * must be multiples of SF_INFO_SIZE_MULTIPLE. */
 SF_API sf_status sf_job_start(sf_pipeline *pipeline, const sf_params *params, sf_job **out_job);
-/* Runs one denoising step. Returns SF_OK, SF_ERR_CANCELLED after sf_job_cancel (the job
- * can then only be destroyed), or SF_ERR_BAD_STATE when all steps are done. */
+/* Runs one denoising step. Returns SF_OK, SF_ERR_CANCELLED after sf_job_cancel or
+ * sf_pipeline_cancel (the job can then only be destroyed), or SF_ERR_BAD_STATE when all
+ * steps are done. */
 SF_API sf_status sf_job_step(sf_job *job);
 SF_API int sf_job_steps_done(const sf_job *job);
 SF_API int sf_job_steps_total(const sf_job *job);
@@ -389,17 +476,40 @@ SF_API sf_status sf_job_latents(const sf_job *job, float *out, size_t count);
 SF_API sf_status sf_job_preview(sf_job *job, sf_image **out_image);
 /* Runs the remaining steps and decodes the final image. */
 SF_API sf_status sf_job_finish(sf_job *job, sf_image **out_image);
-/* Thread-safe: the running or next step returns SF_ERR_CANCELLED promptly. */
+/* Thread-safe: this job's running or next step returns SF_ERR_CANCELLED promptly. Affects
+ * only this job. */
 SF_API void sf_job_cancel(sf_job *job);
 SF_API void sf_job_destroy(sf_job *job);
+
+/* The seed the job draws its noise from: SF_PARAM_SEED, or the one drawn for SF_SEED_RANDOM.
+ * 0 for NULL. Since 1.1. */
+SF_API uint64_t sf_job_seed(const sf_job *job);
+
+typedef enum sf_layout {
+  SF_LAYOUT_NCHW = 0, /* [3, H, W]: diffusers' output_type "pt" */
+  SF_LAYOUT_NHWC = 1  /* [H, W, 3]: diffusers' output_type "np" */
+} sf_layout;
+/* Floats in the job's final image (3*H*W), to size sf_job_image_f32's buffer; 0 for NULL. */
+SF_API size_t sf_job_image_count(const sf_job *job);
+/* The final image as float32 in [0, 1] before 8-bit rounding ((x/2 + 0.5) clamped, as
+ * diffusers' postprocess), after sf_job_finish (SF_ERR_BAD_STATE before). Since 1.1. */
+SF_API sf_status sf_job_image_f32(const sf_job *job, sf_layout layout, float *out, size_t capacity);
 
 /* Called after every step; return non-zero to stop the run (SF_ERR_CANCELLED). */
 typedef int (*sf_progress_fn)(void *user_data, int step, int total_steps);
 
-/* One-shot generation: sf_job_start, every step, decode. progress may be NULL. */
+/* One-shot generation of one image: sf_job_start, every step, decode. progress may be NULL. */
 SF_API sf_status sf_generate(sf_pipeline *pipeline, const sf_params *params, sf_progress_fn progress,
                              void *user_data, sf_image **out_image);
-/* Thread-safe: cancels whatever the pipeline is running now. */
+/* SF_PARAM_BATCH_COUNT images from consecutive seeds S, S+1, ... (S = SF_PARAM_SEED, or one
+ * drawn for SF_SEED_RANDOM), one after another, into out_images[0..count) in seed order;
+ * capacity must be at least the count. progress sees the steps of the whole batch. On
+ * failure (a cancel included) *out_count says how many images were finished and returned;
+ * the caller destroys them either way. Since 1.1. */
+SF_API sf_status sf_generate_batch(sf_pipeline *pipeline, const sf_params *params, sf_progress_fn progress,
+                                   void *user_data, sf_image **out_images, size_t capacity, size_t *out_count);
+/* Thread-safe: cancels every run of the pipeline in flight now (jobs alive, generate and
+ * building-block calls in progress); runs started later are not affected. */
 SF_API void sf_pipeline_cancel(sf_pipeline *pipeline);
 
 /* ---------------------------------------------------------------------------------- */
@@ -409,10 +519,12 @@ SF_API void sf_pipeline_cancel(sf_pipeline *pipeline);
 /* A sampler's state, with diffusers' arithmetic (timesteps, sigmas, step()). */
 typedef struct sf_schedule sf_schedule;
 
-/* config_json: the text of a diffusers scheduler_config.json (NULL: SD-1.5's). Keys the
- * file lacks take the sampler class's own defaults, as diffusers' from_config does.
- * overrides may be NULL (SF_PARAM_PREDICTION_TYPE, SF_PARAM_TIMESTEP_SPACING,
- * SF_PARAM_KARRAS_SIGMAS). SF_SAMPLER_DEFAULT takes the class named in the file. */
+/* config_json: the text of a diffusers scheduler_config.json (NULL: SD-1.5's, the same default
+ * a generation uses for a folder without scheduler). Keys the file lacks take the sampler
+ * class's own defaults, as diffusers' from_config does. overrides may be NULL
+ * (SF_PARAM_PREDICTION_TYPE, SF_PARAM_TIMESTEP_SPACING, SF_PARAM_KARRAS_SIGMAS — an explicit 0
+ * switches Karras sigmas off — and SF_PARAM_ETA), read exactly as a generation reads them.
+ * SF_SAMPLER_DEFAULT takes the class named in the file (DDIM when unknown). */
 SF_API sf_status sf_schedule_create(sf_sampler sampler, const char *config_json, const sf_params *overrides,
                                     sf_schedule **out_schedule);
 SF_API void sf_schedule_destroy(sf_schedule *schedule);
@@ -440,6 +552,27 @@ SF_API int sf_schedule_step_needs_noise(const sf_schedule *schedule, int i);
  * sf_schedule_timestep and sf_schedule_init_noise_sigma return NaN before set_steps. */
 SF_API sf_status sf_schedule_step(sf_schedule *schedule, int i, const float *model_output, float *sample,
                                   size_t count, const float *noise);
+
+/* img2img from the building blocks (since 1.1): after set_steps, the evaluation index the
+ * loop starts at for strength in [0, 1] (StableDiffusionImg2ImgPipeline.get_timesteps; it
+ * also fixes where add_noise looks its sigma up), or -1 with a message when strength leaves no
+ * step. The first sf_schedule_step is then i = that index. */
+SF_API int sf_schedule_begin_index(sf_schedule *schedule, double strength);
+/* out = the scheduler's add_noise(original, noise, timestep of evaluation i), for count
+ * values (out may alias original). */
+SF_API sf_status sf_schedule_add_noise(const sf_schedule *schedule, int i, const float *original,
+                                       const float *noise, float *out, size_t count);
+
+/* The training schedule's tables (num_train_timesteps entries, float32 as torch holds them).
+ * out NULL with capacity 0 is a size query. Since 1.1. */
+typedef enum sf_schedule_table {
+  SF_TABLE_BETAS = 1,
+  SF_TABLE_ALPHAS_CUMPROD = 2
+} sf_schedule_table;
+SF_API sf_status sf_schedule_get_table(const sf_schedule *schedule, sf_schedule_table table, float *out,
+                                       size_t capacity, size_t *out_count);
+/* final_alpha_cumprod (1 with set_alpha_to_one, else alphas_cumprod[0]); NaN for NULL. */
+SF_API double sf_schedule_final_alpha_cumprod(const sf_schedule *schedule);
 
 #ifdef __cplusplus
 }

@@ -43,8 +43,12 @@ static void test_invalid_params(void) {
     sf_status want;
     const char *word;
   } cases[] = {
-      {SF_PARAM_WIDTH, 0, 60, SF_ERR_INVALID_ARGUMENT, "multiples of 8"},
-      {SF_PARAM_HEIGHT, 0, -8, SF_ERR_INVALID_ARGUMENT, "multiples of 8"},
+      {SF_PARAM_WIDTH, 0, 60, SF_ERR_INVALID_ARGUMENT, "multiples of 16"},
+      /* a multiple of 8 that the UNet's down-sampling cannot take: refused up front */
+      {SF_PARAM_WIDTH, 0, 72, SF_ERR_INVALID_ARGUMENT, "multiples of 16"},
+      {SF_PARAM_HEIGHT, 0, -8, SF_ERR_INVALID_ARGUMENT, "height -8"},
+      {SF_PARAM_GUIDANCE_SCALE, 1, 1e300, SF_ERR_INVALID_ARGUMENT, "guidance"},
+      {SF_PARAM_BATCH_COUNT, 0, 2, SF_ERR_INVALID_ARGUMENT, "sf_generate_batch"},
       {SF_PARAM_STEPS, 0, 0, SF_ERR_INVALID_ARGUMENT, "steps"},
       {SF_PARAM_GUIDANCE_SCALE, 1, NAN, SF_ERR_INVALID_ARGUMENT, "guidance"},
       {SF_PARAM_STRENGTH, 1, 1.5, SF_ERR_INVALID_ARGUMENT, "strength"},
@@ -115,7 +119,9 @@ static void test_reproducible_and_stepwise(void) {
   CHECK_EQ_INT(sf_pipeline_get_int(pipe_, SF_INFO_ARENA_BYTES, &arena), SF_OK);
   CHECK(arena > 0);
   static float big_latents[4 * 32 * 32], big_image[3 * 256 * 256];
-  CHECK_EQ_INT(sf_decode_latents(pipe_, SF_NET_VAE_DECODER, big_latents, 1, 32, 32, 0, big_image), SF_OK);
+  CHECK_EQ_INT(sf_decode_latents_v2(pipe_, SF_NET_VAE_DECODER, big_latents, 4 * 32 * 32, 1, 32, 32, 0, big_image,
+                                    3 * 256 * 256),
+               SF_OK);
   CHECK_EQ_INT(sf_pipeline_get_int(pipe_, SF_INFO_ARENA_BYTES, &arena_big), SF_OK);
   CHECK_MSG(arena_big > arena, "arena %lld after a 256x256 decode, %lld before", (long long)arena_big,
             (long long)arena);

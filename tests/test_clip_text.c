@@ -17,6 +17,7 @@
 #include "io/model_folder.h"
 #include "models/clip_text.h"
 #include "test.h"
+#include "test_exec.h"
 
 /* ---- a synthetic checkpoint -------------------------------------------------------------- */
 
@@ -297,7 +298,7 @@ static void test_synthetic(const char *dir, int gelu) {
     double ref[B * T * 16];
     for (int skip = 0; skip <= 2; skip++) {
       sf_diag_clear(&d);
-      CHECK_EQ_INT(sf_clip_text_run(m, NULL, ids, B, T, skip, out, &d), SF_OK);
+      CHECK_EQ_INT(sf_clip_text_run(m, TX(NULL), TP(), ids, B, T, skip, out, &d), SF_OK);
       ref_forward(c, &k, ids, B, T, skip, ref);
       double e = 0;
       for (size_t i = 0; i < sizeof ref / sizeof ref[0]; i++) e = fmax(e, fabs(out[i] - ref[i]));
@@ -305,7 +306,7 @@ static void test_synthetic(const char *dir, int gelu) {
       CHECK_MSG(e < 2e-5, "clip_skip %d: %.3g", skip, e);
     }
     /* pooled with a non-legacy eos id: first occurrence, else row 0 */
-    CHECK_EQ_INT(sf_clip_text_run(m, NULL, ids, B, T, 0, out, &d), SF_OK);
+    CHECK_EQ_INT(sf_clip_text_run(m, TX(NULL), TP(), ids, B, T, 0, out, &d), SF_OK);
     float pooled[B * 16];
     CHECK_EQ_INT(sf_clip_text_pooled(m, ids, B, T, out, pooled, &d), SF_OK);
     CHECK(memcmp(pooled + 16, out + (T + 4) * 16, 16 * sizeof(float)) == 0);
@@ -315,19 +316,19 @@ static void test_synthetic(const char *dir, int gelu) {
     memcpy(bad, ids, sizeof bad);
     bad[3] = (int32_t)k.vocab;
     sf_diag_clear(&d);
-    CHECK_EQ_INT(sf_clip_text_run(m, NULL, bad, 1, T, 0, out, &d), SF_ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(sf_clip_text_run(m, TX(NULL), TP(), bad, 1, T, 0, out, &d), SF_ERR_INVALID_ARGUMENT);
     bad[3] = -1;
     sf_diag_clear(&d);
-    CHECK_EQ_INT(sf_clip_text_run(m, NULL, bad, 1, T, 0, out, &d), SF_ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(sf_clip_text_run(m, TX(NULL), TP(), bad, 1, T, 0, out, &d), SF_ERR_INVALID_ARGUMENT);
     sf_diag_clear(&d);
-    CHECK_EQ_INT(sf_clip_text_run(m, NULL, ids, 1, (size_t)k.pos + 1, 0, out, &d), SF_ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(sf_clip_text_run(m, TX(NULL), TP(), ids, 1, (size_t)k.pos + 1, 0, out, &d), SF_ERR_INVALID_ARGUMENT);
     sf_diag_clear(&d);
-    CHECK_EQ_INT(sf_clip_text_run(m, NULL, ids, 1, T, 3, out, &d), SF_ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(sf_clip_text_run(m, TX(NULL), TP(), ids, 1, T, 3, out, &d), SF_ERR_INVALID_ARGUMENT);
     sf_diag_clear(&d);
-    CHECK_EQ_INT(sf_clip_text_run(m, NULL, ids, 0, T, 0, out, &d), SF_ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(sf_clip_text_run(m, TX(NULL), TP(), ids, 0, T, 0, out, &d), SF_ERR_INVALID_ARGUMENT);
     /* still usable after refused calls */
     sf_diag_clear(&d);
-    CHECK_EQ_INT(sf_clip_text_run(m, NULL, ids, B, T, 0, out, &d), SF_OK);
+    CHECK_EQ_INT(sf_clip_text_run(m, TX(NULL), TP(), ids, B, T, 0, out, &d), SF_OK);
     sf_clip_text_destroy(m);
   }
 
@@ -501,7 +502,7 @@ static void test_fixture(const char *fx) {
       float *ref = fx_f32(st, key, &nref);
       CHECK(ref != NULL && nref == n);
       sf_diag_clear(&d);
-      CHECK_EQ_INT(sf_clip_text_run(m, NULL, ids, B, T, outs[o].skip, out, &d), SF_OK);
+      CHECK_EQ_INT(sf_clip_text_run(m, TX(NULL), TP(), ids, B, T, outs[o].skip, out, &d), SF_OK);
       fx_result r;
       int ok = ref && nref == n && fx_compare(cs, outs[o].name, out, ref, n, &r);
       if (ref && nref == n)
@@ -524,7 +525,7 @@ static void test_fixture(const char *fx) {
         double worst = 0;
         for (size_t b = 0; b < B; b++) {
           sf_diag_clear(&d);
-          CHECK_EQ_INT(sf_clip_text_run(m, NULL, ids + b * T, 1, T, 0, one, &d), SF_OK);
+          CHECK_EQ_INT(sf_clip_text_run(m, TX(NULL), TP(), ids + b * T, 1, T, 0, one, &d), SF_OK);
           worst = fmax(worst, max_abs_diff(one, out + b * T * D, T * D));
         }
         printf("batch 1 vs batch %zu: max diff %.3g\n", B, worst);
@@ -534,22 +535,22 @@ static void test_fixture(const char *fx) {
         pthreadpool_t pool = pthreadpool_create(2);
         CHECK(pool != NULL);
         sf_diag_clear(&d);
-        CHECK_EQ_INT(sf_clip_text_run(m, pool, ids, B, T, 0, out2, &d), SF_OK);
+        CHECK_EQ_INT(sf_clip_text_run(m, TX(pool), TP(), ids, B, T, 0, out2, &d), SF_OK);
         CHECK_MSG(memcmp(out, out2, n * sizeof *out) == 0, "2 threads differ by %.3g", max_abs_diff(out, out2, n));
         /* and back to the calling thread (re-plan for the thread count) */
         sf_diag_clear(&d);
-        CHECK_EQ_INT(sf_clip_text_run(m, NULL, ids, B, T, 0, out2, &d), SF_OK);
+        CHECK_EQ_INT(sf_clip_text_run(m, TX(NULL), TP(), ids, B, T, 0, out2, &d), SF_OK);
         CHECK(memcmp(out, out2, n * sizeof *out) == 0);
         pthreadpool_destroy(pool);
 
         sf_diag plan = {0};
-        CHECK_MSG(sf_graph_check_plan(sf_clip_text_graph(m), &plan) == 0, "%s", plan.msg);
+        CHECK_MSG(sf_plan_check(sf_clip_text_graph(m), TP(), &plan) == 0, "%s", plan.msg);
 
         /* an id past the vocabulary */
         int32_t saved = ids[5];
         ids[5] = (int32_t)cfg.vocab;
         sf_diag_clear(&d);
-        CHECK_EQ_INT(sf_clip_text_run(m, NULL, ids, B, T, 0, out2, &d), SF_ERR_INVALID_ARGUMENT);
+        CHECK_EQ_INT(sf_clip_text_run(m, TX(NULL), TP(), ids, B, T, 0, out2, &d), SF_ERR_INVALID_ARGUMENT);
         CHECK_MSG(strstr(d.msg, "vocabulary") != NULL, "%s", d.msg);
         ids[5] = saved;
       }
@@ -608,7 +609,7 @@ static void test_clip_l_random(void) {
     float *out = malloc(2 * T * cfg.hidden * sizeof *out);
     pthreadpool_t pool = pthreadpool_create(2);
     t0 = now_s();
-    CHECK_EQ_INT(sf_clip_text_run(m, pool, ids, 2, T, 0, out, &d), SF_OK);
+    CHECK_EQ_INT(sf_clip_text_run(m, TX(pool), TP(), ids, 2, T, 0, out, &d), SF_OK);
     printf("CLIP-L random: batch 2 x %zu tokens on 2 threads in %.2f s (incl. planning)\n", T, now_s() - t0);
     size_t bad = 0;
     double rms = 0;
@@ -620,7 +621,7 @@ static void test_clip_l_random(void) {
     printf("CLIP-L random: output rms %.3f, %zu non-finite\n", rms, bad);
     CHECK_EQ_INT(bad, 0);
     CHECK(rms > 0.1 && rms < 10); /* final LN with unit gamma: ~1 */
-    CHECK_EQ_INT(sf_clip_text_run(m, pool, ids, 2, T, 1, out, &d), SF_OK);
+    CHECK_EQ_INT(sf_clip_text_run(m, TX(pool), TP(), ids, 2, T, 1, out, &d), SF_OK);
     pthreadpool_destroy(pool);
     free(out);
     free(ids);

@@ -14,6 +14,7 @@
 #include "io/model_folder.h"
 #include "models/taesd.h"
 #include "test.h"
+#include "test_exec.h"
 
 /* ---- writing modified checkpoints ---------------------------------------------------------- */
 
@@ -118,14 +119,14 @@ static void run_cases(sf_taesd *t, const case_data *dec, const case_data *enc, p
   sf_diag d = {0};
   char l[128];
   if (sf_taesd_parts(t) & SF_TAESD_DECODER) {
-    CHECK_MSG(sf_taesd_decode(t, pool, NULL, dec->in, dec->in_dims[0], dec->in_dims[2], dec->in_dims[3], 1, img, &d) ==
+    CHECK_MSG(sf_taesd_decode(t, TX(pool), TP(), dec->in, dec->in_dims[0], dec->in_dims[2], dec->in_dims[3], SF_TAESD_RAW, img, &d) ==
                   SF_OK,
               "%s", d.msg);
     snprintf(l, sizeof l, "taesd/decode (%s)", label);
     CHECK(report(dec->c, l, "image", img, dec->ref, dec->n_out));
   }
   if (sf_taesd_parts(t) & SF_TAESD_ENCODER) {
-    CHECK_MSG(sf_taesd_encode(t, pool, NULL, enc->in, enc->in_dims[0], enc->in_dims[2], enc->in_dims[3], 1, lat, &d) ==
+    CHECK_MSG(sf_taesd_encode(t, TX(pool), TP(), enc->in, enc->in_dims[0], enc->in_dims[2], enc->in_dims[3], SF_TAESD_RAW, lat, &d) ==
                   SF_OK,
               "%s", d.msg);
     snprintf(l, sizeof l, "taesd/encode (%s)", label);
@@ -169,19 +170,19 @@ static void test_fixtures(const char *fx) {
 
     /* Public ranges: decoder output mapped to [-1, 1] exactly as x*2-1; encoder input
      * [-1, 1] mapped back to [0, 1]. */
-    CHECK_EQ_INT(sf_taesd_decode(t, NULL, NULL, dec.in, dec.in_dims[0], dec.in_dims[2], dec.in_dims[3], 0, img2, &d),
+    CHECK_EQ_INT(sf_taesd_decode(t, TX(NULL), TP(), dec.in, dec.in_dims[0], dec.in_dims[2], dec.in_dims[3], 0, img2, &d),
                  SF_OK);
+    sf_diag pd = {0};
+    CHECK_MSG(sf_plan_check(sf_taesd_decoder_graph(t), TP(), &pd) == 0, "%s", pd.msg);
     size_t mism = 0;
     for (size_t i = 0; i < dec.n_out; i++) mism += img2[i] != img[i] * 2.0f - 1.0f;
     CHECK_EQ_INT(mism, 0);
     float *pm = malloc(enc.n_in * sizeof *pm);
     for (size_t i = 0; i < enc.n_in; i++) pm[i] = enc.in[i] * 2.0f - 1.0f;
-    CHECK_EQ_INT(sf_taesd_encode(t, NULL, NULL, pm, enc.in_dims[0], enc.in_dims[2], enc.in_dims[3], 0, lat2, &d), SF_OK);
+    CHECK_EQ_INT(sf_taesd_encode(t, TX(NULL), TP(), pm, enc.in_dims[0], enc.in_dims[2], enc.in_dims[3], 0, lat2, &d), SF_OK);
     CHECK(report(enc.c, "taesd/encode (image given in [-1, 1])", "latents", lat2, enc.ref, enc.n_out));
     free(pm);
-    sf_diag pd = {0};
-    CHECK_MSG(sf_graph_check_plan(sf_taesd_decoder_graph(t), &pd) == 0, "%s", pd.msg);
-    CHECK_MSG(sf_graph_check_plan(sf_taesd_encoder_graph(t), &pd) == 0, "%s", pd.msg);
+    CHECK_MSG(sf_plan_check(sf_taesd_encoder_graph(t), TP(), &pd) == 0, "%s", pd.msg);
   }
 
   sf_diag e = {0};
@@ -217,7 +218,7 @@ static void test_fixtures(const char *fx) {
     td = sf_taesd_open_dir(tmp, SF_TAESD_DECODER, &e);
     CHECK_MSG(td != NULL, "%s", e.msg);
     if (td) {
-      CHECK_EQ_INT(sf_taesd_encode(td, NULL, NULL, enc.in, 1, enc.in_dims[2], enc.in_dims[3], 1, lat2, &e),
+      CHECK_EQ_INT(sf_taesd_encode(td, TX(NULL), TP(), enc.in, 1, enc.in_dims[2], enc.in_dims[3], SF_TAESD_RAW, lat2, &e),
                    SF_ERR_BAD_STATE);
       sf_diag_clear(&e);
     }
@@ -332,8 +333,8 @@ static void test_random_config(void) {
   float *z = malloc(2 * 4 * h * w * sizeof *z), *img = malloc(2 * 3 * 64 * 96 * sizeof *img);
   float *lat = malloc(2 * 4 * h * w * sizeof *lat);
   for (size_t i = 0; i < 2 * 4 * h * w; i++) z[i] = 3.0f * (float)sin(0.3 * (double)i);
-  CHECK_MSG(sf_taesd_decode(t, NULL, NULL, z, 2, h, w, 0, img, &d) == SF_OK, "%s", d.msg);
-  CHECK_MSG(sf_taesd_encode(t, NULL, NULL, img, 2, 64, 96, 0, lat, &d) == SF_OK, "%s", d.msg);
+  CHECK_MSG(sf_taesd_decode(t, TX(NULL), TP(), z, 2, h, w, 0, img, &d) == SF_OK, "%s", d.msg);
+  CHECK_MSG(sf_taesd_encode(t, TX(NULL), TP(), img, 2, 64, 96, 0, lat, &d) == SF_OK, "%s", d.msg);
   size_t bad = 0;
   double rms = 0;
   for (size_t i = 0; i < 2 * 3 * 64 * 96; i++) {
@@ -345,12 +346,12 @@ static void test_random_config(void) {
   CHECK_EQ_INT(bad, 0);
   CHECK(rms > 0);
   sf_diag e = {0};
-  CHECK_EQ_INT(sf_taesd_encode(t, NULL, NULL, img, 1, 60, 96, 0, lat, &e), SF_ERR_INVALID_ARGUMENT);
+  CHECK_EQ_INT(sf_taesd_encode(t, TX(NULL), TP(), img, 1, 60, 96, 0, lat, &e), SF_ERR_INVALID_ARGUMENT);
 
   /* cancellation is honoured */
   atomic_int cancel = 1;
   sf_diag_clear(&e);
-  CHECK_EQ_INT(sf_taesd_decode(t, NULL, &cancel, z, 2, h, w, 0, img, &e), SF_ERR_CANCELLED);
+  CHECK_EQ_INT(sf_taesd_decode(t, TX_CANCEL(NULL, &cancel), TP(), z, 2, h, w, 0, img, &e), SF_ERR_CANCELLED);
   free(z);
   free(img);
   free(lat);

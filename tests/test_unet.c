@@ -17,6 +17,7 @@
 #include "io/model_folder.h"
 #include "models/unet.h"
 #include "test.h"
+#include "test_exec.h"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
@@ -144,7 +145,7 @@ static void check_replan(sf_unet *u, const case_io *io, const float *out2) {
   float *out1 = malloc(per * sizeof *out1), *again = malloc(io->n * per * sizeof *again);
   sf_diag d = {0};
   for (size_t b = 0; b < io->n && out1 && again; b++) {
-    sf_status s = sf_unet_run(u, NULL, NULL, io->sample + b * per, 1, io->h, io->w, io->t_f32 + b,
+    sf_status s = sf_unet_run(u, TX(NULL), TP(), io->sample + b * per, 1, io->h, io->w, io->t_f32 + b,
                               io->text + b * per_text, io->tokens, out1, &d);
     CHECK_MSG(s == SF_OK, "%s", d.msg);
     double rel = max_rel_diff(out1, out2 + b * per, per);
@@ -154,7 +155,7 @@ static void check_replan(sf_unet *u, const case_io *io, const float *out2) {
   }
   if (again) {
     sf_status s =
-        sf_unet_run(u, NULL, NULL, io->sample, io->n, io->h, io->w, io->t_f32, io->text, io->tokens, again, &d);
+        sf_unet_run(u, TX(NULL), TP(), io->sample, io->n, io->h, io->w, io->t_f32, io->text, io->tokens, again, &d);
     CHECK_MSG(s == SF_OK, "%s", d.msg);
     CHECK_MSG(bit_equal(again, out2, io->n * per), "batch 2 after batch 1 differs from the first batch-2 run");
   }
@@ -168,8 +169,8 @@ static void check_threads(sf_unet *u, const case_io *io) {
   pthreadpool_t p1 = pthreadpool_create(1), p2 = pthreadpool_create(2);
   sf_diag d = {0};
   if (a && b && p1 && p2) {
-    sf_status s1 = sf_unet_run(u, p1, NULL, io->sample, io->n, io->h, io->w, io->t_f32, io->text, io->tokens, a, &d);
-    sf_status s2 = sf_unet_run(u, p2, NULL, io->sample, io->n, io->h, io->w, io->t_f32, io->text, io->tokens, b, &d);
+    sf_status s1 = sf_unet_run(u, TX(p1), TP(), io->sample, io->n, io->h, io->w, io->t_f32, io->text, io->tokens, a, &d);
+    sf_status s2 = sf_unet_run(u, TX(p2), TP(), io->sample, io->n, io->h, io->w, io->t_f32, io->text, io->tokens, b, &d);
     CHECK_MSG(s1 == SF_OK && s2 == SF_OK, "%s", d.msg);
     CHECK_MSG(bit_equal(a, b, count), "1 and 2 threads differ (max rel %g)", max_rel_diff(a, b, count));
     printf("  threads 1 vs 2: %s\n", bit_equal(a, b, count) ? "bit-identical" : "DIFFER");
@@ -186,7 +187,7 @@ static void check_bad_sizes(sf_unet *u, const case_io *io) {
   size_t h = io->h + factor / 2; /* not a multiple: refused before touching the inputs */
   float dummy = 0;
   sf_diag d = {0};
-  sf_status s = sf_unet_run(u, NULL, NULL, &dummy, 1, h, io->w, &dummy, &dummy, 1, &dummy, &d);
+  sf_status s = sf_unet_run(u, TX(NULL), TP(), &dummy, 1, h, io->w, &dummy, &dummy, 1, &dummy, &d);
   CHECK_EQ_INT(s, SF_ERR_INVALID_ARGUMENT);
   CHECK_MSG(strstr(d.msg, "multiple") != NULL, "%s", d.msg);
 }
@@ -220,7 +221,7 @@ static void run_fixture_cases(const fx_manifest *fm) {
     float *out = malloc(count * sizeof *out), *out_passed = malloc(count * sizeof *out);
     sf_diag d = {0};
     sf_status s =
-        out ? sf_unet_run(m->unet, NULL, NULL, io.sample, io.n, io.h, io.w, io.t_f32, io.text, io.tokens, out, &d)
+        out ? sf_unet_run(m->unet, TX(NULL), TP(), io.sample, io.n, io.h, io.w, io.t_f32, io.text, io.tokens, out, &d)
             : SF_ERR_OUT_OF_MEMORY;
     CHECK_MSG(s == SF_OK, "%s: %s", name, d.msg);
     if (s == SF_OK) {
@@ -231,7 +232,7 @@ static void run_fixture_cases(const fx_manifest *fm) {
       CHECK_MSG(pass, "%s: %zu values out of tolerance", name, r.n_bad);
       cases++;
       /* The tensor as passed (int64 0-d, float 0-d, or per-sample) gives the same result. */
-      s = sf_unet_run(m->unet, NULL, NULL, io.sample, io.n, io.h, io.w, io.t_passed, io.text, io.tokens, out_passed,
+      s = sf_unet_run(m->unet, TX(NULL), TP(), io.sample, io.n, io.h, io.w, io.t_passed, io.text, io.tokens, out_passed,
                       &d);
       CHECK_MSG(s == SF_OK && bit_equal(out, out_passed, count), "%s: in.timestep run differs from timestep_f32", name);
       if (!replan_done && io.n == 2) {
@@ -239,7 +240,7 @@ static void run_fixture_cases(const fx_manifest *fm) {
         replan_done = 1;
       }
       if (!threads_done) {
-        CHECK_MSG(sf_graph_check_plan(sf_unet_graph(m->unet), &d) == 0, "%s", d.msg);
+        CHECK_MSG(sf_plan_check(sf_unet_graph(m->unet), TP(), &d) == 0, "%s", d.msg);
         check_threads(m->unet, &io);
         check_bad_sizes(m->unet, &io);
         threads_done = 1;
@@ -449,10 +450,10 @@ static void test_random_build(const char *configs_dir, const char *name, size_t 
     pthreadpool_t pool = NULL; /* a loaded 2-core machine makes pool barriers dominate tiny graphs */
     t0 = now_s();
     sf_status s =
-        x && text && out ? sf_unet_run(u, pool, NULL, x, 1, lat, lat, &t, text, T, out, &d) : SF_ERR_OUT_OF_MEMORY;
+        x && text && out ? sf_unet_run(u, TX(pool), TP(), x, 1, lat, lat, &t, text, T, out, &d) : SF_ERR_OUT_OF_MEMORY;
     double t_run = now_s() - t0;
     t0 = now_s(); /* planned now: the second run measures the graph alone */
-    if (s == SF_OK) s = sf_unet_run(u, pool, NULL, x, 1, lat, lat, &t, text, T, out, &d);
+    if (s == SF_OK) s = sf_unet_run(u, TX(pool), TP(), x, 1, lat, lat, &t, text, T, out, &d);
     double t_rerun = now_s() - t0;
     CHECK_MSG(s == SF_OK, "%s: %s", name, d.msg);
     int finite = s == SF_OK;
@@ -463,12 +464,12 @@ static void test_random_build(const char *configs_dir, const char *name, size_t 
     }
     CHECK_MSG(finite && mag > 0, "%s: output not finite or all zero", name);
     sf_graph_stats st;
-    sf_graph_get_stats(sf_unet_graph(u), &st);
+    sf_graph_get_stats(sf_unet_graph(u), TP(), &st);
     printf(
         "random %-18s %zux%zu: %.1fM params, %.2f GMAC dense + %.3f attention, arena %.1f MiB, build %.1f s, "
         "plan+run %.2f s, run %.2f s: %s\n",
         name, lat, lat, sf_wsrc_param_count(ws) / 1e6, st.macs_dense / 1e9, st.macs_attention / 1e9,
-        sf_graph_arena_bytes(sf_unet_graph(u)) / 1048576.0, t_build, t_run, t_rerun, finite ? "finite" : "NOT FINITE");
+        sf_plan_arena_bytes(TP()) / 1048576.0, t_build, t_run, t_rerun, finite ? "finite" : "NOT FINITE");
     free(x);
     free(text);
     free(out);
@@ -509,16 +510,16 @@ static float *run_variant(int downsample_padding, size_t batch, const float *x, 
   size_t h = 8, w = 12, per = 3 * h * w;
   float *out = u ? malloc(batch * per * sizeof *out) : NULL;
   if (out) {
-    sf_status s = sf_unet_run(u, NULL, NULL, x, batch, h, w, t, text, T, out, &d);
+    sf_status s = sf_unet_run(u, TX(NULL), TP(), x, batch, h, w, t, text, T, out, &d);
     CHECK_MSG(s == SF_OK, "variant run: %s", d.msg);
     int finite = s == SF_OK;
     for (size_t i = 0; finite && i < batch * per; i++) finite = isfinite(out[i]);
     CHECK_MSG(finite, "variant output not finite");
-    CHECK_MSG(sf_graph_check_plan(sf_unet_graph(u), &d) == 0, "%s", d.msg);
+    CHECK_MSG(sf_plan_check(sf_unet_graph(u), TP(), &d) == 0, "%s", d.msg);
     /* Each item of the batch alone gives the same result (per-sample t and text). */
     float *one = malloc(per * sizeof *one);
     for (size_t b = 0; one && b < batch; b++) {
-      s = sf_unet_run(u, NULL, NULL, x + b * 9 * h * w, 1, h, w, t + b, text + b * T * 24, T, one, &d);
+      s = sf_unet_run(u, TX(NULL), TP(), x + b * 9 * h * w, 1, h, w, t + b, text + b * T * 24, T, one, &d);
       CHECK_MSG(s == SF_OK && max_rel_diff(one, out + b * per, per) <= 1e-6, "variant item %zu alone differs", b);
     }
     free(one);

@@ -15,6 +15,7 @@
 #include "io/model_folder.h"
 #include "models/vae.h"
 #include "test.h"
+#include "test_exec.h"
 
 static double now_s(void) { /* informational timings only */
   struct timespec ts;
@@ -125,20 +126,20 @@ static float *check_decode_case(sf_vae *v, const fx_manifest *m, const char *nam
   sf_diag d = {0};
   char label[128];
 
-  CHECK_MSG(sf_vae_decode(v, NULL, NULL, z, zd[0], zd[2], zd[3], 1, img, &d) == SF_OK, "%s", d.msg);
+  CHECK_MSG(sf_vae_decode(v, TX(NULL), TP(), z, zd[0], zd[2], zd[3], 1, img, &d) == SF_OK, "%s", d.msg);
   snprintf(label, sizeof label, "%s (z pre-scaled)", name);
   CHECK(report(c, label, "image", img, ref, ni));
 
-  CHECK_MSG(sf_vae_decode(v, p2, NULL, z, zd[0], zd[2], zd[3], 1, img2, &d) == SF_OK, "%s", d.msg);
+  CHECK_MSG(sf_vae_decode(v, TX(p2), TP(), z, zd[0], zd[2], zd[3], 1, img2, &d) == SF_OK, "%s", d.msg);
   CHECK_MSG(memcmp(img, img2, ni * sizeof *img) == 0, "%s: 1 vs 2 threads differ", name);
 
   /* Pipeline-space latents divided inside: same reference. */
-  CHECK_MSG(sf_vae_decode(v, NULL, NULL, lat, zd[0], zd[2], zd[3], 0, img2, &d) == SF_OK, "%s", d.msg);
+  CHECK_MSG(sf_vae_decode(v, TX(NULL), TP(), lat, zd[0], zd[2], zd[3], 0, img2, &d) == SF_OK, "%s", d.msg);
   snprintf(label, sizeof label, "%s (latents / scaling_factor)", name);
   CHECK(report(c, label, "image", img2, ref, ni));
 
   sf_diag pd = {0};
-  CHECK_MSG(sf_graph_check_plan(sf_vae_decoder_graph(v), &pd) == 0, "%s", pd.msg);
+  CHECK_MSG(sf_plan_check(sf_vae_decoder_graph(v), TP(), &pd) == 0, "%s", pd.msg);
   free(z);
   free(lat);
   free(ref);
@@ -162,21 +163,21 @@ static void check_encode_case(sf_vae *v, const fx_manifest *m, pthreadpool_t p2)
   float *mean = malloc(nm * sizeof *mean), *lv = malloc(nm * sizeof *lv);
   float *mean2 = malloc(nm * sizeof *mean), *lv2 = malloc(nm * sizeof *lv);
   sf_diag d = {0};
-  CHECK_MSG(sf_vae_encode(v, NULL, NULL, img, id[0], id[2], id[3], mean, lv, &d) == SF_OK, "%s", d.msg);
+  CHECK_MSG(sf_vae_encode(v, TX(NULL), TP(), img, id[0], id[2], id[3], mean, lv, &d) == SF_OK, "%s", d.msg);
   CHECK(md[2] * sf_vae_scale_factor(v) == id[2] && md[3] * sf_vae_scale_factor(v) == id[3]);
   CHECK(report(c, "vae/encode mean", "mean", mean, rmean, nm));
   CHECK(report(c, "vae/encode logvar", "logvar", lv, rlv, nm));
-  CHECK_MSG(sf_vae_encode(v, p2, NULL, img, id[0], id[2], id[3], mean2, lv2, &d) == SF_OK, "%s", d.msg);
+  CHECK_MSG(sf_vae_encode(v, TX(p2), TP(), img, id[0], id[2], id[3], mean2, lv2, &d) == SF_OK, "%s", d.msg);
   CHECK_MSG(memcmp(mean, mean2, nm * sizeof *mean) == 0 && memcmp(lv, lv2, nm * sizeof *lv) == 0,
             "encode: 1 vs 2 threads differ");
   /* logvar is optional */
-  CHECK_MSG(sf_vae_encode(v, NULL, NULL, img, id[0], id[2], id[3], mean2, NULL, &d) == SF_OK, "%s", d.msg);
+  CHECK_MSG(sf_vae_encode(v, TX(NULL), TP(), img, id[0], id[2], id[3], mean2, NULL, &d) == SF_OK, "%s", d.msg);
   CHECK(memcmp(mean, mean2, nm * sizeof *mean) == 0);
   /* sides that are not multiples of the downsampling factor are refused */
   sf_diag bad = {0};
-  CHECK_EQ_INT(sf_vae_encode(v, NULL, NULL, img, 1, id[2] - 4, id[3], mean2, NULL, &bad), SF_ERR_INVALID_ARGUMENT);
+  CHECK_EQ_INT(sf_vae_encode(v, TX(NULL), TP(), img, 1, id[2] - 4, id[3], mean2, NULL, &bad), SF_ERR_INVALID_ARGUMENT);
   sf_diag pd = {0};
-  CHECK_MSG(sf_graph_check_plan(sf_vae_encoder_graph(v), &pd) == 0, "%s", pd.msg);
+  CHECK_MSG(sf_plan_check(sf_vae_encoder_graph(v), TP(), &pd) == 0, "%s", pd.msg);
   free(img);
   free(rmean);
   free(rlv);
@@ -235,7 +236,7 @@ static void test_fixtures(const char *fx) {
     check_encode_case(v, &m, p2);
 
     sf_graph_stats gs;
-    sf_graph_get_stats(sf_vae_decoder_graph(v), &gs);
+    sf_graph_get_stats(sf_vae_decoder_graph(v), TP(), &gs);
     printf("tiny-sd vae decoder: %zu nodes, %.1f MMAC dense, %.1f MMAC attention\n", gs.nodes, gs.macs_dense / 1e6,
            gs.macs_attention / 1e6);
   }
@@ -248,9 +249,9 @@ static void test_fixtures(const char *fx) {
   if (dec && enc) {
     float z[4 * 8 * 8] = {0}, img[3 * 64 * 64] = {0}, mean[4 * 8 * 8];
     sf_diag e = {0};
-    CHECK_EQ_INT(sf_vae_encode(dec, NULL, NULL, img, 1, 64, 64, mean, NULL, &e), SF_ERR_BAD_STATE);
+    CHECK_EQ_INT(sf_vae_encode(dec, TX(NULL), TP(), img, 1, 64, 64, mean, NULL, &e), SF_ERR_BAD_STATE);
     sf_diag_clear(&e);
-    CHECK_EQ_INT(sf_vae_decode(enc, NULL, NULL, z, 1, 8, 8, 1, img, &e), SF_ERR_BAD_STATE);
+    CHECK_EQ_INT(sf_vae_decode(enc, TX(NULL), TP(), z, 1, 8, 8, 1, img, &e), SF_ERR_BAD_STATE);
     CHECK_EQ_INT(sf_vae_parts(dec), SF_VAE_DECODER);
   }
   sf_vae_destroy(dec);
@@ -290,8 +291,8 @@ static void test_fixtures(const char *fx) {
     if (bad != NULL && v != NULL) {
       static float z[2 * 4 * 8 * 8], a[2 * 3 * 64 * 64], b[2 * 3 * 64 * 64];
       for (size_t i = 0; i < sizeof z / sizeof *z; i++) z[i] = (float)sin(0.37 * (double)i) * 2.0f;
-      CHECK_EQ_INT(sf_vae_decode(v, NULL, NULL, z, 2, 8, 8, 1, a, &e), SF_OK);
-      CHECK_EQ_INT(sf_vae_decode(bad, NULL, NULL, z, 2, 8, 8, 1, b, &e), SF_OK);
+      CHECK_EQ_INT(sf_vae_decode(v, TX(NULL), TP(), z, 2, 8, 8, 1, a, &e), SF_OK);
+      CHECK_EQ_INT(sf_vae_decode(bad, TX(NULL), TP(), z, 2, 8, 8, 1, b, &e), SF_OK);
       CHECK_MSG(memcmp(a, b, sizeof a) == 0, "legacy attention names decode differently");
     }
     sf_vae_destroy(bad);
@@ -397,7 +398,7 @@ static void test_random(const char *name, uint64_t expect_total, int run_encoder
   for (size_t i = 0; i < 4 * h * w; i++) z[i] = (float)cos(0.71 * (double)i);
   pthreadpool_t p2 = pthreadpool_create(2);
   t0 = now_s();
-  CHECK_MSG(sf_vae_decode(v, p2, NULL, z, 1, h, w, 0, img, &d) == SF_OK, "%s", d.msg);
+  CHECK_MSG(sf_vae_decode(v, TX(p2), TP(), z, 1, h, w, 0, img, &d) == SF_OK, "%s", d.msg);
   size_t bad = 0;
   double rms = 0;
   for (size_t i = 0; i < 3 * H * W; i++) {
@@ -410,23 +411,23 @@ static void test_random(const char *name, uint64_t expect_total, int run_encoder
   CHECK(rms > 0);
   if (run_encoder) {
     float *mean = malloc(4 * h * w * sizeof *mean), *lv = malloc(4 * h * w * sizeof *lv);
-    CHECK_MSG(sf_vae_encode(v, p2, NULL, img, 1, H, W, mean, lv, &d) == SF_OK, "%s", d.msg);
+    CHECK_MSG(sf_vae_encode(v, TX(p2), TP(), img, 1, H, W, mean, lv, &d) == SF_OK, "%s", d.msg);
     size_t nf = 0;
     for (size_t i = 0; i < 4 * h * w; i++) nf += !isfinite(mean[i]) || !(lv[i] >= -30 && lv[i] <= 20);
     CHECK_EQ_INT(nf, 0);
     free(mean);
     free(lv);
   }
-  /* Liveness-based arena: a 256x256 decode plan needs far less than every intermediate. */
+  /* Liveness-based workspace: a 256x256 decode plan needs far less than every intermediate. */
   sf_graph *g = sf_vae_decoder_graph(v);
   sf_shape big = {1, 32, 32, 4};
-  CHECK_MSG(sf_graph_plan(g, &big, 1, NULL, &d) == SF_OK, "%s", d.msg);
-  printf("%s vae decoder 256x256: arena %.1f MiB vs %.1f MiB for every value\n", name,
-         sf_graph_arena_bytes(g) / 1048576.0, sf_graph_naive_bytes(g) / 1048576.0);
-  CHECK(sf_graph_arena_bytes(g) * 8 < sf_graph_naive_bytes(g));
-  /* the model notices the external plan and re-plans for its own shape (same pool as before) */
+  CHECK_MSG(sf_graph_prepare(g, TP(), &big, 1, TX(NULL), &d) == SF_OK, "%s", d.msg);
+  printf("%s vae decoder 256x256: workspace %.1f MiB vs %.1f MiB for every value\n", name,
+         sf_plan_arena_bytes(TP()) / 1048576.0, sf_plan_naive_bytes(TP()) / 1048576.0);
+  CHECK(sf_plan_arena_bytes(TP()) * 8 < sf_plan_naive_bytes(TP()));
+  /* the plan was made for another shape (and thread count): the model replans for its own */
   float *img2 = malloc(3 * H * W * sizeof *img2);
-  CHECK_MSG(sf_vae_decode(v, p2, NULL, z, 1, h, w, 0, img2, &d) == SF_OK, "%s", d.msg);
+  CHECK_MSG(sf_vae_decode(v, TX(p2), TP(), z, 1, h, w, 0, img2, &d) == SF_OK, "%s", d.msg);
   CHECK(memcmp(img, img2, 3 * H * W * sizeof *img) == 0);
   free(img2);
   pthreadpool_destroy(p2);

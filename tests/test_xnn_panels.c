@@ -14,6 +14,7 @@
 #include "graph/wsrc.h"
 #include "graph/xnn_panels.h"
 #include "test.h"
+#include "test_exec.h"
 
 static void fill(float *x, size_t n, unsigned seed) {
   uint32_t s = seed * 747796405u + 2891336453u;
@@ -51,20 +52,25 @@ static void run_everywhere(sf_graph *g, sf_vid x, sf_vid y, sf_shape in, const f
   pthreadpool_t pools[3] = {NULL, pthreadpool_create(2), pthreadpool_create(3)};
   for (int p = 0; p < 3; p++) {
     sf_diag d = {0};
-    sf_status s = sf_graph_plan(g, &in, 1, pools[p], &d);
+    sf_status s = sf_graph_prepare(g, TP(), &in, 1, TX(pools[p]), &d);
     CHECK_MSG(s == SF_OK, "%s: plan: %s", what, d.msg);
     if (s != SF_OK) continue;
+    /* XNNPACK operators are bound to the plan at run time, under the graph's lock. */
+    pthread_mutex_lock(&g->xnn_lock);
+    s = sf_xnn_setup(g, TP(), test_exec_ws.base, &g->nodes[0], pools[p], &d);
+    pthread_mutex_unlock(&g->xnn_lock);
+    CHECK_MSG(s == SF_OK, "%s: setup: %s", what, d.msg);
     /* Both ways of running panels are covered: one dispatch of panel tasks when there
      * are enough panels for the threads, else panels in sequence over the pool. */
     const sf_node *n = &g->nodes[0];
     CHECK_EQ_INT(n->panels_in_tasks, sf_xnn_panels_in_tasks(n->n_panels, (size_t)p + 1));
     if (n->panels_in_tasks) tasks_seen++;
     else sequential_seen++;
-    memcpy(sf_graph_data(g, x), input, sf_shape_numel(in) * sizeof(float));
-    s = sf_graph_run(g, pools[p], NULL, &d);
+    memcpy(sf_plan_data(TP(), TX(pools[p]), x), input, sf_shape_numel(in) * sizeof(float));
+    s = sf_graph_execute(g, TP(), TX(pools[p]), &d);
     CHECK_MSG(s == SF_OK, "%s: run: %s", what, d.msg);
     if (s != SF_OK) continue;
-    const float *out = sf_graph_data(g, y);
+    const float *out = sf_plan_data(TP(), TX(pools[p]), y);
     size_t bad = 0;
     for (size_t i = 0; i < out_n; i++) bad += memcmp(&out[i], &expect[i], sizeof(float)) != 0;
     CHECK_MSG(bad == 0, "%s on %d thread(s): %zu of %zu values differ from the unsplit operator", what, p + 1, bad,

@@ -8,6 +8,7 @@
 #include <pthreadpool.h>
 
 #include "cli.h"
+#include "graph/graph.h"
 
 typedef struct bench_opts {
   int json;
@@ -66,9 +67,16 @@ void bench_report(FILE *f, const bench_opts *o, const char *command, size_t thre
  * caller from refs->fma_gflops (probed before). Return 0 or a CLI exit code. */
 enum { BENCH_MAX_ROWS = 32 };
 typedef int (*bench_fn)(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);
-struct sf_graph;
-/* Prints the time per node kind and shape of a planned graph (re-runs it node by node). */
-void bench_profile_graph(FILE *f, struct sf_graph *g, pthreadpool_t pool, int runs);
+/* Prints the time per node kind and shape of a planned graph (re-runs it node by node in
+ * ex's workspace). */
+void bench_profile_graph(FILE *f, sf_graph *g, const sf_plan *pl, const sf_exec *ex, int runs);
+/* After a call through the public API: the plan of network slot (sf_slot) in the pipeline's
+ * idle run state, its workspace bytes, and a run on that state's workspace (for profiles). */
+const sf_plan *bench_idle_plan(sf_pipeline *p, int slot);
+double bench_plan_bytes(sf_pipeline *p, int slot);
+void bench_profile_pipeline(FILE *f, sf_pipeline *p, int slot, sf_graph *g, int runs);
+/* MACs (dense + attention) and attention MACs of graph g as planned in p's idle run state. */
+double bench_plan_macs(sf_pipeline *p, int slot, const sf_graph *g, int attention_only);
 
 int bench_ops(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);
 int bench_unet(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);

@@ -15,6 +15,7 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/run.h"
 #include "text/tokenizer.h"
 
 typedef sf_status (*net_call)(void *arg);
@@ -87,12 +88,14 @@ typedef struct unet_args {
   sf_pipeline *p;
   const float *latents, *t, *text;
   float *out;
-  size_t batch, h, w, tokens;
+  size_t batch, c, h, w, tokens, ctx_dim;
 } unet_args;
 
 static sf_status unet_call(void *arg) {
   unet_args *a = arg;
-  return sf_unet_predict(a->p, a->latents, a->batch, a->h, a->w, a->t, a->text, a->tokens, a->out);
+  size_t n = a->batch * a->c * a->h * a->w;
+  return sf_unet_predict_v2(a->p, a->latents, n, a->batch, a->h, a->w, a->t, a->batch, a->text,
+                            a->batch * a->tokens * a->ctx_dim, a->tokens, a->out, n);
 }
 
 int bench_unet(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows) {
@@ -106,7 +109,7 @@ int bench_unet(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row
   size_t ctx_dim = sf_unet_get_config(p->unet)->cross_attention_dim;
   if (ctx_dim == 0) ctx_dim = 768;
   size_t n_lat = batch * (size_t)lc * side * side;
-  unet_args a = {.p = p, .batch = batch, .h = side, .w = side, .tokens = tokens};
+  unet_args a = {.p = p, .batch = batch, .c = (size_t)lc, .h = side, .w = side, .tokens = tokens, .ctx_dim = ctx_dim};
   float *lat = malloc(n_lat * sizeof *lat), *out = malloc(n_lat * sizeof *out);
   float *text = malloc(batch * tokens * ctx_dim * sizeof *text), *t = malloc(batch * sizeof *t);
   int rc = CLI_EXIT_FAIL;
@@ -124,11 +127,11 @@ int bench_unet(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row
       snprintf(name, sizeof name, "unet %s", bench_base_name(o->config));
       net_row_finish(row, p, name, load_s);
       snprintf(row->shape, sizeof row->shape, "%lldx%lld, batch %zu", o->size, o->size, batch);
-      row->arena_bytes = (double)sf_graph_arena_bytes(sf_unet_graph(p->unet));
+      row->arena_bytes = bench_plan_bytes(p, SF_SLOT_UNET);
       row->rss_budget_bytes = row->weights_bytes + 1073741824.0;
       row->goal = 0.50;
       *n_rows = 1;
-      if (o->profile) bench_profile_graph(stderr, sf_unet_graph(p->unet), ctx->pool, 2);
+      if (o->profile) bench_profile_pipeline(stderr, p, SF_SLOT_UNET, sf_unet_graph(p->unet), 2);
       rc = 0;
     }
   } else {
@@ -148,6 +151,8 @@ typedef struct vae_args {
   sf_pipeline *p;
   sf_taesd *taesd;
   sf_context *ctx;
+  sf_plan *plan; /* TAESD's own run state: a plan and a workspace */
+  sf_workspace ws;
   sf_diag d;
   const float *z;
   float *img;
@@ -156,7 +161,9 @@ typedef struct vae_args {
 
 static sf_status vae_call(void *arg) {
   vae_args *a = arg;
-  return sf_decode_latents(a->p, SF_NET_VAE_DECODER, a->z, a->batch, a->h, a->w, 0, a->img);
+  size_t f = 8;
+  return sf_decode_latents_v2(a->p, SF_NET_VAE_DECODER, a->z, a->batch * 4 * a->h * a->w, a->batch, a->h, a->w, 0,
+                              a->img, a->batch * 3 * a->h * f * a->w * f);
 }
 
 /* TAESD is not loadable with random weights through a pipeline: built here from its
@@ -164,7 +171,9 @@ static sf_status vae_call(void *arg) {
 static sf_status taesd_call(void *arg) {
   vae_args *a = arg;
   a->d = (sf_diag){0};
-  sf_status s = sf_taesd_decode(a->taesd, a->ctx->pool, NULL, a->z, a->batch, a->h, a->w, 0, a->img, &a->d);
+  sf_exec ex = {.pool = sf_ctx_pool_acquire(a->ctx), .cancel = NULL, .ws = &a->ws};
+  sf_status s = sf_taesd_decode(a->taesd, &ex, a->plan, a->z, a->batch, a->h, a->w, 0, a->img, &a->d);
+  sf_ctx_pool_release(a->ctx);
   return s == SF_OK ? s : sf_ctx_take_diag(a->ctx, &a->d);
 }
 
@@ -216,9 +225,9 @@ int bench_vae(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row 
       snprintf(name, sizeof name, "vae-dec %s", bench_base_name(o->config));
       net_row_finish(&rows[n], a.p, name, load_s);
       snprintf(rows[n].shape, sizeof rows[n].shape, "%lldx%lld, batch %zu", o->size, o->size, batch);
-      rows[n].arena_bytes = (double)sf_graph_arena_bytes(sf_vae_decoder_graph(a.p->vae));
+      rows[n].arena_bytes = bench_plan_bytes(a.p, SF_SLOT_VAE_DECODER);
       rows[n].goal = 0.50;
-      if (o->profile) bench_profile_graph(stderr, sf_vae_decoder_graph(a.p->vae), ctx->pool, 1);
+      if (o->profile) bench_profile_pipeline(stderr, a.p, SF_SLOT_VAE_DECODER, sf_vae_decoder_graph(a.p->vae), 1);
       n++;
     }
     sf_pipeline_destroy(a.p);
@@ -235,7 +244,8 @@ int bench_vae(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row 
     double params = 0, t0 = bench_now();
     a.taesd = taesd_random(taesd, &params, &d);
     double load_s = bench_now() - t0;
-    if (a.taesd == NULL) {
+    a.plan = sf_plan_create();
+    if (a.taesd == NULL || a.plan == NULL) {
       fprintf(stderr, "snapfusion bench vae: %s: %s\n", taesd, d.msg);
       rc = CLI_EXIT_FAIL;
     } else if (!time_calls(taesd_call, &a, o->repeat, &rows[n], "taesd decode", ctx)) {
@@ -243,7 +253,7 @@ int bench_vae(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row 
     } else {
       bench_row *r = &rows[n++];
       sf_graph_stats gs;
-      sf_graph_get_stats(sf_taesd_decoder_graph(a.taesd), &gs);
+      sf_graph_get_stats(sf_taesd_decoder_graph(a.taesd), a.plan, &gs);
       snprintf(r->name, sizeof r->name, "taesd-dec");
       snprintf(r->shape, sizeof r->shape, "%lldx%lld, batch %zu", o->size, o->size, batch);
       r->network = 1;
@@ -251,11 +261,13 @@ int bench_vae(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row 
       r->attention_macs = gs.macs_attention;
       r->flops = 2.0 * r->macs;
       r->weights_bytes = 4.0 * params;
-      r->arena_bytes = (double)sf_graph_arena_bytes(sf_taesd_decoder_graph(a.taesd));
+      r->arena_bytes = (double)sf_plan_arena_bytes(a.plan);
       r->peak_rss_bytes = bench_peak_rss_bytes();
       r->load_s = load_s;
     }
     sf_taesd_destroy(a.taesd);
+    sf_plan_destroy(a.plan);
+    sf_workspace_release(&a.ws);
   }
   free(z);
   free(img);
@@ -323,7 +335,7 @@ int bench_text(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row
     snprintf(name, sizeof name, "clip-text %s", bench_base_name(o->config));
     net_row_finish(&rows[0], p, name, load_s);
     snprintf(rows[0].shape, sizeof rows[0].shape, "77 tokens, batch 1");
-    rows[0].arena_bytes = (double)sf_graph_arena_bytes(sf_clip_text_graph(p->text));
+    rows[0].arena_bytes = bench_plan_bytes(p, SF_SLOT_TEXT);
     rows[0].goal = 0.40;
     n = 1;
     rc = 0;

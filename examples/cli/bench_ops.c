@@ -49,14 +49,15 @@ static const size_t FC_REFS[][3] = {
 
 /* Each timed sample is `inner` back-to-back runs, enough for ~20 ms (from the warm-up run):
  * a sub-millisecond op timed once per sample mostly measures thread wake-up jitter. */
-static int time_graph(sf_graph *g, pthreadpool_t pool, long long repeat, double *median, double *min, sf_diag *d) {
+static int time_graph(sf_graph *g, const sf_plan *pl, const sf_exec *ex, long long repeat, double *median,
+                      double *min, sf_diag *d) {
   double *t = malloc((size_t)repeat * sizeof *t);
   if (t == NULL) return sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "out of memory"), 0;
   long long inner = 1;
   for (long long r = -1; r < repeat; r++) {
     double t0 = bench_now();
     for (long long i = 0; i < inner; i++) {
-      if (sf_graph_run(g, pool, NULL, d) != SF_OK) {
+      if (sf_graph_execute(g, pl, ex, d) != SF_OK) {
         free(t);
         return 0;
       }
@@ -187,12 +188,18 @@ static int run_case(const op_case *k, pthreadpool_t pool, long long repeat, benc
   describe_case(k, row);
   row->goal = k->goal;
   sf_graph_mark_output(g, y);
-  int ok = sf_graph_build_status(g, d) == SF_OK && sf_graph_plan(g, shapes, n_inputs, pool, d) == SF_OK;
+  sf_workspace wspace = {0};
+  sf_exec ex = {.pool = pool, .cancel = NULL, .ws = &wspace};
+  sf_plan *pl = sf_plan_create();
+  int ok = pl != NULL && sf_graph_build_status(g, d) == SF_OK &&
+           sf_graph_prepare(g, pl, shapes, n_inputs, &ex, d) == SF_OK;
   if (ok) {
-    bench_fill_random(sf_graph_data(g, x), sf_shape_numel(shapes[0]), 11, 1.0f);
-    if (kv >= 0) bench_fill_random(sf_graph_data(g, kv), sf_shape_numel(shapes[1]), 12, 1.0f);
-    ok = time_graph(g, pool, repeat, &row->median_s, &row->min_s, d);
+    bench_fill_random(sf_plan_data(pl, &ex, x), sf_shape_numel(shapes[0]), 11, 1.0f);
+    if (kv >= 0) bench_fill_random(sf_plan_data(pl, &ex, kv), sf_shape_numel(shapes[1]), 12, 1.0f);
+    ok = time_graph(g, pl, &ex, repeat, &row->median_s, &row->min_s, d);
   }
+  sf_plan_destroy(pl);
+  sf_workspace_release(&wspace);
   sf_wsrc_destroy(ws);
   sf_graph_destroy(g);
   if (ok && (k->kind == OP_CONV || k->kind == OP_LINEAR))

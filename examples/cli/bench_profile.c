@@ -1,10 +1,12 @@
 /* `--profile`: where a network's time goes. Re-runs the graph the last call planned node by
- * node (the graph's own order and buffers) and groups the time by operator and shape. */
+ * node (the plan's order and buffers, in its run state's workspace) and groups the time by
+ * operator and shape. (Graphs on XNNPACK operators are skipped: their setup is per run.) */
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
 #include "graph/graph_internal.h"
+#include "pipeline/engine.h"
 
 typedef struct prof_key {
   char key[80];
@@ -17,10 +19,10 @@ static int by_time(const void *a, const void *b) {
   return x < y ? 1 : x > y ? -1 : 0;
 }
 
-static void node_key(const sf_graph *g, const sf_node *n, char *key, size_t cap, double *macs) {
+static void node_key(const sf_plan *pl, const sf_node *n, char *key, size_t cap, double *macs) {
   static const char *names[] = {"?",      "conv",       "linear",     "groupnorm", "layernorm", "act",      "geglu",
                                 "add",    "scale",      "tanh_scale", "upsample2x", "concat",   "attention"};
-  sf_shape a = g->values[n->in[0]].shape, o = g->values[n->out].shape;
+  sf_shape a = pl->shapes[n->in[0]], o = pl->shapes[n->out];
   const char *name = (size_t)n->op < sizeof names / sizeof names[0] ? names[n->op] : "?";
   *macs = 0;
   switch (n->op) {
@@ -34,7 +36,7 @@ static void node_key(const sf_graph *g, const sf_node *n, char *key, size_t cap,
       snprintf(key, cap, "linear %zux%zu->%zu%s", a.n * a.h * a.w, a.c, o.c, n->n_panels ? " (panels)" : "");
       break;
     case SF_OP_ATTENTION: {
-      sf_shape kv = g->values[n->in[1]].shape;
+      sf_shape kv = pl->shapes[n->in[1]];
       *macs = 2.0 * (double)(o.n * o.h * o.w) * (double)(kv.h * kv.w) * (double)o.c;
       snprintf(key, cap, "attention %zux%zu x%zu", o.h * o.w, kv.h * kv.w, o.c);
       break;
@@ -45,8 +47,8 @@ static void node_key(const sf_graph *g, const sf_node *n, char *key, size_t cap,
   }
 }
 
-void bench_profile_graph(FILE *f, sf_graph *g, pthreadpool_t pool, int runs) {
-  if (g == NULL || !g->planned) return;
+void bench_profile_graph(FILE *f, sf_graph *g, const sf_plan *pl, const sf_exec *ex, int runs) {
+  if (g == NULL || pl == NULL || pl->serial != g->serial || g->n_xnn > 0) return;
   prof_key *keys = calloc(g->n_nodes, sizeof *keys);
   if (keys == NULL) return;
   size_t n_keys = 0;
@@ -54,11 +56,11 @@ void bench_profile_graph(FILE *f, sf_graph *g, pthreadpool_t pool, int runs) {
   for (size_t i = 0; i < g->n_nodes; i++) {
     char key[80];
     double macs = 0, best = 0;
-    node_key(g, &g->nodes[i], key, sizeof key, &macs);
+    node_key(pl, &g->nodes[i], key, sizeof key, &macs);
     for (int r = 0; r < runs; r++) {
       sf_diag d = {0};
       double t0 = bench_now();
-      sf_node_run(g, &g->nodes[i], pool, &d);
+      sf_node_run(g, pl, ex->ws->base, i, ex->pool, &d);
       double dt = bench_now() - t0;
       if (r == 0 || dt < best) best = dt;
     }
@@ -80,4 +82,26 @@ void bench_profile_graph(FILE *f, sf_graph *g, pthreadpool_t pool, int runs) {
     fprintf(f, "\n");
   }
   free(keys);
+}
+
+const sf_plan *bench_idle_plan(sf_pipeline *p, int slot) {
+  sf_run *r = sf_engine_idle_run(p);
+  return r && slot >= 0 && slot < SF_SLOT_COUNT ? r->plans[slot] : NULL;
+}
+
+double bench_plan_bytes(sf_pipeline *p, int slot) { return (double)sf_plan_arena_bytes(bench_idle_plan(p, slot)); }
+
+double bench_plan_macs(sf_pipeline *p, int slot, const sf_graph *g, int attention_only) {
+  if (g == NULL) return 0.0;
+  sf_graph_stats st;
+  sf_graph_get_stats(g, bench_idle_plan(p, slot), &st);
+  return attention_only ? st.macs_attention : st.macs_dense + st.macs_attention;
+}
+
+void bench_profile_pipeline(FILE *f, sf_pipeline *p, int slot, sf_graph *g, int runs) {
+  sf_run *r = sf_engine_idle_run(p);
+  if (r == NULL) return;
+  sf_exec ex = {.pool = sf_ctx_pool_acquire(p->ctx), .cancel = NULL, .ws = &r->ws};
+  bench_profile_graph(f, g, r->plans[slot], &ex, runs);
+  sf_ctx_pool_release(p->ctx);
 }

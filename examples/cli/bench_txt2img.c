@@ -11,20 +11,7 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "pipeline/pipeline.h"
-
-static double graph_macs(const sf_graph *g) {
-  if (g == NULL) return 0.0;
-  sf_graph_stats st;
-  sf_graph_get_stats(g, &st);
-  return st.macs_dense + st.macs_attention;
-}
-
-static double graph_attention_macs(const sf_graph *g) {
-  if (g == NULL) return 0.0;
-  sf_graph_stats st;
-  sf_graph_get_stats(g, &st);
-  return st.macs_attention;
-}
+#include "pipeline/run.h"
 
 /* The stage times of one generation. */
 typedef struct run_times {
@@ -105,9 +92,9 @@ int bench_txt2img(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_
       cli_fail("generation", s, ctx);
     } else {
       /* MACs of the graphs as the last run set them up: the UNet at batch 2 with guidance. */
-      double text_macs = graph_macs(sf_clip_text_graph(p->text));
-      double unet_macs = graph_macs(sf_unet_graph(p->unet));
-      double vae_macs = graph_macs(sf_vae_decoder_graph(p->vae));
+      double text_macs = bench_plan_macs(p, SF_SLOT_TEXT, sf_clip_text_graph(p->text), 0);
+      double unet_macs = bench_plan_macs(p, SF_SLOT_UNET, sf_unet_graph(p->unet), 0);
+      double vae_macs = bench_plan_macs(p, SF_SLOT_VAE_DECODER, sf_vae_decoder_graph(p->vae), 0);
       int guided = o->cfg_scale > 1.0;
       int64_t params = 0;
       sf_pipeline_get_int(p, SF_INFO_PARAMETERS, &params);
@@ -118,14 +105,15 @@ int bench_txt2img(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_
       bench_stats(totals, n_times, &row->median_s, &row->min_s);
       row->network = 1;
       row->macs = (guided ? 2 : 1) * text_macs + (double)o->steps * unet_macs + vae_macs;
-      row->attention_macs = (double)o->steps * graph_attention_macs(sf_unet_graph(p->unet)) +
-                            graph_attention_macs(sf_vae_decoder_graph(p->vae)) +
-                            (guided ? 2 : 1) * graph_attention_macs(sf_clip_text_graph(p->text));
+      row->attention_macs = (double)o->steps * bench_plan_macs(p, SF_SLOT_UNET, sf_unet_graph(p->unet), 1) +
+                            bench_plan_macs(p, SF_SLOT_VAE_DECODER, sf_vae_decoder_graph(p->vae), 1) +
+                            (guided ? 2 : 1) * bench_plan_macs(p, SF_SLOT_TEXT, sf_clip_text_graph(p->text), 1);
       row->flops = 2.0 * row->macs;
       row->weights_bytes = 4.0 * (double)params;
-      row->arena_bytes = (double)(sf_graph_arena_bytes(sf_unet_graph(p->unet)) +
-                                  sf_graph_arena_bytes(sf_vae_decoder_graph(p->vae)) +
-                                  sf_graph_arena_bytes(sf_clip_text_graph(p->text)));
+      /* One workspace serves the text encoder, the UNet and the decoder of a run. */
+      int64_t ws_bytes = 0;
+      sf_pipeline_get_int(p, SF_INFO_ARENA_BYTES, &ws_bytes);
+      row->arena_bytes = (double)ws_bytes;
       row->peak_rss_bytes = bench_peak_rss_bytes();
       row->load_s = load_s;
 

@@ -1,64 +1,58 @@
-/* The building-block API: tokenise, encode text, one UNet call, decode, encode. */
+/* The building-block API: tokenise, encode text, one UNet call, decode, encode. Each call is
+ * a run of its own (pipeline/run.h): a run state with a fresh cancel token, released when the
+ * call returns. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/clip_text.h"
-#include "models/taesd.h"
-#include "models/unet.h"
-#include "models/vae.h"
-#include "pipeline/pipeline.h"
+#include "pipeline/engine.h"
 #include "text/tokenizer.h"
 
-#define CLIP_TOKENS 77
+static sf_status finish(sf_pipeline *p, sf_run *r, sf_status s, sf_diag *d, const char *fn) {
+  sf_run_release(r);
+  if (s == SF_OK) return SF_OK;
+  sf_diag_prefix(d, "%s: ", fn);
+  return sf_ctx_take_diag(p->ctx, d);
+}
 
-static sf_status need(sf_pipeline *p, unsigned network, const char *fn) {
-  if ((p->networks & network) == 0) {
-    static const char *names[] = {"text encoder", "UNet", "VAE decoder", "VAE encoder", "TAESD decoder",
-                                  "TAESD encoder"};
-    int bit = 0;
-    while (bit < 6 && !(network & (1u << bit))) bit++;
-    return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "%s: the pipeline has no %s (not in the folder, or not loaded)",
-                        fn, bit < 6 ? names[bit] : "such network");
+static sf_status begin(sf_pipeline *p, sf_run **r, sf_diag *d, const char *fn) {
+  sf_status s = sf_run_acquire(p, r, d);
+  if (s != SF_OK) {
+    sf_diag_prefix(d, "%s: ", fn);
+    return sf_ctx_take_diag(p->ctx, d);
   }
   return SF_OK;
-}
-
-/* Marks the context busy for the duration of a compute call (the thread pool must not
- * be swapped under it). */
-static void enter(sf_pipeline *p) { atomic_fetch_add(&p->ctx->busy, 1); }
-static sf_status leave(sf_pipeline *p, sf_status s, const sf_diag *d) {
-  atomic_fetch_sub(&p->ctx->busy, 1);
-  return s == SF_OK ? SF_OK : sf_ctx_take_diag(p->ctx, d);
-}
-
-/* Keeps the multiply-accumulates of the graph a successful call just ran, for
- * SF_INFO_LAST_MACS (benchmarks divide time by them). */
-static void record_stats(sf_pipeline *p, sf_status s, const sf_graph *g) {
-  if (s != SF_OK || g == NULL) return;
-  sf_graph_stats st;
-  sf_graph_get_stats(g, &st);
-  p->last_macs = st.macs_dense + st.macs_attention;
-  p->last_attention_macs = st.macs_attention;
 }
 
 sf_status sf_tokenize(sf_pipeline *p, const char *prompt, int32_t *ids, size_t capacity, size_t *out_untruncated) {
   if (p == NULL || prompt == NULL || ids == NULL)
     return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_tokenize: NULL argument");
-  if (p->tokenizer == NULL)
-    return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "sf_tokenize: the model folder has no tokenizer");
-  if (capacity < CLIP_TOKENS)
+  if (capacity < SF_CLIP_TOKENS)
     return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_tokenize: capacity %zu is less than %d ids", capacity,
-                        CLIP_TOKENS);
+                        SF_CLIP_TOKENS);
   sf_diag d = {0};
-  size_t untruncated = 0;
-  sf_status s = sf_tokenizer_encode(p->tokenizer, prompt, strlen(prompt), sf_tokenizer_eos(p->tokenizer), ids,
-                                    CLIP_TOKENS, &untruncated, &d);
-  if (s != SF_OK) return sf_ctx_take_diag(p->ctx, &d);
-  if (untruncated > CLIP_TOKENS)
-    sf_ctx_log(p->ctx, SF_LOG_WARN, "prompt truncated: %zu tokens, the text encoder takes %d", untruncated,
-               CLIP_TOKENS);
-  if (out_untruncated) *out_untruncated = untruncated;
+  if (sf_engine_tokenize(p, prompt, ids, out_untruncated, &d) != SF_OK) {
+    sf_diag_prefix(&d, "sf_tokenize: ");
+    return sf_ctx_take_diag(p->ctx, &d);
+  }
+  return SF_OK;
+}
+
+sf_status sf_token_text(sf_pipeline *p, int32_t id, char *buffer, size_t capacity, size_t *out_needed) {
+  if (p == NULL || (buffer == NULL && capacity > 0))
+    return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_token_text: NULL argument");
+  if (p->tokenizer == NULL) return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "sf_token_text: the pipeline has no tokenizer");
+  const char *text = sf_tokenizer_token(p->tokenizer, id);
+  if (text == NULL)
+    return sf_ctx_error(p->ctx, SF_ERR_NOT_FOUND, "sf_token_text: id %ld is outside the vocabulary (0..%zu)",
+                        (long)id, sf_tokenizer_vocab_size(p->tokenizer) - 1);
+  size_t len = strlen(text);
+  if (out_needed) *out_needed = len + 1;
+  if (capacity > 0) {
+    size_t n = len < capacity - 1 ? len : capacity - 1;
+    memcpy(buffer, text, n);
+    buffer[n] = '\0';
+  }
   return SF_OK;
 }
 
@@ -66,151 +60,186 @@ sf_status sf_encode_ids(sf_pipeline *p, const int32_t *ids, size_t batch, size_t
                         size_t out_count) {
   if (p == NULL || ids == NULL || out == NULL || batch == 0 || tokens == 0)
     return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_encode_ids: NULL or empty argument");
-  sf_status s = need(p, SF_NET_TEXT_ENCODER, "sf_encode_ids");
-  if (s != SF_OK) return s;
-  size_t hidden = sf_clip_text_hidden(p->text);
-  if (out_count < batch * tokens * hidden)
+  size_t hidden = sf_engine_text_hidden(p);
+  if (hidden && out_count < batch * tokens * hidden)
     return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_encode_ids: out holds %zu floats, %zu needed", out_count,
                         batch * tokens * hidden);
-  /* A1111's clip skip counts the last layer as 1; the network counts layers skipped. */
-  int skip = clip_skip <= 1 ? 0 : clip_skip - 1;
   sf_diag d = {0};
-  enter(p);
-  s = sf_clip_text_run(p->text, p->ctx->pool, ids, batch, tokens, skip, out, &d);
-  record_stats(p, s, sf_clip_text_graph(p->text));
-  return leave(p, s, &d);
+  sf_run *r;
+  if (begin(p, &r, &d, "sf_encode_ids") != SF_OK) return d.status;
+  sf_status s = sf_engine_encode_ids(p, r, ids, batch, tokens, clip_skip, out, &d);
+  return finish(p, r, s, &d, "sf_encode_ids");
 }
 
 sf_status sf_encode_prompt(sf_pipeline *p, const char *prompt, int clip_skip, float *out, size_t out_count) {
-  int32_t ids[CLIP_TOKENS];
-  sf_status s = sf_tokenize(p, prompt, ids, CLIP_TOKENS, NULL);
-  if (s != SF_OK) return s;
-  return sf_encode_ids(p, ids, 1, CLIP_TOKENS, clip_skip, out, out_count);
+  if (p == NULL || prompt == NULL || out == NULL)
+    return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_encode_prompt: NULL argument");
+  size_t hidden = sf_engine_text_hidden(p);
+  if (hidden && out_count < SF_CLIP_TOKENS * hidden)
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_encode_prompt: out holds %zu floats, %zu needed",
+                        out_count, (size_t)SF_CLIP_TOKENS * hidden);
+  sf_diag d = {0};
+  sf_run *r;
+  if (begin(p, &r, &d, "sf_encode_prompt") != SF_OK) return d.status;
+  sf_status s = sf_engine_encode_prompt(p, r, prompt, clip_skip, out, &d);
+  return finish(p, r, s, &d, "sf_encode_prompt");
+}
+
+/* ---- UNet ---------------------------------------------------------------------------------- */
+
+static sf_status unet_predict(sf_pipeline *p, const float *latents, size_t batch, size_t height, size_t width,
+                              const float *timesteps, const float *text, size_t tokens, float *out) {
+  sf_diag d = {0};
+  sf_run *r;
+  if (begin(p, &r, &d, "sf_unet_predict") != SF_OK) return d.status;
+  sf_status s = sf_engine_unet(p, r, latents, batch, height, width, timesteps, text, tokens, out, &d);
+  return finish(p, r, s, &d, "sf_unet_predict");
+}
+
+static sf_status unet_common_checks(sf_pipeline *p, const float *latents, size_t batch, size_t height, size_t width,
+                                    const float *timesteps, const float *text, size_t tokens, const float *out) {
+  if (p == NULL || latents == NULL || timesteps == NULL || text == NULL || out == NULL || batch == 0 || tokens == 0 ||
+      height == 0 || width == 0)
+    return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_unet_predict: NULL or empty argument");
+  if (!(p->networks & SF_NET_UNET))
+    return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "sf_unet_predict: the pipeline has no UNet");
+  for (size_t i = 0; i < batch; i++)
+    if (!isfinite(timesteps[i]))
+      return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_unet_predict: timestep %zu is not finite", i);
+  return SF_OK;
 }
 
 sf_status sf_unet_predict(sf_pipeline *p, const float *latents, size_t batch, size_t height, size_t width,
                           const float *timesteps, const float *text, size_t tokens, float *out) {
-  if (p == NULL || latents == NULL || timesteps == NULL || text == NULL || out == NULL || batch == 0 || tokens == 0)
-    return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_unet_predict: NULL or empty argument");
-  sf_status s = need(p, SF_NET_UNET, "sf_unet_predict");
+  sf_status s = unet_common_checks(p, latents, batch, height, width, timesteps, text, tokens, out);
   if (s != SF_OK) return s;
-  for (size_t i = 0; i < batch; i++)
-    if (!isfinite(timesteps[i]))
-      return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_unet_predict: timestep %zu is not finite", i);
+  return unet_predict(p, latents, batch, height, width, timesteps, text, tokens, out);
+}
+
+/* The element count of [a, b, c, e], or SIZE_MAX when it overflows. */
+static size_t count4(size_t a, size_t b, size_t c, size_t e) {
+  double x = (double)a * (double)b * (double)c * (double)e;
+  return x < 0x1p62 ? a * b * c * e : SIZE_MAX;
+}
+
+sf_status sf_unet_predict_v2(sf_pipeline *p, const float *latents, size_t latents_count, size_t batch, size_t height,
+                             size_t width, const float *timesteps, size_t timesteps_count, const float *text,
+                             size_t text_count, size_t tokens, float *out, size_t out_capacity) {
+  sf_status s = unet_common_checks(p, latents, batch, height, width, timesteps, text, tokens, out);
+  if (s != SF_OK) return s;
+  size_t c = sf_engine_latent_channels(p), hidden = sf_engine_unet_text_hidden(p);
+  size_t want = count4(batch, c, height, width), want_text = count4(batch, tokens, hidden, 1);
+  if (latents_count != want)
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT,
+                        "sf_unet_predict_v2: latents_count %zu, expected %zu (batch %zu x %zu channels x %zu x %zu)",
+                        latents_count, want, batch, c, height, width);
+  if (timesteps_count != batch)
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_unet_predict_v2: timesteps_count %zu, expected %zu",
+                        timesteps_count, batch);
+  if (text_count != want_text)
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT,
+                        "sf_unet_predict_v2: text_count %zu, expected %zu (batch %zu x %zu tokens x %zu)", text_count,
+                        want_text, batch, tokens, hidden);
+  if (out_capacity < want)
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_unet_predict_v2: out_capacity %zu, %zu needed",
+                        out_capacity, want);
+  return unet_predict(p, latents, batch, height, width, timesteps, text, tokens, out);
+}
+
+/* ---- decoders and encoders ----------------------------------------------------------------- */
+
+static sf_status coder_checks(sf_pipeline *p, unsigned net, int decoder, const void *in, const void *out, size_t batch,
+                              size_t height, size_t width, const char *fn) {
+  if (p == NULL || in == NULL || out == NULL || batch == 0 || height == 0 || width == 0)
+    return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "%s: NULL or empty argument", fn);
+  if (decoder ? (net != SF_NET_VAE_DECODER && net != SF_NET_TAESD_DECODER)
+              : (net != SF_NET_VAE_ENCODER && net != SF_NET_TAESD_ENCODER))
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "%s: %u is not %s", fn, net, decoder ? "a decoder" : "an encoder");
+  if (!(p->networks & net))
+    return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "%s: the pipeline has no %s (not in the folder, or not loaded)", fn,
+                        net == SF_NET_VAE_DECODER   ? "VAE decoder"
+                        : net == SF_NET_VAE_ENCODER ? "VAE encoder"
+                        : net == SF_NET_TAESD_DECODER ? "TAESD decoder"
+                                                      : "TAESD encoder");
+  return SF_OK;
+}
+
+static sf_status decode(sf_pipeline *p, sf_network decoder, const float *latents, size_t batch, size_t height,
+                        size_t width, uint32_t flags, float *image) {
   sf_diag d = {0};
-  enter(p);
-  s = sf_unet_run(p->unet, p->ctx->pool, &p->cancel, latents, batch, height, width, timesteps, text, tokens, out, &d);
-  record_stats(p, s, sf_unet_graph(p->unet));
-  return leave(p, s, &d);
+  sf_run *r;
+  if (begin(p, &r, &d, "sf_decode_latents") != SF_OK) return d.status;
+  sf_status s = sf_engine_decode(p, r, decoder, latents, batch, height, width, flags, image, &d);
+  return finish(p, r, s, &d, "sf_decode_latents");
 }
 
 sf_status sf_decode_latents(sf_pipeline *p, sf_network decoder, const float *latents, size_t batch, size_t height,
                             size_t width, uint32_t flags, float *image) {
-  if (p == NULL || latents == NULL || image == NULL || batch == 0 || height == 0 || width == 0)
-    return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_decode_latents: NULL or empty argument");
-  if (decoder != SF_NET_VAE_DECODER && decoder != SF_NET_TAESD_DECODER)
-    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_decode_latents: %d is not a decoder", (int)decoder);
-  sf_status s = need(p, decoder, "sf_decode_latents");
+  sf_status s = coder_checks(p, decoder, 1, latents, image, batch, height, width, "sf_decode_latents");
   if (s != SF_OK) return s;
+  return decode(p, decoder, latents, batch, height, width, flags, image);
+}
+
+sf_status sf_decode_latents_v2(sf_pipeline *p, sf_network decoder, const float *latents, size_t latents_count,
+                               size_t batch, size_t height, size_t width, uint32_t flags, float *image,
+                               size_t image_capacity) {
+  sf_status s = coder_checks(p, decoder, 1, latents, image, batch, height, width, "sf_decode_latents_v2");
+  if (s != SF_OK) return s;
+  size_t c = sf_engine_latent_channels(p), f = sf_engine_scale_factor(p, decoder);
+  size_t want = count4(batch, c, height, width);
+  size_t want_image = height > SIZE_MAX / f || width > SIZE_MAX / f ? SIZE_MAX : count4(batch, 3, height * f, width * f);
+  if (latents_count != want)
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT,
+                        "sf_decode_latents_v2: latents_count %zu, expected %zu (batch %zu x %zu channels x %zu x %zu)",
+                        latents_count, want, batch, c, height, width);
+  if (image_capacity < want_image)
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT,
+                        "sf_decode_latents_v2: image_capacity %zu, %zu needed (batch %zu x 3 x %zu x %zu)",
+                        image_capacity, want_image, batch, height * f, width * f);
+  return decode(p, decoder, latents, batch, height, width, flags, image);
+}
+
+static sf_status encode(sf_pipeline *p, sf_network encoder, const float *image, size_t batch, size_t height,
+                        size_t width, uint32_t flags, float *mean, float *logvar) {
   sf_diag d = {0};
-  enter(p);
-  if (decoder == SF_NET_VAE_DECODER)
-    s = sf_vae_decode(p->vae, p->ctx->pool, &p->cancel, latents, batch, height, width,
-                      (flags & SF_LATENTS_UNSCALED) != 0, image, &d);
-  else
-    s = sf_taesd_decode(p->taesd, p->ctx->pool, &p->cancel, latents, batch, height, width,
-                        (flags & SF_IMAGE_RAW) != 0, image, &d);
-  record_stats(p, s, decoder == SF_NET_VAE_DECODER ? sf_vae_decoder_graph(p->vae) : sf_taesd_decoder_graph(p->taesd));
-  return leave(p, s, &d);
+  sf_run *r;
+  if (begin(p, &r, &d, "sf_encode_image") != SF_OK) return d.status;
+  sf_status s = sf_engine_encode_image(p, r, encoder, image, batch, height, width, flags, mean, logvar, &d);
+  return finish(p, r, s, &d, "sf_encode_image");
 }
 
 sf_status sf_encode_image(sf_pipeline *p, sf_network encoder, const float *image, size_t batch, size_t height,
                           size_t width, uint32_t flags, float *mean, float *logvar) {
-  if (p == NULL || image == NULL || mean == NULL || batch == 0 || height == 0 || width == 0)
-    return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_encode_image: NULL or empty argument");
-  if (encoder != SF_NET_VAE_ENCODER && encoder != SF_NET_TAESD_ENCODER)
-    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_encode_image: %d is not an encoder", (int)encoder);
-  sf_status s = need(p, encoder, "sf_encode_image");
+  sf_status s = coder_checks(p, encoder, 0, image, mean, batch, height, width, "sf_encode_image");
   if (s != SF_OK) return s;
-  sf_diag d = {0};
-  enter(p);
-  if (encoder == SF_NET_VAE_ENCODER) {
-    s = sf_vae_encode(p->vae, p->ctx->pool, &p->cancel, image, batch, height, width, mean, logvar, &d);
-    if (s == SF_OK && !(flags & SF_LATENTS_UNSCALED)) {
-      const sf_vae_config *vc = sf_vae_get_config(p->vae);
-      size_t n = batch * vc->latent_channels * (height / sf_vae_scale_factor(p->vae)) *
-                 (width / sf_vae_scale_factor(p->vae));
-      for (size_t i = 0; i < n; i++) mean[i] *= vc->scaling_factor;
-    }
-  } else {
-    if (logvar != NULL) {
-      atomic_fetch_sub(&p->ctx->busy, 1);
-      return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_encode_image: TAESD has no log-variance (pass NULL)");
-    }
-    s = sf_taesd_encode(p->taesd, p->ctx->pool, &p->cancel, image, batch, height, width, (flags & SF_IMAGE_RAW) != 0,
-                        mean, &d);
-  }
-  record_stats(p, s, encoder == SF_NET_VAE_ENCODER ? sf_vae_encoder_graph(p->vae) : sf_taesd_encoder_graph(p->taesd));
-  return leave(p, s, &d);
+  return encode(p, encoder, image, batch, height, width, flags, mean, logvar);
 }
 
-sf_status sf_pipeline_get_int(const sf_pipeline *p, sf_info key, int64_t *out) {
-  if (p == NULL || out == NULL)
-    return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_int: NULL argument");
-  switch (key) {
-    case SF_INFO_NETWORKS: *out = p->networks; return SF_OK;
-    case SF_INFO_TEXT_TOKENS: *out = CLIP_TOKENS; return SF_OK;
-    case SF_INFO_TEXT_HIDDEN:
-      if (p->text == NULL) break;
-      *out = (int64_t)sf_clip_text_hidden(p->text);
-      return SF_OK;
-    case SF_INFO_LATENT_CHANNELS:
-      if (p->unet) *out = (int64_t)sf_unet_get_config(p->unet)->in_channels;
-      else if (p->vae) *out = (int64_t)sf_vae_get_config(p->vae)->latent_channels;
-      else if (p->taesd) *out = 4;
-      else break;
-      return SF_OK;
-    case SF_INFO_DEFAULT_WIDTH:
-    case SF_INFO_DEFAULT_HEIGHT: {
-      const sf_component *c = sf_model_folder_find(p->folder, "unet");
-      int64_t size = 64;
-      if (c) sf_json_as_i64(sf_json_get(sf_component_config(c), "sample_size"), &size);
-      *out = size * (p->vae ? (int64_t)sf_vae_scale_factor(p->vae) : 8);
-      return SF_OK;
-    }
-    case SF_INFO_ARENA_BYTES: {
-      /* Every network keeps its own arena between calls: together they are the
-       * pipeline's activation memory. */
-      const sf_graph *graphs[] = {p->text ? sf_clip_text_graph(p->text) : NULL,
-                                  p->unet ? sf_unet_graph(p->unet) : NULL,
-                                  p->vae ? sf_vae_decoder_graph(p->vae) : NULL,
-                                  p->vae ? sf_vae_encoder_graph(p->vae) : NULL,
-                                  p->taesd ? sf_taesd_decoder_graph(p->taesd) : NULL,
-                                  p->taesd ? sf_taesd_encoder_graph(p->taesd) : NULL};
-      size_t total = 0;
-      for (size_t i = 0; i < sizeof graphs / sizeof graphs[0]; i++)
-        if (graphs[i]) total += sf_graph_arena_bytes(graphs[i]);
-      *out = (int64_t)total;
-      return SF_OK;
-    }
-    case SF_INFO_PARAMETERS: *out = (int64_t)p->parameters; return SF_OK;
-    default: break;
-  }
-  return sf_ctx_error(p->ctx, key == SF_INFO_VAE_SCALE || (int)key > 9 ? SF_ERR_INVALID_ARGUMENT : SF_ERR_BAD_STATE,
-                      "sf_pipeline_get_int: %d is not available as an int for this pipeline", (int)key);
-}
-
-sf_status sf_pipeline_get_float(const sf_pipeline *p, sf_info key, double *out) {
-  if (p == NULL || out == NULL)
-    return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_float: NULL argument");
-  if (key == SF_INFO_VAE_SCALE) {
-    if (p->vae == NULL) return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "sf_pipeline_get_float: no VAE");
-    *out = sf_vae_get_config(p->vae)->scaling_factor;
-    return SF_OK;
-  }
-  if (key == SF_INFO_LAST_MACS || key == SF_INFO_LAST_ATTENTION_MACS) {
-    *out = key == SF_INFO_LAST_MACS ? p->last_macs : p->last_attention_macs;
-    return SF_OK;
-  }
-  return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_float: %d is not a float info key", (int)key);
+sf_status sf_encode_image_v2(sf_pipeline *p, sf_network encoder, const float *image, size_t image_count, size_t batch,
+                             size_t height, size_t width, uint32_t flags, float *mean, size_t mean_capacity,
+                             float *logvar, size_t logvar_capacity) {
+  sf_status s = coder_checks(p, encoder, 0, image, mean, batch, height, width, "sf_encode_image_v2");
+  if (s != SF_OK) return s;
+  size_t c = sf_engine_latent_channels(p), f = sf_engine_scale_factor(p, encoder);
+  size_t want_image = count4(batch, 3, height, width);
+  if (image_count != want_image)
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT,
+                        "sf_encode_image_v2: image_count %zu, expected %zu (batch %zu x 3 x %zu x %zu)", image_count,
+                        want_image, batch, height, width);
+  if (height % f != 0 || width % f != 0)
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT,
+                        "sf_encode_image_v2: image %zux%zu: sides must be multiples of the encoder's factor %zu", width,
+                        height, f);
+  size_t want = count4(batch, c, height / f, width / f);
+  if (mean_capacity < want)
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT,
+                        "sf_encode_image_v2: mean_capacity %zu, %zu needed (batch %zu x %zu channels x %zu x %zu)",
+                        mean_capacity, want, batch, c, height / f, width / f);
+  if (logvar != NULL && logvar_capacity < want)
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_encode_image_v2: logvar_capacity %zu, %zu needed",
+                        logvar_capacity, want);
+  if (logvar == NULL && logvar_capacity != 0)
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_encode_image_v2: logvar is NULL with capacity %zu",
+                        logvar_capacity);
+  return encode(p, encoder, image, batch, height, width, flags, mean, logvar);
 }

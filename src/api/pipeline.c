@@ -1,11 +1,12 @@
-/* sf_pipeline_*: loading a model folder and describing it. */
+/* sf_pipeline_*: loading a model folder, describing it, and what it tells about itself. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "core/params.h"
-#include "pipeline/pipeline.h"
+#include "models/vae.h"
+#include "pipeline/engine.h"
 
 #define SF_ALL_NETWORKS                                                                              \
   (SF_NET_TEXT_ENCODER | SF_NET_UNET | SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER | SF_NET_TAESD_DECODER | \
@@ -73,7 +74,10 @@ sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_para
   sf_pipeline *p = calloc(1, sizeof *p);
   if (p == NULL) return sf_ctx_error(ctx, SF_ERR_OUT_OF_MEMORY, "sf_pipeline_load: out of memory");
   p->ctx = ctx;
-  atomic_init(&p->cancel, 0);
+  if (pthread_mutex_init(&p->runs_lock, NULL) != 0) {
+    free(p);
+    return sf_ctx_error(ctx, SF_ERR_OUT_OF_MEMORY, "sf_pipeline_load: out of memory");
+  }
   p->random_weights = sf_params_int_or(options, SF_PARAM_RANDOM_WEIGHTS, 0) != 0;
   p->random_seed = (uint64_t)sf_params_int_or(options, SF_PARAM_RANDOM_SEED, 0);
   sf_diag d = {0};
@@ -84,6 +88,7 @@ sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_para
   p->folder = open_any(model_dir, sf_params_string_or(options, SF_PARAM_VARIANT, NULL),
                        need_tokenizer ? 0 : SF_FOLDER_TOKENIZER_OPTIONAL, &d);
   if (p->folder == NULL) {
+    pthread_mutex_destroy(&p->runs_lock);
     free(p);
     return sf_ctx_take_diag(ctx, &d);
   }
@@ -108,9 +113,62 @@ sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_para
 
 void sf_pipeline_destroy(sf_pipeline *pipeline) {
   if (pipeline == NULL) return;
+  sf_run_free_idle(pipeline);
   sf_pipeline_free_networks(pipeline);
   sf_model_folder_close(pipeline->folder);
+  pthread_mutex_destroy(&pipeline->runs_lock);
   free(pipeline);
+}
+
+sf_status sf_pipeline_get_int(const sf_pipeline *cp, sf_info key, int64_t *out) {
+  if (cp == NULL || out == NULL)
+    return sf_ctx_error(cp ? cp->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_int: NULL argument");
+  /* The run-state bookkeeping is the one mutable part of a pipeline (under its lock). */
+  sf_pipeline *p = (sf_pipeline *)cp;
+  switch (key) {
+    case SF_INFO_NETWORKS: *out = p->networks; return SF_OK;
+    case SF_INFO_TEXT_TOKENS: *out = SF_CLIP_TOKENS; return SF_OK;
+    case SF_INFO_TEXT_HIDDEN:
+      if (p->text == NULL) break;
+      *out = (int64_t)sf_engine_text_hidden(p);
+      return SF_OK;
+    case SF_INFO_LATENT_CHANNELS:
+      if (sf_engine_latent_channels(p) == 0) break;
+      *out = (int64_t)sf_engine_latent_channels(p);
+      return SF_OK;
+    case SF_INFO_DEFAULT_WIDTH:
+    case SF_INFO_DEFAULT_HEIGHT: *out = sf_engine_default_size(p); return SF_OK;
+    case SF_INFO_ARENA_BYTES: *out = (int64_t)sf_run_workspace_bytes(p); return SF_OK;
+    case SF_INFO_PARAMETERS: *out = (int64_t)p->parameters; return SF_OK;
+    case SF_INFO_SIZE_MULTIPLE: *out = (int64_t)sf_engine_size_multiple(p); return SF_OK;
+    case SF_INFO_ACTIVE_RUNS: *out = (int64_t)sf_run_count_active(p); return SF_OK;
+    case SF_INFO_VAE_SCALE:
+    case SF_INFO_LAST_MACS:
+    case SF_INFO_LAST_ATTENTION_MACS:
+      return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_int: %d is a float (sf_pipeline_get_float)",
+                          (int)key);
+  }
+  if ((int)key < SF_INFO_NETWORKS || (int)key > SF_INFO_ACTIVE_RUNS)
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_int: %d is not a sf_info key", (int)key);
+  return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "sf_pipeline_get_int: %d is not available for this pipeline", (int)key);
+}
+
+sf_status sf_pipeline_get_float(const sf_pipeline *cp, sf_info key, double *out) {
+  if (cp == NULL || out == NULL)
+    return sf_ctx_error(cp ? cp->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_float: NULL argument");
+  sf_pipeline *p = (sf_pipeline *)cp;
+  if (key == SF_INFO_VAE_SCALE) {
+    if (p->vae == NULL) return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "sf_pipeline_get_float: no VAE");
+    *out = sf_vae_get_config(p->vae)->scaling_factor;
+    return SF_OK;
+  }
+  if (key == SF_INFO_LAST_MACS || key == SF_INFO_LAST_ATTENTION_MACS) {
+    pthread_mutex_lock(&p->runs_lock);
+    *out = key == SF_INFO_LAST_MACS ? p->last_macs : p->last_attention_macs;
+    pthread_mutex_unlock(&p->runs_lock);
+    return SF_OK;
+  }
+  return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_float: %d is not a float info key", (int)key);
 }
 
 sf_status sf_pipeline_describe(const sf_pipeline *pipeline, sf_format format, char *buffer, size_t capacity,

@@ -7,17 +7,10 @@
 #include <strings.h>
 
 #include "core/context.h"
-#include "core/params.h"
 #include "io/json.h"
+#include "pipeline/request.h"
+#include "sched/sampler.h"
 #include "sched/scheduler.h"
-
-/* SD-1.5's scheduler_config.json as runwayml ships it. Read through the same parser as a
- * user's file so a sampler chosen explicitly gets from_config semantics (its own
- * defaults for the keys this file lacks, e.g. Euler's "linspace" spacing). */
-static const char sd15_scheduler_config[] =
-    "{\"_class_name\": \"PNDMScheduler\", \"beta_end\": 0.012, \"beta_schedule\": \"scaled_linear\","
-    " \"beta_start\": 0.00085, \"clip_sample\": false, \"num_train_timesteps\": 1000,"
-    " \"set_alpha_to_one\": false, \"skip_prk_steps\": true, \"steps_offset\": 1, \"trained_betas\": null}";
 
 struct sf_schedule {
   sf_scheduler *sched;
@@ -28,99 +21,43 @@ struct sf_schedule {
 
 /* ---- sampler names ------------------------------------------------------------------------- */
 
-static const char *const sampler_names[] = {NULL, "ddim", "pndm", "euler", "euler_a", "dpm++2m", "lcm"};
+const char *sf_sampler_name(sf_sampler sampler) { return sf_sampler_canonical_name(sampler); }
 
-const char *sf_sampler_name(sf_sampler sampler) {
-  if ((int)sampler <= SF_SAMPLER_DEFAULT || (int)sampler > SF_SAMPLER_LCM) return NULL;
-  return sampler_names[sampler];
-}
-
-/* Besides the canonical names (any letter case), the spellings other tools use:
- * "plms" (A1111's name for PNDM with skip_prk_steps), "euler_ancestral" / "euler-a" /
- * "euler a" (diffusers' class / A1111's label), "dpmpp_2m" / "dpmpp2m" / "dpm++_2m" /
- * "dpm++ 2m" (ComfyUI / A1111 spellings of DPM-Solver++ 2M). */
-sf_sampler sf_sampler_from_name(const char *name) {
-  static const struct {
-    const char *name;
-    sf_sampler sampler;
-  } aliases[] = {
-      {"plms", SF_SAMPLER_PNDM},          {"euler_ancestral", SF_SAMPLER_EULER_A},
-      {"euler-a", SF_SAMPLER_EULER_A},    {"euler a", SF_SAMPLER_EULER_A},
-      {"dpmpp_2m", SF_SAMPLER_DPMPP_2M},  {"dpmpp2m", SF_SAMPLER_DPMPP_2M},
-      {"dpm++_2m", SF_SAMPLER_DPMPP_2M},  {"dpm++ 2m", SF_SAMPLER_DPMPP_2M},
-  };
-  if (name == NULL) return SF_SAMPLER_DEFAULT;
-  for (int s = SF_SAMPLER_DDIM; s <= SF_SAMPLER_LCM; s++)
-    if (strcasecmp(name, sampler_names[s]) == 0) return (sf_sampler)s;
-  for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
-    if (strcasecmp(name, aliases[i].name) == 0) return aliases[i].sampler;
-  return SF_SAMPLER_DEFAULT;
-}
+sf_sampler sf_sampler_from_name(const char *name) { return sf_sampler_parse(name); }
 
 /* ---- creation ------------------------------------------------------------------------------- */
-
-static sf_sched_kind kind_of_sampler(sf_sampler s) {
-  switch (s) {
-    case SF_SAMPLER_DDIM: return SF_SCHED_DDIM;
-    case SF_SAMPLER_PNDM: return SF_SCHED_PNDM;
-    case SF_SAMPLER_EULER: return SF_SCHED_EULER;
-    case SF_SAMPLER_EULER_A: return SF_SCHED_EULER_A;
-    case SF_SAMPLER_DPMPP_2M: return SF_SCHED_DPMPP_2M;
-    case SF_SAMPLER_LCM: return SF_SCHED_LCM;
-    case SF_SAMPLER_DEFAULT: break;
-  }
-  return (sf_sched_kind)0;
-}
-
-static sf_status apply_overrides(sf_sched_config *cfg, const sf_params *o) {
-  if (o == NULL) return SF_OK;
-  int64_t pred = sf_params_int_or(o, SF_PARAM_PREDICTION_TYPE, SF_PREDICTION_DEFAULT);
-  if (pred < SF_PREDICTION_DEFAULT || pred > SF_PREDICTION_SAMPLE)
-    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT,
-                        "sf_schedule_create: SF_PARAM_PREDICTION_TYPE: %lld is not a sf_prediction", (long long)pred);
-  if (pred == SF_PREDICTION_EPSILON) cfg->prediction_type = SF_PRED_EPSILON;
-  if (pred == SF_PREDICTION_V) cfg->prediction_type = SF_PRED_V;
-  if (pred == SF_PREDICTION_SAMPLE) cfg->prediction_type = SF_PRED_SAMPLE;
-  int64_t spacing = sf_params_int_or(o, SF_PARAM_TIMESTEP_SPACING, SF_SPACING_DEFAULT);
-  if (spacing < SF_SPACING_DEFAULT || spacing > SF_SPACING_LINSPACE)
-    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT,
-                        "sf_schedule_create: SF_PARAM_TIMESTEP_SPACING: %lld is not a sf_timestep_spacing",
-                        (long long)spacing);
-  if (spacing != SF_SPACING_DEFAULT) cfg->timestep_spacing = (sf_timestep_spacing)spacing;
-  /* An explicit 0 switches off use_karras_sigmas from the file. */
-  if (sf_params_has(o, SF_PARAM_KARRAS_SIGMAS)) {
-    int karras = sf_params_int_or(o, SF_PARAM_KARRAS_SIGMAS, 0) != 0;
-    if (karras && cfg->kind != SF_SCHED_DPMPP_2M && cfg->kind != SF_SCHED_EULER)
-      return sf_ctx_error(NULL, SF_ERR_UNSUPPORTED,
-                          "sf_schedule_create: Karras sigmas are supported with euler and dpm++2m only");
-    cfg->use_karras_sigmas = karras;
-  }
-  return SF_OK;
-}
 
 sf_status sf_schedule_create(sf_sampler sampler, const char *config_json, const sf_params *overrides,
                              sf_schedule **out_schedule) {
   if (out_schedule == NULL)
     return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_create: out_schedule is NULL");
   *out_schedule = NULL;
-  if ((int)sampler < SF_SAMPLER_DEFAULT || (int)sampler > SF_SAMPLER_LCM)
+  if (sampler != SF_SAMPLER_DEFAULT && sf_sampler_kind(sampler) == 0)
     return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_create: %d is not a sf_sampler", (int)sampler);
-  const char *text = config_json ? config_json : sd15_scheduler_config;
   sf_diag d = {0};
-  sf_json_doc *doc = sf_json_parse_ex(text, strlen(text), SF_JSON_ALLOW_NONFINITE, &d);
-  if (doc == NULL) {
-    sf_diag_prefix(&d, "sf_schedule_create: scheduler config: ");
+  /* The same decoding of the overrides, and the same resolution against the config, as a
+   * generation's (pipeline/request.c, sched/sampler.c). */
+  sf_sched_request req;
+  if (sf_request_sched_from_params(overrides, &req, &d) != SF_OK) {
+    sf_diag_prefix(&d, "sf_schedule_create: ");
     return sf_ctx_take_diag(NULL, &d);
   }
+  req.sampler = sampler;
+  sf_json_doc *doc = NULL;
+  if (config_json != NULL) {
+    doc = sf_json_parse_ex(config_json, strlen(config_json), SF_JSON_ALLOW_NONFINITE, &d);
+    if (doc == NULL) {
+      sf_diag_prefix(&d, "sf_schedule_create: scheduler config: ");
+      return sf_ctx_take_diag(NULL, &d);
+    }
+  }
   sf_sched_config cfg;
-  sf_status st = sf_sched_config_from_json(&cfg, sf_json_root(doc), kind_of_sampler(sampler), &d);
+  sf_status st = sf_sched_config_resolve(doc ? sf_json_root(doc) : NULL, &req, &cfg, &d);
   sf_json_free(doc);
   if (st != SF_OK) {
     sf_diag_prefix(&d, "sf_schedule_create: ");
     return sf_ctx_take_diag(NULL, &d);
   }
-  st = apply_overrides(&cfg, overrides);
-  if (st != SF_OK) return st;
   sf_schedule *s = calloc(1, sizeof *s);
   if (s == NULL) return sf_ctx_error(NULL, SF_ERR_OUT_OF_MEMORY, "sf_schedule_create: out of memory");
   s->sched = sf_scheduler_create(&cfg, &d);
@@ -267,4 +204,58 @@ sf_status sf_schedule_step(sf_schedule *schedule, int i, const float *model_outp
   }
   schedule->last_step = i;
   return SF_OK;
+}
+
+/* ---- img2img and tables (1.1) ------------------------------------------------------------- */
+
+int sf_schedule_begin_index(sf_schedule *schedule, double strength) {
+  if (check_index(schedule, -1, "sf_schedule_begin_index") != SF_OK) return -1;
+  if (!(strength >= 0.0 && strength <= 1.0)) {
+    sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_begin_index: strength %g is outside [0, 1]", strength);
+    return -1;
+  }
+  int begin = sf_scheduler_img2img_begin(schedule->sched, strength);
+  if (begin >= sf_scheduler_num_steps(schedule->sched)) {
+    sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_begin_index: strength %g leaves no denoising step",
+                 strength);
+    return -1;
+  }
+  schedule->last_step = -1;
+  return begin;
+}
+
+sf_status sf_schedule_add_noise(const sf_schedule *schedule, int i, const float *original, const float *noise,
+                                float *out, size_t count) {
+  if (original == NULL || noise == NULL || out == NULL)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_add_noise: NULL argument");
+  if (i < 0) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_add_noise: evaluation %d is negative", i);
+  sf_status st = check_index(schedule, i, "sf_schedule_add_noise");
+  if (st != SF_OK) return st;
+  sf_scheduler_add_noise(schedule->sched, i, original, noise, out, count);
+  return SF_OK;
+}
+
+sf_status sf_schedule_get_table(const sf_schedule *schedule, sf_schedule_table table, float *out, size_t capacity,
+                                size_t *out_count) {
+  if (out_count) *out_count = 0;
+  if (schedule == NULL || out_count == NULL || (out == NULL && capacity > 0))
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_get_table: NULL argument");
+  const float *src = table == SF_TABLE_BETAS             ? sf_scheduler_betas(schedule->sched)
+                     : table == SF_TABLE_ALPHAS_CUMPROD ? sf_scheduler_alphas_cumprod(schedule->sched)
+                                                        : NULL;
+  if (src == NULL)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_get_table: %d is not a sf_schedule_table",
+                        (int)table);
+  size_t n = (size_t)sf_scheduler_num_train_timesteps(schedule->sched);
+  *out_count = n;
+  if (out == NULL && capacity == 0) return SF_OK;
+  if (capacity < n)
+    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_schedule_get_table: capacity %zu < %zu values", capacity, n);
+  memcpy(out, src, n * sizeof *out);
+  return SF_OK;
+}
+
+double sf_schedule_final_alpha_cumprod(const sf_schedule *schedule) {
+  if (schedule == NULL) return NAN;
+  return (double)sf_scheduler_final_alpha_cumprod(schedule->sched);
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xnnpack.h>
 
 static _Thread_local char tls_last_error[1024];
@@ -20,7 +21,9 @@ static sf_status ctx_verror(sf_context *ctx, sf_status status, const char *fmt, 
   vsnprintf(buf, sizeof buf, fmt, ap);
   sf_thread_set_error(buf);
   if (ctx != NULL) {
+    pthread_mutex_lock(&ctx->error_lock);
     memcpy(ctx->last_error, buf, sizeof buf);
+    pthread_mutex_unlock(&ctx->error_lock);
     sf_ctx_log(ctx, SF_LOG_ERROR, "%s", buf);
   }
   return status;
@@ -40,7 +43,7 @@ sf_status sf_ctx_take_diag(sf_context *ctx, const sf_diag *d) {
 }
 
 void sf_ctx_log(const sf_context *ctx, sf_log_level level, const char *fmt, ...) {
-  if (ctx == NULL || ctx->log_fn == NULL || level < ctx->log_level) return;
+  if (ctx == NULL || ctx->log_fn == NULL || (int)level < atomic_load(&ctx->log_level)) return;
   char buf[1024];
   va_list ap;
   va_start(ap, fmt);
@@ -83,10 +86,23 @@ static int default_thread_count(void) {
   return n > 0 ? (int)n : 1;
 }
 
+static int online_cpus(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
+pthreadpool_t sf_ctx_pool_acquire(sf_context *ctx) {
+  pthread_rwlock_rdlock(&ctx->pool_lock);
+  return ctx->pool;
+}
+
+void sf_ctx_pool_release(sf_context *ctx) { pthread_rwlock_unlock(&ctx->pool_lock); }
+
+/* Caller holds pool_lock for writing (or owns ctx exclusively, at create). */
 static sf_status ctx_set_threads(sf_context *ctx, int64_t threads) {
   if (threads > 1024) return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "threads: %lld is more than 1024", (long long)threads);
   int n = threads <= 0 ? default_thread_count() : (int)threads;
-  if (ctx->pool != NULL && n == ctx->threads) return SF_OK;
+  if (n == ctx->threads) return SF_OK;
   pthreadpool_t pool = NULL;
   if (n > 1) {
     pool = pthreadpool_create((size_t)n);
@@ -95,6 +111,12 @@ static sf_status ctx_set_threads(sf_context *ctx, int64_t threads) {
   if (ctx->pool != NULL) pthreadpool_destroy(ctx->pool);
   ctx->pool = pool;
   ctx->threads = n;
+  int cpus = online_cpus();
+  if (n > cpus)
+    sf_ctx_log(ctx, SF_LOG_WARN,
+               "%d threads on %d online CPUs: oversubscribed worker threads wait on each other, which makes "
+               "every step much slower; use %d or fewer (0 = one per core)",
+               n, cpus, cpus);
   return SF_OK;
 }
 
@@ -105,10 +127,20 @@ sf_status sf_context_create(sf_context **out_ctx) {
   if (sf_backend_init(&d) != SF_OK) return sf_ctx_take_diag(NULL, &d);
   sf_context *ctx = calloc(1, sizeof *ctx);
   if (ctx == NULL) return sf_ctx_error(NULL, SF_ERR_OUT_OF_MEMORY, "sf_context_create: out of memory");
-  ctx->log_level = SF_LOG_INFO;
-  atomic_init(&ctx->busy, 0);
+  atomic_init(&ctx->log_level, SF_LOG_INFO);
+  if (pthread_rwlock_init(&ctx->pool_lock, NULL) != 0) {
+    free(ctx);
+    return sf_ctx_error(NULL, SF_ERR_OUT_OF_MEMORY, "sf_context_create: out of memory");
+  }
+  if (pthread_mutex_init(&ctx->error_lock, NULL) != 0) {
+    pthread_rwlock_destroy(&ctx->pool_lock);
+    free(ctx);
+    return sf_ctx_error(NULL, SF_ERR_OUT_OF_MEMORY, "sf_context_create: out of memory");
+  }
   sf_status s = ctx_set_threads(ctx, 0);
   if (s != SF_OK) {
+    pthread_mutex_destroy(&ctx->error_lock);
+    pthread_rwlock_destroy(&ctx->pool_lock);
     free(ctx);
     return s;
   }
@@ -119,20 +151,25 @@ sf_status sf_context_create(sf_context **out_ctx) {
 void sf_context_destroy(sf_context *ctx) {
   if (ctx == NULL) return;
   if (ctx->pool != NULL) pthreadpool_destroy(ctx->pool);
+  pthread_mutex_destroy(&ctx->error_lock);
+  pthread_rwlock_destroy(&ctx->pool_lock);
   free(ctx);
 }
 
 sf_status sf_context_set_int(sf_context *ctx, sf_param key, int64_t value) {
   if (ctx == NULL) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_context_set_int: ctx is NULL");
   switch (key) {
-    case SF_PARAM_THREADS:
-      if (atomic_load(&ctx->busy) != 0)
-        return sf_ctx_error(ctx, SF_ERR_BAD_STATE, "cannot change threads while a job is running");
-      return ctx_set_threads(ctx, value);
+    case SF_PARAM_THREADS: {
+      if (pthread_rwlock_trywrlock(&ctx->pool_lock) != 0)
+        return sf_ctx_error(ctx, SF_ERR_BAD_STATE, "cannot change threads while a network call of this context is running");
+      sf_status s = ctx_set_threads(ctx, value);
+      pthread_rwlock_unlock(&ctx->pool_lock);
+      return s;
+    }
     case SF_PARAM_LOG_LEVEL:
       if (value < SF_LOG_DEBUG || value > SF_LOG_ERROR)
         return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "log level %lld is not a sf_log_level", (long long)value);
-      ctx->log_level = (sf_log_level)value;
+      atomic_store(&ctx->log_level, (int)value);
       return SF_OK;
     default:
       return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "parameter %d is not a context parameter", (int)key);
@@ -143,8 +180,14 @@ sf_status sf_context_get_int(const sf_context *ctx, sf_param key, int64_t *out_v
   if (ctx == NULL || out_value == NULL)
     return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_context_get_int: NULL argument");
   switch (key) {
-    case SF_PARAM_THREADS: *out_value = ctx->threads; return SF_OK;
-    case SF_PARAM_LOG_LEVEL: *out_value = ctx->log_level; return SF_OK;
+    case SF_PARAM_THREADS: {
+      sf_context *c = (sf_context *)ctx;
+      pthread_rwlock_rdlock(&c->pool_lock);
+      *out_value = c->threads;
+      pthread_rwlock_unlock(&c->pool_lock);
+      return SF_OK;
+    }
+    case SF_PARAM_LOG_LEVEL: *out_value = atomic_load(&ctx->log_level); return SF_OK;
     default:
       return sf_ctx_error((sf_context *)ctx, SF_ERR_INVALID_ARGUMENT, "parameter %d is not a context parameter", (int)key);
   }

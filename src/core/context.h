@@ -1,8 +1,15 @@
 /* The context as the rest of the library sees it: the thread pool every op runs on, the
- * log sink and the last error. */
+ * log sink and the last error.
+ *
+ * Threads: network calls of any number of runs (on any pipelines of this context) may go on
+ * at once from different threads; each holds pool_lock for reading while it uses the pool,
+ * and replacing the pool (SF_PARAM_THREADS) needs it for writing, so the thread count cannot
+ * change under a running call. Runs share the pool: pthreadpool serialises the parallel
+ * sections of concurrent callers, so they interleave op by op. */
 #ifndef SF_CORE_CONTEXT_H
 #define SF_CORE_CONTEXT_H
 
+#include <pthread.h>
 #include <pthreadpool.h>
 #include <stdatomic.h>
 
@@ -12,12 +19,17 @@
 struct sf_context {
   pthreadpool_t pool; /* NULL when running on the calling thread only */
   int threads;
+  pthread_rwlock_t pool_lock;
   sf_log_fn log_fn;
   void *log_user;
-  sf_log_level log_level;
-  atomic_int busy; /* jobs in flight: the pool must not be replaced under them */
+  _Atomic int log_level;
+  pthread_mutex_t error_lock; /* last_error is written by whichever thread fails */
   char last_error[1024];
 };
+
+/* The pool for one network call (read-locks it; NULL = the calling thread), and its release. */
+pthreadpool_t sf_ctx_pool_acquire(sf_context *ctx);
+void sf_ctx_pool_release(sf_context *ctx);
 
 /* Records a failure on ctx (may be NULL) and on the calling thread; returns status. */
 sf_status sf_ctx_error(sf_context *ctx, sf_status status, const char *fmt, ...)

@@ -235,7 +235,7 @@ sf_status sf_params_unset(sf_params *params, sf_param key) {
 static sf_status get(const sf_params *p, sf_param key, value_kind want, const entry **out) {
   if (p == NULL) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_params_get: params is NULL");
   const entry *e = find(p, key);
-  if (e == NULL) return SF_ERR_NOT_FOUND; /* not a failure worth a message: "unset" */
+  if (e == NULL) return sf_ctx_error(NULL, SF_ERR_NOT_FOUND, "sf_params_get: key %d is not set", (int)key);
   if (e->kind != want)
     return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_params: key %d holds a %s, not a %s", (int)key,
                         kind_name(e->kind), kind_name(want));

@@ -31,23 +31,16 @@ sf_vid sf_g_conv2d_asym(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, 
       .kernel = kernel, .stride = stride, .pad = pad, .pad_top = pad_top, .pad_left = pad_left};
   if (igemm) return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix);
   const float *ohwi = w;
-  xnn_operator_t op = NULL;
-  enum xnn_status xs = xnn_create_convolution2d_nhwc_f32(
-      (uint32_t)pad_top, (uint32_t)pad_right, (uint32_t)pad_bottom, (uint32_t)pad_left, (uint32_t)kernel,
-      (uint32_t)kernel, (uint32_t)stride, (uint32_t)stride, 1, 1, 1, in_ch, out_ch, in_ch, out_ch, ohwi, b,
-      -INFINITY, INFINITY, 0, &op);
+  xnn_operator_t *ops = calloc(1, sizeof *ops);
+  enum xnn_status xs = ops ? xnn_create_convolution2d_nhwc_f32(
+                                 (uint32_t)pad_top, (uint32_t)pad_right, (uint32_t)pad_bottom, (uint32_t)pad_left,
+                                 (uint32_t)kernel, (uint32_t)kernel, (uint32_t)stride, (uint32_t)stride, 1, 1, 1,
+                                 in_ch, out_ch, in_ch, out_ch, ohwi, b, -INFINITY, INFINITY, 0, &ops[0])
+                           : xnn_status_out_of_memory;
   free(b);
-  if (xs != xnn_status_success) {
-    sf_graph_fail(g, xs == xnn_status_out_of_memory ? SF_ERR_OUT_OF_MEMORY : SF_ERR_BACKEND,
-                  "%s: xnn_create_convolution2d_nhwc_f32 failed (status %d)", prefix, (int)xs);
-    return -1;
-  }
-  sf_node *n = sf_graph_add_node(g, SF_OP_CONV2D, &x, 1, out_ch);
-  if (n == NULL) {
-    xnn_delete_operator(op);
-    return -1;
-  }
-  n->xop = op;
+  sf_node *n = sf_xnn_node_add(g, SF_OP_CONV2D, x, out_ch, ops, 1, out_ch, xs, "xnn_create_convolution2d_nhwc_f32",
+                               prefix);
+  if (n == NULL) return -1;
   n->p.conv = cp;
   g->weights_bytes += (out_ch * kk * in_ch + (bias ? out_ch : 0)) * sizeof(float);
   return n->out;

@@ -1,15 +1,21 @@
 /* The operator graph every network is built on.
  *
- * Lifecycle (XNNPACK's, one level up): build once (nodes are appended in execution
- * order; weights are packed into XNNPACK operators as nodes are created), then for each
- * set of input shapes plan (shape inference, liveness, arena offsets, operator setup),
- * then run any number of times. Re-planning with other shapes (another image size,
- * batch 1 or 2) reuses the packed weights.
+ * Model and run state apart (whisper.cpp's context/state, llama2.c's weights/RunState): a
+ * graph is built once (nodes appended in execution order; weights packed as nodes are
+ * created) and is then immutable, shared by every run of the model. What a run needs lives
+ * in the run's own state:
+ *  - an sf_plan per graph: for given input shapes and thread count, the shapes of all values,
+ *    their liveness and their offsets in a workspace. sf_graph_prepare replans only when the
+ *    input shapes or the thread count change;
+ *  - one sf_workspace shared by all the graphs a run state executes (they never run at once
+ *    within one state), sized for the largest plan;
+ *  - the cancel flag (sf_exec).
+ * Two run states may execute the same graph at the same time from different threads.
  *
  * Values are float32 tensors [n, h, w, c]: NHWC images, and sequences as [n, 1, tokens,
  * c]. The channel count is fixed when the graph is built; n, h and w come from the
- * inputs at plan time. All values live in one arena assigned by liveness, so the memory
- * of a layer is reused by later layers. */
+ * inputs at plan time. All values of a plan live in the workspace at offsets assigned by
+ * liveness, so the memory of a layer is reused by later layers. */
 #ifndef SF_GRAPH_GRAPH_H
 #define SF_GRAPH_GRAPH_H
 
@@ -76,32 +82,55 @@ sf_vid sf_g_attention(sf_graph *g, sf_vid q_src, size_t q_off, sf_vid kv_src, si
 
 /* ---- planning and running ---------------------------------------------------------- */
 
-/* Shapes of the inputs in sf_graph_input order (their c must match). */
-sf_status sf_graph_plan(sf_graph *g, const sf_shape *input_shapes, size_t n_inputs,
-                        pthreadpool_t pool, sf_diag *d);
-/* Arena bytes of the current plan, and the sum of all value sizes (what a naive
- * allocator would need). */
-size_t sf_graph_arena_bytes(const sf_graph *g);
-size_t sf_graph_naive_bytes(const sf_graph *g);
-sf_shape sf_graph_shape(const sf_graph *g, sf_vid v);
-/* Buffer of a value in the current plan: write inputs here before run, read outputs
- * after. Valid until the next plan. */
-float *sf_graph_data(sf_graph *g, sf_vid v);
+typedef struct sf_plan sf_plan;
 
-/* cancel may be NULL; it is polled between nodes. Returns SF_ERR_CANCELLED when set. */
-sf_status sf_graph_run(sf_graph *g, pthreadpool_t pool, const atomic_int *cancel, sf_diag *d);
+sf_plan *sf_plan_create(void);
+void sf_plan_destroy(sf_plan *pl);
 
-/* Multiply-accumulates of the planned graph: conv/linear and attention matmuls. */
+/* One workspace of activations, shared by the graphs of a run state. */
+typedef struct sf_workspace {
+  void *base;
+  size_t cap;
+} sf_workspace;
+/* Grows w to at least bytes (its contents are not kept); never shrinks. */
+sf_status sf_workspace_reserve(sf_workspace *w, size_t bytes, sf_diag *d);
+void sf_workspace_release(sf_workspace *w);
+
+/* What a run executes with: the thread pool (NULL: the calling thread), a cancel flag polled
+ * between nodes (may be NULL), and the run state's workspace. */
+typedef struct sf_exec {
+  pthreadpool_t pool;
+  const atomic_int *cancel;
+  sf_workspace *ws;
+} sf_exec;
+
+/* Plans g for these input shapes (in sf_graph_input order; their c must match) and ex's
+ * thread count, unless pl already holds that plan of g, and reserves the plan's workspace in
+ * ex->ws. */
+sf_status sf_graph_prepare(const sf_graph *g, sf_plan *pl, const sf_shape *input_shapes, size_t n_inputs,
+                           const sf_exec *ex, sf_diag *d);
+/* Buffer of a value in the prepared plan: write inputs here before run, read outputs after.
+ * Valid until the workspace grows (the next prepare of any graph on it). */
+float *sf_plan_data(const sf_plan *pl, const sf_exec *ex, sf_vid v);
+sf_shape sf_plan_shape(const sf_plan *pl, sf_vid v);
+/* Workspace bytes of the plan, and the sum of all value sizes (what a naive allocator would
+ * need). 0 when nothing is planned. */
+size_t sf_plan_arena_bytes(const sf_plan *pl);
+size_t sf_plan_naive_bytes(const sf_plan *pl);
+/* Runs the prepared plan; SF_ERR_CANCELLED as soon as ex->cancel is seen set. */
+sf_status sf_graph_execute(sf_graph *g, const sf_plan *pl, const sf_exec *ex, sf_diag *d);
+
+/* Multiply-accumulates of a plan of g: conv/linear and attention matmuls (0 without plan). */
 typedef struct sf_graph_stats {
   double macs_dense;     /* conv + linear */
   double macs_attention; /* QK^T and PV */
   size_t nodes;
-  size_t weights_bytes;  /* packed f32 parameters */
+  size_t weights_bytes;  /* packed parameters */
 } sf_graph_stats;
-void sf_graph_get_stats(const sf_graph *g, sf_graph_stats *out);
+void sf_graph_get_stats(const sf_graph *g, const sf_plan *pl, sf_graph_stats *out);
 
-/* Debug mode: before running, verifies that no two values alive at the same time
- * overlap in the arena (1 = overlap found, with d set). Runs in tests. */
-int sf_graph_check_plan(const sf_graph *g, sf_diag *d);
+/* Debug check: no two values alive at the same time overlap in the workspace (1 = overlap
+ * found, with d set). Runs in tests. */
+int sf_plan_check(const sf_graph *g, const sf_plan *pl, sf_diag *d);
 
 #endif

@@ -28,10 +28,10 @@ sf_vid sf_igemm_node_add(sf_graph *g, sf_vid x, size_t out_ch, const float *w, f
   return n->out;
 }
 
-sf_status sf_igemm_node_run(sf_graph *g, sf_node *n, pthreadpool_t pool) {
-  sf_shape a = g->values[n->in[0]].shape, o = g->values[n->out].shape;
-  const float *x = sf_node_in(g, n, 0);
-  float *y = sf_node_out(g, n);
+sf_status sf_igemm_node_run(const sf_plan *pl, void *arena, const sf_node *n, pthreadpool_t pool) {
+  sf_shape a = pl->shapes[n->in[0]], o = pl->shapes[n->out];
+  const float *x = sf_node_in(pl, arena, n, 0);
+  float *y = sf_node_out(pl, arena, n);
   if (n->op == SF_OP_LINEAR) {
     sf_igemm_linear_f32(pool, n->ig, x, y, a.n * a.h * a.w);
     return SF_OK;

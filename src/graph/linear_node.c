@@ -66,22 +66,3 @@ sf_vid sf_g_linear_fused(sf_graph *g, sf_wsrc *ws, const char *const *prefixes, 
                          size_t out_each, int bias) {
   return add_linear(g, ws, prefixes, count, x, out_each, bias);
 }
-
-sf_status sf_linear_setup(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag *d) {
-  sf_shape a = g->values[n->in[0]].shape;
-  size_t rows = a.n * a.h * a.w;
-  const float *x = sf_node_in(g, n, 0);
-  float *y = sf_node_out(g, n);
-  size_t count = n->n_panels ? n->n_panels : 1;
-  size_t threads = pool ? pthreadpool_get_threads_count(pool) : 1;
-  n->panels_in_tasks = n->n_panels && sf_xnn_panels_in_tasks(n->n_panels, threads);
-  pthreadpool_t op_pool = n->panels_in_tasks ? NULL : pool;
-  for (size_t p = 0; p < count; p++) {
-    xnn_operator_t op = n->n_panels ? n->panels[p] : n->xop;
-    enum xnn_status xs = xnn_setup_fully_connected_nc_f32(op, rows, x, y + p * n->panel_oc, op_pool);
-    if (xs != xnn_status_success)
-      return sf_diag_set(d, SF_ERR_BACKEND, "%s: xnn_setup_fully_connected_nc_f32 failed (status %d) for %zu rows",
-                         g->name, (int)xs, rows);
-  }
-  return SF_OK;
-}

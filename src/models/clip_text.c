@@ -18,8 +18,6 @@ struct sf_clip_text {
   float *tok_emb;    /* [vocab, D] */
   float *pos_emb;    /* [max_positions, D] */
   float *final_gamma, *final_beta;
-  int planned;
-  size_t plan_batch, plan_tokens, plan_threads;
 };
 
 /* ---- config ------------------------------------------------------------------------------- */
@@ -209,11 +207,9 @@ sf_clip_text *sf_clip_text_build(const sf_clip_text_config *c, sf_wsrc *ws, sf_d
 
 /* ---- run ---------------------------------------------------------------------------------- */
 
-static size_t pool_threads(pthreadpool_t pool) { return pool ? pthreadpool_get_threads_count(pool) : 1; }
-
-sf_status sf_clip_text_run(sf_clip_text *m, pthreadpool_t pool, const int32_t *ids, size_t batch, size_t tokens,
-                           int clip_skip, float *out, sf_diag *d) {
-  if (m == NULL || ids == NULL || out == NULL)
+sf_status sf_clip_text_run(sf_clip_text *m, const sf_exec *ex, sf_plan *pl, const int32_t *ids, size_t batch,
+                           size_t tokens, int clip_skip, float *out, sf_diag *d) {
+  if (m == NULL || ex == NULL || pl == NULL || ids == NULL || out == NULL)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "text_encoder: NULL argument");
   const sf_clip_text_config *c = &m->cfg;
   if (batch == 0 || tokens == 0 || tokens > c->max_positions)
@@ -228,20 +224,12 @@ sf_status sf_clip_text_run(sf_clip_text *m, pthreadpool_t pool, const int32_t *i
                          "text_encoder: token id %ld at [%zu, %zu] is outside the vocabulary (0..%zu)", (long)ids[i],
                          i / tokens, i % tokens, c->vocab - 1);
 
-  size_t threads = pool_threads(pool);
-  if (!m->planned || m->plan_batch != batch || m->plan_tokens != tokens || m->plan_threads != threads) {
-    m->planned = 0;
-    sf_shape shape = {batch, 1, tokens, c->hidden};
-    sf_status s = sf_graph_plan(m->g, &shape, 1, pool, d);
-    if (s != SF_OK) return s;
-    m->planned = 1;
-    m->plan_batch = batch;
-    m->plan_tokens = tokens;
-    m->plan_threads = threads;
-  }
+  sf_shape shape = {batch, 1, tokens, c->hidden};
+  sf_status s = sf_graph_prepare(m->g, pl, &shape, 1, ex, d);
+  if (s != SF_OK) return s;
 
   size_t dm = c->hidden;
-  float *x = sf_graph_data(m->g, m->input);
+  float *x = sf_plan_data(pl, ex, m->input);
   for (size_t b = 0; b < batch; b++)
     for (size_t t = 0; t < tokens; t++) {
       const float *te = m->tok_emb + (size_t)ids[b * tokens + t] * dm;
@@ -250,12 +238,12 @@ sf_status sf_clip_text_run(sf_clip_text *m, pthreadpool_t pool, const int32_t *i
       for (size_t k = 0; k < dm; k++) row[k] = te[k] + pe[k];
     }
 
-  sf_status s = sf_graph_run(m->g, pool, NULL, d);
+  s = sf_graph_execute(m->g, pl, ex, d);
   if (s != SF_OK) return s;
 
   size_t from_end = (size_t)clip_skip;
   sf_vid src = from_end == c->layers ? m->input : m->layer_out[c->layers - 1 - from_end];
-  sf_layernorm_f32(pool, sf_graph_data(m->g, src), out, batch * tokens, dm, c->ln_eps, m->final_gamma,
+  sf_layernorm_f32(ex->pool, sf_plan_data(pl, ex, src), out, batch * tokens, dm, c->ln_eps, m->final_gamma,
                    m->final_beta);
   return SF_OK;
 }
@@ -286,4 +274,4 @@ sf_status sf_clip_text_pooled(const sf_clip_text *m, const int32_t *ids, size_t 
 
 size_t sf_clip_text_hidden(const sf_clip_text *m) { return m ? m->cfg.hidden : 0; }
 const sf_clip_text_config *sf_clip_text_get_config(const sf_clip_text *m) { return m ? &m->cfg : NULL; }
-sf_graph *sf_clip_text_graph(sf_clip_text *m) { return m ? m->g : NULL; }
+sf_graph *sf_clip_text_graph(const sf_clip_text *m) { return m ? m->g : NULL; }

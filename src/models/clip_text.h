@@ -6,7 +6,7 @@
  * Every layer's output is a graph output, so clip_skip picks one without another graph,
  * and the final LayerNorm is applied to the chosen one on the host side of the graph.
  *
- * A model is not safe to run from two threads at once (it re-plans and owns one arena). */
+ * A built model is immutable: any number of run states may run it at once. */
 #ifndef SF_MODELS_CLIP_TEXT_H
 #define SF_MODELS_CLIP_TEXT_H
 
@@ -57,10 +57,10 @@ void sf_clip_text_accept_buffers(struct sf_weights *w);
 /* ids [batch, tokens] (1 <= tokens <= max_positions; 0 <= id < vocab, else
  * SF_ERR_INVALID_ARGUMENT); out [batch, tokens, hidden] = final_layer_norm(hidden state after
  * layers - clip_skip layers), 0 <= clip_skip <= layers (0 = last_hidden_state; diffusers'
- * clip_skip=1 = the penultimate layer). pool may be NULL. Re-plans only when batch, tokens or
- * the pool's thread count change. */
-sf_status sf_clip_text_run(sf_clip_text *m, pthreadpool_t pool, const int32_t *ids, size_t batch, size_t tokens,
-                           int clip_skip, float *out, sf_diag *d);
+ * clip_skip=1 = the penultimate layer). Runs in the caller's run state (ex, and pl: the
+ * state's plan of this model's graph, replanned only when batch, tokens or threads change). */
+sf_status sf_clip_text_run(sf_clip_text *m, const sf_exec *ex, sf_plan *pl, const int32_t *ids, size_t batch,
+                           size_t tokens, int clip_skip, float *out, sf_diag *d);
 
 /* transformers' pooler_output from a last_hidden_state [batch, tokens, hidden] (clip_skip 0)
  * of the same ids: the row at argmax(ids) when eos_token_id == 2 (legacy configs such as
@@ -73,6 +73,6 @@ size_t sf_clip_text_hidden(const sf_clip_text *m);
 const sf_clip_text_config *sf_clip_text_get_config(const sf_clip_text *m);
 void sf_clip_text_destroy(sf_clip_text *m);
 /* For statistics (sf_graph_get_stats) and plan checks; the model keeps ownership. */
-sf_graph *sf_clip_text_graph(sf_clip_text *m);
+sf_graph *sf_clip_text_graph(const sf_clip_text *m);
 
 #endif

@@ -17,9 +17,6 @@
 typedef struct taesd_graph {
   sf_graph *g;
   sf_vid in, out;
-  int planned;
-  sf_shape plan_shape;
-  size_t plan_threads;
 } taesd_graph;
 
 struct sf_taesd {
@@ -361,25 +358,6 @@ done:
 
 /* ---- run ---------------------------------------------------------------------------------- */
 
-static size_t pool_threads(pthreadpool_t pool) { return pool ? pthreadpool_get_threads_count(pool) : 1; }
-
-static sf_status ensure_plan(taesd_graph *tg, sf_shape in, pthreadpool_t pool, sf_diag *d) {
-  size_t threads = pool_threads(pool);
-  sf_shape p = tg->plan_shape, q = sf_graph_shape(tg->g, tg->in);
-  /* Also compare with the graph's own state: it may have been re-planned through the
-   * accessor since. */
-  if (tg->planned && p.n == in.n && p.h == in.h && p.w == in.w && p.c == in.c && tg->plan_threads == threads &&
-      q.n == in.n && q.h == in.h && q.w == in.w && q.c == in.c && sf_graph_data(tg->g, tg->in) != NULL)
-    return SF_OK;
-  tg->planned = 0;
-  sf_status s = sf_graph_plan(tg->g, &in, 1, pool, d);
-  if (s != SF_OK) return s;
-  tg->planned = 1;
-  tg->plan_shape = in;
-  tg->plan_threads = threads;
-  return SF_OK;
-}
-
 static int sane_size(size_t a, size_t b, size_t c, size_t e) {
   return a && b && c && e && (double)a * (double)b * (double)c * (double)e * sizeof(float) < 0x1p46;
 }
@@ -389,9 +367,9 @@ size_t sf_taesd_scale_factor(const sf_taesd *t, int encoder) {
   return (size_t)1 << ((encoder ? t->cfg.n_enc : t->cfg.n_dec) - 1);
 }
 
-sf_status sf_taesd_decode(sf_taesd *t, pthreadpool_t pool, const atomic_int *cancel, const float *latents, size_t b,
-                          size_t h, size_t w, int raw, float *image, sf_diag *d) {
-  if (t == NULL || latents == NULL || image == NULL)
+sf_status sf_taesd_decode(sf_taesd *t, const sf_exec *ex, sf_plan *pl, const float *latents, size_t b, size_t h,
+                          size_t w, unsigned flags, float *image, sf_diag *d) {
+  if (t == NULL || ex == NULL || pl == NULL || latents == NULL || image == NULL)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "taesd decode: NULL argument");
   if (t->dec.g == NULL) return sf_diag_set(d, SF_ERR_BAD_STATE, "taesd decode: the decoder was not built");
   const sf_taesd_config *c = &t->cfg;
@@ -400,23 +378,24 @@ sf_status sf_taesd_decode(sf_taesd *t, pthreadpool_t pool, const atomic_int *can
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "taesd decode: invalid latent shape [%zu, %zu, %zu, %zu]", b,
                        c->latent_channels, h, w);
   sf_shape in = {b, h, w, c->latent_channels};
-  sf_status s = ensure_plan(&t->dec, in, pool, d);
+  sf_status s = sf_graph_prepare(t->dec.g, pl, &in, 1, ex, d);
   if (s != SF_OK) return s;
-  float *x = sf_graph_data(t->dec.g, t->dec.in);
+  pthreadpool_t pool = ex->pool;
+  float *x = sf_plan_data(pl, ex, t->dec.in);
   sf_nchw_to_nhwc_f32(pool, latents, x, b, c->latent_channels, h, w);
-  if (!raw) {
+  if (!(flags & SF_TAESD_LATENTS_UNSCALED)) {
     float sfac = c->scaling_factor;
     size_t n = b * h * w * c->latent_channels;
     for (size_t i = 0; i < n; i++) x[i] = x[i] / sfac;
   }
-  s = sf_graph_run(t->dec.g, pool, cancel, d);
+  s = sf_graph_execute(t->dec.g, pl, ex, d);
   if (s != SF_OK) return s;
-  sf_shape o = sf_graph_shape(t->dec.g, t->dec.out);
+  sf_shape o = sf_plan_shape(pl, t->dec.out);
   if (o.h != h * f || o.w != w * f || o.c != c->out_channels)
     return sf_diag_set(d, SF_ERR_INTERNAL, "taesd decode: output %zux%zux%zu, expected %zux%zux%zu", o.h, o.w, o.c,
                        h * f, w * f, c->out_channels);
-  sf_nhwc_to_nchw_f32(pool, sf_graph_data(t->dec.g, t->dec.out), image, b, o.h, o.w, o.c);
-  if (!raw) {
+  sf_nhwc_to_nchw_f32(pool, sf_plan_data(pl, ex, t->dec.out), image, b, o.h, o.w, o.c);
+  if (!(flags & SF_TAESD_IMAGE_RAW)) {
     /* AutoencoderTiny.decode: [0, 1] -> [-1, 1] as x.mul(2).sub(1). */
     size_t n = b * o.h * o.w * o.c;
     for (size_t i = 0; i < n; i++) image[i] = image[i] * 2.0f - 1.0f;
@@ -424,9 +403,9 @@ sf_status sf_taesd_decode(sf_taesd *t, pthreadpool_t pool, const atomic_int *can
   return SF_OK;
 }
 
-sf_status sf_taesd_encode(sf_taesd *t, pthreadpool_t pool, const atomic_int *cancel, const float *image, size_t b,
-                          size_t H, size_t W, int raw, float *latents, sf_diag *d) {
-  if (t == NULL || image == NULL || latents == NULL)
+sf_status sf_taesd_encode(sf_taesd *t, const sf_exec *ex, sf_plan *pl, const float *image, size_t b, size_t H,
+                          size_t W, unsigned flags, float *latents, sf_diag *d) {
+  if (t == NULL || ex == NULL || pl == NULL || image == NULL || latents == NULL)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "taesd encode: NULL argument");
   if (t->enc.g == NULL) return sf_diag_set(d, SF_ERR_BAD_STATE, "taesd encode: the encoder was not built");
   const sf_taesd_config *c = &t->cfg;
@@ -436,23 +415,24 @@ sf_status sf_taesd_encode(sf_taesd *t, pthreadpool_t pool, const atomic_int *can
                        "taesd encode: image [%zu, %zu, %zu, %zu]: sides must be positive multiples of %zu", b,
                        c->in_channels, H, W, f);
   sf_shape in = {b, H, W, c->in_channels};
-  sf_status s = ensure_plan(&t->enc, in, pool, d);
+  sf_status s = sf_graph_prepare(t->enc.g, pl, &in, 1, ex, d);
   if (s != SF_OK) return s;
-  float *x = sf_graph_data(t->enc.g, t->enc.in);
+  pthreadpool_t pool = ex->pool;
+  float *x = sf_plan_data(pl, ex, t->enc.in);
   sf_nchw_to_nhwc_f32(pool, image, x, b, c->in_channels, H, W);
-  if (!raw) {
+  if (!(flags & SF_TAESD_IMAGE_RAW)) {
     /* EncoderTiny.forward: [-1, 1] -> [0, 1] as x.add(1).div(2). */
     size_t n = b * H * W * c->in_channels;
     for (size_t i = 0; i < n; i++) x[i] = (x[i] + 1.0f) / 2.0f;
   }
-  s = sf_graph_run(t->enc.g, pool, cancel, d);
+  s = sf_graph_execute(t->enc.g, pl, ex, d);
   if (s != SF_OK) return s;
-  sf_shape o = sf_graph_shape(t->enc.g, t->enc.out);
+  sf_shape o = sf_plan_shape(pl, t->enc.out);
   if (o.h != H / f || o.w != W / f || o.c != c->latent_channels)
     return sf_diag_set(d, SF_ERR_INTERNAL, "taesd encode: output %zux%zux%zu, expected %zux%zux%zu", o.h, o.w, o.c,
                        H / f, W / f, c->latent_channels);
-  sf_nhwc_to_nchw_f32(pool, sf_graph_data(t->enc.g, t->enc.out), latents, b, o.h, o.w, o.c);
-  if (!raw) {
+  sf_nhwc_to_nchw_f32(pool, sf_plan_data(pl, ex, t->enc.out), latents, b, o.h, o.w, o.c);
+  if (!(flags & SF_TAESD_LATENTS_UNSCALED)) {
     float sfac = c->scaling_factor;
     size_t n = b * o.h * o.w * o.c;
     for (size_t i = 0; i < n; i++) latents[i] = sfac * latents[i];
@@ -462,5 +442,5 @@ sf_status sf_taesd_encode(sf_taesd *t, pthreadpool_t pool, const atomic_int *can
 
 const sf_taesd_config *sf_taesd_get_config(const sf_taesd *t) { return t ? &t->cfg : NULL; }
 int sf_taesd_parts(const sf_taesd *t) { return t ? t->parts : 0; }
-sf_graph *sf_taesd_decoder_graph(sf_taesd *t) { return t ? t->dec.g : NULL; }
-sf_graph *sf_taesd_encoder_graph(sf_taesd *t) { return t ? t->enc.g : NULL; }
+sf_graph *sf_taesd_decoder_graph(const sf_taesd *t) { return t ? t->dec.g : NULL; }
+sf_graph *sf_taesd_encoder_graph(const sf_taesd *t) { return t ? t->enc.g : NULL; }

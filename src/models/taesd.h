@@ -10,7 +10,7 @@
  * decoder is tanh(x/3)*3, conv, ReLU, then per stage Blocks (conv-ReLU-conv-ReLU-conv plus
  * skip, ReLU), nearest x2 upsampling and a conv; the final conv gives ~[0, 1] (taesd.py's raw
  * output). The public modes map images to the KL decoder's [-1, 1] range as diffusers does.
- * One call at a time per object. */
+ * A built TAESD is immutable; plans and activations belong to the caller's run state. */
 #ifndef SF_MODELS_TAESD_H
 #define SF_MODELS_TAESD_H
 
@@ -65,21 +65,25 @@ void sf_taesd_destroy(sf_taesd *t);
 
 /* latents NCHW [b, latent_channels, h, w] -> image NCHW [b, out_channels, 8h, 8w] (for the
  * default architecture; f = sf_taesd_scale_factor in general).
- * raw = 0: latents are pipeline-space (divided by scaling_factor, 1.0 for TAESD) and the
- *          image is mapped to [-1, 1] (x*2-1, diffusers AutoencoderTiny.decode), unclamped;
- * raw = 1: latents go in as given and the image is the network's own output (~[0, 1]). */
-sf_status sf_taesd_decode(sf_taesd *t, pthreadpool_t pool, const atomic_int *cancel, const float *latents,
-                          size_t b, size_t h, size_t w, int raw, float *image, sf_diag *d);
+ * flags (SF_TAESD_*): without SF_TAESD_LATENTS_UNSCALED the latents are pipeline-space and
+ * divided by scaling_factor (1.0 for TAESD) first; without SF_TAESD_IMAGE_RAW the image is
+ * mapped to [-1, 1] (x*2-1, diffusers AutoencoderTiny.decode), unclamped, else it is the
+ * network's own output (~[0, 1]). Runs in the caller's run state (ex; pl: the state's plan
+ * of the decoder graph). */
+enum { SF_TAESD_LATENTS_UNSCALED = 1, SF_TAESD_IMAGE_RAW = 2, SF_TAESD_RAW = 3 };
+sf_status sf_taesd_decode(sf_taesd *t, const sf_exec *ex, sf_plan *pl, const float *latents, size_t b, size_t h,
+                          size_t w, unsigned flags, float *image, sf_diag *d);
 /* image NCHW [b, in_channels, H, W], H and W multiples of f -> latents [b, L, H/f, W/f].
- * raw = 0: image in [-1, 1] (mapped to (x+1)/2 first), latents returned pipeline-space
- *          (times scaling_factor); raw = 1: image in [0, 1], the network's own output. */
-sf_status sf_taesd_encode(sf_taesd *t, pthreadpool_t pool, const atomic_int *cancel, const float *image, size_t b,
-                          size_t H, size_t W, int raw, float *latents, sf_diag *d);
+ * Without SF_TAESD_IMAGE_RAW the image is in [-1, 1] (mapped to (x+1)/2 first), else in
+ * [0, 1], the network's own range; without SF_TAESD_LATENTS_UNSCALED the latents are returned
+ * pipeline-space (times scaling_factor). */
+sf_status sf_taesd_encode(sf_taesd *t, const sf_exec *ex, sf_plan *pl, const float *image, size_t b, size_t H,
+                          size_t W, unsigned flags, float *latents, sf_diag *d);
 
 const sf_taesd_config *sf_taesd_get_config(const sf_taesd *t);
 size_t sf_taesd_scale_factor(const sf_taesd *t, int encoder); /* 8 for TAESD */
 int sf_taesd_parts(const sf_taesd *t);
-sf_graph *sf_taesd_decoder_graph(sf_taesd *t);
-sf_graph *sf_taesd_encoder_graph(sf_taesd *t);
+sf_graph *sf_taesd_decoder_graph(const sf_taesd *t);
+sf_graph *sf_taesd_encoder_graph(const sf_taesd *t);
 
 #endif

@@ -23,8 +23,6 @@ struct sf_unet {
   sf_unet_config cfg;
   sf_graph *g;
   sf_vid in_sample, in_temb, in_text, out;
-  size_t plan_n, plan_h, plan_w, plan_tokens; /* shapes of the current plan; 0 = none */
-  pthreadpool_t plan_pool;                    /* attention scratch and XNNPACK setup depend on the pool */
 };
 
 /* The down path's outputs, consumed last-in first-out by the up path. */
@@ -191,15 +189,15 @@ void sf_unet_destroy(sf_unet *u) {
 }
 
 const sf_unet_config *sf_unet_get_config(const sf_unet *u) { return u ? &u->cfg : NULL; }
-sf_graph *sf_unet_graph(sf_unet *u) { return u ? u->g : NULL; }
+size_t sf_unet_size_multiple(const sf_unet *u) { return u ? (size_t)1 << u->cfg.n_downsamplers : 1; }
+sf_graph *sf_unet_graph(const sf_unet *u) { return u ? u->g : NULL; }
 
-sf_status sf_unet_run(sf_unet *u, pthreadpool_t pool, const atomic_int *cancel, const float *latents, size_t batch,
-                      size_t h, size_t w, const float *timesteps, const float *text, size_t tokens, float *out,
-                      sf_diag *d) {
-  if (u == NULL || latents == NULL || timesteps == NULL || text == NULL || out == NULL)
+sf_status sf_unet_run(sf_unet *u, const sf_exec *ex, sf_plan *pl, const float *latents, size_t batch, size_t h,
+                      size_t w, const float *timesteps, const float *text, size_t tokens, float *out, sf_diag *d) {
+  if (u == NULL || ex == NULL || pl == NULL || latents == NULL || timesteps == NULL || text == NULL || out == NULL)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "unet: NULL argument");
   const sf_unet_config *c = &u->cfg;
-  size_t factor = (size_t)1 << c->n_downsamplers;
+  size_t factor = sf_unet_size_multiple(u);
   if (batch == 0 || tokens == 0 || h == 0 || w == 0)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "unet: empty input (batch %zu, %zux%zu latent, %zu tokens)", batch,
                        h, w, tokens);
@@ -209,22 +207,15 @@ sf_status sf_unet_run(sf_unet *u, pthreadpool_t pool, const atomic_int *cancel, 
                        "image sides must be multiples of %zu",
                        h, w, factor, c->n_downsamplers, factor * 8);
 
-  if (batch != u->plan_n || h != u->plan_h || w != u->plan_w || tokens != u->plan_tokens || pool != u->plan_pool) {
-    sf_shape shapes[3] = {
-        {batch, h, w, c->in_channels}, {batch, 1, 1, c->time_proj_dim}, {batch, 1, tokens, c->cross_attention_dim}};
-    u->plan_n = 0;
-    sf_status s = sf_graph_plan(u->g, shapes, 3, pool, d);
-    if (s != SF_OK) return s;
-    u->plan_n = batch;
-    u->plan_h = h;
-    u->plan_w = w;
-    u->plan_tokens = tokens;
-    u->plan_pool = pool;
-  }
+  sf_shape shapes[3] = {
+      {batch, h, w, c->in_channels}, {batch, 1, 1, c->time_proj_dim}, {batch, 1, tokens, c->cross_attention_dim}};
+  sf_status s = sf_graph_prepare(u->g, pl, shapes, 3, ex, d);
+  if (s != SF_OK) return s;
 
-  float *x = sf_graph_data(u->g, u->in_sample);
-  float *temb = sf_graph_data(u->g, u->in_temb);
-  float *ctx = sf_graph_data(u->g, u->in_text);
+  pthreadpool_t pool = ex->pool;
+  float *x = sf_plan_data(pl, ex, u->in_sample);
+  float *temb = sf_plan_data(pl, ex, u->in_temb);
+  float *ctx = sf_plan_data(pl, ex, u->in_text);
   if (x == NULL || temb == NULL || ctx == NULL) return sf_diag_set(d, SF_ERR_INTERNAL, "unet: graph inputs unplanned");
   sf_nchw_to_nhwc_f32(pool, latents, x, batch, c->in_channels, h, w);
   if (c->center_input_sample) {
@@ -236,8 +227,8 @@ sf_status sf_unet_run(sf_unet *u, pthreadpool_t pool, const atomic_int *cancel, 
                             temb);
   memcpy(ctx, text, batch * tokens * c->cross_attention_dim * sizeof *ctx);
 
-  sf_status s = sf_graph_run(u->g, pool, cancel, d);
+  s = sf_graph_execute(u->g, pl, ex, d);
   if (s != SF_OK) return s;
-  sf_nhwc_to_nchw_f32(pool, sf_graph_data(u->g, u->out), out, batch, h, w, c->out_channels);
+  sf_nhwc_to_nchw_f32(pool, sf_plan_data(pl, ex, u->out), out, batch, h, w, c->out_channels);
   return SF_OK;
 }

@@ -84,13 +84,16 @@ void sf_unet_destroy(sf_unet *u);
 
 /* latents NCHW [batch, in_ch, h, w]; timesteps [batch] float32; text [batch, tokens,
  * cross_attention_dim]; out NCHW [batch, out_ch, h, w] (may not alias latents). h and w must
- * be positive multiples of 2^n_downsamplers. pool may be NULL; cancel may be NULL. */
-sf_status sf_unet_run(sf_unet *u, pthreadpool_t pool, const atomic_int *cancel, const float *latents, size_t batch,
-                      size_t h, size_t w, const float *timesteps, const float *text, size_t tokens, float *out,
-                      sf_diag *d);
+ * be positive multiples of 2^n_downsamplers. Runs in the caller's run state: ex (pool,
+ * cancel, workspace) and pl, the state's plan of this UNet's graph (replanned when the shapes
+ * or threads change). Any number of run states may run one UNet at once. */
+sf_status sf_unet_run(sf_unet *u, const sf_exec *ex, sf_plan *pl, const float *latents, size_t batch, size_t h,
+                      size_t w, const float *timesteps, const float *text, size_t tokens, float *out, sf_diag *d);
 
 const sf_unet_config *sf_unet_get_config(const sf_unet *u);
-/* The graph (for stats: MACs, arena bytes) as planned by the last run. */
-sf_graph *sf_unet_graph(sf_unet *u);
+/* Latent sides must be multiples of this (2^n_downsamplers). */
+size_t sf_unet_size_multiple(const sf_unet *u);
+/* The graph (for stats with a plan: MACs; weights). */
+sf_graph *sf_unet_graph(const sf_unet *u);
 
 #endif

@@ -18,9 +18,6 @@
 typedef struct vae_graph {
   sf_graph *g;
   sf_vid in, out;
-  int planned;
-  sf_shape plan_shape;
-  size_t plan_threads;
 } vae_graph;
 
 struct sf_vae {
@@ -355,26 +352,6 @@ sf_vae *sf_vae_open(const struct sf_component *comp, int parts, sf_diag *d) {
 
 /* ---- run ---------------------------------------------------------------------------------- */
 
-static size_t pool_threads(pthreadpool_t pool) { return pool ? pthreadpool_get_threads_count(pool) : 1; }
-
-static int same_shape(sf_shape a, sf_shape b) { return a.n == b.n && a.h == b.h && a.w == b.w && a.c == b.c; }
-
-static sf_status ensure_plan(vae_graph *vg, sf_shape in, pthreadpool_t pool, sf_diag *d) {
-  size_t threads = pool_threads(pool);
-  /* The graph is reachable through the accessors (for stats), so someone may have planned
-   * it for another shape since: check the graph's own state too. */
-  if (vg->planned && same_shape(vg->plan_shape, in) && vg->plan_threads == threads &&
-      same_shape(sf_graph_shape(vg->g, vg->in), in) && sf_graph_data(vg->g, vg->in) != NULL)
-    return SF_OK;
-  vg->planned = 0;
-  sf_status s = sf_graph_plan(vg->g, &in, 1, pool, d);
-  if (s != SF_OK) return s;
-  vg->planned = 1;
-  vg->plan_shape = in;
-  vg->plan_threads = threads;
-  return SF_OK;
-}
-
 /* Whether a float tensor of a*b*c*e values stays far below any address-space limit. */
 static int sane_size(size_t a, size_t b, size_t c, size_t e) {
   return a && b && c && e && (double)a * (double)b * (double)c * (double)e * sizeof(float) < 0x1p46;
@@ -382,9 +359,9 @@ static int sane_size(size_t a, size_t b, size_t c, size_t e) {
 
 size_t sf_vae_scale_factor(const sf_vae *v) { return v ? (size_t)1 << (v->cfg.n_levels - 1) : 0; }
 
-sf_status sf_vae_decode(sf_vae *v, pthreadpool_t pool, const atomic_int *cancel, const float *z, size_t b, size_t h,
-                        size_t w, int z_is_scaled, float *image, sf_diag *d) {
-  if (v == NULL || z == NULL || image == NULL) return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "vae decode: NULL argument");
+sf_status sf_vae_decode(sf_vae *v, const sf_exec *ex, sf_plan *pl, const float *z, size_t b, size_t h, size_t w,
+                        int z_is_scaled, float *image, sf_diag *d) {
+  if (v == NULL || ex == NULL || pl == NULL || z == NULL || image == NULL) return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "vae decode: NULL argument");
   if (v->dec.g == NULL) return sf_diag_set(d, SF_ERR_BAD_STATE, "vae decode: the decoder was not built");
   const sf_vae_config *c = &v->cfg;
   size_t f = sf_vae_scale_factor(v);
@@ -392,9 +369,10 @@ sf_status sf_vae_decode(sf_vae *v, pthreadpool_t pool, const atomic_int *cancel,
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "vae decode: invalid latent shape [%zu, %zu, %zu, %zu]", b,
                        c->latent_channels, h, w);
   sf_shape in = {b, h, w, c->latent_channels};
-  sf_status s = ensure_plan(&v->dec, in, pool, d);
+  sf_status s = sf_graph_prepare(v->dec.g, pl, &in, 1, ex, d);
   if (s != SF_OK) return s;
-  float *x = sf_graph_data(v->dec.g, v->dec.in);
+  pthreadpool_t pool = ex->pool;
+  float *x = sf_plan_data(pl, ex, v->dec.in);
   sf_nchw_to_nhwc_f32(pool, z, x, b, c->latent_channels, h, w);
   if (!z_is_scaled) {
     /* diffusers divides (latents / scaling_factor); a reciprocal multiply would round differently. */
@@ -402,19 +380,19 @@ sf_status sf_vae_decode(sf_vae *v, pthreadpool_t pool, const atomic_int *cancel,
     size_t n = b * h * w * c->latent_channels;
     for (size_t i = 0; i < n; i++) x[i] = x[i] / sfac;
   }
-  s = sf_graph_run(v->dec.g, pool, cancel, d);
+  s = sf_graph_execute(v->dec.g, pl, ex, d);
   if (s != SF_OK) return s;
-  sf_shape o = sf_graph_shape(v->dec.g, v->dec.out);
+  sf_shape o = sf_plan_shape(pl, v->dec.out);
   if (o.h != h * f || o.w != w * f || o.c != c->out_channels)
     return sf_diag_set(d, SF_ERR_INTERNAL, "vae decode: output %zux%zux%zu, expected %zux%zux%zu", o.h, o.w, o.c,
                        h * f, w * f, c->out_channels);
-  sf_nhwc_to_nchw_f32(pool, sf_graph_data(v->dec.g, v->dec.out), image, b, o.h, o.w, o.c);
+  sf_nhwc_to_nchw_f32(pool, sf_plan_data(pl, ex, v->dec.out), image, b, o.h, o.w, o.c);
   return SF_OK;
 }
 
-sf_status sf_vae_encode(sf_vae *v, pthreadpool_t pool, const atomic_int *cancel, const float *image, size_t b,
-                        size_t H, size_t W, float *mean, float *logvar, sf_diag *d) {
-  if (v == NULL || image == NULL || mean == NULL)
+sf_status sf_vae_encode(sf_vae *v, const sf_exec *ex, sf_plan *pl, const float *image, size_t b, size_t H, size_t W,
+                        float *mean, float *logvar, sf_diag *d) {
+  if (v == NULL || ex == NULL || pl == NULL || image == NULL || mean == NULL)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "vae encode: NULL argument");
   if (v->enc.g == NULL) return sf_diag_set(d, SF_ERR_BAD_STATE, "vae encode: the encoder was not built");
   const sf_vae_config *c = &v->cfg;
@@ -425,17 +403,17 @@ sf_status sf_vae_encode(sf_vae *v, pthreadpool_t pool, const atomic_int *cancel,
                        "vae encode: image [%zu, %zu, %zu, %zu]: sides must be positive multiples of %zu", b,
                        c->in_channels, H, W, f);
   sf_shape in = {b, H, W, c->in_channels};
-  sf_status s = ensure_plan(&v->enc, in, pool, d);
+  sf_status s = sf_graph_prepare(v->enc.g, pl, &in, 1, ex, d);
   if (s != SF_OK) return s;
-  sf_nchw_to_nhwc_f32(pool, image, sf_graph_data(v->enc.g, v->enc.in), b, c->in_channels, H, W);
-  s = sf_graph_run(v->enc.g, pool, cancel, d);
+  sf_nchw_to_nhwc_f32(ex->pool, image, sf_plan_data(pl, ex, v->enc.in), b, c->in_channels, H, W);
+  s = sf_graph_execute(v->enc.g, pl, ex, d);
   if (s != SF_OK) return s;
-  sf_shape o = sf_graph_shape(v->enc.g, v->enc.out);
+  sf_shape o = sf_plan_shape(pl, v->enc.out);
   size_t L = c->latent_channels, h = H / f, w = W / f;
   if (o.h != h || o.w != w || o.c != 2 * L)
     return sf_diag_set(d, SF_ERR_INTERNAL, "vae encode: output %zux%zux%zu, expected %zux%zux%zu", o.h, o.w, o.c, h,
                        w, 2 * L);
-  const float *m = sf_graph_data(v->enc.g, v->enc.out);
+  const float *m = sf_plan_data(pl, ex, v->enc.out);
   for (size_t n = 0; n < b; n++)
     for (size_t ch = 0; ch < L; ch++)
       for (size_t p = 0; p < h * w; p++) {
@@ -459,5 +437,5 @@ void sf_vae_posterior_sample(const float *mean, const float *logvar, const float
 
 const sf_vae_config *sf_vae_get_config(const sf_vae *v) { return v ? &v->cfg : NULL; }
 int sf_vae_parts(const sf_vae *v) { return v ? v->parts : 0; }
-sf_graph *sf_vae_decoder_graph(sf_vae *v) { return v ? v->dec.g : NULL; }
-sf_graph *sf_vae_encoder_graph(sf_vae *v) { return v ? v->enc.g : NULL; }
+sf_graph *sf_vae_decoder_graph(const sf_vae *v) { return v ? v->dec.g : NULL; }
+sf_graph *sf_vae_encoder_graph(const sf_vae *v) { return v ? v->enc.g : NULL; }

@@ -2,11 +2,11 @@
  * SnapFusion decoder): decoder latents -> image and encoder image -> posterior mean/logvar.
  *
  * Built from a diffusers config.json plus a weight source, as up to two graphs (decoder,
- * encoder) built only when asked for; each runs at any batch and size and re-plans only
- * when its input shape or the pool's thread count changes. Activations live in one arena
- * per graph reused by liveness, so a 512x512 decode never holds every intermediate (SD-1.5
- * decoder at 512x512, batch 1: 640 MiB arena vs 5 GiB for all values). One call at a time
- * per object. */
+ * encoder) built only when asked for; each runs at any batch and size. A built VAE is
+ * immutable; the plan (replanned only when the input shape or the thread count changes) and
+ * the activations belong to the caller's run state, whose workspace is reused by liveness,
+ * so a 512x512 decode never holds every intermediate (SD-1.5 decoder at 512x512, batch 1:
+ * 640 MiB vs 5 GiB for all values). Any number of run states may use one VAE at once. */
 #ifndef SF_MODELS_VAE_H
 #define SF_MODELS_VAE_H
 
@@ -60,16 +60,17 @@ void sf_vae_destroy(sf_vae *v);
 /* z NCHW [b, latent_channels, h, w] -> image NCHW [b, out_channels, f*h, f*w] with
  * f = sf_vae_scale_factor: the raw decoder output, nominally [-1, 1], not clamped.
  * z_is_scaled = 0: z is pipeline-space latents and is divided by scaling_factor first;
- * 1: z was already divided. image must not alias z. pool and cancel may be NULL. */
-sf_status sf_vae_decode(sf_vae *v, pthreadpool_t pool, const atomic_int *cancel, const float *z, size_t b,
-                        size_t h, size_t w, int z_is_scaled, float *image, sf_diag *d);
+ * 1: z was already divided. image must not alias z. Runs in the caller's run state: ex, and
+ * pl, the state's plan of the decoder graph. */
+sf_status sf_vae_decode(sf_vae *v, const sf_exec *ex, sf_plan *pl, const float *z, size_t b, size_t h, size_t w,
+                        int z_is_scaled, float *image, sf_diag *d);
 
 /* image NCHW [b, in_channels, H, W] in [-1, 1], H and W positive multiples of f ->
  * mean and logvar NCHW [b, latent_channels, H/f, W/f] of the posterior, unscaled
  * (pipeline latents are scaling_factor * sample). logvar is clamped to [-30, 20] and may be
- * NULL. */
-sf_status sf_vae_encode(sf_vae *v, pthreadpool_t pool, const atomic_int *cancel, const float *image, size_t b,
-                        size_t H, size_t W, float *mean, float *logvar, sf_diag *d);
+ * NULL. pl: the run state's plan of the encoder graph. */
+sf_status sf_vae_encode(sf_vae *v, const sf_exec *ex, sf_plan *pl, const float *image, size_t b, size_t H, size_t W,
+                        float *mean, float *logvar, sf_diag *d);
 
 /* img2img: out[i] = scale * (mean[i] + exp(0.5 * logvar[i]) * noise[i]) for n values, as
  * DiagonalGaussianDistribution.sample then the pipeline's scaling_factor multiplication
@@ -81,8 +82,8 @@ void sf_vae_posterior_sample(const float *mean, const float *logvar, const float
 const sf_vae_config *sf_vae_get_config(const sf_vae *v);
 size_t sf_vae_scale_factor(const sf_vae *v); /* 2^(n_levels-1): 8 for SD */
 int sf_vae_parts(const sf_vae *v);
-/* The graphs (for stats: MACs, arena bytes) as planned by the last call; NULL if not built. */
-sf_graph *sf_vae_decoder_graph(sf_vae *v);
-sf_graph *sf_vae_encoder_graph(sf_vae *v);
+/* The graphs (for stats with a plan); NULL if not built. */
+sf_graph *sf_vae_decoder_graph(const sf_vae *v);
+sf_graph *sf_vae_encoder_graph(const sf_vae *v);
 
 #endif

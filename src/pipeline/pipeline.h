@@ -1,11 +1,17 @@
-/* The pipeline object: a model folder plus the networks built from it. */
+/* The pipeline object: a model folder plus the networks built from it. Once loaded it is
+ * immutable (packed weights, configs, tokenizer); everything a run changes lives in its run
+ * state (pipeline/run.h), so runs on one pipeline may go on concurrently from several threads.
+ * The only mutable parts are the run-state bookkeeping and the last call's statistics, both
+ * under runs_lock. */
 #ifndef SF_PIPELINE_PIPELINE_H
 #define SF_PIPELINE_PIPELINE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "core/context.h"
 #include "io/model_folder.h"
+#include "pipeline/run.h"
 
 struct sf_tokenizer;
 struct sf_clip_text;
@@ -25,7 +31,10 @@ struct sf_pipeline {
   struct sf_vae *vae;
   struct sf_taesd *taesd;
   uint64_t parameters;
-  atomic_int cancel;
+  /* Run states (pipeline/run.c) and statistics, under runs_lock. */
+  pthread_mutex_t runs_lock;
+  sf_run *active_runs; /* in flight */
+  sf_run *idle_run;    /* kept between runs */
   /* Graph statistics of the last successful network call (SF_INFO_LAST_MACS). */
   double last_macs, last_attention_macs;
 };
@@ -34,12 +43,11 @@ struct sf_pipeline {
  * malloc'd string or NULL when out of memory. */
 char *sf_pipeline_describe_alloc(const sf_pipeline *p, int format);
 
-
-
 /* Builds the networks asked for in `networks` (sf_network bits) that the folder has. */
 sf_status sf_pipeline_build_networks(sf_pipeline *p, unsigned networks, const char *taesd_path, sf_diag *d);
 void sf_pipeline_free_networks(sf_pipeline *p);
-/* The tokenizer is loaded even when inspecting: it is cheap and validates its files. */
-/* override_dir: SF_PARAM_TOKENIZER_PATH, or NULL for the folder's own tokenizer (if any). */
+/* The tokenizer is loaded even when inspecting: it is cheap and validates its files.
+ * override_dir: SF_PARAM_TOKENIZER_PATH, or NULL for the folder's own tokenizer (if any). */
 sf_status sf_pipeline_load_tokenizer(sf_pipeline *p, const char *override_dir, sf_diag *d);
+
 #endif

@@ -31,7 +31,7 @@ for lang in c objective-c; do
   } > "$f"
   # -I: the header the shim includes, as after `cmake --install` (pkg-config gives the same).
   "$cc" -x $lang -fmodules -fimplicit-module-maps -fmodules-cache-path="$work/cache" \
-        -fmodule-map-file="$map" -I "$src/include" -Wall -Werror -fsyntax-only "$f"
+        -fmodule-map-file="$map" -I "$src/include" -Wall -Werror -Wno-deprecated-declarations -fsyntax-only "$f"
   echo "$lang: import of CSnapFusion compiled, $n functions visible"
 done
 # The module is built from the shim, not from a textual include of the header.

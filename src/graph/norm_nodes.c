@@ -1,0 +1,65 @@
+/* Builders of the normalisation nodes (group norm, layer norm) with their affine parameters. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "graph/graph_internal.h"
+#include "graph/wsrc.h"
+
+static int fetch_affine(sf_graph *g, sf_wsrc *ws, const char *prefix, size_t c, sf_node *tmp) {
+  char name[256];
+  int64_t shape[1] = {(int64_t)c};
+  snprintf(name, sizeof name, "%s.weight", prefix);
+  tmp->gamma = sf_wsrc_fetch(ws, name, 1, shape, SF_INIT_ONES, c);
+  snprintf(name, sizeof name, "%s.bias", prefix);
+  tmp->beta = sf_wsrc_fetch(ws, name, 1, shape, SF_INIT_ZEROS, c);
+  if (tmp->gamma && tmp->beta) return 1;
+  free(tmp->gamma);
+  free(tmp->beta);
+  sf_diag e = {0};
+  sf_wsrc_status(ws, 0, &e);
+  sf_graph_fail(g, e.status != SF_OK ? e.status : SF_ERR_OUT_OF_MEMORY, "%s", e.status != SF_OK ? e.msg : prefix);
+  return 0;
+}
+
+sf_vid sf_g_groupnorm(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_t groups, float eps, int silu) {
+  if (!sf_graph_valid(g, x)) return -1;
+  size_t c = sf_graph_channels(g, x);
+  if (groups == 0 || c % groups != 0) {
+    sf_graph_fail(g, SF_ERR_BAD_MODEL, "%s: %zu channels are not divisible into %zu groups", prefix, c, groups);
+    return -1;
+  }
+  sf_node tmp = {0};
+  if (!fetch_affine(g, ws, prefix, c, &tmp)) return -1;
+  sf_node *n = sf_graph_add_node(g, SF_OP_GROUPNORM, &x, 1, c);
+  if (n == NULL) {
+    free(tmp.gamma);
+    free(tmp.beta);
+    return -1;
+  }
+  n->gamma = tmp.gamma;
+  n->beta = tmp.beta;
+  n->p.gn.groups = groups;
+  n->p.gn.eps = eps;
+  n->p.gn.silu = silu;
+  g->weights_bytes += 2 * c * sizeof(float);
+  return n->out;
+}
+
+sf_vid sf_g_layernorm(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, float eps) {
+  if (!sf_graph_valid(g, x)) return -1;
+  size_t c = sf_graph_channels(g, x);
+  sf_node tmp = {0};
+  if (!fetch_affine(g, ws, prefix, c, &tmp)) return -1;
+  sf_node *n = sf_graph_add_node(g, SF_OP_LAYERNORM, &x, 1, c);
+  if (n == NULL) {
+    free(tmp.gamma);
+    free(tmp.beta);
+    return -1;
+  }
+  n->gamma = tmp.gamma;
+  n->beta = tmp.beta;
+  n->p.ln.eps = eps;
+  g->weights_bytes += 2 * c * sizeof(float);
+  return n->out;
+}

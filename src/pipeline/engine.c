@@ -1,0 +1,185 @@
+/* The networks of a pipeline, run in a run state: each call takes the context's thread pool
+ * for its duration (so the pool cannot be replaced under it), runs one network on the run's
+ * plan of that network and the run's workspace, and records the call's statistics. */
+#include "pipeline/engine.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "models/clip_text.h"
+#include "models/taesd.h"
+#include "models/unet.h"
+#include "models/vae.h"
+#include "text/tokenizer.h"
+
+/* ---- shapes ---------------------------------------------------------------------------------- */
+
+size_t sf_engine_latent_channels(const sf_pipeline *p) {
+  if (p->unet) return sf_unet_get_config(p->unet)->in_channels;
+  if (p->vae) return sf_vae_get_config(p->vae)->latent_channels;
+  if (p->taesd) return sf_taesd_get_config(p->taesd)->latent_channels;
+  return 0;
+}
+
+size_t sf_engine_text_hidden(const sf_pipeline *p) { return p->text ? sf_clip_text_hidden(p->text) : 0; }
+size_t sf_engine_unet_text_hidden(const sf_pipeline *p) {
+  return p->unet ? sf_unet_get_config(p->unet)->cross_attention_dim : 0;
+}
+
+size_t sf_engine_scale_factor(const sf_pipeline *p, unsigned network) {
+  switch (network) {
+    case SF_NET_VAE_DECODER:
+    case SF_NET_VAE_ENCODER: return p->vae ? sf_vae_scale_factor(p->vae) : 0;
+    case SF_NET_TAESD_DECODER: return p->taesd ? sf_taesd_scale_factor(p->taesd, 0) : 0;
+    case SF_NET_TAESD_ENCODER: return p->taesd ? sf_taesd_scale_factor(p->taesd, 1) : 0;
+    default: return 0;
+  }
+}
+
+size_t sf_engine_default_scale_factor(const sf_pipeline *p) {
+  if (p->networks & SF_NET_VAE_DECODER) return sf_engine_scale_factor(p, SF_NET_VAE_DECODER);
+  if (p->networks & SF_NET_TAESD_DECODER) return sf_engine_scale_factor(p, SF_NET_TAESD_DECODER);
+  if (p->vae) return sf_vae_scale_factor(p->vae);
+  return 8;
+}
+
+size_t sf_engine_size_multiple(const sf_pipeline *p) {
+  return sf_engine_default_scale_factor(p) * (p->unet ? sf_unet_size_multiple(p->unet) : 1);
+}
+
+int64_t sf_engine_default_size(const sf_pipeline *p) {
+  const sf_component *c = sf_model_folder_find(p->folder, "unet");
+  int64_t size = 64;
+  if (c) sf_json_as_i64(sf_json_get(sf_component_config(c), "sample_size"), &size);
+  return size * (int64_t)sf_engine_default_scale_factor(p);
+}
+
+sf_run *sf_engine_idle_run(sf_pipeline *p) { return p->idle_run; }
+
+/* ---- running a network in a run state ------------------------------------------------------- */
+
+static sf_exec enter(sf_pipeline *p, sf_run *r) {
+  sf_exec ex = {.pool = sf_ctx_pool_acquire(p->ctx), .cancel = &r->cancel, .ws = &r->ws};
+  return ex;
+}
+
+static sf_status leave(sf_pipeline *p, sf_run *r, sf_status s, const sf_graph *g, const sf_plan *pl) {
+  sf_ctx_pool_release(p->ctx);
+  atomic_store(&r->ws_bytes, r->ws.cap);
+  if (s == SF_OK && g != NULL) {
+    sf_graph_stats st;
+    sf_graph_get_stats(g, pl, &st);
+    pthread_mutex_lock(&p->runs_lock);
+    p->last_macs = st.macs_dense + st.macs_attention;
+    p->last_attention_macs = st.macs_attention;
+    pthread_mutex_unlock(&p->runs_lock);
+  }
+  return s;
+}
+
+static sf_status need(const sf_pipeline *p, unsigned network, sf_diag *d) {
+  if (p->networks & network) return SF_OK;
+  static const char *names[] = {"text encoder",  "UNet",          "VAE decoder",
+                                "VAE encoder",   "TAESD decoder", "TAESD encoder"};
+  int bit = 0;
+  while (bit < 6 && !(network & (1u << bit))) bit++;
+  return sf_diag_set(d, SF_ERR_BAD_STATE, "the pipeline has no %s (not in the folder, or not loaded)",
+                     bit < 6 ? names[bit] : "such network");
+}
+
+sf_status sf_engine_tokenize(const sf_pipeline *p, const char *prompt, int32_t *ids, size_t *untruncated,
+                             sf_diag *d) {
+  if (p->tokenizer == NULL)
+    return sf_diag_set(d, SF_ERR_BAD_STATE, "the pipeline has no tokenizer (pass SF_PARAM_TOKENIZER_PATH at load)");
+  size_t n = 0;
+  sf_status s = sf_tokenizer_encode(p->tokenizer, prompt, strlen(prompt), sf_tokenizer_eos(p->tokenizer), ids,
+                                    SF_CLIP_TOKENS, &n, d);
+  if (s != SF_OK) return s;
+  if (n > SF_CLIP_TOKENS)
+    sf_ctx_log(p->ctx, SF_LOG_WARN, "prompt truncated: %zu tokens, the text encoder takes %d", n, SF_CLIP_TOKENS);
+  if (untruncated) *untruncated = n;
+  return SF_OK;
+}
+
+sf_status sf_engine_encode_ids(sf_pipeline *p, sf_run *r, const int32_t *ids, size_t batch, size_t tokens,
+                               int clip_skip, float *out, sf_diag *d) {
+  sf_status s = need(p, SF_NET_TEXT_ENCODER, d);
+  if (s != SF_OK) return s;
+  size_t layers = sf_clip_text_get_config(p->text)->layers;
+  if (clip_skip < 0 || (clip_skip > 1 && (size_t)clip_skip > layers))
+    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "clip skip %d: the text encoder has %zu layers (use 1..%zu)",
+                       clip_skip, layers, layers);
+  /* A1111's clip skip counts the last layer as 1; the network counts layers skipped. */
+  int skip = clip_skip <= 1 ? 0 : clip_skip - 1;
+  sf_plan *pl = r->plans[SF_SLOT_TEXT];
+  sf_exec ex = enter(p, r);
+  s = sf_clip_text_run(p->text, &ex, pl, ids, batch, tokens, skip, out, d);
+  return leave(p, r, s, sf_clip_text_graph(p->text), pl);
+}
+
+sf_status sf_engine_encode_prompt(sf_pipeline *p, sf_run *r, const char *prompt, int clip_skip, float *out,
+                                  sf_diag *d) {
+  int32_t ids[SF_CLIP_TOKENS];
+  sf_status s = sf_engine_tokenize(p, prompt, ids, NULL, d);
+  if (s != SF_OK) return s;
+  return sf_engine_encode_ids(p, r, ids, 1, SF_CLIP_TOKENS, clip_skip, out, d);
+}
+
+sf_status sf_engine_unet(sf_pipeline *p, sf_run *r, const float *latents, size_t batch, size_t height, size_t width,
+                         const float *timesteps, const float *text, size_t tokens, float *out, sf_diag *d) {
+  sf_status s = need(p, SF_NET_UNET, d);
+  if (s != SF_OK) return s;
+  sf_plan *pl = r->plans[SF_SLOT_UNET];
+  sf_exec ex = enter(p, r);
+  s = sf_unet_run(p->unet, &ex, pl, latents, batch, height, width, timesteps, text, tokens, out, d);
+  return leave(p, r, s, sf_unet_graph(p->unet), pl);
+}
+
+sf_status sf_engine_decode(sf_pipeline *p, sf_run *r, unsigned decoder, const float *latents, size_t batch,
+                           size_t height, size_t width, uint32_t flags, float *image, sf_diag *d) {
+  if (decoder != SF_NET_VAE_DECODER && decoder != SF_NET_TAESD_DECODER)
+    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "%u is not a decoder", decoder);
+  sf_status s = need(p, decoder, d);
+  if (s != SF_OK) return s;
+  if (decoder == SF_NET_VAE_DECODER) {
+    sf_plan *pl = r->plans[SF_SLOT_VAE_DECODER];
+    sf_exec ex = enter(p, r);
+    /* SF_IMAGE_RAW changes nothing here: the KL decoder's own range is [-1, 1]. */
+    s = sf_vae_decode(p->vae, &ex, pl, latents, batch, height, width, (flags & SF_LATENTS_UNSCALED) != 0, image, d);
+    return leave(p, r, s, sf_vae_decoder_graph(p->vae), pl);
+  }
+  sf_plan *pl = r->plans[SF_SLOT_TAESD_DECODER];
+  unsigned tf = ((flags & SF_LATENTS_UNSCALED) ? SF_TAESD_LATENTS_UNSCALED : 0) |
+                ((flags & SF_IMAGE_RAW) ? SF_TAESD_IMAGE_RAW : 0);
+  sf_exec ex = enter(p, r);
+  s = sf_taesd_decode(p->taesd, &ex, pl, latents, batch, height, width, tf, image, d);
+  return leave(p, r, s, sf_taesd_decoder_graph(p->taesd), pl);
+}
+
+sf_status sf_engine_encode_image(sf_pipeline *p, sf_run *r, unsigned encoder, const float *image, size_t batch,
+                                 size_t height, size_t width, uint32_t flags, float *mean, float *logvar,
+                                 sf_diag *d) {
+  if (encoder != SF_NET_VAE_ENCODER && encoder != SF_NET_TAESD_ENCODER)
+    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "%u is not an encoder", encoder);
+  sf_status s = need(p, encoder, d);
+  if (s != SF_OK) return s;
+  if (encoder == SF_NET_VAE_ENCODER) {
+    sf_plan *pl = r->plans[SF_SLOT_VAE_ENCODER];
+    sf_exec ex = enter(p, r);
+    s = sf_vae_encode(p->vae, &ex, pl, image, batch, height, width, mean, logvar, d);
+    if (s == SF_OK && !(flags & SF_LATENTS_UNSCALED)) {
+      const sf_vae_config *vc = sf_vae_get_config(p->vae);
+      size_t f = sf_vae_scale_factor(p->vae);
+      size_t n = batch * vc->latent_channels * (height / f) * (width / f);
+      for (size_t i = 0; i < n; i++) mean[i] *= vc->scaling_factor;
+    }
+    return leave(p, r, s, sf_vae_encoder_graph(p->vae), pl);
+  }
+  if (logvar != NULL) return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "TAESD has no log-variance (pass NULL)");
+  sf_plan *pl = r->plans[SF_SLOT_TAESD_ENCODER];
+  unsigned tf = ((flags & SF_LATENTS_UNSCALED) ? SF_TAESD_LATENTS_UNSCALED : 0) |
+                ((flags & SF_IMAGE_RAW) ? SF_TAESD_IMAGE_RAW : 0);
+  sf_exec ex = enter(p, r);
+  s = sf_taesd_encode(p->taesd, &ex, pl, image, batch, height, width, tf, mean, d);
+  return leave(p, r, s, sf_taesd_encoder_graph(p->taesd), pl);
+}
