@@ -1,6 +1,8 @@
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -53,14 +55,19 @@ sf_context *cli_context(int threads) {
     sf_context_destroy(ctx);
     return NULL;
   }
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  if (threads > 0 && cpus > 0 && threads > cpus)
+    fprintf(stderr, "snapfusion: warning: -t %d is more than the %ld online CPUs: oversubscribed threads make runs much slower\n",
+            threads, cpus);
   return ctx;
 }
 
 int cli_parse_int(const char *s, long long *out) {
   if (s == NULL || *s == '\0') return 0;
   char *end = NULL;
+  errno = 0;
   long long v = strtoll(s, &end, 10);
-  if (*end != '\0') return 0;
+  if (*end != '\0' || errno == ERANGE) return 0;
   *out = v;
   return 1;
 }

@@ -1,0 +1,81 @@
+#!/bin/sh
+# The command-line tool's option handling, output files, progress and preview, on the tiny
+# fixture pipeline (each generation takes well under a second).
+# usage: cli_txt2img.sh SNAPFUSION DEFAULT_FIXTURES WORK_DIR   (SNAPFUSION_FIXTURES overrides)
+set -u
+S=$1
+F=${SNAPFUSION_FIXTURES:-$2}
+W=$3
+M=$F/public/tiny-sd
+T=$F/public/taesd
+if [ ! -f "$M/model_index.json" ]; then
+  echo "SKIPPED: $M not found (set SNAPFUSION_FIXTURES)"
+  exit 77
+fi
+rm -rf "$W" && mkdir -p "$W" && cd "$W" || exit 1
+CPUS=$(getconf _NPROCESSORS_ONLN)
+NOMODEL=$W/no-such-model   # reaching the model load with this fails with status 1
+failures=0
+
+fail() {
+  echo "FAIL: $*"
+  failures=$((failures + 1))
+}
+
+# run CODE ARGS...: runs `snapfusion ARGS` (stdout to out, stderr to err) and checks the
+# exit status; returns non-zero (after reporting) when it differs.
+run() {
+  want=$1
+  shift
+  LAST="snapfusion $*"
+  "$S" "$@" >"$W/out" 2>"$W/err"
+  got=$?
+  if [ "$got" -ne "$want" ]; then
+    fail "exit status $got, expected $want: $LAST"
+    sed 's/^/  | /' "$W/err"
+    return 1
+  fi
+  return 0
+}
+
+# err_has TEXT / err_lacks TEXT: about the stderr of the last run (fixed strings).
+err_has() {
+  grep -qF -- "$1" "$W/err" || { fail "stderr lacks '$1': $LAST"; sed 's/^/  | /' "$W/err"; }
+}
+err_lacks() {
+  if grep -qF -- "$1" "$W/err"; then fail "stderr has '$1': $LAST"; sed 's/^/  | /' "$W/err"; fi
+}
+# usage_error ARGS...: status 2 with a single line on stderr (and no model loaded: callers
+# pass NOMODEL, whose load would fail with status 1).
+usage_error() {
+  run 2 "$@" || return 1
+  n=$(wc -l <"$W/err")
+  [ "$n" -eq 1 ] || { fail "$n lines on stderr, expected 1: $LAST"; sed 's/^/  | /' "$W/err"; }
+}
+# is_png FILE [WIDTH HEIGHT]
+is_png() {
+  [ -s "$1" ] || { fail "$1 missing or empty (after: $LAST)"; return 1; }
+  sig=$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')
+  [ "$sig" = 89504e470d0a1a0a ] || { fail "$1 is not a PNG (after: $LAST)"; return 1; }
+  if [ $# -eq 3 ]; then
+    wh=$(od -An -tu1 -j16 -N8 "$1" | awk '{print $1*16777216+$2*65536+$3*256+$4 "x" $5*16777216+$6*65536+$7*256+$8}')
+    [ "$wh" = "$2x$3" ] || fail "$1 is $wh, expected $2x$3 (after: $LAST)"
+  fi
+}
+
+# ---- -t beyond the online CPUs: a one-line warning, the run goes on ----
+MORE=$((CPUS + 1))
+run 0 txt2img -m "$M" -p "a cat" --steps 1 -t "$MORE" -q -o "$W/t.png" && is_png "$W/t.png"
+err_has "-t $MORE is more than the $CPUS online CPUs"
+run 0 txt2img -m "$M" -p "a cat" --steps 2 -t 1 -q -o "$W/t.png"
+err_lacks "online CPUs"
+run 1 bench unet --config "$NOMODEL" --probe-seconds 0.01 -t "$MORE"
+err_has "-t $MORE is more than the $CPUS online CPUs"
+run 0 check "$F/public" --case no-such-case -t "$MORE"
+err_has "-t $MORE is more than the $CPUS online CPUs"
+
+if [ "$failures" -ne 0 ]; then
+  echo "$failures failure(s)"
+  exit 1
+fi
+echo "all passed"
