@@ -1,4 +1,6 @@
 /* snapfusion txt2img: prompt in, PNG out, with a progress bar and a timing summary. */
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,26 +18,40 @@ static void txt2img_usage(FILE *f) {
           "                         seeded random weights: the image is noise; this measures speed\n"
           "  -p, --prompt TEXT      the prompt\n"
           "  -n, --negative TEXT    negative prompt\n"
-          "  -W, --width N          pixels, multiple of 8 (default: the model's)\n"
-          "  -H, --height N         pixels, multiple of 8 (default: the model's)\n"
-          "  --steps N              denoising steps (default 8)\n"
-          "  --cfg-scale X          classifier-free guidance (default 7.5; <= 1 disables it)\n"
+          "  -W, --width N          pixels, a multiple of 8 from 8 to 8192 (default: the model's)\n"
+          "  -H, --height N         pixels, a multiple of 8 from 8 to 8192 (default: the model's)\n"
+          "  --steps N              denoising steps, 1..1000 (default 8)\n"
+          "  --cfg-scale X          classifier-free guidance, a finite number (default 7.5; <= 1\n"
+          "                         disables it)\n"
           "  --sampler NAME         ddim, pndm, euler, euler_a, dpm++2m, lcm (default: the folder's)\n"
           "  --karras               Karras sigmas (euler, dpm++2m)\n"
           "  --prediction TYPE      epsilon, v_prediction or sample (default: the folder's)\n"
           "  --seed S               64-bit seed, PyTorch-compatible (default 0)\n"
           "  --batch-count N        N images from seeds S, S+1, ... (OUT-0.png, OUT-1.png, ...)\n"
           "  --init-img PNG         img2img from this image (its size sets -W/-H)\n"
-          "  --strength X           img2img strength in [0,1] (default 0.8)\n"
+          "  --strength X           img2img strength in [0,1] (default 0.8; only with --init-img)\n"
           "  --tokenizer DIR        CLIP tokenizer folder (vocab.json + merges.txt) to use instead of\n"
           "                         the model's, e.g. for a config folder that has none\n"
           "  --taesd DIR            TAESD weights: previews, or the decoder with --decoder taesd\n"
           "  --decoder vae|taesd    which decoder makes the final image (default vae)\n"
           "  --clip-skip N          use the N-th last text encoder layer (default 1)\n"
           "  --variant NAME         prefer *.NAME.safetensors weights (e.g. fp16)\n"
-          "  -t, --threads N        worker threads (default: one per core)\n"
+          "  -t, --threads N        worker threads, 1..1024 (default: one per core; more threads\n"
+          "                         than online CPUs make runs much slower, with a warning)\n"
           "  -o, --output PNG       output file (default output.png)\n"
           "  -q, --quiet            no progress bar\n");
+}
+
+/* The options that take a value, to name the one left without one at the end. */
+static int takes_value(const char *a) {
+  static const char *const names[] = {"-m", "--model", "--random-weights", "-p", "--prompt", "-n", "--negative",
+                                      "-W", "--width", "-H", "--height", "--steps", "--cfg-scale", "--sampler",
+                                      "--prediction", "--seed", "--batch-count", "--init-img", "--strength",
+                                      "--taesd", "--tokenizer", "--decoder", "--clip-skip", "--variant", "-t",
+                                      "--threads", "-o", "--output"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(a, names[i]) == 0) return 1;
+  return 0;
 }
 
 static double now(void) {
@@ -57,7 +73,7 @@ static int bad_arg(const char *what) {
 
 static int parse_double(const char *s, double *out) {
   char *end = NULL;
-  if (s == NULL || *s == '\0') return 0;
+  if (s == NULL || *s == '\0' || isspace((unsigned char)*s)) return 0;
   *out = strtod(s, &end);
   return *end == '\0' && isfinite(*out);
 }
@@ -80,7 +96,7 @@ int cmd_txt2img(int argc, char **argv) {
              *prediction = NULL;
   long long width = 0, height = 0, steps = 8, seed = 0, threads = 0, batch = 1, clip_skip = 0;
   double cfg = 7.5, strength = 0.8;
-  int karras = 0, quiet = 0;
+  int karras = 0, quiet = 0, have_strength = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -92,31 +108,42 @@ int cmd_txt2img(int argc, char **argv) {
     else if (TAKE("--random-weights")) config = v;
     else if (TAKE("-p") || TAKE("--prompt")) prompt = v;
     else if (TAKE("-n") || TAKE("--negative")) negative = v;
-    else if (TAKE("-W") || TAKE("--width")) { if (!cli_parse_int(v, &width)) return bad_arg("-W takes an integer"); }
-    else if (TAKE("-H") || TAKE("--height")) { if (!cli_parse_int(v, &height)) return bad_arg("-H takes an integer"); }
-    else if (TAKE("--steps")) { if (!cli_parse_int(v, &steps) || steps < 1) return bad_arg("--steps takes a positive integer"); }
-    else if (TAKE("--cfg-scale")) { if (!parse_double(v, &cfg)) return bad_arg("--cfg-scale takes a number"); }
+    else if (TAKE("-W") || TAKE("--width")) {
+      if (!cli_parse_int(v, &width) || width < 8 || width > 8192 || width % 8) return bad_arg("-W takes a multiple of 8 from 8 to 8192");
+    }
+    else if (TAKE("-H") || TAKE("--height")) {
+      if (!cli_parse_int(v, &height) || height < 8 || height > 8192 || height % 8) return bad_arg("-H takes a multiple of 8 from 8 to 8192");
+    }
+    else if (TAKE("--steps")) { if (!cli_parse_int(v, &steps) || steps < 1 || steps > 1000) return bad_arg("--steps takes 1..1000"); }
+    else if (TAKE("--cfg-scale")) { if (!parse_double(v, &cfg)) return bad_arg("--cfg-scale takes a finite number"); }
     else if (TAKE("--sampler")) sampler_name = v;
     else if (strcmp(a, "--karras") == 0) karras = 1;
     else if (TAKE("--prediction")) prediction = v;
     else if (TAKE("--seed")) {
       char *end = NULL;
+      errno = 0;
       unsigned long long s = strtoull(v, &end, 10);
-      if (*v == '\0' || *end != '\0' || *v == '-') return bad_arg("--seed takes an unsigned 64-bit integer");
+      if (!isdigit((unsigned char)*v) || *end != '\0' || errno == ERANGE) return bad_arg("--seed takes an unsigned 64-bit integer");
       seed = (long long)s;
     }
     else if (TAKE("--batch-count")) { if (!cli_parse_int(v, &batch) || batch < 1 || batch > 10000) return bad_arg("--batch-count takes 1..10000"); }
     else if (TAKE("--init-img")) init_img = v;
-    else if (TAKE("--strength")) { if (!parse_double(v, &strength)) return bad_arg("--strength takes a number"); }
+    else if (TAKE("--strength")) {
+      if (!parse_double(v, &strength) || !(strength >= 0 && strength <= 1)) return bad_arg("--strength takes a number in [0, 1]");
+      have_strength = 1;
+    }
     else if (TAKE("--taesd")) taesd = v;
     else if (TAKE("--tokenizer")) tokenizer = v;
     else if (TAKE("--decoder")) decoder = v;
-    else if (TAKE("--clip-skip")) { if (!cli_parse_int(v, &clip_skip) || clip_skip < 0) return bad_arg("--clip-skip takes a non-negative integer"); }
+    else if (TAKE("--clip-skip")) { if (!cli_parse_int(v, &clip_skip) || clip_skip < 0 || clip_skip > 1000) return bad_arg("--clip-skip takes 0..1000"); }
     else if (TAKE("--variant")) variant = v;
-    else if (TAKE("-t") || TAKE("--threads")) { if (!cli_parse_int(v, &threads) || threads < 1) return bad_arg("-t takes a positive integer"); }
+    else if (TAKE("-t") || TAKE("--threads")) { if (!cli_parse_int(v, &threads) || threads < 1 || threads > 1024) return bad_arg("-t takes 1..1024"); }
     else if (TAKE("-o") || TAKE("--output")) out = v;
     else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) quiet = 1;
-    else {
+    else if (v == NULL && takes_value(a)) {
+      fprintf(stderr, "snapfusion txt2img: %s needs a value (see --help)\n", a);
+      return CLI_EXIT_USAGE;
+    } else {
       fprintf(stderr, "snapfusion txt2img: unexpected argument '%s'\n", a);
       return CLI_EXIT_USAGE;
     }
@@ -124,11 +151,9 @@ int cmd_txt2img(int argc, char **argv) {
   }
   if ((model == NULL) == (config == NULL)) return bad_arg("give exactly one of -m MODEL_DIR and --random-weights CONFIG_DIR");
   if (prompt == NULL) return bad_arg("missing -p PROMPT");
-  if ((width && width % 8) || (height && height % 8) || width < 0 || height < 0)
-    return bad_arg("-W and -H must be positive multiples of 8");
   if (strcmp(decoder, "vae") != 0 && strcmp(decoder, "taesd") != 0) return bad_arg("--decoder takes vae or taesd");
   if (strcmp(decoder, "taesd") == 0 && taesd == NULL) return bad_arg("--decoder taesd needs --taesd DIR");
-  if (!(strength >= 0 && strength <= 1)) return bad_arg("--strength must be in [0, 1]");
+  if (have_strength && init_img == NULL) return bad_arg("--strength needs --init-img PNG (it is the img2img strength)");
   sf_sampler sampler = SF_SAMPLER_DEFAULT;
   if (sampler_name && (sampler = sf_sampler_from_name(sampler_name)) == SF_SAMPLER_DEFAULT)
     return bad_arg("--sampler takes ddim, pndm, euler, euler_a, dpm++2m or lcm");

@@ -74,6 +74,28 @@ err_has "-t $MORE is more than the $CPUS online CPUs"
 run 0 check "$F/public" --case no-such-case -t "$MORE"
 err_has "-t $MORE is more than the $CPUS online CPUs"
 
+# ---- numeric options: usage errors (status 2, one line) before any model is loaded ----
+for bad in "--steps 0" "--steps 5000" "--steps 1001" "--steps x" \
+           "-W 0" "-W 60" "-W 8200" "-W -64" "-H 0" "-H 12" "-H 16384" \
+           "--cfg-scale nan" "--cfg-scale inf" "--cfg-scale -inf" "--cfg-scale 1e999" "--cfg-scale abc" "--cfg-scale ''" \
+           "--clip-skip -1" "--clip-skip 99999999999999999999" \
+           "--batch-count 0" "--batch-count 10001" \
+           "-t 0" "-t 5000" "-t 4294967297" \
+           "--seed -1" "--seed 18446744073709551616" "--seed +5" \
+           "--strength 1.5"; do
+  eval "set -- $bad"
+  usage_error txt2img -m "$NOMODEL" -p x "$@" -o "$W/u.png"
+done
+usage_error txt2img -m "$NOMODEL" -p x --init-img "$W/in.png" --strength -0.1 -o "$W/u.png"
+usage_error txt2img -m "$NOMODEL" -p x --steps 5000 -o "$W/u.png" && err_has "--steps takes 1..1000"
+# --strength is img2img's: without --init-img it is a usage error
+usage_error txt2img -m "$NOMODEL" -p x --strength 0.5 -o "$W/u.png" && err_has "--strength needs --init-img"
+# an option without its value
+usage_error txt2img -m "$NOMODEL" -p x -o && err_has "-o needs a value"
+# the limits themselves are accepted
+run 0 txt2img -m "$M" -p x -W 64 -H 64 --steps 1 --cfg-scale 1e3 --seed 18446744073709551615 -q -o "$W/edge.png" &&
+  is_png "$W/edge.png" 64 64
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)"
   exit 1
