@@ -27,7 +27,7 @@ static void txt2img_usage(FILE *f) {
           "  --karras               Karras sigmas (euler, dpm++2m)\n"
           "  --prediction TYPE      epsilon, v_prediction or sample (default: the folder's)\n"
           "  --seed S               64-bit seed, PyTorch-compatible (default 0)\n"
-          "  --batch-count N        N images from seeds S, S+1, ... (OUT-0.png, OUT-1.png, ...)\n"
+          "  --batch-count N        N images (1..10000) from seeds S, S+1, ... (named as -o says)\n"
           "  --init-img PNG         img2img from this image (its size sets -W/-H)\n"
           "  --strength X           img2img strength in [0,1] (default 0.8; only with --init-img)\n"
           "  --tokenizer DIR        CLIP tokenizer folder (vocab.json + merges.txt) to use instead of\n"
@@ -38,7 +38,11 @@ static void txt2img_usage(FILE *f) {
           "  --variant NAME         prefer *.NAME.safetensors weights (e.g. fp16)\n"
           "  -t, --threads N        worker threads, 1..1024 (default: one per core; more threads\n"
           "                         than online CPUs make runs much slower, with a warning)\n"
-          "  -o, --output PNG       output file (default output.png)\n"
+          "  -o, --output PNG       output file, a .png name: only PNG is written (default output.png).\n"
+          "                         With --batch-count N > 1, OUT.png becomes OUT-0.png, OUT-1.png, ...\n"
+          "                         unless the name holds one printf-style %%d (flags and a width\n"
+          "                         allowed) for the batch index: -o out-%%03d.png writes out-000.png,\n"
+          "                         out-001.png, ... (%%%% for a literal %%; other %% conversions are errors)\n"
           "  -q, --quiet            no progress bar\n");
 }
 
@@ -78,16 +82,113 @@ static int parse_double(const char *s, double *out) {
   return *end == '\0' && isfinite(*out);
 }
 
-static void output_name(const char *out, int index, int count, char *buf, size_t cap) {
-  if (count == 1) {
-    snprintf(buf, cap, "%s", out);
-    return;
+/* ---- output names: -o is a .png name, optionally with one printf-style %d ------------------ */
+
+enum { PATH_CAP = 4096 };
+
+static int has_png_suffix(const char *name) {
+  size_t n = strlen(name);
+  if (n < 4) return 0;
+  const char *e = name + n - 4;
+  return e[0] == '.' && tolower((unsigned char)e[1]) == 'p' && tolower((unsigned char)e[2]) == 'n' &&
+         tolower((unsigned char)e[3]) == 'g';
+}
+
+/* One %d conversion of an output pattern: flags among "-+ 0", a width up to 99. */
+typedef struct {
+  int minus, plus, space, zero, width;
+} index_spec;
+
+/* Reads the conversion at pat (just after the '%'); returns its length up to and with the
+ * 'd', or 0 when it is not a %d with only flags and a width. */
+static size_t read_index_spec(const char *pat, index_spec *spec) {
+  memset(spec, 0, sizeof *spec);
+  size_t i = 0;
+  for (;; i++) {
+    if (pat[i] == '-') spec->minus = 1;
+    else if (pat[i] == '+') spec->plus = 1;
+    else if (pat[i] == ' ') spec->space = 1;
+    else if (pat[i] == '0') spec->zero = 1;
+    else break;
   }
-  const char *dot = strrchr(out, '.');
-  if (dot && strcmp(dot, ".png") == 0)
-    snprintf(buf, cap, "%.*s-%d.png", (int)(dot - out), out, index);
-  else
-    snprintf(buf, cap, "%s-%d", out, index);
+  for (int digits = 0; isdigit((unsigned char)pat[i]); i++, digits++) {
+    if (digits == 2) return 0;
+    spec->width = spec->width * 10 + (pat[i] - '0');
+  }
+  return pat[i] == 'd' ? i + 1 : 0;
+}
+
+/* Checks an -o value; *indexed: it has the %d. Returns NULL or what is wrong. */
+static const char *check_output_pattern(const char *pat, int *indexed) {
+  *indexed = 0;
+  if (!has_png_suffix(pat)) return "-o must name a .png file: only PNG is written";
+  for (const char *c = pat; *c; c++) {
+    if (*c != '%') continue;
+    if (c[1] == '%') {
+      c++;
+      continue;
+    }
+    index_spec spec;
+    size_t n = read_index_spec(c + 1, &spec);
+    if (n == 0) return "-o: a '%' must be %% or the batch index %d (flags and a width allowed, e.g. %03d)";
+    if (*indexed) return "-o: only one %d (the batch index) is allowed";
+    *indexed = 1;
+    c += n;
+  }
+  return NULL;
+}
+
+/* Appends the decimal index as the spec says; returns the new length. */
+static size_t put_index(char *buf, size_t len, size_t cap, const index_spec *spec, long long index) {
+  char digits[32];
+  int nd = snprintf(digits, sizeof digits, "%lld", index);
+  char sign = spec->plus ? '+' : spec->space ? ' ' : 0;
+  int body = nd + (sign != 0);
+  int pad = spec->width > body ? spec->width - body : 0;
+  char tmp[160];
+  int t = 0;
+  if (!spec->minus && !spec->zero)
+    while (pad-- > 0) tmp[t++] = ' ';
+  if (sign) tmp[t++] = sign;
+  if (!spec->minus && spec->zero)
+    while (pad-- > 0) tmp[t++] = '0';
+  memcpy(tmp + t, digits, (size_t)nd);
+  t += nd;
+  if (spec->minus)
+    while (pad-- > 0) tmp[t++] = ' ';
+  for (int k = 0; k < t; k++, len++)
+    if (len < cap) buf[len] = tmp[k];
+  return len;
+}
+
+/* The file name of image `index` of `count`: the pattern with its %d replaced (and %% made
+ * %), or without a %d, OUT.png for one image and OUT-0.png, OUT-1.png, ... for several.
+ * Returns 0 when the name does not fit in cap bytes. */
+static int output_name(const char *pat, int indexed, long long index, long long count, char *buf, size_t cap) {
+  size_t len = 0, n = strlen(pat);
+  const size_t suffix_at = n - 4; /* the ".png", checked before */
+  for (size_t i = 0; i < n; i++) {
+    if (!indexed && count > 1 && i == suffix_at) {
+      index_spec plain = {0};
+      if (len < cap) buf[len] = '-';
+      len = put_index(buf, len + 1, cap, &plain, index);
+    }
+    if (pat[i] == '%' && pat[i + 1] == '%') {
+      i++;
+      if (len < cap) buf[len] = '%';
+      len++;
+    } else if (pat[i] == '%') {
+      index_spec spec;
+      i += read_index_spec(pat + i + 1, &spec);
+      len = put_index(buf, len, cap, &spec, index);
+    } else {
+      if (len < cap) buf[len] = pat[i];
+      len++;
+    }
+  }
+  if (len >= cap) return 0;
+  buf[len] = '\0';
+  return 1;
 }
 
 int cmd_txt2img(int argc, char **argv) {
@@ -151,6 +252,11 @@ int cmd_txt2img(int argc, char **argv) {
   }
   if ((model == NULL) == (config == NULL)) return bad_arg("give exactly one of -m MODEL_DIR and --random-weights CONFIG_DIR");
   if (prompt == NULL) return bad_arg("missing -p PROMPT");
+  int out_indexed = 0;
+  const char *bad_out = check_output_pattern(out, &out_indexed);
+  if (bad_out) return bad_arg(bad_out);
+  char probe_name[PATH_CAP];
+  if (!output_name(out, out_indexed, batch - 1, batch, probe_name, sizeof probe_name)) return bad_arg("-o is too long");
   if (strcmp(decoder, "vae") != 0 && strcmp(decoder, "taesd") != 0) return bad_arg("--decoder takes vae or taesd");
   if (strcmp(decoder, "taesd") == 0 && taesd == NULL) return bad_arg("--decoder taesd needs --taesd DIR");
   if (have_strength && init_img == NULL) return bad_arg("--strength needs --init-img PNG (it is the img2img strength)");
@@ -254,8 +360,8 @@ int cmd_txt2img(int argc, char **argv) {
       rc = cli_fail("generation", s, ctx);
       break;
     }
-    char path[4096];
-    output_name(out, (int)b, (int)batch, path, sizeof path);
+    char path[PATH_CAP];
+    output_name(out, out_indexed, b, batch, path, sizeof path);
     s = sf_image_write_png(img, path);
     sf_image_destroy(img);
     if (s != SF_OK) {

@@ -96,6 +96,39 @@ usage_error txt2img -m "$NOMODEL" -p x -o && err_has "-o needs a value"
 run 0 txt2img -m "$M" -p x -W 64 -H 64 --steps 1 --cfg-scale 1e3 --seed 18446744073709551615 -q -o "$W/edge.png" &&
   is_png "$W/edge.png" 64 64
 
+# ---- -o: only PNG is written, so only .png names (any case) ----
+for name in out.jpg out.jpeg out out.png.txt "$W" "$W/"; do
+  usage_error txt2img -m "$NOMODEL" -p x -o "$name" && err_has "only PNG is written"
+done
+run 0 txt2img -m "$M" -p x --steps 1 -q -o "$W/upper.PNG" && is_png "$W/upper.PNG" 64 64
+[ ! -e "$W/out.jpg" ] || fail "out.jpg was written"
+
+# ---- --batch-count: default names, and printf-style %d patterns ----
+mkdir -p "$W/batch" && cd "$W/batch" || exit 1
+run 0 txt2img -m "$M" -p x --steps 1 -q --batch-count 3 -o plain.png &&
+  for f in plain-0.png plain-1.png plain-2.png; do is_png "$f" 64 64; done
+[ ! -e plain.png ] || fail "plain.png written with --batch-count 3"
+run 0 txt2img -m "$M" -p x --steps 1 -q --batch-count 2 -o Caps.PNG && is_png Caps-0.PNG && is_png Caps-1.PNG
+run 0 txt2img -m "$M" -p x --steps 1 -q --batch-count 1 -o one.png && is_png one.png
+run 0 txt2img -m "$M" -p x --steps 1 -q --batch-count 3 -o 'out-%03d.png' &&
+  for f in out-000.png out-001.png out-002.png; do is_png "$f" 64 64; done
+run 0 txt2img -m "$M" -p x --steps 1 -q --batch-count 11 -o 'n%d.png' && is_png n0.png && is_png n10.png
+run 0 txt2img -m "$M" -p x --steps 1 -q --batch-count 2 -o 'l%-3d.png' && is_png 'l0  .png' && is_png 'l1  .png'
+run 0 txt2img -m "$M" -p x --steps 1 -q --batch-count 2 -o 's%+d_%%.png' && is_png 's+0_%.png' && is_png 's+1_%.png'
+run 0 txt2img -m "$M" -p x --steps 1 -q --batch-count 1 -o 'single-%02d.png' && is_png single-00.png
+run 0 txt2img -m "$M" -p x --steps 1 -q --batch-count 2 -o '100%%.png' && is_png '100%-0.png' && is_png '100%-1.png'
+# each image is its own seed: the batch's files differ, and the %d index is the batch index
+cmp -s out-000.png out-001.png && fail "batch images 0 and 1 are identical"
+run 0 txt2img -m "$M" -p x --steps 1 -q --seed 1 -o seed1.png && cmp -s seed1.png out-001.png ||
+  fail "out-001.png is not the seed-1 image"
+n_before=$(ls | wc -l)
+for bad in 'a%s.png' 'a%.png' 'a%x.png' 'a%ld.png' 'a%.3d.png' 'a%d%d.png' 'a%d-%03d.png' 'a%123d.png' 'a%*d.png' '%n.png' 'x%'; do
+  usage_error txt2img -m "$NOMODEL" -p x --batch-count 2 -o "$bad"
+done
+usage_error txt2img -m "$NOMODEL" -p x -o 'a%s.png' && err_has "%d"
+[ "$(ls | wc -l)" -eq "$n_before" ] || fail "a rejected pattern wrote a file"
+cd "$W" || exit 1
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)"
   exit 1
