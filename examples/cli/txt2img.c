@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -42,8 +44,12 @@ static void txt2img_usage(FILE *f) {
           "                         With --batch-count N > 1, OUT.png becomes OUT-0.png, OUT-1.png, ...\n"
           "                         unless the name holds one printf-style %%d (flags and a width\n"
           "                         allowed) for the batch index: -o out-%%03d.png writes out-000.png,\n"
-          "                         out-001.png, ... (%%%% for a literal %%; other %% conversions are errors)\n"
-          "  -q, --quiet            no progress bar\n");
+          "                         out-001.png, ... (%%%% for a literal %%; other %% conversions are errors).\n"
+          "                         Every output is checked to be writable before the model loads\n"
+          "                         (nothing is left behind by the check): if not, exit status 1\n"
+          "  -q, --quiet            no progress bar\n"
+          "exit status: 0 done; 2 bad arguments (found before any model is loaded); 1 a failure:\n"
+          "the library's message (model, generation), or an output that cannot be written\n");
 }
 
 /* The options that take a value, to name the one left without one at the end. */
@@ -191,6 +197,30 @@ static int output_name(const char *pat, int indexed, long long index, long long 
   return 1;
 }
 
+/* Whether a file can be written at path, checked without changing anything: an existing
+ * file is opened for writing (not truncated), elsewhere a new file is created and removed
+ * at once. Sets errno when not. */
+static int can_write(const char *path) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd >= 0) {
+    close(fd);
+    unlink(path);
+    return 1;
+  }
+  if (errno != EEXIST) return 0;
+  fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return 0;
+  close(fd);
+  return 1;
+}
+
+/* Status 1 (and a message) when path cannot be written, else 0. */
+static int check_writable(const char *path) {
+  if (can_write(path)) return 0;
+  fprintf(stderr, "snapfusion: cannot write %s: %s (checked before the model loads)\n", path, strerror(errno));
+  return CLI_EXIT_FAIL;
+}
+
 int cmd_txt2img(int argc, char **argv) {
   const char *model = NULL, *config = NULL, *prompt = NULL, *negative = NULL, *out = "output.png";
   const char *init_img = NULL, *taesd = NULL, *tokenizer = NULL, *variant = NULL, *decoder = "vae", *sampler_name = NULL,
@@ -271,13 +301,19 @@ int cmd_txt2img(int argc, char **argv) {
     else return bad_arg("--prediction takes epsilon, v_prediction or sample");
   }
 
+  /* A typo'd directory or a read-only place fails now, not after the whole generation. */
+  for (long long b = 0; b < batch; b++) {
+    char path[PATH_CAP];
+    output_name(out, out_indexed, b, batch, path, sizeof path);
+    if (check_writable(path)) return CLI_EXIT_FAIL;
+  }
+
   sf_context *ctx = cli_context((int)threads);
   if (ctx == NULL) return CLI_EXIT_FAIL;
   int rc = 0;
   sf_params *load = NULL, *gen = NULL;
   sf_pipeline *pipe = NULL;
   sf_image *init = NULL;
-  double t0 = now();
   sf_status s = sf_params_create(&load);
   if (s == SF_OK) s = sf_params_create(&gen);
   if (s == SF_OK && config) s = sf_params_set_int(load, SF_PARAM_RANDOM_WEIGHTS, 1);
@@ -291,17 +327,7 @@ int cmd_txt2img(int argc, char **argv) {
     rc = cli_fail("options", s, NULL);
     goto done;
   }
-  if (!quiet) fprintf(stderr, "loading %s%s\n", config ? config : model, config ? " (random weights)" : "");
-  s = sf_pipeline_load(ctx, config ? config : model, load, &pipe);
-  if (s != SF_OK) {
-    rc = cli_fail(config ? config : model, s, ctx);
-    if (tokenizer == NULL && strstr(sf_context_last_error(ctx), "tokenizer/") != NULL)
-      fprintf(stderr, "hint: --tokenizer DIR names a CLIP tokenizer folder (vocab.json + merges.txt), e.g. "
-                      "../shared/fixtures/public/tokenizer\n");
-    goto done;
-  }
-  double t_load = now() - t0;
-  if (init_img) {
+  if (init_img) { /* read before the model loads: a wrong path fails at once */
     s = sf_image_read_png(init_img, &init);
     if (s != SF_OK) {
       rc = cli_fail(init_img, s, NULL);
@@ -313,6 +339,17 @@ int cmd_txt2img(int argc, char **argv) {
     if (!height) height = sf_image_height(init);
     sf_params_set_float(gen, SF_PARAM_STRENGTH, strength);
   }
+  double t0 = now();
+  if (!quiet) fprintf(stderr, "loading %s%s\n", config ? config : model, config ? " (random weights)" : "");
+  s = sf_pipeline_load(ctx, config ? config : model, load, &pipe);
+  if (s != SF_OK) {
+    rc = cli_fail(config ? config : model, s, ctx);
+    if (tokenizer == NULL && strstr(sf_context_last_error(ctx), "tokenizer/") != NULL)
+      fprintf(stderr, "hint: --tokenizer DIR names a CLIP tokenizer folder (vocab.json + merges.txt), e.g. "
+                      "../shared/fixtures/public/tokenizer\n");
+    goto done;
+  }
+  double t_load = now() - t0;
   sf_params_set_string(gen, SF_PARAM_PROMPT, prompt);
   if (negative) sf_params_set_string(gen, SF_PARAM_NEGATIVE_PROMPT, negative);
   if (width) sf_params_set_int(gen, SF_PARAM_WIDTH, width);

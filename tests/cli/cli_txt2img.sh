@@ -129,6 +129,29 @@ usage_error txt2img -m "$NOMODEL" -p x -o 'a%s.png' && err_has "%d"
 [ "$(ls | wc -l)" -eq "$n_before" ] || fail "a rejected pattern wrote a file"
 cd "$W" || exit 1
 
+# ---- outputs are checked to be writable before the model loads (status 1) ----
+run 1 txt2img -m "$NOMODEL" -p x -o "$W/no-such-dir/x.png" && err_has "cannot write $W/no-such-dir/x.png" &&
+  err_lacks "no-such-model"
+run 1 txt2img -m "$M" -p x -o "$W/no-such-dir/x.png" && err_lacks "loading" && err_lacks "wrote"
+mkdir -p "$W/dir.png"
+run 1 txt2img -m "$NOMODEL" -p x -o "$W/dir.png" && err_has "cannot write $W/dir.png"
+mkdir -p "$W/b0"
+run 1 txt2img -m "$NOMODEL" -p x --batch-count 2 -o "$W/b%d/x.png" && err_has "cannot write $W/b1/x.png"
+[ ! -e "$W/b0/x.png" ] || fail "the writability check left $W/b0/x.png behind"
+if [ "$(id -u)" -ne 0 ]; then # (root writes anywhere)
+  mkdir -p "$W/ro" && chmod 555 "$W/ro"
+  run 1 txt2img -m "$NOMODEL" -p x -o "$W/ro/x.png" && err_has "cannot write $W/ro/x.png"
+  chmod 755 "$W/ro"
+fi
+# the check leaves nothing behind when the run fails later (here: at the model load) ...
+run 1 txt2img -m "$NOMODEL" -p x --batch-count 2 -o "$W/later.png" && err_has "no-such-model"
+for f in later.png later-0.png later-1.png; do [ ! -e "$W/$f" ] || fail "a failed run left $f behind"; done
+# ... and does not touch an existing file
+echo old >"$W/keep.png"
+run 1 txt2img -m "$NOMODEL" -p x -o "$W/keep.png" && [ "$(cat "$W/keep.png")" = old ] || fail "keep.png was changed"
+# a missing --init-img is found before the model loads too
+run 1 txt2img -m "$NOMODEL" -p x --init-img "$W/no-such.png" -o "$W/i.png" && err_has "no-such.png" && err_lacks "no-such-model"
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)"
   exit 1
