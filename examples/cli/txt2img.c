@@ -36,7 +36,8 @@ static void txt2img_usage(FILE *f) {
           "                         the model's, e.g. for a config folder that has none\n"
           "  --taesd DIR            TAESD weights: previews, or the decoder with --decoder taesd\n"
           "  --decoder vae|taesd    which decoder makes the final image (default vae)\n"
-          "  --clip-skip N          use the N-th last text encoder layer (default 1)\n"
+          "  --clip-skip N          use the N-th last text encoder layer (default 1; 0 and 1: the last;\n"
+          "                         at most the encoder's layer count + 1, checked before the load)\n"
           "  --variant NAME         prefer *.NAME.safetensors weights (e.g. fp16)\n"
           "  -t, --threads N        worker threads, 1..1024 (default: one per core; more threads\n"
           "                         than online CPUs make runs much slower, with a warning)\n"
@@ -214,6 +215,38 @@ static int can_write(const char *path) {
   return 1;
 }
 
+/* The text encoder's layer count, from the folder's description (an inspect-only load: the
+ * files are validated, no network is built); 0 when unknown. */
+static long long text_encoder_layers(sf_context *ctx, const char *dir, int random_weights, const char *variant) {
+  sf_params *opts = NULL;
+  sf_pipeline *p = NULL;
+  char *text = NULL;
+  long long layers = 0;
+  size_t need = 0;
+  sf_status s = sf_params_create(&opts);
+  if (s == SF_OK) s = sf_params_set_int(opts, SF_PARAM_INSPECT_ONLY, 1);
+  if (s == SF_OK) s = sf_params_set_int(opts, SF_PARAM_COMPONENTS, SF_NET_UNET); /* no tokenizer needed */
+  if (s == SF_OK && random_weights) s = sf_params_set_int(opts, SF_PARAM_RANDOM_WEIGHTS, 1);
+  if (s == SF_OK && variant) s = sf_params_set_string(opts, SF_PARAM_VARIANT, variant);
+  if (s == SF_OK) s = sf_pipeline_load(ctx, dir, opts, &p);
+  if (s == SF_OK) s = sf_pipeline_describe(p, SF_FORMAT_JSON, NULL, 0, &need);
+  if (s == SF_OK && (text = malloc(need)) != NULL && sf_pipeline_describe(p, SF_FORMAT_JSON, text, need, NULL) == SF_OK) {
+    /* {"name": "text_encoder", ..., "config": {..., "num_hidden_layers": 12, ...}}, ... */
+    const char *c = strstr(text, "\"name\": \"text_encoder\"");
+    const char *next = c ? strstr(c + 1, "\"name\": ") : NULL;
+    const char *l = c ? strstr(c, "\"num_hidden_layers\":") : NULL;
+    if (l && (next == NULL || l < next)) {
+      char *end = NULL;
+      long long v = strtoll(l + strlen("\"num_hidden_layers\":"), &end, 10);
+      if (end && v > 0) layers = v;
+    }
+  }
+  free(text);
+  sf_pipeline_destroy(p);
+  sf_params_destroy(opts);
+  return layers;
+}
+
 /* Status 1 (and a message) when path cannot be written, else 0. */
 static int check_writable(const char *path) {
   if (can_write(path)) return 0;
@@ -326,6 +359,15 @@ int cmd_txt2img(int argc, char **argv) {
   if (s != SF_OK) {
     rc = cli_fail("options", s, NULL);
     goto done;
+  }
+  if (clip_skip > 2) { /* 0..2 suit every text encoder; past that, ask the folder (no network is built) */
+    long long layers = text_encoder_layers(ctx, config ? config : model, config != NULL, variant);
+    if (layers > 0 && clip_skip > layers + 1) {
+      fprintf(stderr, "snapfusion txt2img: --clip-skip %lld: the text encoder has %lld layers: --clip-skip takes 0..%lld (see --help)\n",
+              clip_skip, layers, layers + 1);
+      rc = CLI_EXIT_USAGE;
+      goto done;
+    }
   }
   if (init_img) { /* read before the model loads: a wrong path fails at once */
     s = sf_image_read_png(init_img, &init);

@@ -152,6 +152,14 @@ run 1 txt2img -m "$NOMODEL" -p x -o "$W/keep.png" && [ "$(cat "$W/keep.png")" = 
 # a missing --init-img is found before the model loads too
 run 1 txt2img -m "$NOMODEL" -p x --init-img "$W/no-such.png" -o "$W/i.png" && err_has "no-such.png" && err_lacks "no-such-model"
 
+# ---- --clip-skip past the text encoder (tiny-sd's has 2 layers): the error names the value
+# given (the library's own message counts layers skipped: "clip_skip 19" for 20) ----
+usage_error txt2img -m "$M" -p x --clip-skip 20 -o "$W/c.png" && err_has "--clip-skip 20" && err_lacks "19" &&
+  err_has "0..3" && err_lacks "loading"
+usage_error txt2img -m "$M" -p x --clip-skip 4 -o "$W/c.png" && err_has "--clip-skip 4"
+run 0 txt2img -m "$M" -p x --steps 1 --clip-skip 3 -q -o "$W/c.png" && is_png "$W/c.png"
+run 0 txt2img -m "$M" -p x --steps 1 --clip-skip 2 -q -o "$W/c2.png" && is_png "$W/c2.png"
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)"
   exit 1
