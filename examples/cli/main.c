@@ -27,7 +27,13 @@ static void usage(FILE *f) {
   fprintf(f, "\nlibsnapfusion %s\n", sf_version());
 }
 
+static int line_open; /* a status line or progress bar waits for its end on stderr */
+
+void cli_line_open(int open) { line_open = open; }
+
 int cli_fail(const char *what, sf_status s, const sf_context *ctx) {
+  if (line_open) fputc('\n', stderr);
+  line_open = 0;
   const char *msg = ctx ? sf_context_last_error(ctx) : sf_last_error();
   if (msg == NULL || *msg == '\0') msg = sf_last_error();
   fprintf(stderr, "snapfusion: %s: %s%s%s\n", what, sf_status_string(s), *msg ? ": " : "", msg);
@@ -38,6 +44,8 @@ static void log_to_stderr(void *user, sf_log_level level, const char *message) {
   (void)user;
   static const char *names[] = {"debug", "info", "warning", "error"};
   if (level == SF_LOG_ERROR) return; /* errors are printed once by cli_fail */
+  if (line_open) fputc('\n', stderr);
+  line_open = 0;
   fprintf(stderr, "snapfusion: %s: %s\n", names[level], message);
 }
 

@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,9 +49,47 @@ static void txt2img_usage(FILE *f) {
           "                         out-001.png, ... (%%%% for a literal %%; other %% conversions are errors).\n"
           "                         Every output is checked to be writable before the model loads\n"
           "                         (nothing is left behind by the check): if not, exit status 1\n"
-          "  -q, --quiet            no progress bar\n"
+          "  -q, --quiet            no progress: only the 'wrote' lines (and errors, warnings)\n"
+          "progress goes to stderr: status lines for loading, encoding and decoding with their times,\n"
+          "and per step a bar redrawn in place on a terminal, else one line each ('step 3/8 ...')\n"
           "exit status: 0 done; 2 bad arguments (found before any model is loaded); 1 a failure:\n"
           "the library's message (model, generation), or an output that cannot be written\n");
+}
+
+/* ---- progress on stderr: a bar and one-line statuses on a terminal, else one line each ---- */
+
+/* "loading X ..." : on a terminal the line stays open for status_end's time. */
+static void status_begin(int tty, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void status_begin(int tty, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputs(tty ? " ... " : " ...\n", stderr);
+  fflush(stderr);
+  cli_line_open(tty);
+}
+
+/* "... 1.23 s" on a terminal, else a line "<tag>loaded in 1.23 s". */
+static void status_end(int tty, const char *tag, const char *done, double seconds) {
+  if (tty) fprintf(stderr, "%.2f s\n", seconds);
+  else fprintf(stderr, "%s%s in %.2f s\n", tag, done, seconds);
+  cli_line_open(0);
+}
+
+/* After step `done` of `total` (seconds: all steps so far): the bar redrawn on a terminal,
+ * else one line per step. */
+static void step_progress(int tty, const char *tag, int done, int total, double seconds) {
+  double per = seconds / done, eta = per * (total - done);
+  if (tty) {
+    int bar = 30 * done / total;
+    fprintf(stderr, "\r%s[%.*s%*s] %d/%d  %.2f s/it  ETA %.1f s ", tag, bar, "##############################", 30 - bar,
+            "", done, total, per, eta);
+    cli_line_open(1);
+  } else {
+    fprintf(stderr, "%sstep %d/%d  %.2f s/it  ETA %.1f s\n", tag, done, total, per, eta);
+  }
+  fflush(stderr);
 }
 
 /* The options that take a value, to name the one left without one at the end. */
@@ -261,6 +300,7 @@ int cmd_txt2img(int argc, char **argv) {
   long long width = 0, height = 0, steps = 8, seed = 0, threads = 0, batch = 1, clip_skip = 0;
   double cfg = 7.5, strength = 0.8;
   int karras = 0, quiet = 0, have_strength = 0;
+  const int tty = isatty(STDERR_FILENO);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -381,17 +421,19 @@ int cmd_txt2img(int argc, char **argv) {
     if (!height) height = sf_image_height(init);
     sf_params_set_float(gen, SF_PARAM_STRENGTH, strength);
   }
+  const char *source = config ? config : model;
   double t0 = now();
-  if (!quiet) fprintf(stderr, "loading %s%s\n", config ? config : model, config ? " (random weights)" : "");
-  s = sf_pipeline_load(ctx, config ? config : model, load, &pipe);
+  if (!quiet) status_begin(tty, "loading %s%s", source, config ? " (random weights)" : "");
+  s = sf_pipeline_load(ctx, source, load, &pipe);
   if (s != SF_OK) {
-    rc = cli_fail(config ? config : model, s, ctx);
+    rc = cli_fail(source, s, ctx);
     if (tokenizer == NULL && strstr(sf_context_last_error(ctx), "tokenizer/") != NULL)
       fprintf(stderr, "hint: --tokenizer DIR names a CLIP tokenizer folder (vocab.json + merges.txt), e.g. "
                       "../shared/fixtures/public/tokenizer\n");
     goto done;
   }
   double t_load = now() - t0;
+  if (!quiet) status_end(tty, "", "loaded", t_load);
   sf_params_set_string(gen, SF_PARAM_PROMPT, prompt);
   if (negative) sf_params_set_string(gen, SF_PARAM_NEGATIVE_PROMPT, negative);
   if (width) sf_params_set_int(gen, SF_PARAM_WIDTH, width);
@@ -405,40 +447,45 @@ int cmd_txt2img(int argc, char **argv) {
   sf_params_set_int(gen, SF_PARAM_DECODER, strcmp(decoder, "taesd") == 0 ? SF_NET_TAESD_DECODER : SF_NET_VAE_DECODER);
 
   for (long long b = 0; b < batch && rc == 0; b++) {
-    sf_params_set_int(gen, SF_PARAM_SEED, (int64_t)((unsigned long long)seed + (unsigned long long)b));
+    unsigned long long image_seed = (unsigned long long)seed + (unsigned long long)b;
+    char image_tag[64] = ""; /* "image 2/4: " when there are several */
+    if (batch > 1) snprintf(image_tag, sizeof image_tag, "image %lld/%lld: ", b + 1, batch);
+    sf_params_set_int(gen, SF_PARAM_SEED, (int64_t)image_seed);
     double ts = now();
     sf_job *job = NULL;
+    if (!quiet) status_begin(tty, "%sencoding the prompt%s (seed %llu)", image_tag, init ? " and the init image" : "", image_seed);
     s = sf_job_start(pipe, gen, &job);
     if (s != SF_OK) {
       rc = cli_fail("generation", s, ctx);
       break;
     }
     double t_text = now() - ts, t_unet = 0;
+    if (!quiet) status_end(tty, image_tag, "encoded", t_text);
     int total = sf_job_steps_total(job);
     while (sf_job_steps_done(job) < total) {
       double t1 = now();
       s = sf_job_step(job);
       if (s != SF_OK) break;
       t_unet += now() - t1;
-      if (!quiet) {
-        int done_steps = sf_job_steps_done(job);
-        double per = t_unet / done_steps;
-        int bar = 30 * done_steps / total;
-        fprintf(stderr, "\r[%.*s%*s] %d/%d  %.2f s/it  ETA %.1f s ", bar, "##############################",
-                30 - bar, "", done_steps, total, per, per * (total - done_steps));
-        fflush(stderr);
-      }
+      if (!quiet) step_progress(tty, image_tag, sf_job_steps_done(job), total, t_unet);
     }
-    if (!quiet) fputc('\n', stderr);
+    if (!quiet && tty) {
+      fputc('\n', stderr);
+      cli_line_open(0);
+    }
     sf_image *img = NULL;
     double t2 = now();
-    if (s == SF_OK) s = sf_job_finish(job, &img);
+    if (s == SF_OK) {
+      if (!quiet) status_begin(tty, "%sdecoding (%s)", image_tag, strcmp(decoder, "taesd") == 0 ? "TAESD" : "VAE");
+      s = sf_job_finish(job, &img);
+    }
     double t_dec = now() - t2;
     sf_job_destroy(job);
     if (s != SF_OK) {
       rc = cli_fail("generation", s, ctx);
       break;
     }
+    if (!quiet) status_end(tty, image_tag, "decoded", t_dec);
     char path[PATH_CAP];
     output_name(out, out_indexed, b, batch, path, sizeof path);
     s = sf_image_write_png(img, path);
@@ -450,8 +497,8 @@ int cmd_txt2img(int argc, char **argv) {
     fprintf(stderr,
             "wrote %s (seed %llu): load %.2f s, text %.2f s, UNet %.2f s (%.3f s/step x %d), decode %.2f s, "
             "total %.2f s, peak RSS %.0f MiB\n",
-            path, (unsigned long long)seed + (unsigned long long)b, b == 0 ? t_load : 0.0, t_text, t_unet,
-            total ? t_unet / total : 0.0, total, t_dec, now() - ts + (b == 0 ? t_load : 0.0), peak_rss_mib());
+            path, image_seed, b == 0 ? t_load : 0.0, t_text, t_unet, total ? t_unet / total : 0.0, total, t_dec,
+            now() - ts + (b == 0 ? t_load : 0.0), peak_rss_mib());
     if (config && b == 0)
       fprintf(stderr, "note: random weights: the image is noise; the run shows the speed and memory of %s\n", config);
   }

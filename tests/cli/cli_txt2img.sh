@@ -160,6 +160,30 @@ usage_error txt2img -m "$M" -p x --clip-skip 4 -o "$W/c.png" && err_has "--clip-
 run 0 txt2img -m "$M" -p x --steps 1 --clip-skip 3 -q -o "$W/c.png" && is_png "$W/c.png"
 run 0 txt2img -m "$M" -p x --steps 1 --clip-skip 2 -q -o "$W/c2.png" && is_png "$W/c2.png"
 
+# ---- progress: one line per step when stderr is not a terminal, a bar on a terminal ----
+CR=$(printf '\r')
+run 0 txt2img -m "$M" -p x --steps 3 -o "$W/p.png" &&
+  for t in "loading $M ..." "loaded in " "encoding the prompt (seed 0) ..." "encoded in " "step 1/3 " "step 2/3 " \
+           "step 3/3 " "decoding (VAE) ..." "decoded in " "wrote $W/p.png"; do err_has "$t"; done
+grep -q "$CR" "$W/err" && fail "carriage returns in non-terminal progress: $LAST"
+[ "$(grep -c '^step ' "$W/err")" -eq 3 ] || fail "not one line per step: $LAST"
+run 0 txt2img -m "$M" -p x --steps 2 --batch-count 2 -o "$W/p.png" && err_has "image 2/2: step 2/2 " &&
+  err_has "image 1/2: decoded in "
+run 0 txt2img -m "$M" -p x --steps 3 -q -o "$W/p.png" &&
+  { [ "$(wc -l <"$W/err")" -eq 1 ] && err_has "wrote $W/p.png"; } || fail "-q printed more than the 'wrote' line"
+if command -v script >/dev/null 2>&1; then
+  LAST="txt2img on a terminal (script)"
+  script -qec "'$S' txt2img -m '$M' -p x --steps 3 -o '$W/tty.png'" /dev/null </dev/null >"$W/err" 2>&1 ||
+    fail "exit status $?: $LAST"
+  grep -q "$CR\[#*  *\] 1/3 " "$W/err" || fail "no progress bar redrawn with carriage returns: $LAST"
+  err_has "] 3/3 "
+  err_lacks "step 1/3"
+  grep -q "loading $M \.\.\. [0-9.]* s" "$W/err" || fail "no 'loading ... TIME' line: $LAST"
+  grep -q "decoding (VAE) \.\.\. [0-9.]* s" "$W/err" || fail "no 'decoding ... TIME' line: $LAST"
+else
+  echo "note: no script(1): the terminal progress bar is not tested"
+fi
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)"
   exit 1
