@@ -36,6 +36,9 @@ static void txt2img_usage(FILE *f) {
           "  --tokenizer DIR        CLIP tokenizer folder (vocab.json + merges.txt) to use instead of\n"
           "                         the model's, e.g. for a config folder that has none\n"
           "  --taesd DIR            TAESD weights: previews, or the decoder with --decoder taesd\n"
+          "  --preview PNG          after every step, write a preview of the image so far to PNG\n"
+          "                         (replaced each step, through PNG.part renamed over it): TAESD's\n"
+          "                         decode with --taesd, else a cheap 1/8-size latent projection\n"
           "  --decoder vae|taesd    which decoder makes the final image (default vae)\n"
           "  --clip-skip N          use the N-th last text encoder layer (default 1; 0 and 1: the last;\n"
           "                         at most the encoder's layer count + 1, checked before the load)\n"
@@ -98,7 +101,7 @@ static int takes_value(const char *a) {
                                       "-W", "--width", "-H", "--height", "--steps", "--cfg-scale", "--sampler",
                                       "--prediction", "--seed", "--batch-count", "--init-img", "--strength",
                                       "--taesd", "--tokenizer", "--decoder", "--clip-skip", "--variant", "-t",
-                                      "--threads", "-o", "--output"};
+                                      "--threads", "-o", "--output", "--preview"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strcmp(a, names[i]) == 0) return 1;
   return 0;
@@ -286,6 +289,32 @@ static long long text_encoder_layers(sf_context *ctx, const char *dir, int rando
   return layers;
 }
 
+/* The job's preview written to path through a temporary file renamed over it, so a viewer
+ * never reads a half-written PNG. Returns 0, or 1 after a message. */
+static int write_preview(sf_job *job, const char *path, const sf_context *ctx) {
+  sf_image *img = NULL;
+  sf_status s = sf_job_preview(job, &img);
+  if (s != SF_OK) {
+    cli_fail("preview", s, ctx);
+    return 1;
+  }
+  char tmp[PATH_CAP + 16];
+  snprintf(tmp, sizeof tmp, "%s.part", path);
+  s = sf_image_write_png(img, tmp);
+  sf_image_destroy(img);
+  if (s != SF_OK) {
+    cli_fail(tmp, s, NULL);
+    remove(tmp);
+    return 1;
+  }
+  if (rename(tmp, path) != 0) {
+    fprintf(stderr, "snapfusion: preview: cannot rename %s to %s: %s\n", tmp, path, strerror(errno));
+    remove(tmp);
+    return 1;
+  }
+  return 0;
+}
+
 /* Status 1 (and a message) when path cannot be written, else 0. */
 static int check_writable(const char *path) {
   if (can_write(path)) return 0;
@@ -295,6 +324,7 @@ static int check_writable(const char *path) {
 
 int cmd_txt2img(int argc, char **argv) {
   const char *model = NULL, *config = NULL, *prompt = NULL, *negative = NULL, *out = "output.png";
+  const char *preview = NULL;
   const char *init_img = NULL, *taesd = NULL, *tokenizer = NULL, *variant = NULL, *decoder = "vae", *sampler_name = NULL,
              *prediction = NULL;
   long long width = 0, height = 0, steps = 8, seed = 0, threads = 0, batch = 1, clip_skip = 0;
@@ -343,6 +373,7 @@ int cmd_txt2img(int argc, char **argv) {
     else if (TAKE("--variant")) variant = v;
     else if (TAKE("-t") || TAKE("--threads")) { if (!cli_parse_int(v, &threads) || threads < 1 || threads > 1024) return bad_arg("-t takes 1..1024"); }
     else if (TAKE("-o") || TAKE("--output")) out = v;
+    else if (TAKE("--preview")) preview = v;
     else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) quiet = 1;
     else if (v == NULL && takes_value(a)) {
       fprintf(stderr, "snapfusion txt2img: %s needs a value (see --help)\n", a);
@@ -360,6 +391,7 @@ int cmd_txt2img(int argc, char **argv) {
   if (bad_out) return bad_arg(bad_out);
   char probe_name[PATH_CAP];
   if (!output_name(out, out_indexed, batch - 1, batch, probe_name, sizeof probe_name)) return bad_arg("-o is too long");
+  if (preview && !has_png_suffix(preview)) return bad_arg("--preview must name a .png file: only PNG is written");
   if (strcmp(decoder, "vae") != 0 && strcmp(decoder, "taesd") != 0) return bad_arg("--decoder takes vae or taesd");
   if (strcmp(decoder, "taesd") == 0 && taesd == NULL) return bad_arg("--decoder taesd needs --taesd DIR");
   if (have_strength && init_img == NULL) return bad_arg("--strength needs --init-img PNG (it is the img2img strength)");
@@ -380,6 +412,7 @@ int cmd_txt2img(int argc, char **argv) {
     output_name(out, out_indexed, b, batch, path, sizeof path);
     if (check_writable(path)) return CLI_EXIT_FAIL;
   }
+  if (preview && check_writable(preview)) return CLI_EXIT_FAIL;
 
   sf_context *ctx = cli_context((int)threads);
   if (ctx == NULL) return CLI_EXIT_FAIL;
@@ -459,7 +492,8 @@ int cmd_txt2img(int argc, char **argv) {
       rc = cli_fail("generation", s, ctx);
       break;
     }
-    double t_text = now() - ts, t_unet = 0;
+    double t_text = now() - ts, t_unet = 0, t_preview = 0;
+    int preview_failed = 0;
     if (!quiet) status_end(tty, image_tag, "encoded", t_text);
     int total = sf_job_steps_total(job);
     while (sf_job_steps_done(job) < total) {
@@ -467,14 +501,25 @@ int cmd_txt2img(int argc, char **argv) {
       s = sf_job_step(job);
       if (s != SF_OK) break;
       t_unet += now() - t1;
-      if (!quiet) step_progress(tty, image_tag, sf_job_steps_done(job), total, t_unet);
+      if (preview) {
+        double t3 = now();
+        preview_failed = write_preview(job, preview, ctx);
+        t_preview += now() - t3;
+        if (preview_failed) break;
+      }
+      if (!quiet) step_progress(tty, image_tag, sf_job_steps_done(job), total, t_unet + t_preview);
     }
-    if (!quiet && tty) {
+    if (!quiet && tty && s == SF_OK && !preview_failed) { /* (else cli_fail ends the line) */
       fputc('\n', stderr);
       cli_line_open(0);
     }
     sf_image *img = NULL;
     double t2 = now();
+    if (preview_failed) {
+      sf_job_destroy(job);
+      rc = CLI_EXIT_FAIL;
+      break;
+    }
     if (s == SF_OK) {
       if (!quiet) status_begin(tty, "%sdecoding (%s)", image_tag, strcmp(decoder, "taesd") == 0 ? "TAESD" : "VAE");
       s = sf_job_finish(job, &img);
@@ -495,9 +540,10 @@ int cmd_txt2img(int argc, char **argv) {
       break;
     }
     fprintf(stderr,
-            "wrote %s (seed %llu): load %.2f s, text %.2f s, UNet %.2f s (%.3f s/step x %d), decode %.2f s, "
+            "wrote %s (seed %llu): load %.2f s, text %.2f s, UNet %.2f s (%.3f s/step x %d), %s%.2f%sdecode %.2f s, "
             "total %.2f s, peak RSS %.0f MiB\n",
-            path, image_seed, b == 0 ? t_load : 0.0, t_text, t_unet, total ? t_unet / total : 0.0, total, t_dec,
+            path, image_seed, b == 0 ? t_load : 0.0, t_text, t_unet, total ? t_unet / total : 0.0, total,
+            preview ? "previews " : "", preview ? t_preview : 0.0, preview ? " s, " : "", t_dec,
             now() - ts + (b == 0 ? t_load : 0.0), peak_rss_mib());
     if (config && b == 0)
       fprintf(stderr, "note: random weights: the image is noise; the run shows the speed and memory of %s\n", config);

@@ -184,6 +184,24 @@ else
   echo "note: no script(1): the terminal progress bar is not tested"
 fi
 
+# ---- --preview: a PNG after every step (the latent projection at 1/8 size, or TAESD) ----
+echo old >"$W/pv.png"
+run 0 txt2img -m "$M" -p x --steps 3 -q --preview "$W/pv.png" -o "$W/pv-out.png" && is_png "$W/pv.png" 8 8 &&
+  is_png "$W/pv-out.png" 64 64
+[ ! -e "$W/pv.png.part" ] || fail "the preview's temporary file was left behind"
+cp "$W/pv.png" "$W/pv-3.png"
+run 0 txt2img -m "$M" -p x --steps 3 -q --taesd "$T" --preview "$W/pv.png" -o "$W/pv-out.png" &&
+  is_png "$W/pv.png" 64 64
+run 0 txt2img -m "$M" -p x --steps 2 -q --taesd "$T" --decoder taesd --batch-count 2 --preview "$W/pvb.png" \
+  -o "$W/pvb-%d.png" && is_png "$W/pvb.png" 64 64 && is_png "$W/pvb-1.png" 64 64
+# the preview follows the run: after 1 of 3 steps it differs from the one after the last step
+run 0 txt2img -m "$M" -p x --steps 1 -q --preview "$W/pv-1.png" -o "$W/pv-out.png" && is_png "$W/pv-1.png" 8 8
+cmp -s "$W/pv-1.png" "$W/pv-3.png" && fail "the preview after 1 step equals the one after 3"
+usage_error txt2img -m "$NOMODEL" -p x --preview "$W/pv.jpg" -o "$W/u.png" && err_has "only PNG is written"
+usage_error txt2img -m "$NOMODEL" -p x --preview && err_has "--preview needs a value"
+run 1 txt2img -m "$NOMODEL" -p x --preview "$W/no-such-dir/pv.png" -o "$W/u.png" &&
+  err_has "cannot write $W/no-such-dir/pv.png" && err_lacks "no-such-model"
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)"
   exit 1
