@@ -211,16 +211,14 @@ int cmd_check(int argc, char **argv) {
         return CLI_EXIT_USAGE;
       }
     } else if (argv[i][0] == '-' || set_dir != NULL) {
-      fprintf(stderr, "snapfusion check: unexpected argument '%s'\n", argv[i]);
-      check_usage(stderr);
+      fprintf(stderr, "snapfusion check: unexpected argument '%s' (see snapfusion check --help)\n", argv[i]);
       return CLI_EXIT_USAGE;
     } else {
       set_dir = argv[i];
     }
   }
   if (set_dir == NULL) {
-    fprintf(stderr, "snapfusion check: missing FIXTURE_SET_DIR\n");
-    check_usage(stderr);
+    fprintf(stderr, "snapfusion check: missing FIXTURE_SET_DIR (see snapfusion check --help)\n");
     return CLI_EXIT_USAGE;
   }
   for (size_t i = 0; i < n_components; i++)

@@ -202,6 +202,18 @@ usage_error txt2img -m "$NOMODEL" -p x --preview && err_has "--preview needs a v
 run 1 txt2img -m "$NOMODEL" -p x --preview "$W/no-such-dir/pv.png" -o "$W/u.png" &&
   err_has "cannot write $W/no-such-dir/pv.png" && err_lacks "no-such-model"
 
+# ---- bench and check: bad numbers are one-line usage errors too ----
+for bad in "--cfg-scale ''" "--cfg-scale nan" "--steps 5000" "--steps 0" "-t 0" "-t 99999999999999999999" \
+           "--probe-seconds ''" "--size 100" "--repeat 0"; do
+  eval "set -- $bad"
+  usage_error bench txt2img --config "$NOMODEL" "$@"
+done
+usage_error bench txt2img --config "$NOMODEL" --steps 5000 && err_has "--steps takes 1..1000"
+usage_error check "$F/public" -t 0
+usage_error check "$F/public" -t 99999999999999999999
+usage_error check "$F/public" --bogus
+usage_error check
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)"
   exit 1
