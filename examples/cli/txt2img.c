@@ -539,12 +539,13 @@ int cmd_txt2img(int argc, char **argv) {
       rc = cli_fail(path, s, NULL);
       break;
     }
+    char preview_time[48] = "";
+    if (preview) snprintf(preview_time, sizeof preview_time, "previews %.2f s, ", t_preview);
     fprintf(stderr,
-            "wrote %s (seed %llu): load %.2f s, text %.2f s, UNet %.2f s (%.3f s/step x %d), %s%.2f%sdecode %.2f s, "
+            "wrote %s (seed %llu): load %.2f s, text %.2f s, UNet %.2f s (%.3f s/step x %d), %sdecode %.2f s, "
             "total %.2f s, peak RSS %.0f MiB\n",
             path, image_seed, b == 0 ? t_load : 0.0, t_text, t_unet, total ? t_unet / total : 0.0, total,
-            preview ? "previews " : "", preview ? t_preview : 0.0, preview ? " s, " : "", t_dec,
-            now() - ts + (b == 0 ? t_load : 0.0), peak_rss_mib());
+            preview_time, t_dec, now() - ts + (b == 0 ? t_load : 0.0), peak_rss_mib());
     if (config && b == 0)
       fprintf(stderr, "note: random weights: the image is noise; the run shows the speed and memory of %s\n", config);
   }

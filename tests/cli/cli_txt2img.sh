@@ -171,6 +171,7 @@ run 0 txt2img -m "$M" -p x --steps 2 --batch-count 2 -o "$W/p.png" && err_has "i
   err_has "image 1/2: decoded in "
 run 0 txt2img -m "$M" -p x --steps 3 -q -o "$W/p.png" &&
   { [ "$(wc -l <"$W/err")" -eq 1 ] && err_has "wrote $W/p.png"; } || fail "-q printed more than the 'wrote' line"
+grep -q "s/step x 3), decode [0-9.]* s, total" "$W/err" || fail "the 'wrote' line lost its format: $LAST"
 if command -v script >/dev/null 2>&1; then
   LAST="txt2img on a terminal (script)"
   script -qec "'$S' txt2img -m '$M' -p x --steps 3 -o '$W/tty.png'" /dev/null </dev/null >"$W/err" 2>&1 ||
@@ -188,6 +189,7 @@ fi
 echo old >"$W/pv.png"
 run 0 txt2img -m "$M" -p x --steps 3 -q --preview "$W/pv.png" -o "$W/pv-out.png" && is_png "$W/pv.png" 8 8 &&
   is_png "$W/pv-out.png" 64 64
+grep -q "s/step x 3), previews [0-9.]* s, decode [0-9.]* s, total" "$W/err" || fail "no preview time: $LAST"
 [ ! -e "$W/pv.png.part" ] || fail "the preview's temporary file was left behind"
 cp "$W/pv.png" "$W/pv-3.png"
 run 0 txt2img -m "$M" -p x --steps 3 -q --taesd "$T" --preview "$W/pv.png" -o "$W/pv-out.png" &&
