@@ -19,7 +19,8 @@ static void check_usage(FILE *f) {
           "                    unet, vae_decoder, vae_encoder, taesd_decoder, taesd_encoder,\n"
           "                    scheduler, generator, pipeline\n"
           "  --case SUBSTRING  only cases whose name contains SUBSTRING\n"
-          "  -t THREADS        worker threads (default: one per core)\n"
+          "  -t THREADS        worker threads, 1..1024 (default: one per core; more than the online\n"
+          "                    CPUs: a warning, runs are much slower)\n"
           "  --digest          also print each case's SHA-256 over the raw bytes of everything it\n"
           "                    computed (float32 outputs as stored in memory), to compare builds\n"
           "                    and CPUs bit for bit\n");

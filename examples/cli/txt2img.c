@@ -1,12 +1,12 @@
 /* snapfusion txt2img: prompt in, PNG out, with a progress bar and a timing summary. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,13 +45,13 @@ static void txt2img_usage(FILE *f) {
           "  --variant NAME         prefer *.NAME.safetensors weights (e.g. fp16)\n"
           "  -t, --threads N        worker threads, 1..1024 (default: one per core; more threads\n"
           "                         than online CPUs make runs much slower, with a warning)\n"
-          "  -o, --output PNG       output file, a .png name: only PNG is written (default output.png).\n"
-          "                         With --batch-count N > 1, OUT.png becomes OUT-0.png, OUT-1.png, ...\n"
-          "                         unless the name holds one printf-style %%d (flags and a width\n"
-          "                         allowed) for the batch index: -o out-%%03d.png writes out-000.png,\n"
-          "                         out-001.png, ... (%%%% for a literal %%; other %% conversions are errors).\n"
-          "                         Every output is checked to be writable before the model loads\n"
-          "                         (nothing is left behind by the check): if not, exit status 1\n"
+          "  -o, --output PNG       output file, a name ending in .png: only PNG is written (default\n"
+          "                         output.png). With --batch-count N > 1, OUT.png becomes OUT-0.png,\n"
+          "                         OUT-1.png, ... unless the name holds one printf-style %%d (flags\n"
+          "                         and a width allowed) for the batch index: -o out-%%03d.png writes\n"
+          "                         out-000.png, out-001.png, ... (%%%% for a literal %%; any other %%\n"
+          "                         is an error). Every output is checked to be writable before the\n"
+          "                         model loads (leaving nothing behind): if not, exit status 1\n"
           "  -q, --quiet            no progress: only the 'wrote' lines (and errors, warnings)\n"
           "progress goes to stderr: status lines for loading, encoding and decoding with their times,\n"
           "and per step a bar redrawn in place on a terminal, else one line each ('step 3/8 ...')\n"

@@ -128,6 +128,9 @@ done
 usage_error txt2img -m "$NOMODEL" -p x -o 'a%s.png' && err_has "%d"
 [ "$(ls | wc -l)" -eq "$n_before" ] || fail "a rejected pattern wrote a file"
 cd "$W" || exit 1
+# --help documents both namings
+run 0 txt2img --help && grep -qF "OUT-0.png" "$W/out" && grep -qF "out-%03d.png" "$W/out" ||
+  fail "txt2img --help does not document the batch names"
 
 # ---- outputs are checked to be writable before the model loads (status 1) ----
 run 1 txt2img -m "$NOMODEL" -p x -o "$W/no-such-dir/x.png" && err_has "cannot write $W/no-such-dir/x.png" &&
