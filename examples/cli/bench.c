@@ -25,7 +25,8 @@ static void bench_usage(FILE *f) {
           "  txt2img a whole generation, timed per stage (text, UNet step, VAE decoder):\n"
           "         --config DIR [--steps 8] [--cfg-scale 7.5] [--size 512] [--tokenizer DIR]\n"
           "         (warm-up: one 1-step generation; --repeat full generations, default 1)\n"
-          "options: --json  -t|--threads N  --repeat N (timed runs after one warm-up)\n"
+          "options: --json  -t|--threads N (1..1024; more than the online CPUs: a warning, and\n"
+          "         much slower)  --repeat N (timed runs after one warm-up)\n"
           "         --probe-seconds S (duration of each machine probe, default 0.5)\n"
           "         --profile (unet, vae: time per node kind and shape, to stderr)\n"
           "         --only TEXT (ops: the rows whose name or shape contains TEXT)\n"
@@ -211,9 +212,16 @@ void bench_report(FILE *f, const bench_opts *o, const char *command, size_t thre
 }
 
 static int bad(const char *msg) {
-  fprintf(stderr, "snapfusion bench: %s\n", msg);
-  bench_usage(stderr);
+  fprintf(stderr, "snapfusion bench: %s (see snapfusion bench --help)\n", msg);
   return CLI_EXIT_USAGE;
+}
+
+/* A whole option value as a number: no empty string, no trailing text. */
+static int parse_number(const char *v, double *out) {
+  char *end = NULL;
+  if (*v == '\0') return 0;
+  *out = strtod(v, &end);
+  return *end == '\0';
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -262,9 +270,7 @@ int cmd_bench(int argc, char **argv) {
       if (!cli_parse_int(v, &o.steps) || o.steps < 1 || o.steps > 1000) return bad("--steps takes 1..1000");
       i++;
     } else if (strcmp(a, "--cfg-scale") == 0) {
-      char *end = NULL;
-      o.cfg_scale = strtod(v, &end);
-      if (*end != '\0' || !(o.cfg_scale >= 0 && o.cfg_scale <= 100)) return bad("--cfg-scale takes 0..100");
+      if (!parse_number(v, &o.cfg_scale) || !(o.cfg_scale >= 0 && o.cfg_scale <= 100)) return bad("--cfg-scale takes 0..100");
       i++;
     } else if (strcmp(a, "--config") == 0) {
       o.config = argv[++i];
@@ -275,9 +281,8 @@ int cmd_bench(int argc, char **argv) {
     } else if (strcmp(a, "--taesd") == 0) {
       o.taesd = argv[++i];
     } else if (strcmp(a, "--probe-seconds") == 0) {
-      char *end = NULL;
-      o.probe_seconds = strtod(v, &end);
-      if (*end != '\0' || !(o.probe_seconds >= 0.01 && o.probe_seconds <= 60)) return bad("--probe-seconds takes 0.01..60");
+      if (!parse_number(v, &o.probe_seconds) || !(o.probe_seconds >= 0.01 && o.probe_seconds <= 60))
+        return bad("--probe-seconds takes 0.01..60");
       i++;
     } else {
       (void)n;

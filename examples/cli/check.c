@@ -19,7 +19,8 @@ static void check_usage(FILE *f) {
           "                    unet, vae_decoder, vae_encoder, taesd_decoder, taesd_encoder,\n"
           "                    scheduler, generator, pipeline\n"
           "  --case SUBSTRING  only cases whose name contains SUBSTRING\n"
-          "  -t THREADS        worker threads (default: one per core)\n"
+          "  -t THREADS        worker threads, 1..1024 (default: one per core; more than the online\n"
+          "                    CPUs: a warning, runs are much slower)\n"
           "  --digest          also print each case's SHA-256 over the raw bytes of everything it\n"
           "                    computed (float32 outputs as stored in memory), to compare builds\n"
           "                    and CPUs bit for bit\n");
@@ -211,16 +212,14 @@ int cmd_check(int argc, char **argv) {
         return CLI_EXIT_USAGE;
       }
     } else if (argv[i][0] == '-' || set_dir != NULL) {
-      fprintf(stderr, "snapfusion check: unexpected argument '%s'\n", argv[i]);
-      check_usage(stderr);
+      fprintf(stderr, "snapfusion check: unexpected argument '%s' (see snapfusion check --help)\n", argv[i]);
       return CLI_EXIT_USAGE;
     } else {
       set_dir = argv[i];
     }
   }
   if (set_dir == NULL) {
-    fprintf(stderr, "snapfusion check: missing FIXTURE_SET_DIR\n");
-    check_usage(stderr);
+    fprintf(stderr, "snapfusion check: missing FIXTURE_SET_DIR (see snapfusion check --help)\n");
     return CLI_EXIT_USAGE;
   }
   for (size_t i = 0; i < n_components; i++)

@@ -16,9 +16,13 @@ int cmd_bench(int argc, char **argv);
 
 /* Prints "snapfusion: <what>: <library message>" to stderr; returns CLI_EXIT_FAIL. */
 int cli_fail(const char *what, sf_status s, const sf_context *ctx);
-/* A context with the thread count (<= 0: default) and warnings sent to stderr. */
+/* Tells the log and error printers that stderr's current line is unfinished (a status
+ * line or a progress bar on a terminal): they start a new line first. */
+void cli_line_open(int open);
+/* A context with the thread count (<= 0: default) and warnings sent to stderr; warns (one
+ * line, the run goes on) when threads > 0 exceeds the online CPUs. */
 sf_context *cli_context(int threads);
-/* Parses a non-negative integer option value; returns 0 on a malformed value. */
+/* Parses an integer option value; returns 0 on a malformed or out-of-range value. */
 int cli_parse_int(const char *s, long long *out);
 
 #endif

@@ -1,6 +1,8 @@
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -25,7 +27,13 @@ static void usage(FILE *f) {
   fprintf(f, "\nlibsnapfusion %s\n", sf_version());
 }
 
+static int line_open; /* a status line or progress bar waits for its end on stderr */
+
+void cli_line_open(int open) { line_open = open; }
+
 int cli_fail(const char *what, sf_status s, const sf_context *ctx) {
+  if (line_open) fputc('\n', stderr);
+  line_open = 0;
   const char *msg = ctx ? sf_context_last_error(ctx) : sf_last_error();
   if (msg == NULL || *msg == '\0') msg = sf_last_error();
   fprintf(stderr, "snapfusion: %s: %s%s%s\n", what, sf_status_string(s), *msg ? ": " : "", msg);
@@ -36,6 +44,8 @@ static void log_to_stderr(void *user, sf_log_level level, const char *message) {
   (void)user;
   static const char *names[] = {"debug", "info", "warning", "error"};
   if (level == SF_LOG_ERROR) return; /* errors are printed once by cli_fail */
+  if (line_open) fputc('\n', stderr);
+  line_open = 0;
   fprintf(stderr, "snapfusion: %s: %s\n", names[level], message);
 }
 
@@ -53,14 +63,19 @@ sf_context *cli_context(int threads) {
     sf_context_destroy(ctx);
     return NULL;
   }
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  if (threads > 0 && cpus > 0 && threads > cpus)
+    fprintf(stderr, "snapfusion: warning: -t %d is more than the %ld online CPUs: oversubscribed threads make runs much slower\n",
+            threads, cpus);
   return ctx;
 }
 
 int cli_parse_int(const char *s, long long *out) {
   if (s == NULL || *s == '\0') return 0;
   char *end = NULL;
+  errno = 0;
   long long v = strtoll(s, &end, 10);
-  if (*end != '\0') return 0;
+  if (*end != '\0' || errno == ERANGE) return 0;
   *out = v;
   return 1;
 }

@@ -1,10 +1,15 @@
 /* snapfusion txt2img: prompt in, PNG out, with a progress bar and a timing summary. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -16,26 +21,90 @@ static void txt2img_usage(FILE *f) {
           "                         seeded random weights: the image is noise; this measures speed\n"
           "  -p, --prompt TEXT      the prompt\n"
           "  -n, --negative TEXT    negative prompt\n"
-          "  -W, --width N          pixels, multiple of 8 (default: the model's)\n"
-          "  -H, --height N         pixels, multiple of 8 (default: the model's)\n"
-          "  --steps N              denoising steps (default 8)\n"
-          "  --cfg-scale X          classifier-free guidance (default 7.5; <= 1 disables it)\n"
+          "  -W, --width N          pixels, a multiple of 8 from 8 to 8192 (default: the model's)\n"
+          "  -H, --height N         pixels, a multiple of 8 from 8 to 8192 (default: the model's)\n"
+          "  --steps N              denoising steps, 1..1000 (default 8)\n"
+          "  --cfg-scale X          classifier-free guidance, a finite number (default 7.5; <= 1\n"
+          "                         disables it)\n"
           "  --sampler NAME         ddim, pndm, euler, euler_a, dpm++2m, lcm (default: the folder's)\n"
           "  --karras               Karras sigmas (euler, dpm++2m)\n"
           "  --prediction TYPE      epsilon, v_prediction or sample (default: the folder's)\n"
           "  --seed S               64-bit seed, PyTorch-compatible (default 0)\n"
-          "  --batch-count N        N images from seeds S, S+1, ... (OUT-0.png, OUT-1.png, ...)\n"
+          "  --batch-count N        N images (1..10000) from seeds S, S+1, ... (named as -o says)\n"
           "  --init-img PNG         img2img from this image (its size sets -W/-H)\n"
-          "  --strength X           img2img strength in [0,1] (default 0.8)\n"
+          "  --strength X           img2img strength in [0,1] (default 0.8; only with --init-img)\n"
           "  --tokenizer DIR        CLIP tokenizer folder (vocab.json + merges.txt) to use instead of\n"
           "                         the model's, e.g. for a config folder that has none\n"
           "  --taesd DIR            TAESD weights: previews, or the decoder with --decoder taesd\n"
+          "  --preview PNG          after every step, write a preview of the image so far to PNG\n"
+          "                         (replaced each step, through PNG.part renamed over it): TAESD's\n"
+          "                         decode with --taesd, else a cheap 1/8-size latent projection\n"
           "  --decoder vae|taesd    which decoder makes the final image (default vae)\n"
-          "  --clip-skip N          use the N-th last text encoder layer (default 1)\n"
+          "  --clip-skip N          use the N-th last text encoder layer (default 1; 0 and 1: the last;\n"
+          "                         at most the encoder's layer count + 1, checked before the load)\n"
           "  --variant NAME         prefer *.NAME.safetensors weights (e.g. fp16)\n"
-          "  -t, --threads N        worker threads (default: one per core)\n"
-          "  -o, --output PNG       output file (default output.png)\n"
-          "  -q, --quiet            no progress bar\n");
+          "  -t, --threads N        worker threads, 1..1024 (default: one per core; more threads\n"
+          "                         than online CPUs make runs much slower, with a warning)\n"
+          "  -o, --output PNG       output file, a name ending in .png: only PNG is written (default\n"
+          "                         output.png). With --batch-count N > 1, OUT.png becomes OUT-0.png,\n"
+          "                         OUT-1.png, ... unless the name holds one printf-style %%d (flags\n"
+          "                         and a width allowed) for the batch index: -o out-%%03d.png writes\n"
+          "                         out-000.png, out-001.png, ... (%%%% for a literal %%; any other %%\n"
+          "                         is an error). Every output is checked to be writable before the\n"
+          "                         model loads (leaving nothing behind): if not, exit status 1\n"
+          "  -q, --quiet            no progress: only the 'wrote' lines (and errors, warnings)\n"
+          "progress goes to stderr: status lines for loading, encoding and decoding with their times,\n"
+          "and per step a bar redrawn in place on a terminal, else one line each ('step 3/8 ...')\n"
+          "exit status: 0 done; 2 bad arguments (found before any model is loaded); 1 a failure:\n"
+          "the library's message (model, generation), or an output that cannot be written\n");
+}
+
+/* ---- progress on stderr: a bar and one-line statuses on a terminal, else one line each ---- */
+
+/* "loading X ..." : on a terminal the line stays open for status_end's time. */
+static void status_begin(int tty, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void status_begin(int tty, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputs(tty ? " ... " : " ...\n", stderr);
+  fflush(stderr);
+  cli_line_open(tty);
+}
+
+/* "... 1.23 s" on a terminal, else a line "<tag>loaded in 1.23 s". */
+static void status_end(int tty, const char *tag, const char *done, double seconds) {
+  if (tty) fprintf(stderr, "%.2f s\n", seconds);
+  else fprintf(stderr, "%s%s in %.2f s\n", tag, done, seconds);
+  cli_line_open(0);
+}
+
+/* After step `done` of `total` (seconds: all steps so far): the bar redrawn on a terminal,
+ * else one line per step. */
+static void step_progress(int tty, const char *tag, int done, int total, double seconds) {
+  double per = seconds / done, eta = per * (total - done);
+  if (tty) {
+    int bar = 30 * done / total;
+    fprintf(stderr, "\r%s[%.*s%*s] %d/%d  %.2f s/it  ETA %.1f s ", tag, bar, "##############################", 30 - bar,
+            "", done, total, per, eta);
+    cli_line_open(1);
+  } else {
+    fprintf(stderr, "%sstep %d/%d  %.2f s/it  ETA %.1f s\n", tag, done, total, per, eta);
+  }
+  fflush(stderr);
+}
+
+/* The options that take a value, to name the one left without one at the end. */
+static int takes_value(const char *a) {
+  static const char *const names[] = {"-m", "--model", "--random-weights", "-p", "--prompt", "-n", "--negative",
+                                      "-W", "--width", "-H", "--height", "--steps", "--cfg-scale", "--sampler",
+                                      "--prediction", "--seed", "--batch-count", "--init-img", "--strength",
+                                      "--taesd", "--tokenizer", "--decoder", "--clip-skip", "--variant", "-t",
+                                      "--threads", "-o", "--output", "--preview"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(a, names[i]) == 0) return 1;
+  return 0;
 }
 
 static double now(void) {
@@ -57,30 +126,211 @@ static int bad_arg(const char *what) {
 
 static int parse_double(const char *s, double *out) {
   char *end = NULL;
-  if (s == NULL || *s == '\0') return 0;
+  if (s == NULL || *s == '\0' || isspace((unsigned char)*s)) return 0;
   *out = strtod(s, &end);
   return *end == '\0' && isfinite(*out);
 }
 
-static void output_name(const char *out, int index, int count, char *buf, size_t cap) {
-  if (count == 1) {
-    snprintf(buf, cap, "%s", out);
-    return;
+/* ---- output names: -o is a .png name, optionally with one printf-style %d ------------------ */
+
+enum { PATH_CAP = 4096 };
+
+static int has_png_suffix(const char *name) {
+  size_t n = strlen(name);
+  if (n < 4) return 0;
+  const char *e = name + n - 4;
+  return e[0] == '.' && tolower((unsigned char)e[1]) == 'p' && tolower((unsigned char)e[2]) == 'n' &&
+         tolower((unsigned char)e[3]) == 'g';
+}
+
+/* One %d conversion of an output pattern: flags among "-+ 0", a width up to 99. */
+typedef struct {
+  int minus, plus, space, zero, width;
+} index_spec;
+
+/* Reads the conversion at pat (just after the '%'); returns its length up to and with the
+ * 'd', or 0 when it is not a %d with only flags and a width. */
+static size_t read_index_spec(const char *pat, index_spec *spec) {
+  memset(spec, 0, sizeof *spec);
+  size_t i = 0;
+  for (;; i++) {
+    if (pat[i] == '-') spec->minus = 1;
+    else if (pat[i] == '+') spec->plus = 1;
+    else if (pat[i] == ' ') spec->space = 1;
+    else if (pat[i] == '0') spec->zero = 1;
+    else break;
   }
-  const char *dot = strrchr(out, '.');
-  if (dot && strcmp(dot, ".png") == 0)
-    snprintf(buf, cap, "%.*s-%d.png", (int)(dot - out), out, index);
-  else
-    snprintf(buf, cap, "%s-%d", out, index);
+  for (int digits = 0; isdigit((unsigned char)pat[i]); i++, digits++) {
+    if (digits == 2) return 0;
+    spec->width = spec->width * 10 + (pat[i] - '0');
+  }
+  return pat[i] == 'd' ? i + 1 : 0;
+}
+
+/* Checks an -o value; *indexed: it has the %d. Returns NULL or what is wrong. */
+static const char *check_output_pattern(const char *pat, int *indexed) {
+  *indexed = 0;
+  if (!has_png_suffix(pat)) return "-o must name a .png file: only PNG is written";
+  for (const char *c = pat; *c; c++) {
+    if (*c != '%') continue;
+    if (c[1] == '%') {
+      c++;
+      continue;
+    }
+    index_spec spec;
+    size_t n = read_index_spec(c + 1, &spec);
+    if (n == 0) return "-o: a '%' must be %% or the batch index %d (flags and a width allowed, e.g. %03d)";
+    if (*indexed) return "-o: only one %d (the batch index) is allowed";
+    *indexed = 1;
+    c += n;
+  }
+  return NULL;
+}
+
+/* Appends the decimal index as the spec says; returns the new length. */
+static size_t put_index(char *buf, size_t len, size_t cap, const index_spec *spec, long long index) {
+  char digits[32];
+  int nd = snprintf(digits, sizeof digits, "%lld", index);
+  char sign = spec->plus ? '+' : spec->space ? ' ' : 0;
+  int body = nd + (sign != 0);
+  int pad = spec->width > body ? spec->width - body : 0;
+  char tmp[160];
+  int t = 0;
+  if (!spec->minus && !spec->zero)
+    while (pad-- > 0) tmp[t++] = ' ';
+  if (sign) tmp[t++] = sign;
+  if (!spec->minus && spec->zero)
+    while (pad-- > 0) tmp[t++] = '0';
+  memcpy(tmp + t, digits, (size_t)nd);
+  t += nd;
+  if (spec->minus)
+    while (pad-- > 0) tmp[t++] = ' ';
+  for (int k = 0; k < t; k++, len++)
+    if (len < cap) buf[len] = tmp[k];
+  return len;
+}
+
+/* The file name of image `index` of `count`: the pattern with its %d replaced (and %% made
+ * %), or without a %d, OUT.png for one image and OUT-0.png, OUT-1.png, ... for several.
+ * Returns 0 when the name does not fit in cap bytes. */
+static int output_name(const char *pat, int indexed, long long index, long long count, char *buf, size_t cap) {
+  size_t len = 0, n = strlen(pat);
+  const size_t suffix_at = n - 4; /* the ".png", checked before */
+  for (size_t i = 0; i < n; i++) {
+    if (!indexed && count > 1 && i == suffix_at) {
+      index_spec plain = {0};
+      if (len < cap) buf[len] = '-';
+      len = put_index(buf, len + 1, cap, &plain, index);
+    }
+    if (pat[i] == '%' && pat[i + 1] == '%') {
+      i++;
+      if (len < cap) buf[len] = '%';
+      len++;
+    } else if (pat[i] == '%') {
+      index_spec spec;
+      i += read_index_spec(pat + i + 1, &spec);
+      len = put_index(buf, len, cap, &spec, index);
+    } else {
+      if (len < cap) buf[len] = pat[i];
+      len++;
+    }
+  }
+  if (len >= cap) return 0;
+  buf[len] = '\0';
+  return 1;
+}
+
+/* Whether a file can be written at path, checked without changing anything: an existing
+ * file is opened for writing (not truncated), elsewhere a new file is created and removed
+ * at once. Sets errno when not. */
+static int can_write(const char *path) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd >= 0) {
+    close(fd);
+    unlink(path);
+    return 1;
+  }
+  if (errno != EEXIST) return 0;
+  fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return 0;
+  close(fd);
+  return 1;
+}
+
+/* The text encoder's layer count, from the folder's description (an inspect-only load: the
+ * files are validated, no network is built); 0 when unknown. */
+static long long text_encoder_layers(sf_context *ctx, const char *dir, int random_weights, const char *variant) {
+  sf_params *opts = NULL;
+  sf_pipeline *p = NULL;
+  char *text = NULL;
+  long long layers = 0;
+  size_t need = 0;
+  sf_status s = sf_params_create(&opts);
+  if (s == SF_OK) s = sf_params_set_int(opts, SF_PARAM_INSPECT_ONLY, 1);
+  if (s == SF_OK) s = sf_params_set_int(opts, SF_PARAM_COMPONENTS, SF_NET_UNET); /* no tokenizer needed */
+  if (s == SF_OK && random_weights) s = sf_params_set_int(opts, SF_PARAM_RANDOM_WEIGHTS, 1);
+  if (s == SF_OK && variant) s = sf_params_set_string(opts, SF_PARAM_VARIANT, variant);
+  if (s == SF_OK) s = sf_pipeline_load(ctx, dir, opts, &p);
+  if (s == SF_OK) s = sf_pipeline_describe(p, SF_FORMAT_JSON, NULL, 0, &need);
+  if (s == SF_OK && (text = malloc(need)) != NULL && sf_pipeline_describe(p, SF_FORMAT_JSON, text, need, NULL) == SF_OK) {
+    /* {"name": "text_encoder", ..., "config": {..., "num_hidden_layers": 12, ...}}, ... */
+    const char *c = strstr(text, "\"name\": \"text_encoder\"");
+    const char *next = c ? strstr(c + 1, "\"name\": ") : NULL;
+    const char *l = c ? strstr(c, "\"num_hidden_layers\":") : NULL;
+    if (l && (next == NULL || l < next)) {
+      char *end = NULL;
+      long long v = strtoll(l + strlen("\"num_hidden_layers\":"), &end, 10);
+      if (end && v > 0) layers = v;
+    }
+  }
+  free(text);
+  sf_pipeline_destroy(p);
+  sf_params_destroy(opts);
+  return layers;
+}
+
+/* The job's preview written to path through a temporary file renamed over it, so a viewer
+ * never reads a half-written PNG. Returns 0, or 1 after a message. */
+static int write_preview(sf_job *job, const char *path, const sf_context *ctx) {
+  sf_image *img = NULL;
+  sf_status s = sf_job_preview(job, &img);
+  if (s != SF_OK) {
+    cli_fail("preview", s, ctx);
+    return 1;
+  }
+  char tmp[PATH_CAP + 16];
+  snprintf(tmp, sizeof tmp, "%s.part", path);
+  s = sf_image_write_png(img, tmp);
+  sf_image_destroy(img);
+  if (s != SF_OK) {
+    cli_fail(tmp, s, NULL);
+    remove(tmp);
+    return 1;
+  }
+  if (rename(tmp, path) != 0) {
+    fprintf(stderr, "snapfusion: preview: cannot rename %s to %s: %s\n", tmp, path, strerror(errno));
+    remove(tmp);
+    return 1;
+  }
+  return 0;
+}
+
+/* Status 1 (and a message) when path cannot be written, else 0. */
+static int check_writable(const char *path) {
+  if (can_write(path)) return 0;
+  fprintf(stderr, "snapfusion: cannot write %s: %s (checked before the model loads)\n", path, strerror(errno));
+  return CLI_EXIT_FAIL;
 }
 
 int cmd_txt2img(int argc, char **argv) {
   const char *model = NULL, *config = NULL, *prompt = NULL, *negative = NULL, *out = "output.png";
+  const char *preview = NULL;
   const char *init_img = NULL, *taesd = NULL, *tokenizer = NULL, *variant = NULL, *decoder = "vae", *sampler_name = NULL,
              *prediction = NULL;
   long long width = 0, height = 0, steps = 8, seed = 0, threads = 0, batch = 1, clip_skip = 0;
   double cfg = 7.5, strength = 0.8;
-  int karras = 0, quiet = 0;
+  int karras = 0, quiet = 0, have_strength = 0;
+  const int tty = isatty(STDERR_FILENO);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -92,31 +342,43 @@ int cmd_txt2img(int argc, char **argv) {
     else if (TAKE("--random-weights")) config = v;
     else if (TAKE("-p") || TAKE("--prompt")) prompt = v;
     else if (TAKE("-n") || TAKE("--negative")) negative = v;
-    else if (TAKE("-W") || TAKE("--width")) { if (!cli_parse_int(v, &width)) return bad_arg("-W takes an integer"); }
-    else if (TAKE("-H") || TAKE("--height")) { if (!cli_parse_int(v, &height)) return bad_arg("-H takes an integer"); }
-    else if (TAKE("--steps")) { if (!cli_parse_int(v, &steps) || steps < 1) return bad_arg("--steps takes a positive integer"); }
-    else if (TAKE("--cfg-scale")) { if (!parse_double(v, &cfg)) return bad_arg("--cfg-scale takes a number"); }
+    else if (TAKE("-W") || TAKE("--width")) {
+      if (!cli_parse_int(v, &width) || width < 8 || width > 8192 || width % 8) return bad_arg("-W takes a multiple of 8 from 8 to 8192");
+    }
+    else if (TAKE("-H") || TAKE("--height")) {
+      if (!cli_parse_int(v, &height) || height < 8 || height > 8192 || height % 8) return bad_arg("-H takes a multiple of 8 from 8 to 8192");
+    }
+    else if (TAKE("--steps")) { if (!cli_parse_int(v, &steps) || steps < 1 || steps > 1000) return bad_arg("--steps takes 1..1000"); }
+    else if (TAKE("--cfg-scale")) { if (!parse_double(v, &cfg)) return bad_arg("--cfg-scale takes a finite number"); }
     else if (TAKE("--sampler")) sampler_name = v;
     else if (strcmp(a, "--karras") == 0) karras = 1;
     else if (TAKE("--prediction")) prediction = v;
     else if (TAKE("--seed")) {
       char *end = NULL;
+      errno = 0;
       unsigned long long s = strtoull(v, &end, 10);
-      if (*v == '\0' || *end != '\0' || *v == '-') return bad_arg("--seed takes an unsigned 64-bit integer");
+      if (!isdigit((unsigned char)*v) || *end != '\0' || errno == ERANGE) return bad_arg("--seed takes an unsigned 64-bit integer");
       seed = (long long)s;
     }
     else if (TAKE("--batch-count")) { if (!cli_parse_int(v, &batch) || batch < 1 || batch > 10000) return bad_arg("--batch-count takes 1..10000"); }
     else if (TAKE("--init-img")) init_img = v;
-    else if (TAKE("--strength")) { if (!parse_double(v, &strength)) return bad_arg("--strength takes a number"); }
+    else if (TAKE("--strength")) {
+      if (!parse_double(v, &strength) || !(strength >= 0 && strength <= 1)) return bad_arg("--strength takes a number in [0, 1]");
+      have_strength = 1;
+    }
     else if (TAKE("--taesd")) taesd = v;
     else if (TAKE("--tokenizer")) tokenizer = v;
     else if (TAKE("--decoder")) decoder = v;
-    else if (TAKE("--clip-skip")) { if (!cli_parse_int(v, &clip_skip) || clip_skip < 0) return bad_arg("--clip-skip takes a non-negative integer"); }
+    else if (TAKE("--clip-skip")) { if (!cli_parse_int(v, &clip_skip) || clip_skip < 0 || clip_skip > 1000) return bad_arg("--clip-skip takes 0..1000"); }
     else if (TAKE("--variant")) variant = v;
-    else if (TAKE("-t") || TAKE("--threads")) { if (!cli_parse_int(v, &threads) || threads < 1) return bad_arg("-t takes a positive integer"); }
+    else if (TAKE("-t") || TAKE("--threads")) { if (!cli_parse_int(v, &threads) || threads < 1 || threads > 1024) return bad_arg("-t takes 1..1024"); }
     else if (TAKE("-o") || TAKE("--output")) out = v;
+    else if (TAKE("--preview")) preview = v;
     else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) quiet = 1;
-    else {
+    else if (v == NULL && takes_value(a)) {
+      fprintf(stderr, "snapfusion txt2img: %s needs a value (see --help)\n", a);
+      return CLI_EXIT_USAGE;
+    } else {
       fprintf(stderr, "snapfusion txt2img: unexpected argument '%s'\n", a);
       return CLI_EXIT_USAGE;
     }
@@ -124,11 +386,15 @@ int cmd_txt2img(int argc, char **argv) {
   }
   if ((model == NULL) == (config == NULL)) return bad_arg("give exactly one of -m MODEL_DIR and --random-weights CONFIG_DIR");
   if (prompt == NULL) return bad_arg("missing -p PROMPT");
-  if ((width && width % 8) || (height && height % 8) || width < 0 || height < 0)
-    return bad_arg("-W and -H must be positive multiples of 8");
+  int out_indexed = 0;
+  const char *bad_out = check_output_pattern(out, &out_indexed);
+  if (bad_out) return bad_arg(bad_out);
+  char probe_name[PATH_CAP];
+  if (!output_name(out, out_indexed, batch - 1, batch, probe_name, sizeof probe_name)) return bad_arg("-o is too long");
+  if (preview && !has_png_suffix(preview)) return bad_arg("--preview must name a .png file: only PNG is written");
   if (strcmp(decoder, "vae") != 0 && strcmp(decoder, "taesd") != 0) return bad_arg("--decoder takes vae or taesd");
   if (strcmp(decoder, "taesd") == 0 && taesd == NULL) return bad_arg("--decoder taesd needs --taesd DIR");
-  if (!(strength >= 0 && strength <= 1)) return bad_arg("--strength must be in [0, 1]");
+  if (have_strength && init_img == NULL) return bad_arg("--strength needs --init-img PNG (it is the img2img strength)");
   sf_sampler sampler = SF_SAMPLER_DEFAULT;
   if (sampler_name && (sampler = sf_sampler_from_name(sampler_name)) == SF_SAMPLER_DEFAULT)
     return bad_arg("--sampler takes ddim, pndm, euler, euler_a, dpm++2m or lcm");
@@ -140,13 +406,20 @@ int cmd_txt2img(int argc, char **argv) {
     else return bad_arg("--prediction takes epsilon, v_prediction or sample");
   }
 
+  /* A typo'd directory or a read-only place fails now, not after the whole generation. */
+  for (long long b = 0; b < batch; b++) {
+    char path[PATH_CAP];
+    output_name(out, out_indexed, b, batch, path, sizeof path);
+    if (check_writable(path)) return CLI_EXIT_FAIL;
+  }
+  if (preview && check_writable(preview)) return CLI_EXIT_FAIL;
+
   sf_context *ctx = cli_context((int)threads);
   if (ctx == NULL) return CLI_EXIT_FAIL;
   int rc = 0;
   sf_params *load = NULL, *gen = NULL;
   sf_pipeline *pipe = NULL;
   sf_image *init = NULL;
-  double t0 = now();
   sf_status s = sf_params_create(&load);
   if (s == SF_OK) s = sf_params_create(&gen);
   if (s == SF_OK && config) s = sf_params_set_int(load, SF_PARAM_RANDOM_WEIGHTS, 1);
@@ -160,17 +433,16 @@ int cmd_txt2img(int argc, char **argv) {
     rc = cli_fail("options", s, NULL);
     goto done;
   }
-  if (!quiet) fprintf(stderr, "loading %s%s\n", config ? config : model, config ? " (random weights)" : "");
-  s = sf_pipeline_load(ctx, config ? config : model, load, &pipe);
-  if (s != SF_OK) {
-    rc = cli_fail(config ? config : model, s, ctx);
-    if (tokenizer == NULL && strstr(sf_context_last_error(ctx), "tokenizer/") != NULL)
-      fprintf(stderr, "hint: --tokenizer DIR names a CLIP tokenizer folder (vocab.json + merges.txt), e.g. "
-                      "../shared/fixtures/public/tokenizer\n");
-    goto done;
+  if (clip_skip > 2) { /* 0..2 suit every text encoder; past that, ask the folder (no network is built) */
+    long long layers = text_encoder_layers(ctx, config ? config : model, config != NULL, variant);
+    if (layers > 0 && clip_skip > layers + 1) {
+      fprintf(stderr, "snapfusion txt2img: --clip-skip %lld: the text encoder has %lld layers: --clip-skip takes 0..%lld (see --help)\n",
+              clip_skip, layers, layers + 1);
+      rc = CLI_EXIT_USAGE;
+      goto done;
+    }
   }
-  double t_load = now() - t0;
-  if (init_img) {
+  if (init_img) { /* read before the model loads: a wrong path fails at once */
     s = sf_image_read_png(init_img, &init);
     if (s != SF_OK) {
       rc = cli_fail(init_img, s, NULL);
@@ -182,6 +454,19 @@ int cmd_txt2img(int argc, char **argv) {
     if (!height) height = sf_image_height(init);
     sf_params_set_float(gen, SF_PARAM_STRENGTH, strength);
   }
+  const char *source = config ? config : model;
+  double t0 = now();
+  if (!quiet) status_begin(tty, "loading %s%s", source, config ? " (random weights)" : "");
+  s = sf_pipeline_load(ctx, source, load, &pipe);
+  if (s != SF_OK) {
+    rc = cli_fail(source, s, ctx);
+    if (tokenizer == NULL && strstr(sf_context_last_error(ctx), "tokenizer/") != NULL)
+      fprintf(stderr, "hint: --tokenizer DIR names a CLIP tokenizer folder (vocab.json + merges.txt), e.g. "
+                      "../shared/fixtures/public/tokenizer\n");
+    goto done;
+  }
+  double t_load = now() - t0;
+  if (!quiet) status_end(tty, "", "loaded", t_load);
   sf_params_set_string(gen, SF_PARAM_PROMPT, prompt);
   if (negative) sf_params_set_string(gen, SF_PARAM_NEGATIVE_PROMPT, negative);
   if (width) sf_params_set_int(gen, SF_PARAM_WIDTH, width);
@@ -195,53 +480,72 @@ int cmd_txt2img(int argc, char **argv) {
   sf_params_set_int(gen, SF_PARAM_DECODER, strcmp(decoder, "taesd") == 0 ? SF_NET_TAESD_DECODER : SF_NET_VAE_DECODER);
 
   for (long long b = 0; b < batch && rc == 0; b++) {
-    sf_params_set_int(gen, SF_PARAM_SEED, (int64_t)((unsigned long long)seed + (unsigned long long)b));
+    unsigned long long image_seed = (unsigned long long)seed + (unsigned long long)b;
+    char image_tag[64] = ""; /* "image 2/4: " when there are several */
+    if (batch > 1) snprintf(image_tag, sizeof image_tag, "image %lld/%lld: ", b + 1, batch);
+    sf_params_set_int(gen, SF_PARAM_SEED, (int64_t)image_seed);
     double ts = now();
     sf_job *job = NULL;
+    if (!quiet) status_begin(tty, "%sencoding the prompt%s (seed %llu)", image_tag, init ? " and the init image" : "", image_seed);
     s = sf_job_start(pipe, gen, &job);
     if (s != SF_OK) {
       rc = cli_fail("generation", s, ctx);
       break;
     }
-    double t_text = now() - ts, t_unet = 0;
+    double t_text = now() - ts, t_unet = 0, t_preview = 0;
+    int preview_failed = 0;
+    if (!quiet) status_end(tty, image_tag, "encoded", t_text);
     int total = sf_job_steps_total(job);
     while (sf_job_steps_done(job) < total) {
       double t1 = now();
       s = sf_job_step(job);
       if (s != SF_OK) break;
       t_unet += now() - t1;
-      if (!quiet) {
-        int done_steps = sf_job_steps_done(job);
-        double per = t_unet / done_steps;
-        int bar = 30 * done_steps / total;
-        fprintf(stderr, "\r[%.*s%*s] %d/%d  %.2f s/it  ETA %.1f s ", bar, "##############################",
-                30 - bar, "", done_steps, total, per, per * (total - done_steps));
-        fflush(stderr);
+      if (preview) {
+        double t3 = now();
+        preview_failed = write_preview(job, preview, ctx);
+        t_preview += now() - t3;
+        if (preview_failed) break;
       }
+      if (!quiet) step_progress(tty, image_tag, sf_job_steps_done(job), total, t_unet + t_preview);
     }
-    if (!quiet) fputc('\n', stderr);
+    if (!quiet && tty && s == SF_OK && !preview_failed) { /* (else cli_fail ends the line) */
+      fputc('\n', stderr);
+      cli_line_open(0);
+    }
     sf_image *img = NULL;
     double t2 = now();
-    if (s == SF_OK) s = sf_job_finish(job, &img);
+    if (preview_failed) {
+      sf_job_destroy(job);
+      rc = CLI_EXIT_FAIL;
+      break;
+    }
+    if (s == SF_OK) {
+      if (!quiet) status_begin(tty, "%sdecoding (%s)", image_tag, strcmp(decoder, "taesd") == 0 ? "TAESD" : "VAE");
+      s = sf_job_finish(job, &img);
+    }
     double t_dec = now() - t2;
     sf_job_destroy(job);
     if (s != SF_OK) {
       rc = cli_fail("generation", s, ctx);
       break;
     }
-    char path[4096];
-    output_name(out, (int)b, (int)batch, path, sizeof path);
+    if (!quiet) status_end(tty, image_tag, "decoded", t_dec);
+    char path[PATH_CAP];
+    output_name(out, out_indexed, b, batch, path, sizeof path);
     s = sf_image_write_png(img, path);
     sf_image_destroy(img);
     if (s != SF_OK) {
       rc = cli_fail(path, s, NULL);
       break;
     }
+    char preview_time[48] = "";
+    if (preview) snprintf(preview_time, sizeof preview_time, "previews %.2f s, ", t_preview);
     fprintf(stderr,
-            "wrote %s (seed %llu): load %.2f s, text %.2f s, UNet %.2f s (%.3f s/step x %d), decode %.2f s, "
+            "wrote %s (seed %llu): load %.2f s, text %.2f s, UNet %.2f s (%.3f s/step x %d), %sdecode %.2f s, "
             "total %.2f s, peak RSS %.0f MiB\n",
-            path, (unsigned long long)seed + (unsigned long long)b, b == 0 ? t_load : 0.0, t_text, t_unet,
-            total ? t_unet / total : 0.0, total, t_dec, now() - ts + (b == 0 ? t_load : 0.0), peak_rss_mib());
+            path, image_seed, b == 0 ? t_load : 0.0, t_text, t_unet, total ? t_unet / total : 0.0, total,
+            preview_time, t_dec, now() - ts + (b == 0 ? t_load : 0.0), peak_rss_mib());
     if (config && b == 0)
       fprintf(stderr, "note: random weights: the image is noise; the run shows the speed and memory of %s\n", config);
   }
