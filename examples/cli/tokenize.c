@@ -3,8 +3,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "pipeline/pipeline.h"
-#include "text/tokenizer.h"
 
 static void tokenize_usage(FILE *f) {
   fprintf(f,
@@ -51,11 +49,14 @@ int cmd_tokenize(int argc, char **argv) {
   if (s != SF_OK) {
     rc = cli_fail(model, s, ctx);
   } else {
-    int32_t eos = sf_tokenizer_eos(pipe->tokenizer);
+    /* The last id of the sequence is EOS; padding repeats it (CLIP pads with EOS). */
+    size_t last = 1;
+    while (last < 76 && !(ids[last] == ids[76] && ids[last + 1] == ids[76])) last++;
     for (size_t i = 0; i < 77; i++) {
-      if (!all && i > 0 && ids[i - 1] == eos && ids[i] == eos) break;
-      const char *tok = sf_tokenizer_token(pipe->tokenizer, ids[i]);
-      printf("%3zu %6d %s\n", i, (int)ids[i], tok ? tok : "?");
+      if (!all && i > last) break;
+      char tok[256];
+      if (sf_token_text(pipe, ids[i], tok, sizeof tok, NULL) != SF_OK) snprintf(tok, sizeof tok, "?");
+      printf("%3zu %6d %s\n", i, (int)ids[i], tok);
     }
     printf("%zu tokens with BOS and EOS%s\n", untruncated, untruncated > 77 ? " (truncated to 77)" : "");
   }

@@ -106,9 +106,10 @@ sf_status sf_engine_encode_ids(sf_pipeline *p, sf_run *r, const int32_t *ids, si
   sf_status s = need(p, SF_NET_TEXT_ENCODER, d);
   if (s != SF_OK) return s;
   size_t layers = sf_clip_text_get_config(p->text)->layers;
-  if (clip_skip < 0 || (clip_skip > 1 && (size_t)clip_skip > layers))
-    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "clip skip %d: the text encoder has %zu layers (use 1..%zu)",
-                       clip_skip, layers, layers);
+  /* clip skip k reads the output of layer layers-k+1; layers+1 reads the embeddings. */
+  if (clip_skip < 0 || (size_t)clip_skip > layers + 1)
+    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "clip skip %d: the text encoder has %zu layers (use 0..%zu)",
+                       clip_skip, layers, layers + 1);
   /* A1111's clip skip counts the last layer as 1; the network counts layers skipped. */
   int skip = clip_skip <= 1 ? 0 : clip_skip - 1;
   sf_plan *pl = r->plans[SF_SLOT_TEXT];

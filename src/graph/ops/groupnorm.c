@@ -14,7 +14,7 @@
 
 #include <math.h>
 
-#include "graph/ops/vmath.h"
+#include "graph/ops/eltwise.h"
 
 enum { GN_CHUNK = 64, GN_MAX_CHUNKS = 1024 };
 
@@ -39,6 +39,7 @@ struct gn_ctx {
   float eps;
   const float *gamma, *beta;
   int silu;
+  const sf_eltwise_kernels *k; /* the normalisation (+ SiLU) arithmetic */
   double *partial;   /* [n][chunks][2][c]: sum, M2 about the chunk's float mean */
   float *chunk_mean; /* [n][chunks][c] */
   float *chan_mean;  /* [n][c] group mean rounded to float */
@@ -129,32 +130,6 @@ static void gn_group_stats(void *arg, size_t s, size_t grp) {
   }
 }
 
-/* Inlined twice below, once with x == y, so both the in-place and the out-of-place loop
- * vectorise without a runtime alias check. */
-static inline void gn_normalize_rows(const float *x, float *y, size_t np, size_t c,
-                                     const float *restrict mean, const float *restrict scale,
-                                     const float *restrict bias, int silu) {
-  for (size_t p = 0; p < np; p++) {
-    const float *xr = x + p * c;
-    float *yr = y + p * c;
-    if (silu) {
-      size_t ch = 0;
-#ifdef SF_VMATH_AVX2
-      for (; ch + 8 <= c; ch += 8) {
-        const __m256 v = _mm256_add_ps(
-            _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + ch), _mm256_loadu_ps(mean + ch)),
-                          _mm256_loadu_ps(scale + ch)),
-            _mm256_loadu_ps(bias + ch));
-        _mm256_storeu_ps(yr + ch, sf_silu_approx_avx2(v));
-      }
-#endif
-      for (; ch < c; ch++) yr[ch] = sf_silu_approx((xr[ch] - mean[ch]) * scale[ch] + bias[ch]);
-    } else {
-      for (size_t ch = 0; ch < c; ch++) yr[ch] = (xr[ch] - mean[ch]) * scale[ch] + bias[ch];
-    }
-  }
-}
-
 static void gn_normalize(void *arg, size_t s, size_t k) {
   const struct gn_ctx *g = arg;
   const size_t c = g->c;
@@ -163,11 +138,7 @@ static void gn_normalize(void *arg, size_t s, size_t k) {
   float *y = g->y + (s * g->hw + k * g->chunk) * c;
   const float *mean = g->chan_mean + s * c, *scale = g->chan_scale + s * c;
   const float *bias = g->chan_bias + s * c;
-  if (x == y) {
-    gn_normalize_rows(y, y, np, c, mean, scale, bias, g->silu);
-  } else {
-    gn_normalize_rows(x, y, np, c, mean, scale, bias, g->silu);
-  }
+  g->k->norm_rows(x, y, np, c, mean, scale, bias, g->silu);
 }
 
 void sf_groupnorm_f32(pthreadpool_t pool, const float *x, float *y, size_t n, size_t hw, size_t c,
@@ -180,7 +151,7 @@ void sf_groupnorm_f32(pthreadpool_t pool, const float *x, float *y, size_t n, si
   float *per_channel = chunk_mean + n * chunks * c;
   struct gn_ctx g = {
       .x = x, .y = y, .hw = hw, .c = c, .groups = groups, .chunk = gn_chunk_size(hw), .chunks = chunks, .eps = eps,
-      .gamma = gamma, .beta = beta, .silu = fuse_silu, .partial = partial,
+      .gamma = gamma, .beta = beta, .silu = fuse_silu, .partial = partial, .k = sf_eltwise(),
       .chunk_mean = chunk_mean,
       .chan_mean = per_channel, .chan_scale = per_channel + n * c,
       .chan_bias = per_channel + 2 * n * c,

@@ -1,6 +1,6 @@
 /* Branch-free float32 exp / erf / sigmoid written so that GCC and Clang vectorise the loops
  * that call them (libm's expf and erff are opaque calls that block vectorisation).
- * Header-only on purpose: each kernel file inlines these into its own loops. */
+ * Header-only on purpose: each per-ISA kernel file inlines these into its own loops. */
 #ifndef SF_GRAPH_OPS_VMATH_H
 #define SF_GRAPH_OPS_VMATH_H
 
@@ -8,12 +8,11 @@
 #include <stdint.h>
 #include <string.h>
 
-/* fmaf is a single instruction when the target has FMA and a slow libm call otherwise. */
-#if defined(__FMA__) || defined(__AVX512F__)
+/* Always a fused multiply-add, so every build and every CPU rounds alike: fmaf is one
+ * instruction where the file is compiled for FMA (the per-ISA kernel files, AArch64) and
+ * glibc's exact software fma otherwise. Only the per-ISA elementwise kernels
+ * (graph/ops/eltwise.h) include this header. */
 #define SF_MADD(a, b, c) fmaf((a), (b), (c))
-#else
-#define SF_MADD(a, b, c) ((a) * (b) + (c))
-#endif
 
 static inline float sf_f32_from_bits(uint32_t u) {
   float f;
@@ -115,11 +114,7 @@ static inline float sf_erf_approx(float x) {
   ps = SF_MADD(ps, u, -0.02685421201f);
   ps = SF_MADD(ps, u, 0.1128359472f);
   ps = SF_MADD(ps, u, -0.3761262667f);
-#if defined(__FMA__) || defined(__AVX512F__)
   const float small = fmaf(a, 1.128379166f, (a * u) * ps); /* leading term fused: ~1 ulp */
-#else
-  const float small = a * (ps * u + 1.128379166f);
-#endif
 
   float al = a < 1.0f ? 1.0f : a;
   al = al > 4.0f ? 4.0f : al;
