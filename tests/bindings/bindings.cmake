@@ -33,6 +33,14 @@ if(NOT SF_SANITIZE)
     set_tests_properties(bindings_python_pip_install PROPERTIES ENVIRONMENT "${SF_BIND_PY_ENV}"
                          SKIP_RETURN_CODE 77 TIMEOUT 300)
 
+    # Without $SNAPFUSION_LIBRARY the package finds a `cmake --install`ed library through
+    # PKG_CONFIG_PATH alone, through CMAKE_PREFIX_PATH alone, and otherwise says where it looked.
+    add_test(NAME bindings_python_find_installed
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/python/test_find_installed.py)
+    set_tests_properties(bindings_python_find_installed PROPERTIES
+                         ENVIRONMENT "SNAPFUSION_SOURCE_DIR=${SF_BIND_SRC};SNAPFUSION_BUILD_DIR=${PROJECT_BINARY_DIR};CMAKE_COMMAND=${CMAKE_COMMAND};PYTHONDONTWRITEBYTECODE=1"
+                         SKIP_RETURN_CODE 77 TIMEOUT 300)
+
     # The example CLI on the fixture model: a PNG that the library reads back.
     add_test(NAME bindings_python_example COMMAND sh -c
       "set -e; f=\${SNAPFUSION_FIXTURES:-${SF_FIXTURES_DEFAULT}}; if [ ! -f \"$f/public/manifest.json\" ]; then echo \"SKIPPED: fixtures not found at $f (set SNAPFUSION_FIXTURES)\"; exit 77; fi; rm -f \"$2\"; \"$0\" \"$1\" -m \"$f/public/tiny-sd\" -p 'a photo of an astronaut riding a horse' --steps 4 --seed 3 -t 1 -o \"$2\"; PYTHONPATH=\"$3\" \"$0\" -c 'import snapfusion, sys; im = snapfusion.Image.open(sys.argv[1]); assert im.size == (64, 64), im.size; data = open(sys.argv[1], \"rb\").read(); assert b\"tEXtparameters\" in data and b\"Seed: 3\" in data, \"no parameters chunk\"; print(\"read back\", im)' \"$2\""

@@ -5,8 +5,9 @@
         image = pipe.txt2img("a photo of an astronaut riding a horse", steps=8, seed=1)
         image.save("astronaut.png")
 
-The library is found through $SNAPFUSION_LIBRARY, next to this package, or the system
-loader (libsnapfusion.so.1); its ABI version is checked at import.
+The library is found through $SNAPFUSION_LIBRARY, next to this package, the system loader
+(libsnapfusion.so.1), pkg-config, $CMAKE_PREFIX_PATH or the usual install prefixes (see
+snapfusion._lib.load); its ABI version is checked at import.
 """
 import array
 import collections
