@@ -676,6 +676,16 @@ _GEN_KEYS = {
 
 def _generation_params(kwargs):
     params = Params()
+    init_image = kwargs.get("init_image")
+    if init_image is not None:
+        # img2img generates at the init image's size unless width/height say otherwise (the
+        # library would take the model's default size and reject any other image).
+        rgb, width, height = _rgb_of(init_image)
+        kwargs = dict(kwargs, init_image=(rgb, width, height))
+        if kwargs.get("width") is None:
+            kwargs["width"] = width
+        if kwargs.get("height") is None:
+            kwargs["height"] = height
     for name, value in kwargs.items():
         if value is None:
             continue
@@ -942,7 +952,9 @@ class Pipeline(object):
 
     def img2img(self, init_image, prompt=None, negative_prompt=None, *, strength=0.8, **options):
         """txt2img starting from an image (snapfusion.Image, PIL image, HxWx3 uint8 array,
-        or (bytes, width, height)); its size sets width/height."""
+        or (bytes, width, height)); its size sets width/height (both multiples of 8; an
+        explicit width/height must equal it). txt2img(init_image=...) and
+        generate(init_image=...) do the same."""
         return self.txt2img(prompt, negative_prompt, init_image=init_image, strength=strength, **options)
 
     def generate(self, prompt=None, negative_prompt=None, **options):

@@ -604,6 +604,23 @@ class TestGeneration(unittest.TestCase):
         self.assertEqual(a.pixels, b.pixels)
         self.assertNotEqual(a.pixels, img.pixels)
 
+    def test_img2img_takes_the_init_image_size(self):
+        """The result has the init image's size, not the model's default (64x64 here)."""
+        init = self.pipe.txt2img(**dict(self.options, width=128, height=64, steps=2))
+        self.assertEqual(init.size, (128, 64))
+        o = dict(self.options, steps=2)
+        del o["width"], o["height"]
+        a = self.pipe.img2img(init, strength=0.6, **o)
+        self.assertEqual(a.size, (128, 64))
+        b = self.pipe.img2img((init.pixels, 128, 64), strength=0.6, width=128, height=64, **o)
+        self.assertEqual(a.pixels, b.pixels)
+        with self.pipe.generate(init_image=init, strength=0.6, **o) as job:
+            self.assertEqual(job.finish().size, (128, 64))
+        self.assertEqual(job.image.pixels, a.pixels)
+        with self.assertRaises(sf.InvalidArgumentError) as cm:  # an explicit, different size
+            self.pipe.img2img(init, strength=0.6, width=64, height=64, **o)
+        self.assertIn("128x64", str(cm.exception))
+
     def test_optional_pil_and_numpy(self):
         img = self.pipe.txt2img(**dict(self.options, steps=2))
         try:
