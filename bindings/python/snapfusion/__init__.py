@@ -460,18 +460,34 @@ def _sf_level_for(py_level):
     return LogLevel.ERROR
 
 
+class _HeldErrors(threading.local):
+    """The library's ERROR-level log messages of the C call this thread is making, held until
+    the binding has seen that call's status (Context._call)."""
+
+    def __init__(self):
+        self.messages = []
+
+    def take(self):
+        messages, self.messages = self.messages, []
+        return messages
+
+
 class Context(object):
     """Threads, logging and error state shared by the pipelines made with it.
 
     log: None forwards the library's messages to the `snapfusion` logger (level from
     log_level, else from the logger's effective level); a callable(level: LogLevel,
     message: str) receives them instead; False turns logging off.
+    A failure is reported once, as the exception the failing call raises: its ERROR-level
+    log message, which says the same, is not delivered to the logger or the callable.
     Closing a context closes the pipelines made with it."""
 
     def __init__(self, threads=None, log_level=None, log=None):
         out = ctypes.POINTER(_c.Context)()
         _check(_clib.sf_context_create(ctypes.byref(out)))
         self._sink = _CallbackSink()
+        self._held = _HeldErrors()
+        self._deliver = None
         self._h = _Handle(out, _clib.sf_context_destroy, "context")
         try:
             if threads is not None:
@@ -488,11 +504,11 @@ class Context(object):
 
     def _install_log(self, callback):
         sink = self._sink
+        held = self._held
         logger = _logger
 
-        def on_log(_user, level, message):
+        def deliver(level, text):
             try:
-                text = message.decode("utf-8", "replace")
                 if callback is None:
                     logger.log(_PY_LEVELS.get(level, logging.ERROR), "%s", text)
                 else:
@@ -500,11 +516,39 @@ class Context(object):
             except BaseException as e:  # never unwind through C
                 sink.store(e)
 
+        def on_log(_user, level, message):
+            text = message.decode("utf-8", "replace")
+            if level >= LogLevel.ERROR:
+                # Why errors are held rather than logged: libsnapfusion logs every failure at
+                # ERROR level with the very message it keeps as the context's last error and
+                # returns a failing status (src/core/context.c), and the binding raises that
+                # message as the call's exception. Logging it too would show each failure twice
+                # (e.g. once through logging.basicConfig, once in the traceback), so _call drops
+                # the message its exception carries and delivers any other ERROR message.
+                held.messages.append(text)
+            else:
+                deliver(level, text)
+
         thunk = _c.LOG_FN(on_log)
         _check(_clib.sf_context_set_log_callback(self._h.get(), thunk, None), self._h)
         self._h.keep = thunk  # the C side points at it for as long as the context lives
+        self._deliver = deliver
 
-    def _call(self, status):
+    def _call(self, status, callback_sink=None):
+        """After a C call on this context (or a pipeline of it): raises, once, what went wrong.
+        callback_sink holds an exception a progress callback raised during the call; it wins
+        over the failure it caused (and that failure's message is not logged either)."""
+        held = self._held.take()
+        if held:
+            failed = status != 0 or (callback_sink is not None and callback_sink.pending is not None)
+            duplicate = _message(self._h) if failed else None
+            for text in held:
+                if text == duplicate:
+                    duplicate = None  # one message per failure
+                elif self._deliver is not None:
+                    self._deliver(LogLevel.ERROR, text)
+        if callback_sink is not None:
+            callback_sink.reraise()
         self._sink.reraise()
         _check(status, self._h)
 
@@ -782,8 +826,8 @@ class Pipeline(object):
     def _p(self):
         return self._h.get("pipeline")
 
-    def _call(self, status):
-        self._ctx._call(status)
+    def _call(self, status, callback_sink=None):
+        self._ctx._call(status, callback_sink)
 
     # -- information --
 
@@ -946,8 +990,7 @@ class Pipeline(object):
             st = _clib.sf_generate(self._p(), params._h.get(), thunk, None, ctypes.byref(out))
         finally:
             params.close()
-        sink.reraise()
-        self._call(st)
+        self._call(st, sink)
         return Image(out)
 
     def img2img(self, init_image, prompt=None, negative_prompt=None, *, strength=0.8, **options):

@@ -13,6 +13,7 @@ import array
 import ctypes
 import gc
 import json
+import logging
 import os
 import re
 import struct
@@ -206,30 +207,51 @@ class TestLibrary(unittest.TestCase):
                 ctx.log_level = 99
             self.assertIn("log level", cm.exception.message)
             self.assertIn("log level", ctx.last_error)
-            self.assertEqual(len(got), 1)
-            self.assertEqual(got[0][0], sf.LogLevel.ERROR)
-            self.assertIn("log level", got[0][1])
+            # Reported once: the library's ERROR log message of this failure is the exception.
+            self.assertEqual(got, [])
         self.assertTrue(ctx.closed)
         with self.assertRaises(sf.BadStateError):
             ctx.threads = 1
-        # Default: the `snapfusion` logger.
-        with sf.Context() as ctx:
-            with self.assertLogs("snapfusion", level="ERROR") as logs:
-                with self.assertRaises(sf.InvalidArgumentError):
-                    ctx.log_level = 42
-            self.assertIn("log level", logs.output[0])
 
-    def test_raising_log_callback(self):
-        """An exception in a callback is re-raised after the C call returns, and the
-        context stays usable."""
-        def bad(level, msg):
-            raise RuntimeError("from the log callback: " + msg)
-        with sf.Context(threads=1, log=bad) as ctx:
-            with self.assertRaises(RuntimeError) as cm:
-                ctx.log_level = 77
-            self.assertIn("log level", str(cm.exception))
-            ctx.threads = 1  # a later call does not see the old exception
-            self.assertEqual(ctx.threads, 1)
+    def test_errors_are_not_also_logged(self):
+        """The default `snapfusion` logger does not repeat an error the call raises."""
+        records = []
+
+        class Keep(logging.Handler):
+            def emit(self, record):
+                records.append(record)
+
+        logger = logging.getLogger("snapfusion")
+        handler, old_level = Keep(level=logging.DEBUG), logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        try:
+            with sf.Context() as ctx:
+                self.assertEqual(ctx.log_level, sf.LogLevel.DEBUG)
+                with self.assertRaises(sf.InvalidArgumentError) as cm:
+                    ctx.log_level = 42
+                self.assertIn("log level", str(cm.exception))
+                self.assertEqual([r.getMessage() for r in records], [])
+                # An ERROR message that is not the failure being raised is still delivered
+                # (the library's log callback called as C would, then a successful call).
+                ctx._h.keep(None, int(sf.LogLevel.ERROR), b"an error no exception carries")
+                ctx.threads = 1
+                self.assertEqual([(r.levelno, r.getMessage()) for r in records],
+                                 [(logging.ERROR, "an error no exception carries")])
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(old_level)
+
+    def test_example_prints_an_error_once(self):
+        """What users see: the example CLI (logging.basicConfig) prints a failure once."""
+        env = dict(os.environ, PYTHONPATH=os.path.join(SOURCE_DIR, "bindings", "python"))
+        with tempfile.TemporaryDirectory() as tmp:
+            r = subprocess.run([sys.executable, os.path.join(SOURCE_DIR, "examples", "python", "txt2img.py"),
+                                "-m", os.path.join(tmp, "no-such-model-folder"), "-p", "x", "-v",
+                                "-o", os.path.join(tmp, "x.png")], env=env, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stderr.count("no-such-model-folder"), 1, r.stderr)
+        self.assertIn("txt2img: FileIOError: ", r.stderr)
 
     def test_rng(self):
         a = sf.Rng(42).randn(40)
@@ -340,6 +362,20 @@ class TestPipeline(unittest.TestCase):
             self.pipe.unet_predict(array.array("f", [0.0] * 10), 1.0, [0.0] * 77 * 32)
         with self.assertRaises(sf.FileIOError):
             sf.Image.open(missing + ".png")
+
+    def test_raising_log_callback(self):
+        """An exception in a callback is re-raised after the C call returns, and the
+        context stays usable."""
+        def bad(level, msg):
+            raise RuntimeError("from the log callback: " + msg)
+        with sf.Context(threads=THREADS, log=bad) as ctx:
+            p = sf.Pipeline.load(TINY_SD, context=ctx, components=["text_encoder"])
+            with self.assertRaises(RuntimeError) as cm:
+                p.tokenize("word " * 100)  # the library warns (WARN) that the prompt is truncated
+            self.assertIn("prompt truncated", str(cm.exception))
+            self.assertEqual(len(p.tokenize("a photo of a cat")), 77)  # a later call does not see it
+            ctx.threads = 1
+            self.assertEqual(ctx.threads, 1)
 
     def test_tokenize_matches_fixture(self):
         with open(os.path.join(PUBLIC, "tokenizer", "cases.json"), encoding="utf-8") as f:
@@ -563,6 +599,19 @@ class TestGeneration(unittest.TestCase):
             self.pipe.txt2img(progress=bad, **dict(self.options, steps=4))
         # The pipeline is still usable and gives the same image as before.
         self.assertEqual(self.pipe.txt2img(**self.options).pixels, self.raw_generate(self.options))
+
+    def test_stopped_runs_are_not_logged(self):
+        """A stop asked by the progress callback, or an exception it raises, is the call's
+        exception only: the library's ERROR message about it reaches no log, then or later."""
+        got = []
+        with sf.Context(threads=THREADS, log=lambda level, msg: got.append((level, msg))) as ctx:
+            with sf.Pipeline.load(TINY_SD, context=ctx) as pipe:
+                with self.assertRaises(sf.CancelledError):
+                    pipe.txt2img(progress=lambda s, t: True, **dict(self.options, steps=2))
+                with self.assertRaises(ZeroDivisionError):
+                    pipe.txt2img(progress=lambda s, t: 1 / 0, **dict(self.options, steps=2))
+                pipe.txt2img(**dict(self.options, steps=1))
+        self.assertEqual([m for level, m in got if level >= sf.LogLevel.ERROR], [])
 
     def test_cancel_from_another_thread(self):
         # pipeline.cancel() from another thread while sf_generate runs: the callback (on the
