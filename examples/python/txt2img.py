@@ -4,6 +4,8 @@
     PYTHONPATH=bindings/python SNAPFUSION_LIBRARY=build/libsnapfusion.so \
         python3 examples/python/txt2img.py -m MODEL_DIR -p "a photo of a cat" -o cat.png
 """
+from __future__ import annotations
+
 import argparse
 import logging
 import os
@@ -17,7 +19,7 @@ except ImportError:  # run from a source tree without installing the package
     import snapfusion
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-m", "--model", required=True, help="diffusers model folder")
     ap.add_argument("-p", "--prompt", required=True)
@@ -49,8 +51,9 @@ def main(argv=None):
                         os.makedirs(args.preview_dir, exist_ok=True)
                         step.preview().save(os.path.join(args.preview_dir, "step-%02d.png" % step.index))
                 print(file=sys.stderr)
-                job.image.save(args.output)
-                size = job.image.size
+                image = job.finish()  # decoded when the iteration ended: finish() returns it
+                image.save(args.output)
+                size = image.size
     except snapfusion.SnapFusionError as e:
         print("txt2img: %s: %s" % (type(e).__name__, e), file=sys.stderr)
         return 1

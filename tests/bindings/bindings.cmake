@@ -7,7 +7,7 @@
 set(SF_BIND_SRC ${PROJECT_SOURCE_DIR})
 
 if(NOT SF_SANITIZE)
-  find_package(Python3 3.7 COMPONENTS Interpreter)
+  find_package(Python3 3.9 COMPONENTS Interpreter)
   if(Python3_Interpreter_FOUND)
     set(SF_BIND_PY_ENV
         "SNAPFUSION_LIBRARY=$<TARGET_FILE:snapfusion>"
@@ -40,6 +40,11 @@ if(NOT SF_SANITIZE)
     set_tests_properties(bindings_python_find_installed PROPERTIES
                          ENVIRONMENT "SNAPFUSION_SOURCE_DIR=${SF_BIND_SRC};SNAPFUSION_BUILD_DIR=${PROJECT_BINARY_DIR};CMAKE_COMMAND=${CMAKE_COMMAND};PYTHONDONTWRITEBYTECODE=1"
                          SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+    # `mypy --strict` over the package and the example; skipped when no mypy is installed.
+    add_test(NAME bindings_python_typecheck
+             COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/python/typecheck.sh ${SF_BIND_SRC} ${Python3_EXECUTABLE})
+    set_tests_properties(bindings_python_typecheck PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
 
     # The example CLI on the fixture model: a PNG that the library reads back.
     add_test(NAME bindings_python_example COMMAND sh -c

@@ -12,20 +12,30 @@ NAME = "snapfusion"
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _version():
+def _project_field(key):
+    """A string field of pyproject.toml's [project] table (tomllib is not in every Python this
+    backend runs on, and the fields read here are one-line strings)."""
+    section = None
     with open(os.path.join(HERE, "pyproject.toml"), encoding="utf-8") as f:
         for line in f:
-            if line.startswith("version"):
+            line = line.strip()
+            if line.startswith("["):
+                section = line
+            elif section == "[project]" and line.split("=", 1)[0].strip() == key:
                 return line.split("=", 1)[1].strip().strip('"')
-    raise RuntimeError("pyproject.toml has no version")
+    raise RuntimeError("pyproject.toml has no [project] %s" % key)
+
+
+def _version():
+    return _project_field("version")
 
 
 def _metadata():
     with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
         readme = f.read()
-    return ("Metadata-Version: 2.1\nName: %s\nVersion: %s\n"
-            "Summary: Python bindings (ctypes) for libsnapfusion, text-to-image on the CPU\n"
-            "Requires-Python: >=3.7\nDescription-Content-Type: text/markdown\n\n%s" % (NAME, _version(), readme))
+    return ("Metadata-Version: 2.1\nName: %s\nVersion: %s\nSummary: %s\nRequires-Python: %s\n"
+            "Classifier: Typing :: Typed\nDescription-Content-Type: text/markdown\n\n%s"
+            % (NAME, _version(), _project_field("description"), _project_field("requires-python"), readme))
 
 
 def _package_files():

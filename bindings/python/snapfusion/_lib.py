@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Callable
 
 ABI_VERSION = 1  # SF_ABI_VERSION this package was written for
 
@@ -20,7 +21,7 @@ ABI_VERSION = 1  # SF_ABI_VERSION this package was written for
 class _Opaque(ctypes.Structure):
     """Base of the opaque handle types: the ABI exposes no struct layout."""
 
-    _fields_ = []
+    _fields_: list[tuple[str, type[ctypes._CData]]] = []
 
 
 class Context(_Opaque):
@@ -298,8 +299,11 @@ def load() -> ctypes.CDLL:
         found_by = "SNAPFUSION_LIBRARY"
         return lib
     search.note("SNAPFUSION_LIBRARY", "$SNAPFUSION_LIBRARY", "not set")
-    steps = (
-        ("bundled", lambda: search.in_dirs("bundled", [os.path.dirname(os.path.abspath(__file__))])),
+    def bundled() -> ctypes.CDLL | None:
+        return search.in_dirs("bundled", [os.path.dirname(os.path.abspath(__file__))])
+
+    steps: tuple[tuple[str, Callable[[], ctypes.CDLL | None]], ...] = (
+        ("bundled", bundled),
         ("system loader", search.system_loader),
         ("pkg-config", search.pkg_config),
         ("CMAKE_PREFIX_PATH", search.cmake_prefix_path),

@@ -101,6 +101,21 @@ class TestFindInstalled(unittest.TestCase):
         self.assertEqual(names, [])
         self.assertTrue(os.path.isfile(self.installed_lib()), "cmake --install made no " + self.installed_lib())
 
+    def test_installed_package_is_typed_and_versioned(self) -> None:
+        """pip installs the PEP 561 marker, and the metadata's version is snapfusion.__version__."""
+        if Env.package_dir == os.path.join(SOURCE_DIR, "bindings", "python"):
+            self.skipTest("no pip: the package was not installed")
+        self.assertTrue(os.path.isfile(os.path.join(Env.package_dir, "snapfusion", "py.typed")))
+        lib = os.path.join(Env.prefix, "lib", "libsnapfusion.so.1")
+        code = ("import importlib.metadata as m, snapfusion; "
+                "print(snapfusion.__version__, m.version('snapfusion'), snapfusion.version())")
+        env = dict(os.environ, PYTHONPATH=Env.package_dir, SNAPFUSION_LIBRARY=lib)
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=Env.tmp.name)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        package, metadata, library = r.stdout.split()
+        self.assertEqual(package, metadata)
+        self.assertRegex(library, r"^\d+\.\d+\.\d+$")
+
     def test_pkg_config_path_alone(self) -> None:
         self.require_isolation()
         if shutil.which("pkg-config") is None:

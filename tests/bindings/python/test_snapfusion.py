@@ -11,7 +11,9 @@ the binding's image must equal byte for byte.
 """
 import array
 import ctypes
+import enum
 import gc
+import inspect
 import json
 import logging
 import os
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import typing
 import unittest
 import weakref
 
@@ -110,6 +113,73 @@ def c_floats(values):
 
 
 # ---- tests that need no model ---------------------------------------------------------------------------
+
+class TestPackage(unittest.TestCase):
+    """Version, PEP 561 marker and type hints of the public API."""
+
+    PKG_DIR = os.path.join(SOURCE_DIR, "bindings", "python")
+
+    def test_version(self):
+        with open(os.path.join(self.PKG_DIR, "pyproject.toml"), encoding="utf-8") as f:
+            m = re.search(r'^version = "([^"]+)"', f.read(), flags=re.M)
+        self.assertEqual(sf.__version__, m.group(1))
+        self.assertRegex(sf.version(), r"^\d+\.\d+\.\d+$")  # the loaded library's (sf_version)
+
+    def test_py_typed_marker(self):
+        self.assertTrue(os.path.isfile(os.path.join(self.PKG_DIR, "snapfusion", "py.typed")))
+        sys.path.insert(0, os.path.join(self.PKG_DIR, "_build"))
+        try:
+            import snapfusion_build
+        finally:
+            sys.path.pop(0)
+        shipped = [arc for _, arc in snapfusion_build._package_files()]
+        self.assertIn("snapfusion/py.typed", shipped)
+
+    def public_callables(self):
+        """(qualified name, function) of every public function, method and property of the
+        names in __all__."""
+        for name in sf.__all__:
+            obj = getattr(sf, name)
+            if inspect.isfunction(obj):
+                yield name, obj
+            elif inspect.isclass(obj) and obj.__module__.startswith("snapfusion") \
+                    and not issubclass(obj, (enum.Enum, BaseException)):
+                for attr, member in vars(obj).items():
+                    if attr.startswith("_") and attr not in ("__init__", "__enter__", "__exit__", "__iter__"):
+                        continue
+                    if isinstance(member, (classmethod, staticmethod)):
+                        member = member.__func__
+                    if isinstance(member, property):
+                        for fn in (member.fget, member.fset):
+                            if fn is not None:
+                                yield "%s.%s" % (name, attr), fn
+                    elif inspect.isfunction(member):
+                        yield "%s.%s" % (name, attr), member
+
+    def test_public_api_is_annotated(self):
+        optional = {}
+        for mod in ("numpy", "numpy.typing", "PIL.Image"):
+            try:
+                __import__(mod)
+            except ImportError:
+                continue
+            optional[mod.split(".")[0]] = sys.modules[mod.split(".")[0]]
+        checked = 0
+        for qualname, fn in self.public_callables():
+            sig = inspect.signature(fn)
+            params = [p for p in sig.parameters.values() if p.name not in ("self", "cls")]
+            for p in params:
+                self.assertIsNot(p.annotation, inspect.Parameter.empty, "%s: %s has no type" % (qualname, p.name))
+            self.assertIsNot(sig.return_annotation, inspect.Signature.empty, qualname + ": no return type")
+            # The hints resolve (names exist); numpy/PIL ones only when those are installed.
+            ann = " ".join(str(a) for a in fn.__annotations__.values())
+            if ("numpy" in ann and "numpy" not in optional) or ("PIL" in ann and "PIL" not in optional):
+                continue
+            typing.get_type_hints(fn, globalns=vars(sf), localns=optional)
+            checked += 1
+        self.assertGreater(checked, 80)
+
+
 
 class TestLibrary(unittest.TestCase):
     def test_versions(self):
