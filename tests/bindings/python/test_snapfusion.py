@@ -171,13 +171,17 @@ class TestPackage(unittest.TestCase):
             for p in params:
                 self.assertIsNot(p.annotation, inspect.Parameter.empty, "%s: %s has no type" % (qualname, p.name))
             self.assertIsNot(sig.return_annotation, inspect.Signature.empty, qualname + ": no return type")
-            # The hints resolve (names exist); numpy/PIL ones only when those are installed.
+            # The hints resolve (names exist); numpy/PIL ones only when those are installed,
+            # and from Python 3.10 on (3.9 runs the package but cannot evaluate `X | None`).
+            if sys.version_info < (3, 10):
+                continue
             ann = " ".join(str(a) for a in fn.__annotations__.values())
             if ("numpy" in ann and "numpy" not in optional) or ("PIL" in ann and "PIL" not in optional):
                 continue
             typing.get_type_hints(fn, globalns=vars(sf), localns=optional)
             checked += 1
-        self.assertGreater(checked, 80)
+        if sys.version_info >= (3, 10):
+            self.assertGreater(checked, 80)
 
 
 
