@@ -41,6 +41,15 @@ if(NOT SF_SANITIZE)
                          ENVIRONMENT "SNAPFUSION_SOURCE_DIR=${SF_BIND_SRC};SNAPFUSION_BUILD_DIR=${PROJECT_BINARY_DIR};CMAKE_COMMAND=${CMAKE_COMMAND};PYTHONDONTWRITEBYTECODE=1"
                          SKIP_RETURN_CODE 77 TIMEOUT 300)
 
+    # The package's build backend: a plain wheel is pure Python and never bundles a stray
+    # libsnapfusion; the library it builds for `bundle-library=true` is configured with
+    # -DSF_NATIVE=OFF, and such a wheel (built here: it compiles the library) imports its own.
+    add_test(NAME bindings_python_wheel
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/python/test_wheel.py)
+    set_tests_properties(bindings_python_wheel PROPERTIES
+                         ENVIRONMENT "SNAPFUSION_SOURCE_DIR=${SF_BIND_SRC};CMAKE_COMMAND=${CMAKE_COMMAND};PYTHONDONTWRITEBYTECODE=1"
+                         TIMEOUT 900)
+
     # `mypy --strict` over the package and the example; skipped when no mypy is installed.
     add_test(NAME bindings_python_typecheck
              COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/python/typecheck.sh ${SF_BIND_SRC} ${Python3_EXECUTABLE})

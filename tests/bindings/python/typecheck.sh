@@ -1,5 +1,5 @@
 #!/bin/sh
-# `mypy --strict` (settings: bindings/python/pyproject.toml) over the Python package and the
+# `mypy --strict` (settings: bindings/python/pyproject.toml) over the Python package, its build backend and the
 # example. typecheck.sh SOURCE_DIR PYTHON. Skipped (77) when no mypy is found: the test's
 # interpreter, `mypy` on PATH, then Debian's python3 (apt-get install python3-mypy).
 src=$1 py=$2
@@ -9,4 +9,5 @@ elif /usr/bin/python3 -m mypy --version >/dev/null 2>&1; then set -- /usr/bin/py
 else echo "SKIPPED: mypy not found (apt-get install python3-mypy)"; exit 77; fi
 "$@" --version
 cd "$src/bindings/python" || exit 1
-MYPYPATH=. exec "$@" --config-file pyproject.toml --cache-dir=/dev/null snapfusion "$src/examples/python/txt2img.py"
+MYPYPATH=. exec "$@" --config-file pyproject.toml --cache-dir=/dev/null snapfusion _build/snapfusion_build.py \
+  "$src/examples/python/txt2img.py"
