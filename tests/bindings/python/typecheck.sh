@@ -1,7 +1,7 @@
 #!/bin/sh
-# `mypy --strict` (settings: bindings/python/pyproject.toml) over the Python package, its build backend and the
-# example. typecheck.sh SOURCE_DIR PYTHON. Skipped (77) when no mypy is found: the test's
-# interpreter, `mypy` on PATH, then Debian's python3 (apt-get install python3-mypy).
+# `mypy --strict` (settings: bindings/python/pyproject.toml) over the Python package, its
+# build backend and the example. typecheck.sh SOURCE_DIR PYTHON. Skipped (77) when no mypy is
+# found: the test's interpreter, `mypy` on PATH, then Debian's python3 (python3-mypy).
 src=$1 py=$2
 if "$py" -m mypy --version >/dev/null 2>&1; then set -- "$py" -m mypy
 elif command -v mypy >/dev/null 2>&1; then set -- mypy
