@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Text to image with the snapfusion Python package: prompt in, PNG out.
 
+From the root of a built source tree, without installing anything (the same command is in
+bindings/README.md; the tests run it as written, doc-test: python-example):
     PYTHONPATH=bindings/python SNAPFUSION_LIBRARY=build/libsnapfusion.so \
-        python3 examples/python/txt2img.py -m MODEL_DIR -p "a photo of a cat" -o cat.png
+        python3 examples/python/txt2img.py -m ../shared/fixtures/public/tiny-sd -p "a photo of a cat" -o cat.png
 """
 from __future__ import annotations
 
