@@ -5,6 +5,8 @@ From the root of a built source tree, without installing anything (the same comm
 bindings/README.md; the tests run it as written, doc-test: python-example):
     PYTHONPATH=bindings/python SNAPFUSION_LIBRARY=build/libsnapfusion.so \
         python3 examples/python/txt2img.py -m ../shared/fixtures/public/tiny-sd -p "a photo of a cat" -o cat.png
+
+Threads: one per core unless -t says otherwise.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variant", default=None, help="prefer *.VARIANT.safetensors (e.g. fp16)")
     ap.add_argument("--preview-dir", default=None, help="write a preview PNG after every step")
-    ap.add_argument("-t", "--threads", type=int, default=None)
+    ap.add_argument("-t", "--threads", type=int, default=None, help="worker threads (default: one per core)")
     ap.add_argument("-o", "--output", default="output.png")
     ap.add_argument("-v", "--verbose", action="store_true", help="show the library's log")
     args = ap.parse_args(argv)

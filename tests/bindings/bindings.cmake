@@ -55,8 +55,8 @@ if(NOT SF_SANITIZE)
              COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/python/typecheck.sh ${SF_BIND_SRC} ${Python3_EXECUTABLE})
     set_tests_properties(bindings_python_typecheck PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
 
-    # The bindings' docs: every sh block is run by a test (doc-test tag) or says why not, and
-    # the copies of a tagged block agree.
+    # The bindings' docs: every sh block is run by a test (doc-test tag) or says why not, the
+    # copies of a tagged block agree, and no example hard-codes a thread count.
     add_test(NAME bindings_docs_check
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/doc_commands.py --source ${SF_BIND_SRC} check)
     set_tests_properties(bindings_docs_check PROPERTIES ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1" TIMEOUT 60)

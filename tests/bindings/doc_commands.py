@@ -2,6 +2,9 @@
 
 A documented block is tagged where it is written, and this script finds it by its tag:
 
+`check` also fails on a literal thread count (`threads=4`, `threads: 4`, `SF_PARAM_THREADS, 4`)
+in those files and the bindings' sources: examples use the default, one thread per core.
+
 - Markdown: the fenced block right after a line `<!-- doc-test: TAG -->`. A fenced `sh`
   block that must not run is tagged `<!-- doc-test: skip (why) -->`; an untagged one is an
   error (`check`), so no command goes undocumented by the tests.
@@ -43,6 +46,14 @@ DOC_FILES = (
     "bindings/kotlin/examples/Txt2Img.kt",
     "examples/python/txt2img.py",
 )
+# Files whose examples must not hard-code a thread count (the default is one per core).
+THREAD_LINT_FILES = DOC_FILES + (
+    "bindings/python/snapfusion/__init__.py",
+    "bindings/kotlin/src/snapfusion/SnapFusion.kt",
+    "bindings/swift/Sources/SnapFusion/SnapFusion.swift",
+    "bindings/swift/Sources/txt2img/main.swift",
+)
+HARD_CODED_THREADS = re.compile(r"\bthreads\s*[=:]\s*\d|SF_PARAM_THREADS\s*,\s*\d")
 MARKER = re.compile(r"doc-test:\s*([\w-]+)")
 FENCE = re.compile(r"^\s*```(\w*)\s*$")
 
@@ -130,6 +141,20 @@ def the_block(by_tag: dict[str, list[Block]], tag: str) -> Block:
     return first
 
 
+def hard_coded_threads(source: str) -> list[str]:
+    """FILE:LINE: text of every literal thread count in the bindings' docs and examples."""
+    found = []
+    for rel in THREAD_LINT_FILES:
+        path = os.path.join(source, rel)
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if HARD_CODED_THREADS.search(line):
+                    found.append("%s:%d: %s" % (rel, n, line.strip()))
+    return found
+
+
 def make_sandbox(work: str, source: str, build: str, fixtures: str) -> str:
     repo = os.path.join(work, "repo")
     for made in (repo, os.path.join(work, "shared")):
@@ -186,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         if untagged:
             sys.exit("doc_commands: sh blocks without a doc-test tag (tag them, or `doc-test: skip (why)`): "
                      + ", ".join(untagged))
+        threads = hard_coded_threads(source)
+        if threads:
+            sys.exit("doc_commands: examples hard-code a thread count (leave the default, one per core, "
+                     "or explain):\n  " + "\n  ".join(threads))
         for tag in sorted(by_tag):
             the_block(by_tag, tag)
             print("%-24s %s" % (tag, ", ".join(b.where for b in by_tag[tag])))

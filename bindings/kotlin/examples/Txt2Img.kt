@@ -1,5 +1,5 @@
 // Text to image with the Kotlin binding: prompt in, PNG out, one line per step.
-// Arguments: MODEL_DIR PROMPT OUT.png [STEPS] [SEED].
+// Arguments: MODEL_DIR PROMPT OUT.png [STEPS] [SEED]; one thread per core (the default).
 // Build and run it from the root of a built source tree (Debian: apt-get install kotlin
 // libjna-java); the same commands are in bindings/README.md, and the tests run them as
 // written (tests/bindings/doc_commands.py, doc-test: kotlin-build-run):
@@ -21,7 +21,7 @@ fun main(args: Array<String>) {
     val options = GenerationOptions(prompt = args[1], steps = args.getOrNull(3)?.toInt() ?: 8,
                                     seed = args.getOrNull(4)?.toLong() ?: 0L, guidanceScale = 7.5)
     try {
-        Pipeline.load(args[0], threads = 1).use { pipe ->
+        Pipeline.load(args[0]).use { pipe ->
             pipe.start(options).use { job ->
                 for (step in pipe.steps(job)) println("step ${step.index}/${step.total}")
                 val image = job.image!!
