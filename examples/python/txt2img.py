@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
 """Text to image with the snapfusion Python package: prompt in, PNG out.
 
+From the root of a built source tree, without installing anything (the same command is in
+bindings/README.md; the tests run it as written, doc-test: python-example):
     PYTHONPATH=bindings/python SNAPFUSION_LIBRARY=build/libsnapfusion.so \
-        python3 examples/python/txt2img.py -m MODEL_DIR -p "a photo of a cat" -o cat.png
+        python3 examples/python/txt2img.py -m ../shared/fixtures/public/tiny-sd -p "a photo of a cat" -o cat.png
+
+Threads: one per core unless -t says otherwise.
 """
+from __future__ import annotations
+
 import argparse
 import logging
 import os
@@ -17,7 +23,7 @@ except ImportError:  # run from a source tree without installing the package
     import snapfusion
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-m", "--model", required=True, help="diffusers model folder")
     ap.add_argument("-p", "--prompt", required=True)
@@ -30,7 +36,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variant", default=None, help="prefer *.VARIANT.safetensors (e.g. fp16)")
     ap.add_argument("--preview-dir", default=None, help="write a preview PNG after every step")
-    ap.add_argument("-t", "--threads", type=int, default=None)
+    ap.add_argument("-t", "--threads", type=int, default=None, help="worker threads (default: one per core)")
     ap.add_argument("-o", "--output", default="output.png")
     ap.add_argument("-v", "--verbose", action="store_true", help="show the library's log")
     args = ap.parse_args(argv)
@@ -49,8 +55,9 @@ def main(argv=None):
                         os.makedirs(args.preview_dir, exist_ok=True)
                         step.preview().save(os.path.join(args.preview_dir, "step-%02d.png" % step.index))
                 print(file=sys.stderr)
-                job.image.save(args.output)
-                size = job.image.size
+                image = job.finish()  # decoded when the iteration ended: finish() returns it
+                image.save(args.output)
+                size = image.size
     except snapfusion.SnapFusionError as e:
         print("txt2img: %s: %s" % (type(e).__name__, e), file=sys.stderr)
         return 1

@@ -1,13 +1,17 @@
 """Python bindings for libsnapfusion (ctypes; no compiled extension).
 
     import snapfusion
-    with snapfusion.Pipeline.load("models/tiny-sd", threads=4) as pipe:
+    with snapfusion.Pipeline.load("models/tiny-sd") as pipe:   # one thread per core
         image = pipe.txt2img("a photo of an astronaut riding a horse", steps=8, seed=1)
         image.save("astronaut.png")
 
-The library is found through $SNAPFUSION_LIBRARY, next to this package, or the system
-loader (libsnapfusion.so.1); its ABI version is checked at import.
+The library is found through $SNAPFUSION_LIBRARY, next to this package, the system loader
+(libsnapfusion.so.1), pkg-config, $CMAKE_PREFIX_PATH or the usual install prefixes (see
+snapfusion._lib.load); its ABI version is checked at import. `__version__` is this
+package's version, `version()` the loaded library's.
 """
+from __future__ import annotations
+
 import array
 import collections
 import ctypes
@@ -17,17 +21,27 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Tuple, TypeVar, Union
 
 from . import _lib as _c
 from .errors import (BackendError, BadModelError, BadStateError, CancelledError, FileIOError, InternalError,
                      InvalidArgumentError, NotFoundError, OutOfMemoryError, SnapFusionError, UnsupportedError,
                      error_for)
 
+if TYPE_CHECKING:
+    import numpy
+    import numpy.typing
+    import PIL.Image
+
+__version__ = "0.1.0"  # this package's; the same as pyproject.toml (a test checks)
+
 __all__ = [
-    "Context", "Pipeline", "Job", "Step", "Image", "Params", "Rng", "Schedule",
+    "Context", "Pipeline", "Job", "Step", "Image", "Params", "Rng", "Schedule", "TokenIds",
     "Param", "Network", "Sampler", "Prediction", "TimestepSpacing", "LogLevel", "Info",
     "SnapFusionError", "InvalidArgumentError", "FileIOError", "BadModelError", "UnsupportedError",
     "OutOfMemoryError", "CancelledError", "BackendError", "BadStateError", "InternalError", "NotFoundError",
+    "FloatArray", "FloatsLike", "ImageLike", "PathLike", "LogCallback", "ProgressCallback",
     "version", "version_number", "abi_version", "status_string", "sampler_names", "live_handles",
 ]
 
@@ -138,26 +152,62 @@ _COMPONENT_NAMES = {"text_encoder": Network.TEXT_ENCODER, "unet": Network.UNET,
                     "taesd_decoder": Network.TAESD_DECODER, "taesd_encoder": Network.TAESD_ENCODER}
 
 
+# ---- argument types ---------------------------------------------------------------------------------
+
+class _SupportsArray(Protocol):
+    """numpy arrays (and anything else numpy can convert)."""
+
+    def __array__(self) -> Any: ...
+
+
+class _PILImage(Protocol):
+    """The part of a PIL.Image.Image the binding uses."""
+
+    @property
+    def size(self) -> tuple[int, int]: ...
+
+    def convert(self, mode: str) -> Any: ...
+
+
+if TYPE_CHECKING:
+    FloatArray = array.array[float]
+else:  # array.array is not subscriptable at run time (before Python 3.12)
+    FloatArray = array.array
+# Float data: array.array('f'), bytes/bytearray/memoryview of float32, a numpy array, (nested)
+# sequences of numbers, or one number.
+FloatsLike = Union[FloatArray, bytes, bytearray, memoryview, Sequence[Any], float, _SupportsArray]
+# An image for img2img: a snapfusion.Image, a PIL image, an HxWx3 uint8 numpy array, or
+# (packed RGB8 bytes, width, height).
+ImageLike = Union["Image", _PILImage, _SupportsArray, Tuple[bytes, int, int]]
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+# log(level, message); a progress callback's true result stops the run.
+LogCallback = Callable[["LogLevel", str], object]
+ProgressCallback = Callable[[int, int], object]
+_FloatsT = TypeVar("_FloatsT", bound=FloatsLike)
+_ParamValue = Union[int, float, str, FloatsLike, None]
+
+
 # ---- small module-level functions -----------------------------------------------------------------
 
-def version():
-    """The loaded library's "MAJOR.MINOR.PATCH"."""
-    return _clib.sf_version().decode()
+def version() -> str:
+    """The loaded library's "MAJOR.MINOR.PATCH" (sf_version; this package's is __version__)."""
+    return str(_clib.sf_version().decode())
 
 
-def version_number():
-    return _clib.sf_version_number()
+def version_number() -> int:
+    """The loaded library's version as MAJOR * 10000 + MINOR * 100 + PATCH."""
+    return int(_clib.sf_version_number())
 
 
-def abi_version():
-    return _clib.sf_abi_version()
+def abi_version() -> int:
+    return int(_clib.sf_abi_version())
 
 
-def status_string(status):
-    return _clib.sf_status_string(int(status)).decode()
+def status_string(status: int) -> str:
+    return str(_clib.sf_status_string(int(status)).decode())
 
 
-def sampler_names():
+def sampler_names() -> list[str]:
     """The sampler names the library knows ("ddim", "pndm", ...), in enum order."""
     names = []
     for s in Sampler:
@@ -167,42 +217,42 @@ def sampler_names():
     return names
 
 
-def _sampler_value(sampler):
+def _sampler_value(sampler: str | int | None) -> int | None:
     if sampler is None:
         return None
     if isinstance(sampler, str):
         if sampler.lower() == "default":
             return Sampler.DEFAULT
-        v = _clib.sf_sampler_from_name(sampler.encode())
+        v = int(_clib.sf_sampler_from_name(sampler.encode()))
         if v == Sampler.DEFAULT:
             raise InvalidArgumentError("unknown sampler %r (known: %s)" % (sampler, ", ".join(sampler_names())))
         return v
     return int(sampler)
 
 
-def _enum_value(value, table, what):
+def _enum_value(value: str | int | None, table: Mapping[str, int], what: str) -> int | None:
     if value is None or not isinstance(value, str):
         return value if value is None else int(value)
     try:
         return int(table[value.lower()])
     except KeyError:
-        raise InvalidArgumentError("unknown %s %r (known: %s)" % (what, value, ", ".join(sorted(table))))
+        raise InvalidArgumentError("unknown %s %r (known: %s)" % (what, value, ", ".join(sorted(table)))) from None
 
 
 # ---- native handle ownership -------------------------------------------------------------------------
 
-_live = collections.Counter()
+_live: collections.Counter[str] = collections.Counter()
 _live_lock = threading.Lock()
 
 
-def live_handles():
+def live_handles() -> dict[str, int]:
     """Native objects currently alive, by kind ({"pipeline": 1, ...}); zero counts omitted.
     Meant for tests and leak hunting."""
     with _live_lock:
         return {k: v for k, v in _live.items() if v}
 
 
-class _Handle(object):
+class _Handle:
     """Owns one native pointer. Children (a pipeline of a context, a job of a pipeline)
     keep their parent handle alive, and closing a parent closes its children first, so a
     native object is never destroyed before one that borrows it, whatever order Python
@@ -210,24 +260,25 @@ class _Handle(object):
 
     __slots__ = ("ptr", "kind", "parent", "children", "keep", "_destroy", "__weakref__")
 
-    def __init__(self, ptr, destroy, kind, parent=None, keep=None):
-        self.ptr = ptr
+    def __init__(self, ptr: Any, destroy: Callable[[Any], None], kind: str, parent: _Handle | None = None,
+                 keep: object = None) -> None:
+        self.ptr: Any = ptr  # a ctypes pointer; None once closed
         self.kind = kind
         self._destroy = destroy
         self.parent = parent
         self.keep = keep  # Python objects the native side points at (callbacks)
-        self.children = weakref.WeakSet()
+        self.children: weakref.WeakSet[_Handle] = weakref.WeakSet()
         if parent is not None:
             parent.children.add(self)
         with _live_lock:
             _live[kind] += 1
 
-    def get(self, what=None):
+    def get(self, what: str | None = None) -> Any:
         if self.ptr is None:
             raise BadStateError("the %s is closed" % (what or self.kind))
         return self.ptr
 
-    def close(self):
+    def close(self) -> None:
         ptr = self.ptr
         if ptr is None:
             return
@@ -240,14 +291,14 @@ class _Handle(object):
         self.parent = None
         self.keep = None
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # interpreter shutdown: module globals may be gone
             pass
 
 
-def _message(ctx_handle=None):
+def _message(ctx_handle: _Handle | None = None) -> str:
     msg = b""
     if ctx_handle is not None and ctx_handle.ptr is not None:
         msg = _clib.sf_context_last_error(ctx_handle.ptr) or b""
@@ -256,26 +307,26 @@ def _message(ctx_handle=None):
     return msg.decode("utf-8", "replace")
 
 
-def _check(status, ctx_handle=None):
+def _check(status: int, ctx_handle: _Handle | None = None) -> None:
     if status != 0:
         msg = _message(ctx_handle) or status_string(status)
         raise error_for(status, msg)
 
 
-class _CallbackSink(object):
+class _CallbackSink:
     """Where a callback run by C leaves an exception: exceptions never cross C frames;
     the binding re-raises them once the C call has returned."""
 
     __slots__ = ("pending",)
 
-    def __init__(self):
-        self.pending = None
+    def __init__(self) -> None:
+        self.pending: BaseException | None = None
 
-    def store(self, exc):
+    def store(self, exc: BaseException) -> None:
         if self.pending is None:
             self.pending = exc
 
-    def reraise(self):
+    def reraise(self) -> None:
         exc, self.pending = self.pending, None
         if exc is not None:
             raise exc
@@ -286,11 +337,11 @@ class _CallbackSink(object):
 _F32_FORMATS = ("f", "<f", "=f", "@f")
 
 
-def _is_numpy(obj):
+def _is_numpy(obj: object) -> bool:
     return type(obj).__module__ == "numpy"
 
 
-def _flatten(obj, out):
+def _flatten(obj: Any, out: FloatArray) -> None:
     if isinstance(obj, (int, float)):
         out.append(float(obj))
     else:
@@ -298,54 +349,62 @@ def _flatten(obj, out):
             _flatten(x, out)
 
 
-def _floats_in(obj, name="values"):
+def _floats_in(obj: FloatsLike, name: str = "values") -> tuple[ctypes.Array[ctypes.c_float], int,
+                                                                tuple[int, ...] | None]:
     """Any float data (array.array('f'), bytes of float32, memoryview, numpy array, nested
     sequences, a number) -> (ctypes float array, count, shape or None)."""
-    if _is_numpy(obj):
+    data: Any = obj
+    if _is_numpy(data):
         import numpy
-        obj = numpy.ascontiguousarray(obj, dtype=numpy.float32)
-    if isinstance(obj, (int, float)):
-        obj = [obj]
+        data = numpy.ascontiguousarray(data, dtype=numpy.float32)
+    if isinstance(data, (int, float)):
+        data = [data]
     try:
-        mv = memoryview(obj)
+        mv = memoryview(data)
     except TypeError:
         mv = None
     if mv is not None:
-        shape = tuple(mv.shape) if mv.ndim > 1 else None
+        shape = tuple(mv.shape) if mv.ndim > 1 and mv.shape is not None else None
         if mv.format in _F32_FORMATS or (mv.format in ("B", "b", "c") and mv.nbytes % 4 == 0):
             n = mv.nbytes // 4
-            data = mv if mv.c_contiguous else mv.tobytes()
-            return (ctypes.c_float * n).from_buffer_copy(data), n, shape
+            buf = mv if mv.c_contiguous else mv.tobytes()
+            return (ctypes.c_float * n).from_buffer_copy(buf), n, shape
         flat = array.array("f")
         _flatten(mv.tolist(), flat)
         return (ctypes.c_float * len(flat)).from_buffer(flat), len(flat), shape
     flat = array.array("f")
     try:
-        _flatten(obj, flat)
+        _flatten(data, flat)
     except TypeError:
-        raise TypeError("%s: expected float data (array, buffer, sequence), got %s" % (name, type(obj).__name__))
+        raise TypeError("%s: expected float data (array, buffer, sequence), got %s"
+                        % (name, type(obj).__name__)) from None
     return (ctypes.c_float * len(flat)).from_buffer(flat), len(flat), None
 
 
-def _floats_out(n, typecode="f"):
-    arr = array.array(typecode, bytes(n * (4 if typecode == "f" else 8)))
-    ctype = ctypes.c_float if typecode == "f" else ctypes.c_double
-    return arr, (ctype * n).from_buffer(arr)
+def _floats_out(n: int) -> tuple[FloatArray, ctypes.Array[ctypes.c_float]]:
+    arr = array.array("f", bytes(n * 4))
+    return arr, (ctypes.c_float * n).from_buffer(arr)
 
 
-def _writable_f32(obj):
+def _doubles_out(n: int) -> tuple[FloatArray, ctypes.Array[ctypes.c_double]]:
+    arr = array.array("d", bytes(n * 8))
+    return arr, (ctypes.c_double * n).from_buffer(arr)
+
+
+def _writable_f32(obj: object) -> ctypes.Array[ctypes.c_float] | None:
     """A ctypes view sharing memory with obj when obj is a writable, contiguous float32
     buffer; else None."""
     try:
-        mv = memoryview(obj)
+        mv = memoryview(obj)  # type: ignore[arg-type]  # anything with the buffer protocol
     except TypeError:
         return None
     if mv.readonly or not mv.c_contiguous or mv.format not in _F32_FORMATS:
         return None
-    return (ctypes.c_float * (mv.nbytes // 4)).from_buffer(obj)
+    writable: Any = obj
+    return (ctypes.c_float * (mv.nbytes // 4)).from_buffer(writable)
 
 
-def _cstr(s, name):
+def _cstr(s: PathLike | None, name: str) -> bytes | None:
     if s is None:
         return None
     if isinstance(s, bytes):
@@ -359,7 +418,7 @@ def _cstr(s, name):
 
 # ---- params -----------------------------------------------------------------------------------------
 
-class Params(object):
+class Params:
     """An sf_params bag. Most code never needs it: Pipeline.load, txt2img and generate take
     keyword arguments. Keys are Param values."""
 
@@ -371,14 +430,14 @@ class Params(object):
     _STRING_KEYS = {Param.VARIANT, Param.TAESD_PATH, Param.TOKENIZER_PATH, Param.PROMPT, Param.NEGATIVE_PROMPT}
     _ARRAY_KEYS = {Param.LATENTS, Param.PROMPT_EMBEDS, Param.NEGATIVE_EMBEDS}
 
-    def __init__(self, values=None):
+    def __init__(self, values: Mapping[Param | int, _ParamValue] | None = None) -> None:
         out = ctypes.POINTER(_c.Params)()
         _check(_clib.sf_params_create(ctypes.byref(out)))
         self._h = _Handle(out, _clib.sf_params_destroy, "params")
         for key, value in (values or {}).items():
             self.set(key, value)
 
-    def set(self, key, value):
+    def set(self, key: Param | int, value: _ParamValue) -> None:
         """Sets a key from a Python value of the key's type (None unsets it)."""
         key = Param(key)
         p = self._h.get()
@@ -388,11 +447,13 @@ class Params(object):
             buf, n, _ = _floats_in(value, key.name.lower())
             _check(_clib.sf_params_set_floats(p, key, buf, n))
         elif key in self._STRING_KEYS:
+            if not isinstance(value, (str, bytes, os.PathLike)):
+                raise TypeError("%s: expected str, got %s" % (key.name.lower(), type(value).__name__))
             _check(_clib.sf_params_set_string(p, key, _cstr(value, key.name.lower())))
         elif key in self._FLOAT_KEYS:
-            _check(_clib.sf_params_set_float(p, key, float(value)))
+            _check(_clib.sf_params_set_float(p, key, float(value)))  # type: ignore[arg-type]
         else:
-            v = int(value)
+            v = int(value)  # type: ignore[arg-type]
             if key == Param.SEED:
                 if not -(1 << 63) <= v < (1 << 64):
                     raise InvalidArgumentError("seed %d does not fit 64 bits" % v)
@@ -400,48 +461,56 @@ class Params(object):
                     v -= 1 << 64
             _check(_clib.sf_params_set_int(p, key, v))
 
-    def set_int(self, key, value):
+    def set_int(self, key: Param | int, value: int) -> None:
         _check(_clib.sf_params_set_int(self._h.get(), int(key), int(value)))
 
-    def set_float(self, key, value):
+    def set_float(self, key: Param | int, value: float) -> None:
         _check(_clib.sf_params_set_float(self._h.get(), int(key), float(value)))
 
-    def set_string(self, key, value):
+    def set_string(self, key: Param | int, value: PathLike) -> None:
         _check(_clib.sf_params_set_string(self._h.get(), int(key), _cstr(value, "value")))
 
-    def set_floats(self, key, values):
+    def set_floats(self, key: Param | int, values: FloatsLike) -> None:
         buf, n, _ = _floats_in(values)
         _check(_clib.sf_params_set_floats(self._h.get(), int(key), buf, n))
 
-    def set_init_image(self, image):
+    def set_init_image(self, image: ImageLike) -> None:
         rgb, width, height = _rgb_of(image)
         buf = (ctypes.c_uint8 * len(rgb)).from_buffer_copy(rgb)
         _check(_clib.sf_params_set_init_image(self._h.get(), buf, width, height, width * 3))
 
-    def unset(self, key):
+    def unset(self, key: Param | int) -> None:
         _check(_clib.sf_params_unset(self._h.get(), int(key)))
 
-    def get(self, key, default=None):
+    def get(self, key: Param | int, default: int | float | str | None = None) -> int | float | str | None:
         """The value of a set key (int, float or str), default when unset."""
         key = Param(key)
         p = self._h.get()
-        if key in self._STRING_KEYS:
-            out, getter, conv = ctypes.c_char_p(), _clib.sf_params_get_string, lambda v: v.value.decode("utf-8")
-        elif key in self._FLOAT_KEYS:
-            out, getter, conv = ctypes.c_double(), _clib.sf_params_get_float, lambda v: v.value
-        elif key in self._ARRAY_KEYS:
+        if key in self._ARRAY_KEYS:
             raise InvalidArgumentError("%s is write-only" % key.name)
-        else:
-            out, getter, conv = ctypes.c_int64(), _clib.sf_params_get_int, lambda v: v.value
-        st = getter(p, key, ctypes.byref(out))
+        if key in self._STRING_KEYS:
+            s = ctypes.c_char_p()
+            st = _clib.sf_params_get_string(p, key, ctypes.byref(s))
+            if st == NotFoundError.status:
+                return default
+            _check(st)
+            return (s.value or b"").decode("utf-8")
+        if key in self._FLOAT_KEYS:
+            f = ctypes.c_double()
+            st = _clib.sf_params_get_float(p, key, ctypes.byref(f))
+            if st == NotFoundError.status:
+                return default
+            _check(st)
+            return f.value
+        i = ctypes.c_int64()
+        st = _clib.sf_params_get_int(p, key, ctypes.byref(i))
         if st == NotFoundError.status:
             return default
         _check(st)
-        return conv(out)
+        return i.value
 
-    def close(self):
+    def close(self) -> None:
         self._h.close()
-
 
 
 # ---- context -----------------------------------------------------------------------------------------
@@ -449,7 +518,7 @@ class Params(object):
 _PY_LEVELS = {0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
 
 
-def _sf_level_for(py_level):
+def _sf_level_for(py_level: int) -> LogLevel:
     if py_level <= logging.DEBUG:
         return LogLevel.DEBUG
     if py_level <= logging.INFO:
@@ -459,18 +528,36 @@ def _sf_level_for(py_level):
     return LogLevel.ERROR
 
 
-class Context(object):
+class _HeldErrors(threading.local):
+    """The library's ERROR-level log messages of the C call this thread is making, held until
+    the binding has seen that call's status (Context._call)."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def take(self) -> list[str]:
+        messages, self.messages = self.messages, []
+        return messages
+
+
+class Context:
     """Threads, logging and error state shared by the pipelines made with it.
 
-    log: None forwards the library's messages to the `snapfusion` logger (level from
-    log_level, else from the logger's effective level); a callable(level: LogLevel,
-    message: str) receives them instead; False turns logging off.
+    threads: worker threads (default: one per core). log: None forwards the library's
+    messages to the `snapfusion` logger (level from log_level, else from the logger's
+    effective level); a callable(level: LogLevel, message: str) receives them instead; False
+    turns logging off.
+    A failure is reported once, as the exception the failing call raises: its ERROR-level
+    log message, which says the same, is not delivered to the logger or the callable.
     Closing a context closes the pipelines made with it."""
 
-    def __init__(self, threads=None, log_level=None, log=None):
+    def __init__(self, threads: int | None = None, log_level: LogLevel | int | str | None = None,
+                 log: LogCallback | Literal[False] | None = None) -> None:
         out = ctypes.POINTER(_c.Context)()
         _check(_clib.sf_context_create(ctypes.byref(out)))
         self._sink = _CallbackSink()
+        self._held = _HeldErrors()
+        self._deliver: Callable[[int, str], None] | None = None
         self._h = _Handle(out, _clib.sf_context_destroy, "context")
         try:
             if threads is not None:
@@ -480,78 +567,108 @@ class Context(object):
                 if log_level is None:
                     log_level = _sf_level_for(_logger.getEffectiveLevel()) if log is None else LogLevel.INFO
             if log_level is not None:
-                self.log_level = log_level
+                self._set_log_level(log_level)
         except BaseException:
             self.close()
             raise
 
-    def _install_log(self, callback):
+    def _install_log(self, callback: LogCallback | None) -> None:
         sink = self._sink
+        held = self._held
         logger = _logger
 
-        def on_log(_user, level, message):
+        def deliver(level: int, text: str) -> None:
             try:
-                text = message.decode("utf-8", "replace")
                 if callback is None:
                     logger.log(_PY_LEVELS.get(level, logging.ERROR), "%s", text)
                 else:
-                    callback(LogLevel(level) if level in (0, 1, 2, 3) else level, text)
+                    callback(LogLevel(level) if level in (0, 1, 2, 3) else level, text)  # type: ignore[arg-type]
             except BaseException as e:  # never unwind through C
                 sink.store(e)
+
+        def on_log(_user: object, level: int, message: bytes) -> None:
+            text = message.decode("utf-8", "replace")
+            if level >= LogLevel.ERROR:
+                # Why errors are held rather than logged: libsnapfusion logs every failure at
+                # ERROR level with the very message it keeps as the context's last error and
+                # returns a failing status (src/core/context.c), and the binding raises that
+                # message as the call's exception. Logging it too would show each failure twice
+                # (e.g. once through logging.basicConfig, once in the traceback), so _call drops
+                # the message its exception carries and delivers any other ERROR message.
+                held.messages.append(text)
+            else:
+                deliver(level, text)
 
         thunk = _c.LOG_FN(on_log)
         _check(_clib.sf_context_set_log_callback(self._h.get(), thunk, None), self._h)
         self._h.keep = thunk  # the C side points at it for as long as the context lives
+        self._deliver = deliver
 
-    def _call(self, status):
+    def _call(self, status: int, callback_sink: _CallbackSink | None = None) -> None:
+        """After a C call on this context (or a pipeline of it): raises, once, what went wrong.
+        callback_sink holds an exception a progress callback raised during the call; it wins
+        over the failure it caused (and that failure's message is not logged either)."""
+        held = self._held.take()
+        if held:
+            failed = status != 0 or (callback_sink is not None and callback_sink.pending is not None)
+            duplicate = _message(self._h) if failed else None
+            for text in held:
+                if text == duplicate:
+                    duplicate = None  # one message per failure
+                elif self._deliver is not None:
+                    self._deliver(LogLevel.ERROR, text)
+        if callback_sink is not None:
+            callback_sink.reraise()
         self._sink.reraise()
         _check(status, self._h)
 
-    def _get_int(self, key):
+    def _get_int(self, key: int) -> int:
         out = ctypes.c_int64()
         self._call(_clib.sf_context_get_int(self._h.get(), key, ctypes.byref(out)))
         return out.value
 
     @property
-    def threads(self):
+    def threads(self) -> int:
         return self._get_int(Param.THREADS)
 
     @threads.setter
-    def threads(self, n):
+    def threads(self, n: int) -> None:
         self._call(_clib.sf_context_set_int(self._h.get(), Param.THREADS, int(n)))
 
     @property
-    def log_level(self):
+    def log_level(self) -> LogLevel:
         return LogLevel(self._get_int(Param.LOG_LEVEL))
 
     @log_level.setter
-    def log_level(self, level):
-        if isinstance(level, str):
-            level = LogLevel[level.upper()]
-        self._call(_clib.sf_context_set_int(self._h.get(), Param.LOG_LEVEL, int(level)))
+    def log_level(self, level: LogLevel | int | str) -> None:
+        """A LogLevel, its value, or its name ("debug", "info", "warn", "error")."""
+        self._set_log_level(level)
+
+    def _set_log_level(self, level: LogLevel | int | str) -> None:
+        value = LogLevel[level.upper()] if isinstance(level, str) else int(level)
+        self._call(_clib.sf_context_set_int(self._h.get(), Param.LOG_LEVEL, value))
 
     @property
-    def last_error(self):
+    def last_error(self) -> str:
         return _message(self._h) if self._h.ptr is not None else ""
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._h.ptr is None
 
-    def close(self):
+    def close(self) -> None:
         self._h.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Context:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
-
 
 
 # ---- images -------------------------------------------------------------------------------------------
 
-def _rgb_of(image):
+def _rgb_of(image: ImageLike) -> tuple[bytes, int, int]:
     """(packed RGB8 bytes, width, height) of an Image, a PIL image, a numpy HxWx3 uint8
     array, or a (bytes, width, height) tuple."""
     if isinstance(image, Image):
@@ -562,63 +679,64 @@ def _rgb_of(image):
         if len(rgb) != int(w) * int(h) * 3:
             raise InvalidArgumentError("init image: %d bytes for %dx%d RGB" % (len(rgb), w, h))
         return rgb, int(w), int(h)
-    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL
-        im = image.convert("RGB")
+    other: Any = image
+    if hasattr(other, "convert") and hasattr(other, "size"):  # PIL
+        im = other.convert("RGB")
         return im.tobytes(), im.size[0], im.size[1]
-    if _is_numpy(image) and getattr(image, "ndim", 0) == 3 and image.shape[2] == 3:
+    if _is_numpy(other) and getattr(other, "ndim", 0) == 3 and other.shape[2] == 3:
         import numpy
-        a = numpy.ascontiguousarray(image, dtype=numpy.uint8)
+        a = numpy.ascontiguousarray(other, dtype=numpy.uint8)
         return a.tobytes(), a.shape[1], a.shape[0]
     raise TypeError("init image: expected snapfusion.Image, PIL image, HxWx3 uint8 array or (bytes, w, h)")
 
 
-class Image(object):
+class Image:
     """An RGB8 image made by the library (generation, preview, PNG reader)."""
 
-    def __init__(self, ptr):
+    def __init__(self, ptr: Any) -> None:
         self._h = _Handle(ptr, _clib.sf_image_destroy, "image")
 
     @classmethod
-    def open(cls, path):
+    def open(cls, path: PathLike) -> Image:
         """Reads an 8-bit RGB or RGBA PNG (the library's own reader)."""
         out = ctypes.POINTER(_c.Image)()
         _check(_clib.sf_image_read_png(_cstr(path, "path"), ctypes.byref(out)))
         return cls(out)
 
     @property
-    def width(self):
-        return _clib.sf_image_width(self._h.get())
+    def width(self) -> int:
+        return int(_clib.sf_image_width(self._h.get()))
 
     @property
-    def height(self):
-        return _clib.sf_image_height(self._h.get())
+    def height(self) -> int:
+        return int(_clib.sf_image_height(self._h.get()))
 
     @property
-    def size(self):
+    def size(self) -> tuple[int, int]:
         return self.width, self.height
 
     @property
-    def stride(self):
-        return _clib.sf_image_stride(self._h.get())
+    def stride(self) -> int:
+        return int(_clib.sf_image_stride(self._h.get()))
 
     @property
-    def parameters(self):
+    def parameters(self) -> str:
         """The generation parameters in the A1111 "parameters" text form ("" if none)."""
-        return (_clib.sf_image_parameters(self._h.get()) or b"").decode("utf-8", "replace")
+        return str((_clib.sf_image_parameters(self._h.get()) or b"").decode("utf-8", "replace"))
 
     @property
-    def pixels(self):
+    def pixels(self) -> bytes:
         """Packed RGB8 bytes, rows of width*3 bytes, top row first."""
         w, h = self.width, self.height
         buf = (ctypes.c_uint8 * (w * h * 3))()
         _check(_clib.sf_image_copy(self._h.get(), buf, len(buf), w * 3, None))
         return bytes(buf)
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Writes a PNG carrying the generation parameters as a "parameters" text chunk."""
-        _check(_clib.sf_image_write_png(self._h.get(), _cstr(os.fspath(path), "path")))
+        _check(_clib.sf_image_write_png(self._h.get(), _cstr(path, "path")))
 
-    def to_pil(self):
+    def to_pil(self) -> PIL.Image.Image:
         """A PIL.Image (needs Pillow)."""
         from PIL import Image as PILImage
         im = PILImage.frombytes("RGB", (self.width, self.height), self.pixels)
@@ -626,21 +744,21 @@ class Image(object):
             im.info["parameters"] = self.parameters
         return im
 
-    def to_numpy(self):
+    def to_numpy(self) -> numpy.typing.NDArray[numpy.uint8]:
         """A numpy uint8 array of shape (height, width, 3) (needs numpy)."""
         import numpy
         return numpy.frombuffer(self.pixels, dtype=numpy.uint8).reshape(self.height, self.width, 3).copy()
 
-    def close(self):
+    def close(self) -> None:
         self._h.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Image:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self._h.ptr is None:
             return "<snapfusion.Image closed>"
         return "<snapfusion.Image %dx%d>" % (self.width, self.height)
@@ -648,91 +766,96 @@ class Image(object):
 
 # ---- pipelines --------------------------------------------------------------------------------------
 
-# keyword -> (key, kind) of the generation parameters
-_GEN_KEYS = {
-    "prompt": (Param.PROMPT, "str"),
-    "negative_prompt": (Param.NEGATIVE_PROMPT, "str"),
-    "width": (Param.WIDTH, "int"),
-    "height": (Param.HEIGHT, "int"),
-    "steps": (Param.STEPS, "int"),
-    "guidance_scale": (Param.GUIDANCE_SCALE, "float"),
-    "seed": (Param.SEED, "int"),
-    "sampler": (Param.SAMPLER, "sampler"),
-    "karras_sigmas": (Param.KARRAS_SIGMAS, "bool"),
-    "clip_skip": (Param.CLIP_SKIP, "int"),
-    "batch_count": (Param.BATCH_COUNT, "int"),
-    "strength": (Param.STRENGTH, "float"),
-    "prediction_type": (Param.PREDICTION_TYPE, "prediction"),
-    "decoder": (Param.DECODER, "decoder"),
-    "eta": (Param.ETA, "float"),
-    "timestep_spacing": (Param.TIMESTEP_SPACING, "spacing"),
-    "latents": (Param.LATENTS, "floats"),
-    "prompt_embeds": (Param.PROMPT_EMBEDS, "floats"),
-    "negative_prompt_embeds": (Param.NEGATIVE_EMBEDS, "floats"),
-    "init_image": (None, "image"),
-}
-
-
-def _generation_params(kwargs):
-    params = Params()
-    for name, value in kwargs.items():
-        if value is None:
-            continue
-        try:
-            key, kind = _GEN_KEYS[name]
-        except KeyError:
-            raise TypeError("unknown generation argument %r" % name)
-        if kind == "sampler":
-            value = _sampler_value(value)
-        elif kind == "prediction":
-            value = _enum_value(value, _PREDICTIONS, "prediction type")
-        elif kind == "spacing":
-            value = _enum_value(value, _SPACINGS, "timestep spacing")
-        elif kind == "decoder":
-            value = _enum_value(value, _DECODERS, "decoder")
-        elif kind == "bool":
-            value = 1 if value else 0
-        if kind == "image":
-            params.set_init_image(value)
-        else:
-            params.set(key, value)
+def _generation_params(*, prompt: str | None, negative_prompt: str | None, width: int | None, height: int | None,
+                       steps: int | None, guidance_scale: float | None, seed: int | None,
+                       sampler: str | int | None, karras_sigmas: bool | None, clip_skip: int | None,
+                       batch_count: int | None, strength: float | None, prediction_type: str | int | None,
+                       decoder: str | int | None, eta: float | None, timestep_spacing: str | int | None,
+                       latents: FloatsLike | None, prompt_embeds: FloatsLike | None,
+                       negative_prompt_embeds: FloatsLike | None, init_image: ImageLike | None) -> Params:
+    if init_image is not None:
+        # img2img generates at the init image's size unless width/height say otherwise (the
+        # library would take the model's default size and reject any other image).
+        rgb, image_width, image_height = _rgb_of(init_image)
+        init_image = (rgb, image_width, image_height)
+        width = image_width if width is None else width
+        height = image_height if height is None else height
+    values: dict[Param, _ParamValue] = {
+        Param.PROMPT: prompt,
+        Param.NEGATIVE_PROMPT: negative_prompt,
+        Param.WIDTH: width,
+        Param.HEIGHT: height,
+        Param.STEPS: steps,
+        Param.GUIDANCE_SCALE: guidance_scale,
+        Param.SEED: seed,
+        Param.SAMPLER: _sampler_value(sampler),
+        Param.KARRAS_SIGMAS: None if karras_sigmas is None else int(bool(karras_sigmas)),
+        Param.CLIP_SKIP: clip_skip,
+        Param.BATCH_COUNT: batch_count,
+        Param.STRENGTH: strength,
+        Param.PREDICTION_TYPE: _enum_value(prediction_type, _PREDICTIONS, "prediction type"),
+        Param.DECODER: _enum_value(decoder, _DECODERS, "decoder"),
+        Param.ETA: eta,
+        Param.TIMESTEP_SPACING: _enum_value(timestep_spacing, _SPACINGS, "timestep spacing"),
+        Param.LATENTS: latents,
+        Param.PROMPT_EMBEDS: prompt_embeds,
+        Param.NEGATIVE_EMBEDS: negative_prompt_embeds,
+    }
+    params = Params({k: v for k, v in values.items() if v is not None})
+    try:
+        if init_image is not None:
+            params.set_init_image(init_image)
+    except BaseException:
+        params.close()
+        raise
     return params
 
 
-class Pipeline(object):
+class Pipeline:
     """A loaded diffusers model folder. Use as a context manager, or call close()."""
 
-    def __init__(self, *a, **k):
+    _ctx: Context
+    _own_ctx: bool
+    _h: _Handle
+    path: str
+
+    def __init__(self, *a: object, **k: object) -> None:
         raise TypeError("use Pipeline.load(path, ...)")
 
     @classmethod
-    def load(cls, path, *, context=None, threads=None, variant=None, random_weights=False, random_seed=None,
-             inspect_only=False, taesd_path=None, tokenizer_path=None, components=None):
+    def load(cls, path: str | os.PathLike[str], *, context: Context | None = None, threads: int | None = None,
+             variant: str | None = None, random_weights: bool = False, random_seed: int | None = None,
+             inspect_only: bool = False, taesd_path: str | os.PathLike[str] | None = None,
+             tokenizer_path: str | os.PathLike[str] | None = None,
+             components: Network | int | Sequence[str | Network] | None = None) -> Pipeline:
         """Loads a diffusers folder. Without `context`, the pipeline makes (and closes) its
-        own, with `threads` workers. components: names ("text_encoder", "unet",
-        "vae_decoder", "vae_encoder", "taesd_decoder", "taesd_encoder") or a Network mask.
-        tokenizer_path: a tokenizer folder used instead of the model's (which may be absent)."""
+        own, with `threads` workers (default: one per core). components: names
+        ("text_encoder", "unet", "vae_decoder", "vae_encoder", "taesd_decoder",
+        "taesd_encoder") or a Network mask. tokenizer_path: a tokenizer folder used instead
+        of the model's (which may be absent)."""
         own = context is None
-        ctx = Context(threads=threads) if own else context
+        ctx = Context(threads=threads) if context is None else context
         if not own and threads is not None:
             ctx.threads = threads
         try:
-            opts = {Param.VARIANT: variant, Param.TAESD_PATH: os.fspath(taesd_path) if taesd_path else None,
-                    Param.RANDOM_WEIGHTS: 1 if random_weights else None,
-                    Param.RANDOM_SEED: random_seed,
-                    Param.TOKENIZER_PATH: os.fspath(tokenizer_path) if tokenizer_path else None,
-                    Param.INSPECT_ONLY: 1 if inspect_only else None}
+            opts: dict[Param, _ParamValue] = {
+                Param.VARIANT: variant, Param.TAESD_PATH: os.fspath(taesd_path) if taesd_path else None,
+                Param.RANDOM_WEIGHTS: 1 if random_weights else None,
+                Param.RANDOM_SEED: random_seed,
+                Param.TOKENIZER_PATH: os.fspath(tokenizer_path) if tokenizer_path else None,
+                Param.INSPECT_ONLY: 1 if inspect_only else None}
             if components is not None:
-                if not isinstance(components, int):
+                if isinstance(components, int):
+                    mask = int(components)
+                else:
                     mask = 0
                     for name in components:
                         mask |= int(_COMPONENT_NAMES[name]) if isinstance(name, str) else int(name)
-                    components = mask
-                opts[Param.COMPONENTS] = components
+                opts[Param.COMPONENTS] = mask
             params = Params({k: v for k, v in opts.items() if v is not None})
             out = ctypes.POINTER(_c.Pipeline)()
             st = _clib.sf_pipeline_load(ctx._h.get("context"), _cstr(os.fspath(path), "path"), params._h.get(),
-                                       ctypes.byref(out))
+                                        ctypes.byref(out))
             params.close()
             ctx._call(st)
         except BaseException:
@@ -748,37 +871,37 @@ class Pipeline(object):
 
     # -- lifetime --
 
-    def close(self):
+    def close(self) -> None:
         """Frees the pipeline (and any running job); its own context too, if it made one."""
         self._h.close()
         if self._own_ctx:
             self._ctx.close()
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._h.ptr is None
 
-    def __enter__(self):
+    def __enter__(self) -> Pipeline:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property
-    def context(self):
+    def context(self) -> Context:
         return self._ctx
 
-    def _p(self):
+    def _p(self) -> Any:
         return self._h.get("pipeline")
 
-    def _call(self, status):
-        self._ctx._call(status)
+    def _call(self, status: int, callback_sink: _CallbackSink | None = None) -> None:
+        self._ctx._call(status, callback_sink)
 
     # -- information --
 
-    def describe(self, format="text"):
-        """Components, classes, key config values, tensor and parameter counts: text, or a
-        dict with format="json"."""
+    def describe(self, format: Literal["text", "json"] = "text") -> Any:
+        """Components, classes, key config values, tensor and parameter counts: text (a str),
+        or the parsed JSON (a dict) with format="json"."""
         fmt = _FORMAT_JSON if format == "json" else _FORMAT_TEXT
         needed = ctypes.c_size_t()
         self._call(_clib.sf_pipeline_describe(self._p(), fmt, None, 0, ctypes.byref(needed)))
@@ -787,31 +910,63 @@ class Pipeline(object):
         text = buf.value.decode("utf-8", "replace")
         return json.loads(text) if fmt == _FORMAT_JSON else text
 
-    def get_int(self, key):
+    def get_int(self, key: Info | int) -> int:
         out = ctypes.c_int64()
         self._call(_clib.sf_pipeline_get_int(self._p(), int(key), ctypes.byref(out)))
         return out.value
 
-    def get_float(self, key):
+    def get_float(self, key: Info | int) -> float:
         out = ctypes.c_double()
         self._call(_clib.sf_pipeline_get_float(self._p(), int(key), ctypes.byref(out)))
         return out.value
 
-    networks = property(lambda self: Network(self.get_int(Info.NETWORKS)))
-    text_tokens = property(lambda self: self.get_int(Info.TEXT_TOKENS))
-    text_hidden = property(lambda self: self.get_int(Info.TEXT_HIDDEN))
-    latent_channels = property(lambda self: self.get_int(Info.LATENT_CHANNELS))
-    default_width = property(lambda self: self.get_int(Info.DEFAULT_WIDTH))
-    default_height = property(lambda self: self.get_int(Info.DEFAULT_HEIGHT))
-    vae_scale = property(lambda self: self.get_float(Info.VAE_SCALE))
-    parameter_count = property(lambda self: self.get_int(Info.PARAMETERS))
-    arena_bytes = property(lambda self: self.get_int(Info.ARENA_BYTES))
-    last_macs = property(lambda self: self.get_float(Info.LAST_MACS))
-    last_attention_macs = property(lambda self: self.get_float(Info.LAST_ATTENTION_MACS))
+    @property
+    def networks(self) -> Network:
+        return Network(self.get_int(Info.NETWORKS))
+
+    @property
+    def text_tokens(self) -> int:
+        return self.get_int(Info.TEXT_TOKENS)
+
+    @property
+    def text_hidden(self) -> int:
+        return self.get_int(Info.TEXT_HIDDEN)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.get_int(Info.LATENT_CHANNELS)
+
+    @property
+    def default_width(self) -> int:
+        return self.get_int(Info.DEFAULT_WIDTH)
+
+    @property
+    def default_height(self) -> int:
+        return self.get_int(Info.DEFAULT_HEIGHT)
+
+    @property
+    def vae_scale(self) -> float:
+        return self.get_float(Info.VAE_SCALE)
+
+    @property
+    def parameter_count(self) -> int:
+        return self.get_int(Info.PARAMETERS)
+
+    @property
+    def arena_bytes(self) -> int:
+        return self.get_int(Info.ARENA_BYTES)
+
+    @property
+    def last_macs(self) -> float:
+        return self.get_float(Info.LAST_MACS)
+
+    @property
+    def last_attention_macs(self) -> float:
+        return self.get_float(Info.LAST_ATTENTION_MACS)
 
     # -- building blocks --
 
-    def tokenize(self, prompt):
+    def tokenize(self, prompt: str) -> TokenIds:
         """CLIP token ids as SD-1.x pipelines make them (BOS, <= 75 tokens, EOS, padding to
         text_tokens). The result is a list with an extra attribute `untruncated`: the
         prompt's token count before truncation."""
@@ -823,11 +978,11 @@ class Pipeline(object):
         out.untruncated = untruncated.value
         return out
 
-    def encode_ids(self, ids, clip_skip=0):
+    def encode_ids(self, ids: Sequence[int] | Sequence[Sequence[int]], clip_skip: int = 0) -> FloatArray:
         """Text embeddings [batch, tokens, hidden] (flat array('f')) of token ids: one
         sequence or a list of sequences of text_tokens ids each."""
-        ids = list(ids)
-        rows = [ids] if ids and not hasattr(ids[0], "__len__") else [list(r) for r in ids]
+        items: list[Any] = list(ids)
+        rows = [items] if items and not hasattr(items[0], "__len__") else [list(r) for r in items]
         tokens = len(rows[0]) if rows else 0
         if any(len(r) != tokens for r in rows):
             raise InvalidArgumentError("encode_ids: rows of different lengths")
@@ -837,14 +992,15 @@ class Pipeline(object):
         self._call(_clib.sf_encode_ids(self._p(), flat, len(rows), tokens, int(clip_skip), cout, count))
         return out
 
-    def encode_prompt(self, prompt, clip_skip=0):
+    def encode_prompt(self, prompt: str, clip_skip: int = 0) -> FloatArray:
         """Text embedding [tokens, hidden] of one prompt (flat array('f'))."""
         count = self.text_tokens * self.text_hidden
         out, cout = _floats_out(count)
         self._call(_clib.sf_encode_prompt(self._p(), _cstr(prompt, "prompt"), int(clip_skip), cout, count))
         return out
 
-    def _latent_geometry(self, count, shape, height, width, per_item_channels, what):
+    def _latent_geometry(self, count: int, shape: tuple[int, ...] | None, height: int | None, width: int | None,
+                         per_item_channels: int, what: str) -> tuple[int, int, int]:
         if height is None or width is None:
             if shape is not None and len(shape) == 4:
                 height, width = shape[2], shape[3]
@@ -857,7 +1013,8 @@ class Pipeline(object):
                                        % (what, count, per_item_channels, height, width))
         return count // per_item, height, width
 
-    def unet_predict(self, latents, timesteps, text_embeddings, *, height=None, width=None):
+    def unet_predict(self, latents: FloatsLike, timesteps: float | FloatsLike, text_embeddings: FloatsLike, *,
+                     height: int | None = None, width: int | None = None) -> FloatArray:
         """One UNet evaluation. latents NCHW [batch, C, height, width] (height/width from
         the buffer's shape, the keywords, or the model's default); timesteps one number or
         one per batch item; text_embeddings [batch, tokens, hidden]. Returns array('f')
@@ -878,7 +1035,9 @@ class Pipeline(object):
         self._call(_clib.sf_unet_predict(self._p(), lat, batch, h, w, ts, text, ntext // per, cout))
         return out
 
-    def decode(self, latents, *, height=None, width=None, decoder="vae", unscaled=False, raw=False):
+    def decode(self, latents: FloatsLike, *, height: int | None = None, width: int | None = None,
+               decoder: Literal["vae", "taesd"] | Network = "vae", unscaled: bool = False,
+               raw: bool = False) -> FloatArray:
         """Latents NCHW [batch, C, h, w] -> image NCHW [batch, 3, 8h, 8w] in [-1, 1]
         (array('f')). Latents are in pipeline space unless unscaled=True."""
         lat, n, shape = _floats_in(latents, "latents")
@@ -890,7 +1049,9 @@ class Pipeline(object):
         self._call(_clib.sf_decode_latents(self._p(), dec, lat, batch, h, w, flags, cout))
         return out
 
-    def encode_image(self, image, *, height=None, width=None, encoder="vae", unscaled=False, raw=False):
+    def encode_image(self, image: FloatsLike, *, height: int | None = None, width: int | None = None,
+                     encoder: Literal["vae", "taesd"] | Network = "vae", unscaled: bool = False,
+                     raw: bool = False) -> tuple[FloatArray, FloatArray | None]:
         """Image NCHW [batch, 3, height, width] in [-1, 1] -> (mean, logvar) latents
         [batch, C, height/8, width/8] (logvar is None for TAESD)."""
         img, n, shape = _floats_in(image, "image")
@@ -905,27 +1066,47 @@ class Pipeline(object):
         flags = (_LATENTS_UNSCALED if unscaled else 0) | (_IMAGE_RAW if raw else 0)
         count = batch * self.latent_channels * (height // 8) * (width // 8)
         mean, cmean = _floats_out(count)
-        logvar, clogvar = (None, None) if enc == Network.TAESD_ENCODER else _floats_out(count)
+        logvar: FloatArray | None = None
+        clogvar: ctypes.Array[ctypes.c_float] | None = None
+        if enc != Network.TAESD_ENCODER:
+            logvar, clogvar = _floats_out(count)
         self._call(_clib.sf_encode_image(self._p(), enc, img, batch, height, width, flags, cmean, clogvar))
         return mean, logvar
 
     # -- generation --
 
-    def txt2img(self, prompt=None, negative_prompt=None, *, progress=None, **options):
-        """Generates one image. Options mirror the C parameters: width, height, steps,
-        guidance_scale, seed, sampler ("ddim", "pndm", "euler", "euler_a", "dpm++2m", "lcm";
-        None = the folder's scheduler), karras_sigmas, clip_skip, prediction_type, decoder
-        ("vae"/"taesd"), timestep_spacing, eta, latents, prompt_embeds,
-        negative_prompt_embeds, init_image + strength (img2img).
+    def txt2img(self, prompt: str | None = None, negative_prompt: str | None = None, *,
+                width: int | None = None, height: int | None = None, steps: int | None = None,
+                guidance_scale: float | None = None, seed: int | None = None, sampler: str | Sampler | None = None,
+                karras_sigmas: bool | None = None, clip_skip: int | None = None, batch_count: int | None = None,
+                strength: float | None = None, prediction_type: str | Prediction | None = None,
+                decoder: Literal["vae", "taesd"] | Network | None = None, eta: float | None = None,
+                timestep_spacing: str | TimestepSpacing | None = None, latents: FloatsLike | None = None,
+                prompt_embeds: FloatsLike | None = None, negative_prompt_embeds: FloatsLike | None = None,
+                init_image: ImageLike | None = None, progress: ProgressCallback | None = None) -> Image:
+        """Generates one image. The options mirror the C parameters (None: the library's
+        default): width, height, steps, guidance_scale, seed, sampler ("ddim", "pndm",
+        "euler", "euler_a", "dpm++2m", "lcm"; None = the folder's scheduler), karras_sigmas,
+        clip_skip, prediction_type ("epsilon", "v_prediction", "sample"), decoder
+        ("vae"/"taesd"), timestep_spacing ("leading", "trailing", "linspace"), eta, latents,
+        prompt_embeds, negative_prompt_embeds, init_image + strength (img2img; the image's
+        size is the default width/height).
         progress(step, total) is called after every step; returning True stops the run
         (CancelledError). An exception it raises is re-raised here."""
-        params = _generation_params(dict(options, prompt=prompt, negative_prompt=negative_prompt))
+        params = _generation_params(
+            prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
+            guidance_scale=guidance_scale, seed=seed, sampler=sampler, karras_sigmas=karras_sigmas,
+            clip_skip=clip_skip, batch_count=batch_count, strength=strength, prediction_type=prediction_type,
+            decoder=decoder, eta=eta, timestep_spacing=timestep_spacing, latents=latents,
+            prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, init_image=init_image)
         sink = _CallbackSink()
-        thunk = _c.PROGRESS_FN()  # NULL: no callback
+        thunk = _c.PROGRESS_FN(0)  # NULL: no callback
         if progress is not None:
-            def on_progress(_user, step, total):
+            callback = progress
+
+            def on_progress(_user: object, step: int, total: int) -> int:
                 try:
-                    return 1 if progress(step, total) else 0
+                    return 1 if callback(step, total) else 0
                 except BaseException as e:
                     sink.store(e)
                     return 1
@@ -935,16 +1116,39 @@ class Pipeline(object):
             st = _clib.sf_generate(self._p(), params._h.get(), thunk, None, ctypes.byref(out))
         finally:
             params.close()
-        sink.reraise()
-        self._call(st)
+        self._call(st, sink)
         return Image(out)
 
-    def img2img(self, init_image, prompt=None, negative_prompt=None, *, strength=0.8, **options):
+    def img2img(self, init_image: ImageLike, prompt: str | None = None, negative_prompt: str | None = None, *,
+                strength: float = 0.8, width: int | None = None, height: int | None = None,
+                steps: int | None = None, guidance_scale: float | None = None, seed: int | None = None,
+                sampler: str | Sampler | None = None, karras_sigmas: bool | None = None,
+                clip_skip: int | None = None, batch_count: int | None = None,
+                prediction_type: str | Prediction | None = None,
+                decoder: Literal["vae", "taesd"] | Network | None = None, eta: float | None = None,
+                timestep_spacing: str | TimestepSpacing | None = None, latents: FloatsLike | None = None,
+                prompt_embeds: FloatsLike | None = None, negative_prompt_embeds: FloatsLike | None = None,
+                progress: ProgressCallback | None = None) -> Image:
         """txt2img starting from an image (snapfusion.Image, PIL image, HxWx3 uint8 array,
-        or (bytes, width, height)); its size sets width/height."""
-        return self.txt2img(prompt, negative_prompt, init_image=init_image, strength=strength, **options)
+        or (bytes, width, height)); its size sets width/height (both multiples of 8; an
+        explicit width/height must equal it). txt2img(init_image=...) and
+        generate(init_image=...) do the same."""
+        return self.txt2img(
+            prompt, negative_prompt, init_image=init_image, strength=strength, width=width, height=height,
+            steps=steps, guidance_scale=guidance_scale, seed=seed, sampler=sampler, karras_sigmas=karras_sigmas,
+            clip_skip=clip_skip, batch_count=batch_count, prediction_type=prediction_type, decoder=decoder,
+            eta=eta, timestep_spacing=timestep_spacing, latents=latents, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, progress=progress)
 
-    def generate(self, prompt=None, negative_prompt=None, **options):
+    def generate(self, prompt: str | None = None, negative_prompt: str | None = None, *,
+                 width: int | None = None, height: int | None = None, steps: int | None = None,
+                 guidance_scale: float | None = None, seed: int | None = None, sampler: str | Sampler | None = None,
+                 karras_sigmas: bool | None = None, clip_skip: int | None = None, batch_count: int | None = None,
+                 strength: float | None = None, prediction_type: str | Prediction | None = None,
+                 decoder: Literal["vae", "taesd"] | Network | None = None, eta: float | None = None,
+                 timestep_spacing: str | TimestepSpacing | None = None, latents: FloatsLike | None = None,
+                 prompt_embeds: FloatsLike | None = None, negative_prompt_embeds: FloatsLike | None = None,
+                 init_image: ImageLike | None = None) -> Job:
         """Starts a step-wise generation (same options as txt2img) and returns its Job:
 
             job = pipe.generate("a cat", steps=8, seed=3)
@@ -952,7 +1156,12 @@ class Pipeline(object):
                 print(step.index, step.total); step.preview()
             job.image.save("cat.png")   # decoded when the iteration ends
         """
-        params = _generation_params(dict(options, prompt=prompt, negative_prompt=negative_prompt))
+        params = _generation_params(
+            prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
+            guidance_scale=guidance_scale, seed=seed, sampler=sampler, karras_sigmas=karras_sigmas,
+            clip_skip=clip_skip, batch_count=batch_count, strength=strength, prediction_type=prediction_type,
+            decoder=decoder, eta=eta, timestep_spacing=timestep_spacing, latents=latents,
+            prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, init_image=init_image)
         out = ctypes.POINTER(_c.Job)()
         try:
             st = _clib.sf_job_start(self._p(), params._h.get(), ctypes.byref(out))
@@ -961,95 +1170,95 @@ class Pipeline(object):
         self._call(st)
         return Job(self, out, _clib.sf_job_latent_count(out))
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Thread-safe: cancels whatever the pipeline is running now."""
         ptr = self._h.ptr
         if ptr is not None:
             _clib.sf_pipeline_cancel(ptr)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<snapfusion.Pipeline %r%s>" % (self.path, " closed" if self.closed else "")
 
 
-class TokenIds(list):
+class TokenIds(list[int]):
     """Token ids (a list) with the untruncated token count of the prompt."""
 
-    untruncated = 0
+    untruncated: int = 0
 
 
-class Step(object):
+class Step:
     """One finished denoising step of a Job: index (1-based, = steps done) and total.
     latents() and preview() show the job's current state."""
 
     __slots__ = ("job", "index", "total")
 
-    def __init__(self, job, index, total):
+    def __init__(self, job: Job, index: int, total: int) -> None:
         self.job, self.index, self.total = job, index, total
 
-    def latents(self):
+    def latents(self) -> FloatArray:
         return self.job.latents()
 
-    def preview(self):
+    def preview(self) -> Image:
         return self.job.preview()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<snapfusion.Step %d/%d>" % (self.index, self.total)
 
 
-class Job(object):
+class Job:
     """A running generation (Pipeline.generate). Iterate it for one Step per denoising
     step; the decoded image is `image` once the iteration ends (or call finish())."""
 
-    def __init__(self, pipeline, ptr, latent_count):
+    def __init__(self, pipeline: Pipeline, ptr: Any, latent_count: int) -> None:
         self.pipeline = pipeline
-        self.image = None
+        self.image: Image | None = None
         self._latent_count = latent_count
         self._h = _Handle(ptr, _clib.sf_job_destroy, "job", parent=pipeline._h)
 
-    def _j(self):
+    def _j(self) -> Any:
         return self._h.get("job")
 
-    def _call(self, status):
+    def _call(self, status: int) -> None:
         self.pipeline._call(status)
 
     @property
-    def steps_done(self):
-        return _clib.sf_job_steps_done(self._j())
+    def steps_done(self) -> int:
+        return int(_clib.sf_job_steps_done(self._j()))
 
     @property
-    def steps_total(self):
-        return _clib.sf_job_steps_total(self._j())
+    def steps_total(self) -> int:
+        return int(_clib.sf_job_steps_total(self._j()))
 
     @property
-    def done(self):
+    def done(self) -> bool:
         return self.steps_done >= self.steps_total
 
-    def step(self):
+    def step(self) -> Step:
         """Runs one step and returns its Step (BadStateError when all are done)."""
         self._call(_clib.sf_job_step(self._j()))
         return Step(self, self.steps_done, self.steps_total)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Step]:
         while not self.done:
             yield self.step()
         if self.image is None:
             self.finish()
 
-    def latents(self):
+    def latents(self) -> FloatArray:
         """Current latents NCHW [1, C, H/8, W/8] as a flat array('f')."""
         n = self._latent_count
         out, cout = _floats_out(n)
         self._call(_clib.sf_job_latents(self._j(), cout, n))
         return out
 
-    def preview(self):
+    def preview(self) -> Image:
         """A preview Image of the current latents (TAESD if loaded, else a 1/8-size
         linear projection)."""
         out = ctypes.POINTER(_c.Image)()
         self._call(_clib.sf_job_preview(self._j(), ctypes.byref(out)))
         return Image(out)
 
-    def finish(self):
+    def finish(self) -> Image:
         """Runs the remaining steps, decodes, and returns (and keeps in .image) the image."""
         if self.image is None:
             out = ctypes.POINTER(_c.Image)()
@@ -1057,63 +1266,64 @@ class Job(object):
             self.image = Image(out)
         return self.image
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Thread-safe: the running or next step raises CancelledError."""
         ptr = self._h.ptr
         if ptr is not None:
             _clib.sf_job_cancel(ptr)
 
-    def close(self):
+    def close(self) -> None:
         self._h.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Job:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 # ---- random numbers -----------------------------------------------------------------------------------
 
-class Rng(object):
+class Rng:
     """PyTorch's CPU generator: Rng(seed).randn(n) == torch.randn(n, generator=
     torch.Generator().manual_seed(seed)). kind "cpu" (the AVX2 kernel x86 torch uses) or
     "scalar" (torch's portable kernel)."""
 
-    def __init__(self, seed=0, kind="cpu"):
+    def __init__(self, seed: int = 0, kind: Literal["cpu", "torch", "scalar", "cpu_scalar"] | int = "cpu") -> None:
         k = _RNG_KINDS[kind] if isinstance(kind, str) else int(kind)
         out = ctypes.POINTER(_c.Rng)()
         _check(_clib.sf_rng_create(k, int(seed) % (1 << 64), ctypes.byref(out)))
         self._h = _Handle(out, _clib.sf_rng_destroy, "rng")
 
-    def randn(self, n):
+    def randn(self, n: int) -> FloatArray:
         out, cout = _floats_out(n)
         _check(_clib.sf_rng_randn(self._h.get(), cout, n))
         return out
 
-    def randn_f64(self, n):
-        out, cout = _floats_out(n, "d")
+    def randn_f64(self, n: int) -> FloatArray:
+        out, cout = _doubles_out(n)
         _check(_clib.sf_rng_randn_f64(self._h.get(), cout, n))
         return out
 
-    def rand(self, n):
+    def rand(self, n: int) -> FloatArray:
         out, cout = _floats_out(n)
         _check(_clib.sf_rng_rand(self._h.get(), cout, n))
         return out
 
-    def close(self):
+    def close(self) -> None:
         self._h.close()
 
 
 # ---- schedules ------------------------------------------------------------------------------------------
 
-class Schedule(object):
+class Schedule:
     """A sampler on its own (diffusers' arithmetic), for hand-written denoising loops."""
 
-    def __init__(self, sampler="default", config_json=None, *, prediction_type=None, timestep_spacing=None,
-                 karras_sigmas=None):
-        if isinstance(config_json, dict):
-            config_json = json.dumps(config_json)
+    def __init__(self, sampler: str | Sampler = "default", config_json: str | Mapping[str, Any] | None = None, *,
+                 prediction_type: str | Prediction | None = None,
+                 timestep_spacing: str | TimestepSpacing | None = None, karras_sigmas: bool | None = None) -> None:
+        if isinstance(config_json, Mapping):
+            config_json = json.dumps(dict(config_json))
         overrides = Params({k: v for k, v in {
             Param.PREDICTION_TYPE: _enum_value(prediction_type, _PREDICTIONS, "prediction type"),
             Param.TIMESTEP_SPACING: _enum_value(timestep_spacing, _SPACINGS, "timestep spacing"),
@@ -1121,31 +1331,31 @@ class Schedule(object):
             if v is not None})
         out = ctypes.POINTER(_c.Schedule)()
         st = _clib.sf_schedule_create(_sampler_value(sampler), _cstr(config_json, "config_json"), overrides._h.get(),
-                                     ctypes.byref(out))
+                                      ctypes.byref(out))
         overrides.close()
         _check(st)
         self._h = _Handle(out, _clib.sf_schedule_destroy, "schedule")
-        self._count = None
+        self._count: int | None = None
 
-    def _s(self):
+    def _s(self) -> Any:
         return self._h.get("schedule")
 
-    def set_steps(self, steps, latent_count):
+    def set_steps(self, steps: int, latent_count: int) -> None:
         _check(_clib.sf_schedule_set_steps(self._s(), int(steps), int(latent_count)))
         self._count = int(latent_count)
 
     @property
-    def evaluations(self):
-        return _clib.sf_schedule_evaluations(self._s())
+    def evaluations(self) -> int:
+        return int(_clib.sf_schedule_evaluations(self._s()))
 
-    def timestep(self, i):
-        return _clib.sf_schedule_timestep(self._s(), int(i))
+    def timestep(self, i: int) -> float:
+        return float(_clib.sf_schedule_timestep(self._s(), int(i)))
 
     @property
-    def timesteps(self):
+    def timesteps(self) -> list[float]:
         return [self.timestep(i) for i in range(self.evaluations)]
 
-    def sigmas(self):
+    def sigmas(self) -> FloatArray:
         n = ctypes.c_size_t()
         _check(_clib.sf_schedule_sigmas(self._s(), None, 0, ctypes.byref(n)))
         out, cout = _floats_out(n.value)
@@ -1153,36 +1363,39 @@ class Schedule(object):
         return out
 
     @property
-    def init_noise_sigma(self):
-        return _clib.sf_schedule_init_noise_sigma(self._s())
+    def init_noise_sigma(self) -> float:
+        return float(_clib.sf_schedule_init_noise_sigma(self._s()))
 
-    def scale_input(self, i, x):
+    def scale_input(self, i: int, x: FloatsLike) -> FloatArray:
         buf, n, _ = _floats_in(x, "x")
         out, cout = _floats_out(n)
         _check(_clib.sf_schedule_scale_input(self._s(), int(i), buf, cout, n))
         return out
 
-    def step_needs_noise(self, i):
+    def step_needs_noise(self, i: int) -> bool:
         return bool(_clib.sf_schedule_step_needs_noise(self._s(), int(i)))
 
-    def step(self, i, model_output, sample, noise=None):
-        """The sampler's update for evaluation i. sample is updated in place when it is a
-        writable float32 buffer (array('f'), numpy float32); the updated sample is returned."""
+    def step(self, i: int, model_output: FloatsLike, sample: _FloatsT,
+             noise: FloatsLike | None = None) -> _FloatsT | FloatArray:
+        """The sampler's update for evaluation i. sample is updated in place, and returned,
+        when it is a writable float32 buffer (array('f'), numpy float32); otherwise the
+        updated sample is a new array('f')."""
         mo, n, _ = _floats_in(model_output, "model_output")
         target = _writable_f32(sample)
-        result = sample
+        result: _FloatsT | FloatArray = sample
         if target is None:
             buf, m, _ = _floats_in(sample, "sample")
-            result = array.array("f", bytes(buf))
-            target = (ctypes.c_float * m).from_buffer(result)
+            copy = array.array("f", bytes(buf))
+            result = copy
+            target = (ctypes.c_float * m).from_buffer(copy)
         if len(target) != n:
             raise InvalidArgumentError("schedule step: %d model outputs for %d sample values" % (n, len(target)))
         nz = None
         if noise is not None:
-            nz, nn, _ = _floats_in(noise, "noise")
+            nz, _, _ = _floats_in(noise, "noise")
         _check(_clib.sf_schedule_step(self._s(), int(i), mo, target, n, nz))
         del target
         return result
 
-    def close(self):
+    def close(self) -> None:
         self._h.close()

@@ -3,10 +3,17 @@
 Nothing here is Pythonic: it is the C ABI, one declaration per function, so the rest of
 the package never calls a function whose argument types ctypes would have to guess.
 """
+from __future__ import annotations
+
 import ctypes
 import ctypes.util
 import os
+import platform
+import shutil
+import subprocess
 import sys
+import sysconfig
+from collections.abc import Callable
 
 ABI_VERSION = 1  # SF_ABI_VERSION this package was written for
 
@@ -14,7 +21,7 @@ ABI_VERSION = 1  # SF_ABI_VERSION this package was written for
 class _Opaque(ctypes.Structure):
     """Base of the opaque handle types: the ABI exposes no struct layout."""
 
-    _fields_ = []
+    _fields_: list[tuple[str, type[ctypes._CData]]] = []
 
 
 class Context(_Opaque):
@@ -141,53 +148,177 @@ FUNCTIONS = {
 }
 
 
-def _candidates():
-    env = os.environ.get("SNAPFUSION_LIBRARY")
-    if env:
-        # An explicit choice is the only candidate: silently loading another copy would
-        # hide a broken setting.
-        return [env]
-    here = os.path.dirname(os.path.abspath(__file__))
+# ---- finding the library ------------------------------------------------------------------------
+
+
+def _library_names() -> list[str]:
+    """File names of this ABI's library on this platform, the SONAME first."""
     if sys.platform == "darwin":
-        names = ["libsnapfusion.1.dylib", "libsnapfusion.dylib"]
-    elif sys.platform == "win32":
-        names = ["snapfusion.dll", "libsnapfusion.dll"]
-    else:
-        names = ["libsnapfusion.so.1", "libsnapfusion.so"]
-    found = [os.path.join(here, n) for n in names if os.path.exists(os.path.join(here, n))]
-    # The system loader: the SONAME of this ABI first, then whatever find_library knows.
-    found.append(names[0])
-    by_name = ctypes.util.find_library("snapfusion")
-    if by_name:
-        found.append(by_name)
-    return found
+        return ["libsnapfusion.%d.dylib" % ABI_VERSION, "libsnapfusion.dylib"]
+    if sys.platform == "win32":
+        return ["snapfusion.dll", "libsnapfusion.dll"]
+    return ["libsnapfusion.so.%d" % ABI_VERSION]
 
 
-def load():
-    """Returns the loaded CDLL with every function declared; raises ImportError."""
-    errors = []
-    lib = None
-    for path in _candidates():
+def _multiarch() -> str | None:
+    """Debian's multiarch triplet (x86_64-linux-gnu), where lib/<triplet> installs go."""
+    triplet = sysconfig.get_config_var("MULTIARCH")
+    if triplet:
+        return str(triplet)
+    if sys.platform.startswith("linux"):
+        return platform.machine() + "-linux-gnu"
+    return None
+
+
+def _lib_dirs(prefix: str) -> list[str]:
+    """The library folders of an install prefix: PREFIX/lib, PREFIX/lib64, PREFIX/lib/<multiarch>."""
+    dirs = [os.path.join(prefix, "lib"), os.path.join(prefix, "lib64")]
+    triplet = _multiarch()
+    if triplet:
+        dirs.append(os.path.join(prefix, "lib", triplet))
+    return dirs
+
+
+# Where `cmake --install` puts the library when no one told the loader about it (a fresh
+# /usr/local install is not in ld.so.cache until `ldconfig` runs).
+_COMMON_PREFIXES = ("/usr/local", "/opt/snapfusion", "~/.local", "/usr")
+
+
+class _Search:
+    """Tries the places a libsnapfusion can be, in order, and remembers what each gave."""
+
+    def __init__(self) -> None:
+        self.tried: list[str] = []  # one line per place: "method: what: why it failed"
+        self._seen: set[str] = set()
+
+    def note(self, method: str, what: str, why: str) -> None:
+        self.tried.append("%s: %s: %s" % (method, what, why))
+
+    def load(self, method: str, target: str) -> ctypes.CDLL | None:
+        """Loads and checks one candidate (a path, or a bare name for the system loader)."""
+        if target in self._seen:
+            return None
+        self._seen.add(target)
+        if os.sep in target and not os.path.exists(target):
+            self.note(method, target, "no such file")
+            return None
         try:
-            lib = ctypes.CDLL(path)
-            break
+            lib = ctypes.CDLL(target)
         except OSError as e:
-            errors.append("%s: %s" % (path, e))
-    if lib is None:
-        raise ImportError("libsnapfusion not found (set SNAPFUSION_LIBRARY to the library's path); tried: "
-                          + "; ".join(errors))
+            self.note(method, target, str(e))
+            return None
+        problem = _declare(lib)
+        if problem:
+            self.note(method, target, problem)
+            return None
+        return lib
+
+    def in_dirs(self, method: str, dirs: list[str]) -> ctypes.CDLL | None:
+        for d in dirs:
+            for name in _library_names():
+                lib = self.load(method, os.path.normpath(os.path.join(d, name)))
+                if lib is not None:
+                    return lib
+        return None
+
+    def system_loader(self) -> ctypes.CDLL | None:
+        method = "system loader"
+        for name in _library_names():
+            lib = self.load(method, name)
+            if lib is not None:
+                return lib
+        found = ctypes.util.find_library("snapfusion")
+        if not found:
+            self.note(method, "ctypes.util.find_library('snapfusion')", "found nothing")
+            return None
+        return self.load(method + " (find_library)", found)
+
+    def pkg_config(self) -> ctypes.CDLL | None:
+        method = "pkg-config"
+        where = "PKG_CONFIG_PATH=%s" % os.environ.get("PKG_CONFIG_PATH", "(unset)")
+        exe = shutil.which("pkg-config")
+        if exe is None:
+            self.note(method, "pkg-config --variable=libdir snapfusion", "pkg-config is not installed")
+            return None
+        try:
+            r = subprocess.run([exe, "--print-errors", "--variable=libdir", "snapfusion"], capture_output=True, text=True,
+                               timeout=30, check=False)
+        except (OSError, subprocess.SubprocessError) as e:
+            self.note(method, "pkg-config --variable=libdir snapfusion", "%s (%s)" % (e, where))
+            return None
+        libdir = r.stdout.strip()
+        if r.returncode != 0 or not libdir:
+            why = " ".join(r.stderr.split()) or "exit status %d, no libdir" % r.returncode
+            self.note(method, "pkg-config --variable=libdir snapfusion", "%s (%s)" % (why, where))
+            return None
+        return self.in_dirs("pkg-config (libdir %s)" % libdir, [libdir])
+
+    def cmake_prefix_path(self) -> ctypes.CDLL | None:
+        method = "CMAKE_PREFIX_PATH"
+        prefixes = [p for p in os.environ.get("CMAKE_PREFIX_PATH", "").split(os.pathsep) if p]
+        if not prefixes:
+            self.note(method, "$CMAKE_PREFIX_PATH", "not set")
+            return None
+        return self.in_dirs(method, [d for p in prefixes for d in _lib_dirs(p)])
+
+    def common_prefixes(self) -> ctypes.CDLL | None:
+        dirs = [d for p in _COMMON_PREFIXES for d in _lib_dirs(os.path.expanduser(p))]
+        return self.in_dirs("common prefix", dirs)
+
+
+def _declare(lib: ctypes.CDLL) -> str | None:
+    """Declares every function on a loaded library; the reason it is unusable, or None."""
     for name, (restype, argtypes) in FUNCTIONS.items():
         try:
             fn = getattr(lib, name)
         except AttributeError:
-            raise ImportError("%s: the loaded libsnapfusion (%s) lacks %s" % (__name__, lib._name, name))
+            return "lacks %s (an older libsnapfusion?)" % name
         fn.restype = restype
         fn.argtypes = argtypes
     abi = lib.sf_abi_version()
     if abi != ABI_VERSION:
-        raise ImportError("libsnapfusion at %s has ABI version %d; this package needs %d"
-                          % (lib._name, abi, ABI_VERSION))
-    return lib
+        return "ABI version %d; this package needs %d" % (abi, ABI_VERSION)
+    return None
 
 
+def load() -> ctypes.CDLL:
+    """The loaded libsnapfusion with every function declared; ImportError naming every place
+    tried when none works. Order: $SNAPFUSION_LIBRARY (when set, the only candidate: loading
+    another copy would hide a broken setting); a copy bundled next to this package; the
+    system loader (the SONAME, then ctypes.util.find_library); the libdir pkg-config reports
+    (honouring PKG_CONFIG_PATH); PREFIX/lib, lib64 and lib/<multiarch> of each
+    $CMAKE_PREFIX_PATH entry; the same folders of /usr/local, /opt/snapfusion, ~/.local, /usr."""
+    global found_by
+    search = _Search()
+    explicit = os.environ.get("SNAPFUSION_LIBRARY")
+    if explicit:
+        lib = search.load("SNAPFUSION_LIBRARY", explicit)
+        if lib is None:
+            raise ImportError("libsnapfusion: the library $SNAPFUSION_LIBRARY names cannot be used: %s"
+                              " (unset SNAPFUSION_LIBRARY to search the usual places)" % search.tried[-1])
+        found_by = "SNAPFUSION_LIBRARY"
+        return lib
+    search.note("SNAPFUSION_LIBRARY", "$SNAPFUSION_LIBRARY", "not set")
+    def bundled() -> ctypes.CDLL | None:
+        return search.in_dirs("bundled", [os.path.dirname(os.path.abspath(__file__))])
+
+    steps: tuple[tuple[str, Callable[[], ctypes.CDLL | None]], ...] = (
+        ("bundled", bundled),
+        ("system loader", search.system_loader),
+        ("pkg-config", search.pkg_config),
+        ("CMAKE_PREFIX_PATH", search.cmake_prefix_path),
+        ("common prefix", search.common_prefixes),
+    )
+    for method, step in steps:
+        lib = step()
+        if lib is not None:
+            found_by = method
+            return lib
+    raise ImportError("libsnapfusion.so.%d not found; tried, in order:\n  %s\n"
+                      "Set SNAPFUSION_LIBRARY to the library's path, or install it (cmake --install BUILD "
+                      "--prefix PREFIX) where the loader, pkg-config (PKG_CONFIG_PATH=PREFIX/lib/pkgconfig) "
+                      "or CMAKE_PREFIX_PATH=PREFIX finds it." % (ABI_VERSION, "\n  ".join(search.tried)))
+
+
+found_by = ""  # how the library was found: "SNAPFUSION_LIBRARY", "bundled", "system loader", "pkg-config", ...
 lib = load()

@@ -1,13 +1,14 @@
 """sf_status codes as exception classes, each carrying the library's message."""
+from __future__ import annotations
 
 
 class SnapFusionError(Exception):
     """A libsnapfusion call failed. `status` is the sf_status code, `message` the
     library's description of this failure (names the file, tensor or argument)."""
 
-    status = None
+    status: int | None = None
 
-    def __init__(self, message, status=None):
+    def __init__(self, message: str, status: int | None = None) -> None:
         if status is not None:
             self.status = status
         self.message = message
@@ -58,12 +59,12 @@ class NotFoundError(SnapFusionError):
     status = 10
 
 
-BY_STATUS = {cls.status: cls for cls in (
+BY_STATUS: dict[int | None, type[SnapFusionError]] = {cls.status: cls for cls in (
     InvalidArgumentError, FileIOError, BadModelError, UnsupportedError, OutOfMemoryError, CancelledError,
     BackendError, BadStateError, InternalError, NotFoundError)}
 
 
-def error_for(status, message):
+def error_for(status: int, message: str) -> SnapFusionError:
     """The exception for a non-zero status (a SnapFusionError for codes newer than this
     package: the enum is append-only)."""
     cls = BY_STATUS.get(status)

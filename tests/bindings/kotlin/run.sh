@@ -1,28 +1,42 @@
 #!/bin/sh
-# Builds the Kotlin binding, its test program and the example with kotlinc, then runs both
-# on the tiny-sd fixture model.  run.sh SOURCE_DIR WORK_DIR LIBRARY DEFAULT_FIXTURES
+# The Kotlin binding on the tiny-sd fixture model:
+# 1. the documented commands that build and run the example (doc-test: kotlin-build-run in
+#    bindings/README.md and the header of bindings/kotlin/examples/Txt2Img.kt), exactly as
+#    written, in a sandboxed copy of the source tree (tests/bindings/doc_commands.py);
+# 2. the test program and the README's Kotlin snippet (doc-test: kotlin-readme-example),
+#    compiled against the binding jar step 1 made, and run.
+# run.sh SOURCE_DIR WORK_DIR LIBRARY DEFAULT_FIXTURES [PYTHON]
 set -e
 src=$1 work=$2 lib=$3
 fx=${SNAPFUSION_FIXTURES:-$4}
+py=${5:-python3}
 jna=${JNA_JAR:-/usr/share/java/jna.jar}
+docs="$src/tests/bindings/doc_commands.py"
 if ! command -v kotlinc >/dev/null 2>&1; then echo "SKIPPED: kotlinc not found (apt-get install kotlin)"; exit 77; fi
 if [ ! -f "$jna" ]; then echo "SKIPPED: $jna not found (apt-get install libjna-java)"; exit 77; fi
 if [ ! -f "$fx/public/manifest.json" ]; then echo "SKIPPED: fixtures not found at $fx (set SNAPFUSION_FIXTURES)"; exit 77; fi
 rm -rf "$work"; mkdir -p "$work"
-# kotlinc 1.3 prints a JDK deprecation warning about -Xverify:none on JDK >= 13; it is harmless.
-kotlinc -nowarn -cp "$jna" "$src/bindings/kotlin/src/snapfusion/SnapFusion.kt" -d "$work/snapfusion-kotlin.jar" 2>&1 | grep -v 'Xverify' || true
-# The test program and the example in one compiler run (each kotlinc start costs seconds).
-kotlinc -nowarn -cp "$jna:$work/snapfusion-kotlin.jar" "$src/tests/bindings/kotlin/BindingTest.kt" \
-  "$src/bindings/kotlin/examples/Txt2Img.kt" -d "$work/programs.jar" 2>&1 | grep -v 'Xverify' || true
-for j in snapfusion-kotlin programs; do
-  [ -f "$work/$j.jar" ] || { echo "kotlinc did not produce $j.jar"; exit 1; }
+
+# 1. As documented (kotlinc 1.3 prints a harmless JDK deprecation warning about -Xverify:none).
+"$py" "$docs" --source "$src" --build "$(dirname "$lib")" --fixtures "$fx" --work "$work/docs" run kotlin-build-run
+repo=$work/docs/repo
+for j in snapfusion-kotlin txt2img; do
+  [ -f "$repo/$j.jar" ] || { echo "the documented commands made no $j.jar"; exit 1; }
 done
+
+# 2. The test program and the README snippet in one compiler run (each kotlinc start costs seconds).
+"$py" "$docs" --source "$src" extract kotlin-readme-example "$work/ReadmeExample.kt"
+kotlinc -nowarn -cp "$jna:$repo/snapfusion-kotlin.jar" "$src/tests/bindings/kotlin/BindingTest.kt" \
+  "$work/ReadmeExample.kt" -d "$work/programs.jar" 2>&1 | grep -v 'Xverify' || true
+[ -f "$work/programs.jar" ] || { echo "kotlinc did not produce programs.jar"; exit 1; }
 rt=$(dirname "$(readlink -f "$(command -v kotlinc)")")/../lib/kotlin-stdlib.jar
 [ -f "$rt" ] || rt=/usr/share/java/kotlin-stdlib.jar
-cp="$work/snapfusion-kotlin.jar:$jna:$rt"
+cp="$repo/snapfusion-kotlin.jar:$jna:$rt:$work/programs.jar"
 export SNAPFUSION_LIBRARY="$lib"
-java -cp "$cp:$work/programs.jar" BindingTestKt "$fx/public/tiny-sd" "$work"
-rm -f "$work/example.png"
-java -cp "$cp:$work/programs.jar" Txt2ImgKt "$fx/public/tiny-sd" "a photo of an astronaut riding a horse" "$work/example.png" 4 3
-[ -s "$work/example.png" ] || { echo "the example wrote no PNG"; exit 1; }
-echo "example wrote $work/example.png"
+java -cp "$cp" BindingTestKt "$fx/public/tiny-sd" "$work"
+# The snippet loads "models/tiny-sd": the sandbox links it to the fixture model.
+(cd "$repo" && rm -f astronaut.png second.png && java -cp "$cp" ReadmeExampleKt)
+for f in astronaut.png second.png; do
+  [ -s "$repo/$f" ] || { echo "the README snippet wrote no $f"; exit 1; }
+done
+echo "README snippet wrote $repo/astronaut.png and $repo/second.png"

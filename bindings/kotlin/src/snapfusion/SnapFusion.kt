@@ -1,6 +1,6 @@
 // Kotlin/JVM bindings for libsnapfusion over JNA (no generated code, no JNI).
 //
-//   Pipeline.load("models/tiny-sd", threads = 4).use { pipe ->
+//   Pipeline.load("models/tiny-sd").use { pipe ->      // threads: one per core unless threads = N
 //       pipe.txt2img(GenerationOptions("a photo of a cat", steps = 8, seed = 1)).use { it.save("cat.png") }
 //   }
 //

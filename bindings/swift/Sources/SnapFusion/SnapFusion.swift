@@ -1,6 +1,6 @@
 // Swift wrapper of libsnapfusion (over the CSnapFusion module of snapfusion.h).
 //
-//   let pipe = try Pipeline(path: "models/tiny-sd", threads: 4)
+//   let pipe = try Pipeline(path: "models/tiny-sd")   // threads: one per core unless threads: N
 //   let image = try pipe.txt2img(GenerationOptions(prompt: "a photo of a cat", steps: 8, seed: 1))
 //   try image.save(to: "cat.png")
 //

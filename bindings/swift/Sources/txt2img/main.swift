@@ -12,7 +12,7 @@ guard args.count >= 4 else {
     exit(2)
 }
 do {
-    let pipe = try Pipeline(path: args[1], threads: 4)
+    let pipe = try Pipeline(path: args[1])  // one thread per core
     let job = try pipe.start(GenerationOptions(prompt: args[2], steps: 8, guidanceScale: 7.5, seed: 0))
     while job.stepsDone < job.stepsTotal {
         let step = try job.step()
