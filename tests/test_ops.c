@@ -467,19 +467,6 @@ static void test_timestep_embedding(void) {
   }
 }
 
-/* ---- probes ----------------------------------------------------------------------------------- */
-
-static void test_probes(void) {
-  const double gf = sf_fma_peak_gflops(pools[1], 0.05);
-  CHECK_MSG(isfinite(gf) && gf > 0.0, "fma peak %g", gf);
-  const double gf1 = sf_fma_peak_gflops(NULL, 0.02);
-  CHECK_MSG(isfinite(gf1) && gf1 > 0.0, "fma peak (no pool) %g", gf1);
-  const double bw = sf_stream_bandwidth_gbs(pools[1], (size_t)8 << 20, 0.05);
-  CHECK_MSG(isfinite(bw) && bw > 0.0, "stream %g", bw);
-  printf("probes: %.1f GFLOP/s (2 threads), %.1f GFLOP/s (1 thread), %.1f GB/s triad\n", gf, gf1,
-         bw);
-}
-
 int main(void) {
   for (int p = 0; p < 3; p++) {
     pools[p] = pthreadpool_create(pool_threads[p]);
@@ -497,7 +484,6 @@ int main(void) {
   test_transpose();
   test_elementwise();
   test_timestep_embedding();
-  test_probes();
   for (int p = 0; p < 3; p++) pthreadpool_destroy(pools[p]);
   TEST_MAIN_END();
 }

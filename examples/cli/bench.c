@@ -298,14 +298,14 @@ int cmd_bench(int argc, char **argv) {
   size_t threads = ctx->pool ? pthreadpool_get_threads_count(ctx->pool) : 1;
   bench_refs refs = {0};
   /* The FMA peak is probed before and after the work (best of the two). */
-  refs.fma_gflops = sf_fma_peak_gflops(ctx->pool, o.probe_seconds);
+  refs.fma_gflops = bench_fma_peak_gflops(ctx->pool, o.probe_seconds);
   bench_row rows[BENCH_MAX_ROWS];
   memset(rows, 0, sizeof rows);
   size_t n_rows = 0;
   int rc = subs[sub].fn(&o, ctx, &refs, rows, &n_rows);
   if (rc == 0) {
     /* Other processes can steal cycles during either probe: the better one is the peak. */
-    double again = sf_fma_peak_gflops(ctx->pool, o.probe_seconds);
+    double again = bench_fma_peak_gflops(ctx->pool, o.probe_seconds);
     if (again > refs.fma_gflops) refs.fma_gflops = again;
     for (size_t i = 0; i < n_rows; i++) {
       bench_row *r = &rows[i];

@@ -78,6 +78,14 @@ void bench_profile_pipeline(FILE *f, sf_pipeline *p, int slot, sf_graph *g, int 
 /* MACs (dense + attention) and attention MACs of graph g as planned in p's idle run state. */
 double bench_plan_macs(sf_pipeline *p, int slot, const sf_graph *g, int attention_only);
 
+/* Machine probes (bench_probes.c). Register-only FMA throughput over every thread of the pool
+ * (or the calling thread), widest vector ISA the CPU has, 2 FLOPs per FMA lane; runs about
+ * `seconds`. */
+double bench_fma_peak_gflops(pthreadpool_t pool, double seconds);
+/* Best-of-repetitions STREAM triad a = b + s*c over three arrays of `bytes` each, counting
+ * 3 * bytes moved per repetition; runs about `seconds`. Negative if allocation fails. */
+double bench_stream_bandwidth_gbs(pthreadpool_t pool, size_t bytes, double seconds);
+
 int bench_ops(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);
 int bench_unet(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);
 int bench_vae(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows);

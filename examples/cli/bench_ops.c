@@ -210,7 +210,7 @@ static int run_case(const op_case *k, pthreadpool_t pool, long long repeat, benc
 
 int bench_ops(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows) {
   pthreadpool_t pool = ctx->pool;
-  double s = sf_stream_bandwidth_gbs(pool, (size_t)128 << 20, o->probe_seconds);
+  double s = bench_stream_bandwidth_gbs(pool, (size_t)128 << 20, o->probe_seconds);
   refs->have_stream = s > 0;
   refs->stream_gbs = s;
   for (size_t i = 0; i < sizeof FC_REFS / sizeof FC_REFS[0]; i++) {

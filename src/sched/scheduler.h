@@ -93,7 +93,9 @@ float sf_scheduler_final_alpha_cumprod(const sf_scheduler *s);
 sf_status sf_scheduler_set_timesteps(sf_scheduler *s, int num_inference_steps,
                                      size_t latent_count, sf_diag *d);
 
-/* len(scheduler.timesteps): num_inference_steps, +1 for PNDM (its 2nd entry repeats the 1st). */
+/* len(scheduler.timesteps): num_inference_steps, +1 for PNDM with skip_prk_steps (its timesteps
+ * are the reversed concat(t[:-1], t[-2:-1], t[-1:]): the 2nd and 3rd entries are equal, e.g.
+ * 876, 751, 751, 626, ... for 8 steps). */
 int sf_scheduler_num_steps(const sf_scheduler *s);
 /* timesteps[i] as the UNet receives it (integral for DDIM/PNDM/DPM/LCM, fractional float32
  * for Euler/EulerA). */

@@ -5,7 +5,7 @@
  * into tasks whose boundaries depend only on the shapes, never on the thread count, and every
  * reduction runs inside one task in a fixed order: outputs are bit-identical for any pool.
  * Unless stated otherwise y may equal x (in place) but must not partially overlap it.
- * None of these allocate (except the benchmark probes) or fail. */
+ * None of these allocate or fail. */
 #ifndef SF_GRAPH_OPS_KERNELS_H
 #define SF_GRAPH_OPS_KERNELS_H
 
@@ -86,15 +86,5 @@ void sf_add_div_f32(pthreadpool_t pool, const float *a, const float *b, float di
 void sf_timestep_embedding_f32(const float *t, size_t n, size_t dim, int flip_sin_to_cos,
                                float downscale_freq_shift, float scale, float max_period,
                                float *out);
-
-/* ---- benchmark probes (allocate, time, never used for inference) ------------------------------ */
-
-/* Register-only FMA throughput over every thread of the pool (or the calling thread), widest
- * vector ISA compiled in, 2 FLOPs per FMA lane; runs about `seconds`. */
-double sf_fma_peak_gflops(pthreadpool_t pool, double seconds);
-
-/* Best-of-repetitions STREAM triad a = b + s*c over three arrays of `bytes` each, counting
- * 3 * bytes moved per repetition; runs about `seconds`. Negative if allocation fails. */
-double sf_stream_bandwidth_gbs(pthreadpool_t pool, size_t bytes, double seconds);
 
 #endif

@@ -1,8 +1,8 @@
 /* Machine-capability probes for the benchmarks: peak FMA throughput from registers only, and a
- * STREAM-triad memory bandwidth. Timing utilities; never used on the inference path. */
+ * STREAM-triad memory bandwidth. Part of the CLI, not of the library. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
 
-#include "graph/ops/kernels.h"
+#include "bench.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -109,7 +109,7 @@ static void fma_task(void *arg, size_t i) {
   f->sink[i % 64] = f->chains(f->iters);
 }
 
-double sf_fma_peak_gflops(pthreadpool_t pool, double seconds) {
+double bench_fma_peak_gflops(pthreadpool_t pool, double seconds) {
   if (!(seconds > 0.0)) seconds = 0.01;
   const size_t threads = pool ? pthreadpool_get_threads_count(pool) : 1;
   struct fma_ctx f = {.iters = 0};
@@ -164,7 +164,7 @@ static void stream_triad(void *arg, size_t i0, size_t count) {
   for (size_t i = 0; i < count; i++) a[i] = b[i] + s * c[i];
 }
 
-double sf_stream_bandwidth_gbs(pthreadpool_t pool, size_t bytes, double seconds) {
+double bench_stream_bandwidth_gbs(pthreadpool_t pool, size_t bytes, double seconds) {
   size_t count = bytes / sizeof(float);
   if (count < 1024) count = 1024;
   const size_t alloc = (count * sizeof(float) + 63) / 64 * 64;
