@@ -310,9 +310,10 @@ SF_API sf_status sf_token_text(sf_pipeline *pipeline, int32_t id, char *buffer, 
 
 /* One UNet evaluation: latents NCHW [batch, C, height, width] (latent pixels, multiples of
  * 2^(the UNet's down-samplings)), one timestep per batch item, text embeddings [batch,
- * tokens, hidden]; out has the latents' shape (noise, velocity or sample, as the model was
- * trained). latents_count must be batch*C*height*width, timesteps_count batch,
- * text_count batch*tokens*hidden; out_capacity at least latents_count. Since 1.1. */
+ * tokens, hidden]; out NCHW [batch, out_channels, height, width] (noise, velocity or sample,
+ * as the model was trained; out_channels = C for SD-1.x). latents_count must be
+ * batch*C*height*width, timesteps_count batch, text_count batch*tokens*hidden; out_capacity
+ * at least batch*out_channels*height*width. Since 1.1. */
 SF_API sf_status sf_unet_predict_v2(sf_pipeline *pipeline, const float *latents, size_t latents_count,
                                     size_t batch, size_t height, size_t width, const float *timesteps,
                                     size_t timesteps_count, const float *text_embeddings, size_t text_count,

@@ -295,12 +295,16 @@ static int manifest_tolerance(const char *manifest, const char *name, const char
   return 1;
 }
 
-static size_t count_bad(const float *got, const float *ref, size_t n, double atol, double rtol, double *max_abs) {
+/* Values outside atol + rtol |ref|; *max_abs takes the max error over the finite pairs and
+ * *nonfinite counts the pairs with a NaN or Inf (also counted as bad). */
+static size_t count_bad(const float *got, const float *ref, size_t n, double atol, double rtol, double *max_abs,
+                        size_t *nonfinite) {
   size_t bad = 0;
   for (size_t i = 0; i < n; i++) {
     double e = fabs((double)got[i] - (double)ref[i]);
     if (!(e <= atol + rtol * fabs((double)ref[i]))) bad++;
-    if (e > *max_abs || e != e) *max_abs = e;
+    if (!isfinite(got[i]) || !isfinite(ref[i])) ++*nonfinite;
+    else if (e > *max_abs) *max_abs = e;
   }
   return bad;
 }
@@ -336,7 +340,7 @@ static void fixture_loop(const char *fx, const char *manifest, const char *case_
     float *x = malloc(n * sizeof *x), *xin = malloc(n * sizeof *xin), *mo = malloc(n * sizeof *mo);
     float sigma0 = (float)sf_schedule_init_noise_sigma(s);
     for (size_t k = 0; k < n; k++) x[k] = noise[k] * sigma0;
-    size_t bad = 0;
+    size_t bad = 0, nonfinite = 0;
     double max_abs = 0;
     for (int i = 0; i < evals && (size_t)evals * n == nlat; i++) {
       float ct = (float)(0.05 * sf_schedule_timestep(s, i) / 1000.0);
@@ -349,11 +353,14 @@ static void fixture_loop(const char *fx, const char *manifest, const char *case_
         nz = step_noise + (size_t)i * n;
       }
       CHECK_MSG(sf_schedule_step(s, i, mo, x, n, nz) == SF_OK, "%s", sf_last_error());
-      bad += count_bad(x, lat + (size_t)i * n, n, atol, rtol, &max_abs);
+      bad += count_bad(x, lat + (size_t)i * n, n, atol, rtol, &max_abs, &nonfinite);
     }
+    CHECK_MSG(nonfinite == 0, "%s: %zu non-finite latents", case_name, nonfinite);
     CHECK_MSG(bad == 0, "%s: %zu latents out of tolerance (max %g)", case_name, bad, max_abs);
     double fmax = 0;
-    CHECK_MSG(count_bad(x, fin, n, fatol, frtol, &fmax) == 0, "%s: final off by %g", case_name, fmax);
+    size_t fin_nonfinite = 0;
+    CHECK_MSG(count_bad(x, fin, n, fatol, frtol, &fmax, &fin_nonfinite) == 0 && fin_nonfinite == 0,
+              "%s: final off by %g (%zu non-finite)", case_name, fmax, fin_nonfinite);
     printf("%s through sf_schedule: %d evaluations, max |d| %.3g (atol %g)\n", case_name, evals,
            max_abs > fmax ? max_abs : fmax, atol);
     free(x);

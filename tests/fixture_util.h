@@ -71,9 +71,10 @@ static inline float *fx_f32(const sf_safetensors *st, const char *key, size_t *n
 }
 
 typedef struct fx_result {
-  double max_abs;     /* max |out - ref| */
-  double worst_ratio; /* max |out - ref| / (atol + rtol*|ref|): pass iff <= 1 */
+  double max_abs;     /* max |out - ref| over the finite pairs */
+  double worst_ratio; /* max |out - ref| / (atol + rtol*|ref|) over them: pass iff <= 1 */
   size_t n_bad;
+  size_t n_nonfinite; /* pairs with a NaN or Inf on either side (also in n_bad): pass iff 0 */
 } fx_result;
 
 /* Compares with the tolerance the manifest states for output `name` of case c. */
@@ -88,15 +89,21 @@ static inline int fx_compare(const sf_json *c, const char *name, const float *go
   r->max_abs = 0;
   r->worst_ratio = 0;
   r->n_bad = 0;
+  r->n_nonfinite = 0;
   for (size_t i = 0; i < n; i++) {
     double e = fabs((double)got[i] - (double)ref[i]);
     double allow = atol + rtol * fabs((double)ref[i]);
     if (!(e <= allow)) r->n_bad++; /* NaN counts as bad */
-    if (e > r->max_abs || e != e) r->max_abs = e;
+    if (!isfinite(got[i]) || !isfinite(ref[i])) { /* counted, never part of a max */
+      r->n_nonfinite++;
+      continue;
+    }
+    if (e > r->max_abs) r->max_abs = e;
     double ratio = e / allow;
-    if (ratio > r->worst_ratio || ratio != ratio) r->worst_ratio = ratio;
+    if (ratio > r->worst_ratio) r->worst_ratio = ratio;
   }
-  return r->n_bad == 0;
+  if (r->n_nonfinite) fprintf(stderr, "%s: %zu non-finite values\n", name, r->n_nonfinite);
+  return r->n_bad == 0 && r->n_nonfinite == 0;
 }
 
 #endif

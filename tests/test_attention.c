@@ -81,7 +81,7 @@ static float *run(pthreadpool_t pool, const sf_attention_desc *d, const float *q
 }
 
 /* Checks every `row_step`-th query row (and the last one) of every batch against the reference;
- * returns the max error divided by the allowed error. */
+ * returns the max error divided by the allowed error (infinite if any value is not finite). */
 static double check_vs_reference(const char *name, const sf_attention_desc *d, const float *q,
                                  const float *k, const float *v, const float *out,
                                  size_t row_step) {
@@ -89,6 +89,7 @@ static double check_vs_reference(const char *name, const sf_attention_desc *d, c
   double *ref = malloc(C * sizeof(double)), *sc = malloc(d->kv_len * sizeof(double));
   if (ref == NULL || sc == NULL) exit(2);
   double worst = 0, worst_abs = 0;
+  size_t nonfinite = 0; /* NaN/Inf in the output or the reference: counted, never compared */
   int pad_ok = 1;
   for (size_t b = 0; b < d->batch; b++) {
     for (size_t i = 0; i < d->q_len; i++) {
@@ -101,16 +102,21 @@ static double check_vs_reference(const char *name, const sf_attention_desc *d, c
       for (size_t c = 0; c < C; c++) {
         double err = fabs((double)o[c] - ref[c]);
         double ratio = err / (ATOL + RTOL * fabs(ref[c]));
-        if (!(ratio <= worst)) worst = ratio; /* also catches NaN */
+        if (!isfinite(o[c]) || !isfinite(ratio)) {
+          nonfinite++;
+          continue;
+        }
+        if (ratio > worst) worst = ratio;
         if (err > worst_abs) worst_abs = err;
       }
     }
   }
+  CHECK_MSG(nonfinite == 0, "%s: %zu non-finite outputs", name, nonfinite);
   CHECK_MSG(worst <= 1.0, "%s: max error %.3g (%.2fx tolerance)", name, worst_abs, worst);
   CHECK_MSG(pad_ok, "%s: wrote outside the output columns", name);
   free(ref);
   free(sc);
-  return worst;
+  return nonfinite ? INFINITY : worst;
 }
 
 typedef struct buffers {
@@ -159,13 +165,16 @@ static void check_case(const char *name, pthreadpool_t pool, const sf_attention_
   check_vs_reference(label, d, q, k, v, port, row_step);
   size_t C = d->heads * d->head_dim;
   double worst = 0;
+  size_t nonfinite = 0;
   for (size_t r = 0; r < d->batch * d->q_len; r++) {
     for (size_t c = 0; c < C; c++) {
       float a = simd[r * d->out_stride + c], b = port[r * d->out_stride + c];
       double ratio = fabs((double)a - b) / (ATOL + RTOL * fabs((double)b));
-      if (!(ratio <= worst)) worst = ratio;
+      if (!isfinite(a) || !isfinite(b) || !isfinite(ratio)) nonfinite++;
+      else if (ratio > worst) worst = ratio;
     }
   }
+  CHECK_MSG(nonfinite == 0, "%s: %zu non-finite values in simd or portable", name, nonfinite);
   CHECK_MSG(worst <= 1.0, "%s: simd vs portable differ (%.2fx tolerance)", name, worst);
   free(simd);
   free(port);

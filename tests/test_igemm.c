@@ -80,7 +80,7 @@ static void run_case(const conv_case *t, size_t slot) {
       for (size_t i = 0; i < yn; i++) y[p][i] = NAN; /* every output must be written */
       sf_igemm_conv_f32(pools[p], &pw, &c, x, y[p], t->cout);
     }
-    size_t bad = 0, differ = 0;
+    size_t bad = 0, differ = 0, nonfinite = 0;
     double worst = 0.0;
     for (size_t n = 0; n < t->batch; n++)
       for (size_t oy = 0; oy < oh; oy++)
@@ -102,10 +102,12 @@ static void run_case(const conv_case *t, size_t slot) {
             const size_t at = ((n * oh + oy) * ow + ox) * t->cout + o;
             const double err = fabs((double)y[0][at] - acc), bound = (double)(K + 1) * 0x1p-24 * mag + 1e-30;
             if (!(err <= bound)) bad++;
-            if (err / bound > worst) worst = err / bound;
+            if (!isfinite(y[0][at])) nonfinite++; /* counted: a NaN must not hide behind the max */
+            else if (err / bound > worst) worst = err / bound;
             if (memcmp(&y[0][at], &y[1][at], sizeof(float)) != 0 || memcmp(&y[0][at], &y[2][at], sizeof(float)) != 0)
               differ++;
           }
+    CHECK_MSG(nonfinite == 0, "%s: %zu of %zu outputs not finite", what, nonfinite, yn);
     CHECK_MSG(bad == 0, "%s: %zu of %zu outputs outside the fp32 bound (worst %.2f x bound)", what, bad, yn, worst);
     CHECK_MSG(differ == 0, "%s: %zu outputs differ between 1, 2 and 4 threads", what, differ);
     check_same_as_scalar(slot, y[0], yn, what);

@@ -42,7 +42,7 @@ static double tol_atol(const sf_json *c, const char *name) {
 static void compare_f32(const char *what, const float *got, const sf_st_tensor *ref, double atol,
                         int expect_exact) {
   size_t n = (size_t)ref->numel;
-  size_t ndiff = 0, nbad = 0;
+  size_t ndiff = 0, nbad = 0, nonfinite = 0;
   double maxd = 0;
   for (size_t i = 0; i < n; i++) {
     float r;
@@ -50,10 +50,12 @@ static void compare_f32(const char *what, const float *got, const sf_st_tensor *
     if (memcmp(&r, &got[i], 4) != 0) ndiff++;
     double e = fabs((double)got[i] - (double)r);
     if (!(e <= atol)) nbad++;
-    if (e > maxd) maxd = e;
+    if (!isfinite(got[i]) || !isfinite(r)) nonfinite++; /* counted, and out of the max */
+    else if (e > maxd) maxd = e;
   }
   printf("  %-40s n=%-6zu bit-diffs=%-5zu max|d|=%.3g atol=%.3g%s\n", what, n, ndiff, maxd, atol,
          expect_exact ? " (must be exact)" : "");
+  CHECK_MSG(nonfinite == 0, "%s: %zu non-finite values", what, nonfinite);
   CHECK_MSG(nbad == 0, "%s: %zu values beyond atol %g (max %g)", what, nbad, atol, maxd);
   if (expect_exact) CHECK_MSG(ndiff == 0, "%s: %zu values not bit-identical", what, ndiff);
 }

@@ -49,8 +49,9 @@ static int tolerance(const sf_json *c, const char *name, double *atol, double *r
 }
 
 typedef struct cmp_stat {
-  double max_abs, worst_ratio;
+  double max_abs, worst_ratio; /* over the pairs where both values are finite */
   size_t n_bad, n_bitdiff;
+  size_t n_nonfinite; /* pairs with a NaN or Inf on either side: every check fails on them */
 } cmp_stat;
 
 static void cmp_accum(cmp_stat *s, const float *got, const float *ref, size_t n, double atol, double rtol) {
@@ -58,16 +59,21 @@ static void cmp_accum(cmp_stat *s, const float *got, const float *ref, size_t n,
     double e = fabs((double)got[i] - (double)ref[i]);
     double allow = atol + rtol * fabs((double)ref[i]);
     if (!(e <= allow)) s->n_bad++;
-    if (e > s->max_abs || e != e) s->max_abs = e;
-    double r = allow > 0 ? e / allow : (e > 0 ? INFINITY : 0);
-    if (r > s->worst_ratio || r != r) s->worst_ratio = r;
     if (memcmp(&got[i], &ref[i], sizeof(float)) != 0) s->n_bitdiff++;
+    if (!isfinite(got[i]) || !isfinite(ref[i])) {
+      s->n_nonfinite++;
+      continue;
+    }
+    if (e > s->max_abs) s->max_abs = e;
+    double r = allow > 0 ? e / allow : (e > 0 ? INFINITY : 0);
+    if (r > s->worst_ratio) s->worst_ratio = r;
   }
 }
 
 static void cmp_report(const char *what, const cmp_stat *s, size_t n) {
   printf("  %-34s max|d|=%-10.3g worst d/allow=%-8.3g bit-diffs=%zu/%zu\n", what, s->max_abs,
          s->worst_ratio, s->n_bitdiff, n);
+  CHECK_MSG(s->n_nonfinite == 0, "%s: %zu non-finite values", what, s->n_nonfinite);
   CHECK_MSG(s->n_bad == 0, "%s: %zu values out of tolerance (max %g)", what, s->n_bad, s->max_abs);
 }
 
@@ -133,6 +139,7 @@ static void check_tables(const sf_scheduler *s, const sf_safetensors *st, const 
     for (int i = 0; i < n; i++) got[i] = sf_scheduler_timestep(s, i);
     cmp_stat cs = {0};
     cmp_accum(&cs, got, ref, (size_t)n, ts_atol, ts_rtol);
+    CHECK_MSG(cs.n_nonfinite == 0, "%s: %zu non-finite float timesteps", label, cs.n_nonfinite);
     CHECK_MSG(cs.n_bad == 0, "%s: float timesteps off by %g", label, cs.max_abs);
     free(ref);
     free(got);
@@ -146,6 +153,7 @@ static void check_tables(const sf_scheduler *s, const sf_safetensors *st, const 
       sf_st_to_f32(t, ref);
       cmp_stat cs = {0};
       cmp_accum(&cs, sf_scheduler_sigmas(s), ref, (size_t)n + 1, sg_atol, sg_rtol);
+      CHECK_MSG(cs.n_nonfinite == 0, "%s: %zu non-finite sigmas", label, cs.n_nonfinite);
       CHECK_MSG(cs.n_bad == 0, "%s: sigmas off by %g (bit-diffs %zu)", label, cs.max_abs, cs.n_bitdiff);
       free(ref);
     }
@@ -217,6 +225,7 @@ static void test_loop_case(const sf_json *c) {
     CHECK_MSG(stt == SF_OK, "%s step %d: %s", name, i, diag.msg);
     cmp_stat one = {0};
     cmp_accum(&one, x, lat + (size_t)i * n, n, atol, rtol);
+    CHECK_MSG(one.n_nonfinite == 0, "%s: step %d: %zu non-finite latents", name, i, one.n_nonfinite);
     CHECK_MSG(one.n_bad == 0, "%s: step %d latents off by %g", name, i, one.max_abs);
     cmp_accum(&cl, x, lat + (size_t)i * n, n, atol, rtol);
   }
@@ -509,11 +518,14 @@ static void test_lcm(void) {
   double scaled = 10.0 * (double)t, c_skip = 0.25 / (scaled * scaled + 0.25);
   double c_out = scaled / sqrt(scaled * scaled + 0.25);
   double maxd = 0;
+  int nonfinite = 0;
   for (int i = 0; i < 16; i++) {
     double xt = sqrt((double)acp[t]) * x0[i] + sqrt(1.0 - (double)acp[t]) * nz[i];
     double want = c_out * x0[i] + c_skip * xt;
-    if (fabs(x[i] - want) > maxd) maxd = fabs(x[i] - want);
+    if (!isfinite(x[i])) nonfinite++; /* counted: a NaN must not hide behind the max */
+    else if (fabs(x[i] - want) > maxd) maxd = fabs(x[i] - want);
   }
+  CHECK_MSG(nonfinite == 0, "LCM last step: %d non-finite values", nonfinite);
   CHECK_MSG(maxd < 1e-5, "LCM last step off by %g", maxd);
   /* a middle step needs its noise draw */
   CHECK(sf_scheduler_step(s, 0, mo, x, 16, NULL, &diag) == SF_ERR_INVALID_ARGUMENT);

@@ -130,11 +130,14 @@ static int case_load(const fx_manifest *fm, const sf_json *c, case_io *io) {
 
 static int bit_equal(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof *a) == 0; }
 
-static double max_rel_diff(const float *a, const float *b, size_t n) {
+/* max |a - b| / (|b| + 1e-6) over the pairs where both are finite; the others are added to
+ * *nonfinite, which callers require to stay 0. */
+static double max_rel_diff(const float *a, const float *b, size_t n, size_t *nonfinite) {
   double worst = 0;
   for (size_t i = 0; i < n; i++) {
     double e = fabs((double)a[i] - (double)b[i]) / (fabs((double)b[i]) + 1e-6);
-    if (e > worst || e != e) worst = e;
+    if (!isfinite(a[i]) || !isfinite(b[i])) ++*nonfinite;
+    else if (e > worst) worst = e;
   }
   return worst;
 }
@@ -148,9 +151,11 @@ static void check_replan(sf_unet *u, const case_io *io, const float *out2) {
     sf_status s = sf_unet_run(u, TX(NULL), TP(), io->sample + b * per, 1, io->h, io->w, io->t_f32 + b,
                               io->text + b * per_text, io->tokens, out1, &d);
     CHECK_MSG(s == SF_OK, "%s", d.msg);
-    double rel = max_rel_diff(out1, out2 + b * per, per);
+    size_t nonfinite = 0;
+    double rel = max_rel_diff(out1, out2 + b * per, per, &nonfinite);
     printf("  batch-1 re-plan, item %zu: %s (max rel diff %.2g)\n", b,
            bit_equal(out1, out2 + b * per, per) ? "bit-identical" : "differs", rel);
+    CHECK_MSG(nonfinite == 0, "item %zu of batch 2 vs batch 1: %zu non-finite values", b, nonfinite);
     CHECK_MSG(rel <= 1e-6, "item %zu of batch 2 vs batch 1: rel diff %g", b, rel);
   }
   if (again) {
@@ -172,7 +177,8 @@ static void check_threads(sf_unet *u, const case_io *io) {
     sf_status s1 = sf_unet_run(u, TX(p1), TP(), io->sample, io->n, io->h, io->w, io->t_f32, io->text, io->tokens, a, &d);
     sf_status s2 = sf_unet_run(u, TX(p2), TP(), io->sample, io->n, io->h, io->w, io->t_f32, io->text, io->tokens, b, &d);
     CHECK_MSG(s1 == SF_OK && s2 == SF_OK, "%s", d.msg);
-    CHECK_MSG(bit_equal(a, b, count), "1 and 2 threads differ (max rel %g)", max_rel_diff(a, b, count));
+    size_t nonfinite = 0; /* (the bit comparison decides; this is for the message) */
+    CHECK_MSG(bit_equal(a, b, count), "1 and 2 threads differ (max rel %g)", max_rel_diff(a, b, count, &nonfinite));
     printf("  threads 1 vs 2: %s\n", bit_equal(a, b, count) ? "bit-identical" : "DIFFER");
   }
   if (p1) pthreadpool_destroy(p1);
@@ -225,7 +231,7 @@ static void run_fixture_cases(const fx_manifest *fm) {
             : SF_ERR_OUT_OF_MEMORY;
     CHECK_MSG(s == SF_OK, "%s: %s", name, d.msg);
     if (s == SF_OK) {
-      fx_result r = {0, 0, 0};
+      fx_result r = {0, 0, 0, 0};
       int pass = fx_compare(c, "noise_pred", out, io.ref, count, &r);
       printf("%-40s %-34s max abs err %.3g  worst ratio %.3f  %s\n", name, mname, r.max_abs, r.worst_ratio,
              pass ? "ok" : "FAIL");
@@ -520,7 +526,10 @@ static float *run_variant(int downsample_padding, size_t batch, const float *x, 
     float *one = malloc(per * sizeof *one);
     for (size_t b = 0; one && b < batch; b++) {
       s = sf_unet_run(u, TX(NULL), TP(), x + b * 9 * h * w, 1, h, w, t + b, text + b * T * 24, T, one, &d);
-      CHECK_MSG(s == SF_OK && max_rel_diff(one, out + b * per, per) <= 1e-6, "variant item %zu alone differs", b);
+      size_t nonfinite = 0;
+      double rel = s == SF_OK ? max_rel_diff(one, out + b * per, per, &nonfinite) : INFINITY;
+      CHECK_MSG(s == SF_OK && nonfinite == 0 && rel <= 1e-6, "variant item %zu alone differs (rel %g, %zu non-finite)",
+                b, rel, nonfinite);
     }
     free(one);
   }

@@ -95,7 +95,7 @@ static int write_variant(const char *path, const sf_weights *w, const char *drop
 /* ---- fixture cases -------------------------------------------------------------------------- */
 
 static int report(const sf_json *c, const char *label, const char *out, const float *got, const float *ref, size_t n) {
-  fx_result r = {0, 0, 0};
+  fx_result r = {0, 0, 0, 0};
   int ok = fx_compare(c, out, got, ref, n, &r);
   printf("%-40s max err %.3g, worst ratio %.3f, %zu bad of %zu\n", label, r.max_abs, r.worst_ratio, r.n_bad, n);
   return ok;

@@ -117,6 +117,7 @@ static void test_conv(size_t in_ch, size_t out_ch, size_t stride, size_t h, size
 
   /* And the unsplit operator itself against a double-precision reference. */
   double worst = 0;
+  size_t nonfinite = 0; /* counted: a NaN must not hide behind the max */
   for (size_t oy = 0; oy < oh; oy++)
     for (size_t ox = 0; ox < ow; ox++)
       for (size_t o = 0; o < out_ch; o++) {
@@ -133,8 +134,10 @@ static void test_conv(size_t in_ch, size_t out_ch, size_t stride, size_t h, size
             }
           }
         double err = fabs(ref[(oy * ow + ox) * out_ch + o] - acc) / (mag + 1e-30);
-        if (err > worst) worst = err;
+        if (!isfinite(ref[(oy * ow + ox) * out_ch + o])) nonfinite++;
+        else if (err > worst) worst = err;
       }
+  CHECK_MSG(nonfinite == 0, "%s: unsplit XNNPACK: %zu non-finite outputs", what, nonfinite);
   CHECK_MSG(worst < 1e-5, "%s: unsplit XNNPACK vs double reference: relative error %g", what, worst);
 
   run_everywhere(g, x, y, (sf_shape){1, h, w, in_ch}, input, ref, oh * ow * out_ch, what);
@@ -175,6 +178,7 @@ static void test_linear(size_t rows, size_t in_f, size_t out_f) {
   CHECK(xnn_run_operator(op, NULL) == xnn_status_success);
   xnn_delete_operator(op);
   double worst = 0;
+  size_t nonfinite = 0; /* counted: a NaN must not hide behind the max */
   for (size_t r = 0; r < rows; r++)
     for (size_t o = 0; o < out_f; o++) {
       double acc = b[o], mag = fabs(b[o]);
@@ -183,8 +187,10 @@ static void test_linear(size_t rows, size_t in_f, size_t out_f) {
         mag += fabs((double)input[r * in_f + i] * wt[o * in_f + i]);
       }
       double err = fabs(ref[r * out_f + o] - acc) / (mag + 1e-30);
-      if (err > worst) worst = err;
+      if (!isfinite(ref[r * out_f + o])) nonfinite++;
+      else if (err > worst) worst = err;
     }
+  CHECK_MSG(nonfinite == 0, "%s: unsplit XNNPACK: %zu non-finite outputs", what, nonfinite);
   CHECK_MSG(worst < 1e-5, "%s: unsplit XNNPACK vs double reference: relative error %g", what, worst);
   run_everywhere(g, x, y, (sf_shape){1, 1, rows, in_f}, input, ref, rows * out_f, what);
   free(wt);

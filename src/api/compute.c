@@ -129,6 +129,7 @@ sf_status sf_unet_predict_v2(sf_pipeline *p, const float *latents, size_t latent
   if (s != SF_OK) return s;
   size_t c = sf_engine_latent_channels(p), hidden = sf_engine_unet_text_hidden(p);
   size_t want = count4(batch, c, height, width), want_text = count4(batch, tokens, hidden, 1);
+  size_t want_out = count4(batch, sf_engine_unet_out_channels(p), height, width);
   if (latents_count != want)
     return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT,
                         "sf_unet_predict_v2: latents_count %zu, expected %zu (batch %zu x %zu channels x %zu x %zu)",
@@ -140,9 +141,10 @@ sf_status sf_unet_predict_v2(sf_pipeline *p, const float *latents, size_t latent
     return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT,
                         "sf_unet_predict_v2: text_count %zu, expected %zu (batch %zu x %zu tokens x %zu)", text_count,
                         want_text, batch, tokens, hidden);
-  if (out_capacity < want)
-    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_unet_predict_v2: out_capacity %zu, %zu needed",
-                        out_capacity, want);
+  if (out_capacity < want_out)
+    return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT,
+                        "sf_unet_predict_v2: out_capacity %zu, %zu needed (batch %zu x %zu channels x %zu x %zu)",
+                        out_capacity, want_out, batch, sf_engine_unet_out_channels(p), height, width);
   return unet_predict(p, latents, batch, height, width, timesteps, text, tokens, out);
 }
 

@@ -22,6 +22,9 @@ size_t sf_engine_latent_channels(const sf_pipeline *p) {
 }
 
 size_t sf_engine_text_hidden(const sf_pipeline *p) { return p->text ? sf_clip_text_hidden(p->text) : 0; }
+size_t sf_engine_unet_out_channels(const sf_pipeline *p) {
+  return p->unet ? sf_unet_get_config(p->unet)->out_channels : 0;
+}
 size_t sf_engine_unet_text_hidden(const sf_pipeline *p) {
   return p->unet ? sf_unet_get_config(p->unet)->cross_attention_dim : 0;
 }
