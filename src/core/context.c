@@ -1,5 +1,7 @@
 #include "core/context.h"
 
+#include "core/pool.h"
+
 #include <cpuinfo.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -86,11 +88,6 @@ static int default_thread_count(void) {
   return n > 0 ? (int)n : 1;
 }
 
-static int online_cpus(void) {
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (int)n : 1;
-}
-
 pthreadpool_t sf_ctx_pool_acquire(sf_context *ctx) {
   pthread_rwlock_rdlock(&ctx->pool_lock);
   return ctx->pool;
@@ -111,11 +108,11 @@ static sf_status ctx_set_threads(sf_context *ctx, int64_t threads) {
   if (ctx->pool != NULL) pthreadpool_destroy(ctx->pool);
   ctx->pool = pool;
   ctx->threads = n;
-  int cpus = online_cpus();
+  int cpus = sf_online_cpus();
   if (n > cpus)
     sf_ctx_log(ctx, SF_LOG_WARN,
                "%d threads on %d online CPUs: oversubscribed worker threads wait on each other, which makes "
-               "every step much slower; use %d or fewer (0 = one per core)",
+               "every step slower; use %d or fewer (0 = one per core)",
                n, cpus, cpus);
   return SF_OK;
 }

@@ -1,6 +1,7 @@
 /* conv2d / linear nodes lowered onto XNNPACK operators (on CPUs without the own GEMM's SIMD
  * microkernels, or in graphs that ask for XNNPACK): creation bookkeeping, setup against a
  * plan's workspace, and running, including output-channel panels (graph/xnn_panels.h). */
+#include "core/pool.h"
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -79,7 +80,7 @@ sf_status sf_xnn_run(const sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag 
   if (n->n_panels && n->panels_in_tasks) {
     struct panel_tasks t = {.ops = n->panels};
     atomic_init(&t.failed, 0);
-    pthreadpool_parallelize_1d(pool, run_panel_task, &t, n->n_panels, 0);
+    pthreadpool_parallelize_1d(pool, run_panel_task, &t, n->n_panels, sf_pool_flags(pool));
     int failed = atomic_load(&t.failed);
     if (failed)
       return sf_diag_set(d, SF_ERR_BACKEND, "%s: xnn_run_operator failed (status %d)", g->name, failed - 1);

@@ -1,4 +1,5 @@
 /* Elementwise y = a + b. */
+#include "core/pool.h"
 #include "graph/ops/kernels.h"
 
 enum { ADD_BLOCK = 16384 };
@@ -17,5 +18,5 @@ static void add_block(void *arg, size_t i0, size_t count) {
 
 void sf_add_f32(pthreadpool_t pool, const float *a, const float *b, float *y, size_t n) {
   struct add_ctx k = {a, b, y};
-  pthreadpool_parallelize_1d_tile_1d(pool, add_block, &k, n, ADD_BLOCK, 0);
+  pthreadpool_parallelize_1d_tile_1d(pool, add_block, &k, n, ADD_BLOCK, sf_pool_flags(pool));
 }

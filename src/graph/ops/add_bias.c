@@ -1,4 +1,5 @@
 /* y[s, p, :] = x[s, p, :] + v[s, :]: a per-sample channel vector broadcast over pixels. */
+#include "core/pool.h"
 #include "graph/ops/kernels.h"
 
 enum { ADD_BIAS_TILE_ELEMENTS = 16384 };
@@ -25,5 +26,5 @@ void sf_add_bias_f32(pthreadpool_t pool, const float *x, const float *v, float *
   if (n == 0 || hw == 0 || c == 0) return;
   struct add_bias_ctx k = {x, v, y, hw, c};
   const size_t tile = c >= ADD_BIAS_TILE_ELEMENTS ? 1 : ADD_BIAS_TILE_ELEMENTS / c;
-  pthreadpool_parallelize_2d_tile_1d(pool, add_bias_pixels, &k, n, hw, tile, 0);
+  pthreadpool_parallelize_2d_tile_1d(pool, add_bias_pixels, &k, n, hw, tile, sf_pool_flags(pool));
 }

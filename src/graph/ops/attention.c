@@ -20,6 +20,7 @@
  *
  * The SIMD micro-kernels are in attention_kernels.h, built once per ISA and picked at run time
  * (att_pick); this file holds the driver and the portable path. */
+#include "core/pool.h"
 #include "graph/ops/attention.h"
 
 #include <math.h>
@@ -282,6 +283,6 @@ void sf_attention_f32(pthreadpool_t pool, const sf_attention_desc *d, const floa
   if (slices <= 1) {
     att_worker(&c, 0);
   } else {
-    pthreadpool_parallelize_1d(pool, att_worker, &c, slices, 0);
+    pthreadpool_parallelize_1d(pool, att_worker, &c, slices, sf_pool_flags(pool));
   }
 }

@@ -1,4 +1,5 @@
 /* Channel concatenation of two NHWC tensors with the same pixels (UNet skip connections). */
+#include "core/pool.h"
 #include "graph/ops/kernels.h"
 
 #include <string.h>
@@ -26,5 +27,5 @@ void sf_concat_channels_f32(pthreadpool_t pool, const float *a, size_t ca, const
   if (pixels == 0 || cy == 0) return;
   struct concat_ctx k = {a, b, y, ca, cb};
   const size_t tile = cy >= CONCAT_TILE_ELEMENTS ? 1 : CONCAT_TILE_ELEMENTS / cy;
-  pthreadpool_parallelize_1d_tile_1d(pool, concat_pixels, &k, pixels, tile, 0);
+  pthreadpool_parallelize_1d_tile_1d(pool, concat_pixels, &k, pixels, tile, sf_pool_flags(pool));
 }

@@ -1,5 +1,6 @@
 /* diffusers GEGLU after its projection: hidden, gate = proj(x).chunk(2, -1);
  * out = hidden * gelu(gate). The arithmetic is the per-ISA kernel's (graph/ops/eltwise.h). */
+#include "core/pool.h"
 #include "graph/ops/eltwise.h"
 #include "graph/ops/kernels.h"
 
@@ -25,5 +26,5 @@ void sf_geglu_f32(pthreadpool_t pool, const float *x, float *y, size_t rows, siz
   if (rows == 0 || c == 0) return;
   struct geglu_ctx g = {x, y, c, sf_eltwise()};
   const size_t tile = c >= GEGLU_TILE_ELEMENTS ? 1 : GEGLU_TILE_ELEMENTS / c;
-  pthreadpool_parallelize_1d_tile_1d(pool, geglu_rows, &g, rows, tile, 0);
+  pthreadpool_parallelize_1d_tile_1d(pool, geglu_rows, &g, rows, tile, sf_pool_flags(pool));
 }

@@ -1,6 +1,7 @@
 /* GELU, exact erf form (torch.nn.functional.gelu default). Fixed-size blocks so threads share
  * the work; elementwise, so any split gives the same bits. The arithmetic is the per-ISA
  * kernel's (graph/ops/eltwise.h). */
+#include "core/pool.h"
 #include "graph/ops/eltwise.h"
 #include "graph/ops/kernels.h"
 
@@ -19,5 +20,5 @@ static void gelu_erf_block(void *arg, size_t i0, size_t count) {
 
 void sf_gelu_erf_f32(pthreadpool_t pool, const float *x, float *y, size_t n) {
   struct gelu_erf_ctx g = {x, y, sf_eltwise()};
-  pthreadpool_parallelize_1d_tile_1d(pool, gelu_erf_block, &g, n, GELU_ERF_BLOCK, 0);
+  pthreadpool_parallelize_1d_tile_1d(pool, gelu_erf_block, &g, n, GELU_ERF_BLOCK, sf_pool_flags(pool));
 }

@@ -10,6 +10,7 @@
  * The normalise pass reads x a second time, chunk by chunk:
  *   y = (x - mean_f) * scale + bias, bias = beta - (mu - mean_f) * scale,
  * so rounding the mean to float costs nothing. */
+#include "core/pool.h"
 #include "graph/ops/kernels.h"
 
 #include <math.h>
@@ -156,11 +157,11 @@ void sf_groupnorm_f32(pthreadpool_t pool, const float *x, float *y, size_t n, si
       .chan_mean = per_channel, .chan_scale = per_channel + n * c,
       .chan_bias = per_channel + 2 * n * c,
   };
-  pthreadpool_parallelize_2d(pool, gn_chunk_stats, &g, n, chunks, 0);
+  pthreadpool_parallelize_2d(pool, gn_chunk_stats, &g, n, chunks, sf_pool_flags(pool));
   /* Merging the chunk partials is ~chunks * c additions (tens of microseconds): on the calling
    * thread, it saves a pool dispatch, whose wake-up costs more than the work on a loaded
    * machine. */
   for (size_t s = 0; s < n; s++)
     for (size_t grp = 0; grp < groups; grp++) gn_group_stats(&g, s, grp);
-  pthreadpool_parallelize_2d(pool, gn_normalize, &g, n, chunks, 0);
+  pthreadpool_parallelize_2d(pool, gn_normalize, &g, n, chunks, sf_pool_flags(pool));
 }

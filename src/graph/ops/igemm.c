@@ -13,6 +13,7 @@
  * KC = 256, 384, 512 and 768 measured within ~3% of each other on the SD conv3x3 shapes (2-core
  * Zen 3, AVX2: 166-192 GFLOP/s); MB and NB are first guesses that reach 80-90% of the FMA
  * peak there and have not been tuned further. */
+#include "core/pool.h"
 #include "graph/ops/igemm.h"
 
 #include <cpuinfo.h>
@@ -243,7 +244,7 @@ static void ig_run(pthreadpool_t pool, ig_ctx *g) {
       for (size_t j = 0; j < nblocks; j++) ig_task(g, i, j);
     return;
   }
-  pthreadpool_parallelize_2d(pool, ig_task, g, mblocks, nblocks, 0);
+  pthreadpool_parallelize_2d(pool, ig_task, g, mblocks, nblocks, sf_pool_flags(pool));
 }
 
 void sf_igemm_conv_f32(pthreadpool_t pool, const sf_igemm_weights *w, const sf_igemm_conv *c, const float *x,

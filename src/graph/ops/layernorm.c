@@ -1,5 +1,6 @@
 /* LayerNorm over the last dimension. One row is one reduction, done by one task in a fixed
  * order; sixteen independent float lanes keep the sums vectorised and short. */
+#include "core/pool.h"
 #include "graph/ops/kernels.h"
 
 #include <math.h>
@@ -73,5 +74,5 @@ void sf_layernorm_f32(pthreadpool_t pool, const float *x, float *y, size_t rows,
   if (rows == 0 || c == 0) return;
   struct ln_ctx l = {x, y, c, eps, gamma, beta};
   const size_t tile = c >= LN_TILE_ELEMENTS ? 1 : LN_TILE_ELEMENTS / c;
-  pthreadpool_parallelize_1d_tile_1d(pool, ln_rows, &l, rows, tile, 0);
+  pthreadpool_parallelize_1d_tile_1d(pool, ln_rows, &l, rows, tile, sf_pool_flags(pool));
 }

@@ -1,3 +1,4 @@
+#include "core/pool.h"
 #include "graph/ops/pointwise.h"
 
 #include <math.h>
@@ -38,7 +39,7 @@ static void pw_task(void *ctx, size_t tile) {
 
 static void pw_run(pthreadpool_t pool, const float *x, float *y, size_t n, float s, int kind) {
   pw_args a = {x, y, n, s, kind};
-  pthreadpool_parallelize_1d(pool, pw_task, &a, (n + TILE - 1) / TILE, 0);
+  pthreadpool_parallelize_1d(pool, pw_task, &a, (n + TILE - 1) / TILE, sf_pool_flags(pool));
 }
 
 void sf_relu_f32(pthreadpool_t pool, const float *x, float *y, size_t n) { pw_run(pool, x, y, n, 0, PW_RELU); }

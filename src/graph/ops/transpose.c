@@ -1,5 +1,6 @@
 /* 2-D transposes in 32x32 tiles (a tile of source and destination stays in L1), and the
  * NCHW <-> NHWC layout changes built on them (one [c, hw] transpose per sample). */
+#include "core/pool.h"
 #include "graph/ops/kernels.h"
 
 enum { TR_TILE = 32 };
@@ -27,7 +28,7 @@ static void tr_batched(pthreadpool_t pool, const float *x, float *y, size_t batc
                        size_t cols) {
   if (batch == 0 || rows == 0 || cols == 0) return;
   struct tr_ctx t = {x, y, rows, cols};
-  pthreadpool_parallelize_3d_tile_2d(pool, tr_task, &t, batch, rows, cols, TR_TILE, TR_TILE, 0);
+  pthreadpool_parallelize_3d_tile_2d(pool, tr_task, &t, batch, rows, cols, TR_TILE, TR_TILE, sf_pool_flags(pool));
 }
 
 void sf_transpose_2d_f32(pthreadpool_t pool, const float *x, float *y, size_t rows, size_t cols) {

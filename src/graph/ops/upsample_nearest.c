@@ -1,5 +1,6 @@
 /* Nearest-neighbour 2x upsampling in NHWC: one task per input row writes output row 2i, then
  * duplicates it into row 2i + 1 with one contiguous copy. */
+#include "core/pool.h"
 #include "graph/ops/kernels.h"
 
 #include <string.h>
@@ -26,5 +27,5 @@ void sf_upsample_nearest2x_f32(pthreadpool_t pool, const float *x, float *y, siz
                                size_t w, size_t c) {
   if (n == 0 || h == 0 || w == 0 || c == 0) return;
   struct up_ctx u = {x, y, h, w, c};
-  pthreadpool_parallelize_1d(pool, up_row, &u, n * h, 0);
+  pthreadpool_parallelize_1d(pool, up_row, &u, n * h, sf_pool_flags(pool));
 }
