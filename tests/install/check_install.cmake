@@ -1,5 +1,7 @@
-# Installs the build into a scratch prefix, then builds and runs a consumer twice: with
-# pkg-config and with find_package(snapfusion).
+# Installs the build into a scratch prefix, then builds and runs a consumer: with pkg-config
+# (found at run time through the RUNPATH the README's command line gives, not through
+# LD_LIBRARY_PATH), with find_package(snapfusion 1) (and find_package(snapfusion 2) must fail),
+# and statically against the build's libsnapfusion.a.
 set(prefix ${WORK}/prefix)
 file(REMOVE_RECURSE ${WORK})
 execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD} --prefix ${prefix} RESULT_VARIABLE rc OUTPUT_QUIET)
@@ -16,15 +18,17 @@ if(NOT rc EQUAL 0)
   message(FATAL_ERROR "pkg-config does not find snapfusion in ${pcdir}")
 endif()
 separate_arguments(flags UNIX_COMMAND "${flags}")
-execute_process(COMMAND ${CC} -std=c99 -Wall -Werror ${SRC}/consumer.c ${flags} -o ${WORK}/consumer_pc RESULT_VARIABLE rc)
+execute_process(COMMAND pkg-config --variable=libdir snapfusion OUTPUT_VARIABLE libdir RESULT_VARIABLE rc
+                OUTPUT_STRIP_TRAILING_WHITESPACE)
+execute_process(COMMAND ${CC} -std=c99 -Wall -Werror ${SRC}/consumer.c ${flags} -Wl,-rpath,${libdir}
+                        -o ${WORK}/consumer_pc RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "building with pkg-config flags failed: ${flags}")
 endif()
-get_filename_component(libdir ${pcdir} DIRECTORY)
-set(ENV{LD_LIBRARY_PATH} ${libdir})
+unset(ENV{LD_LIBRARY_PATH})
 execute_process(COMMAND ${WORK}/consumer_pc RESULT_VARIABLE rc OUTPUT_VARIABLE out)
 if(NOT rc EQUAL 0)
-  message(FATAL_ERROR "the pkg-config consumer failed to run")
+  message(FATAL_ERROR "the pkg-config consumer failed to run (RUNPATH ${libdir})")
 endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${SRC} -B ${WORK}/cmake-build -DCMAKE_PREFIX_PATH=${prefix}
                 RESULT_VARIABLE rc OUTPUT_QUIET)
@@ -38,5 +42,22 @@ execute_process(COMMAND ${WORK}/cmake-build/consumer RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "the find_package consumer failed to run")
 endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${SRC} -B ${WORK}/cmake-build-v2 -DCMAKE_PREFIX_PATH=${prefix}
+                -DWANT_VERSION=2 RESULT_VARIABLE rc OUTPUT_QUIET ERROR_QUIET)
+if(rc EQUAL 0)
+  message(FATAL_ERROR "find_package(snapfusion 2) accepted a version-1 library")
+endif()
+# Static: the archive's only globals are the public functions; a program links with it and
+# the dependencies' own libraries, and runs.
+execute_process(COMMAND ${CC} -std=c99 -Wall -Werror ${SRC}/consumer.c -I${prefix}/include ${BUILD}/libsnapfusion.a
+                        -lXNNPACK -lpthreadpool -lcpuinfo -lz -lpthread -lm -o ${WORK}/consumer_static
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "linking the static library failed")
+endif()
+execute_process(COMMAND ${WORK}/consumer_static RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the statically linked consumer failed to run")
+endif()
 file(REMOVE_RECURSE ${WORK})
-message(STATUS "install ok: pkg-config and find_package consumers built and ran (${out})")
+message(STATUS "install ok: pkg-config (RUNPATH), find_package(snapfusion 1) and static consumers built and ran (${out})")
