@@ -21,15 +21,19 @@ static void txt2img_usage(FILE *f) {
           "                         seeded random weights: the image is noise; this measures speed\n"
           "  -p, --prompt TEXT      the prompt\n"
           "  -n, --negative TEXT    negative prompt\n"
-          "  -W, --width N          pixels, a multiple of 8 from 8 to 8192 (default: the model's)\n"
-          "  -H, --height N         pixels, a multiple of 8 from 8 to 8192 (default: the model's)\n"
+          "  -W, --width N          pixels, a multiple of 8 from 8 to 8192 (default: the model's);\n"
+          "                         the model may need more: sides must be multiples of its decoder\n"
+          "                         factor times 2^(UNet down-samplings), 64 for SD-1.x, checked\n"
+          "                         right after loading (SF_INFO_SIZE_MULTIPLE)\n"
+          "  -H, --height N         pixels, likewise\n"
           "  --steps N              denoising steps, 1..1000 (default 8)\n"
           "  --cfg-scale X          classifier-free guidance, a finite number (default 7.5; <= 1\n"
           "                         disables it)\n"
           "  --sampler NAME         ddim, pndm, euler, euler_a, dpm++2m, lcm (default: the folder's)\n"
           "  --karras               Karras sigmas (euler, dpm++2m)\n"
           "  --prediction TYPE      epsilon, v_prediction or sample (default: the folder's)\n"
-          "  --seed S               64-bit seed, PyTorch-compatible (default 0)\n"
+          "  --seed S               64-bit seed, PyTorch-compatible (default 0); -1 draws a random\n"
+          "                         one (printed, and recorded in the PNG's parameters)\n"
           "  --batch-count N        N images (1..10000) from seeds S, S+1, ... (named as -o says)\n"
           "  --init-img PNG         img2img from this image (its size sets -W/-H)\n"
           "  --strength X           img2img strength in [0,1] (default 0.8; only with --init-img)\n"
@@ -328,6 +332,7 @@ int cmd_txt2img(int argc, char **argv) {
   const char *init_img = NULL, *taesd = NULL, *tokenizer = NULL, *variant = NULL, *decoder = "vae", *sampler_name = NULL,
              *prediction = NULL;
   long long width = 0, height = 0, steps = 8, seed = 0, threads = 0, batch = 1, clip_skip = 0;
+  int seed_random = 0; /* --seed -1: the library draws the first seed; the batch continues from it */
   double cfg = 7.5, strength = 0.8;
   int karras = 0, quiet = 0, have_strength = 0;
   const int tty = isatty(STDERR_FILENO);
@@ -356,9 +361,15 @@ int cmd_txt2img(int argc, char **argv) {
     else if (TAKE("--seed")) {
       char *end = NULL;
       errno = 0;
-      unsigned long long s = strtoull(v, &end, 10);
-      if (!isdigit((unsigned char)*v) || *end != '\0' || errno == ERANGE) return bad_arg("--seed takes an unsigned 64-bit integer");
-      seed = (long long)s;
+      if (strcmp(v, "-1") == 0) {
+        seed_random = 1;
+      } else {
+        unsigned long long s = strtoull(v, &end, 10);
+        if (!isdigit((unsigned char)*v) || *end != '\0' || errno == ERANGE)
+          return bad_arg("--seed takes an unsigned 64-bit integer, or -1 for a random one");
+        seed = (long long)s;
+        seed_random = 0;
+      }
     }
     else if (TAKE("--batch-count")) { if (!cli_parse_int(v, &batch) || batch < 1 || batch > 10000) return bad_arg("--batch-count takes 1..10000"); }
     else if (TAKE("--init-img")) init_img = v;
@@ -480,17 +491,25 @@ int cmd_txt2img(int argc, char **argv) {
   sf_params_set_int(gen, SF_PARAM_DECODER, strcmp(decoder, "taesd") == 0 ? SF_NET_TAESD_DECODER : SF_NET_VAE_DECODER);
 
   for (long long b = 0; b < batch && rc == 0; b++) {
+    int draw = seed_random && b == 0;
     unsigned long long image_seed = (unsigned long long)seed + (unsigned long long)b;
     char image_tag[64] = ""; /* "image 2/4: " when there are several */
     if (batch > 1) snprintf(image_tag, sizeof image_tag, "image %lld/%lld: ", b + 1, batch);
-    sf_params_set_int(gen, SF_PARAM_SEED, (int64_t)image_seed);
+    sf_params_set_int(gen, SF_PARAM_SEED, draw ? SF_SEED_RANDOM : (int64_t)image_seed);
     double ts = now();
     sf_job *job = NULL;
-    if (!quiet) status_begin(tty, "%sencoding the prompt%s (seed %llu)", image_tag, init ? " and the init image" : "", image_seed);
+    if (!quiet) {
+      if (draw) status_begin(tty, "%sencoding the prompt%s (random seed)", image_tag, init ? " and the init image" : "");
+      else status_begin(tty, "%sencoding the prompt%s (seed %llu)", image_tag, init ? " and the init image" : "", image_seed);
+    }
     s = sf_job_start(pipe, gen, &job);
     if (s != SF_OK) {
       rc = cli_fail("generation", s, ctx);
       break;
+    }
+    if (draw) {
+      seed = (long long)sf_job_seed(job); /* the next images continue from the drawn seed */
+      image_seed = (unsigned long long)seed;
     }
     double t_text = now() - ts, t_unet = 0, t_preview = 0;
     int preview_failed = 0;

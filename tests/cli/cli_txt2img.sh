@@ -81,7 +81,7 @@ for bad in "--steps 0" "--steps 5000" "--steps 1001" "--steps x" \
            "--clip-skip -1" "--clip-skip 99999999999999999999" \
            "--batch-count 0" "--batch-count 10001" \
            "-t 0" "-t 5000" "-t 4294967297" \
-           "--seed -1" "--seed 18446744073709551616" "--seed +5" \
+           "--seed -2" "--seed 18446744073709551616" "--seed +5" \
            "--strength 1.5"; do
   eval "set -- $bad"
   usage_error txt2img -m "$NOMODEL" -p x "$@" -o "$W/u.png"
@@ -95,6 +95,14 @@ usage_error txt2img -m "$NOMODEL" -p x -o && err_has "-o needs a value"
 # the limits themselves are accepted
 run 0 txt2img -m "$M" -p x -W 64 -H 64 --steps 1 --cfg-scale 1e3 --seed 18446744073709551615 -q -o "$W/edge.png" &&
   is_png "$W/edge.png" 64 64
+
+# --seed -1 draws a seed: it is printed, recorded in the PNG, and reproduces the image
+run 0 txt2img -m "$M" -p x --steps 1 --seed -1 -o "$W/rnd.png"
+rs=$(sed -n 's/^wrote .* (seed \([0-9][0-9]*\)).*/\1/p' "$W/err")
+[ -n "$rs" ] || fail "--seed -1: no seed in the wrote line"
+grep -aq "Seed: $rs," "$W/rnd.png" || fail "--seed -1: the PNG does not record seed $rs"
+run 0 txt2img -m "$M" -p x --steps 1 -q --seed "$rs" -o "$W/rnd2.png" && cmp -s "$W/rnd.png" "$W/rnd2.png" ||
+  fail "--seed $rs does not reproduce the --seed -1 image"
 
 # ---- -o: only PNG is written, so only .png names (any case) ----
 for name in out.jpg out.jpeg out out.png.txt "$W" "$W/"; do
