@@ -482,6 +482,68 @@ static void test_scheduler_defaults(void) {
   CHECK(system(path) == 0);
 }
 
+/* VAEs with other than 4 levels: the image is factor x the latents, whatever the factor (was: a
+ * heap overflow with 5 levels, a wrong-sized image with 2 or 3), and img2img encodes at the same
+ * factor (was: an overflow with 2 levels). Random weights: only sizes and finiteness matter. */
+static void test_vae_levels(void) {
+  for (int levels = 2; levels <= 5; levels++) {
+    char tmpl[] = "/tmp/sf_levels_XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    CHECK(dir != NULL);
+    if (dir == NULL) return;
+    char model[4200], cmd[9000];
+    snprintf(model, sizeof model, "%s/tiny-sd", dir);
+    CHECK(copy_tree(tiny_dir, model));
+    snprintf(cmd, sizeof cmd, "%s/vae/config.json", model);
+    FILE *f = fopen(cmd, "w");
+    CHECK(f != NULL);
+    if (f == NULL) return;
+    fprintf(f, "{\"_class_name\": \"AutoencoderKL\", \"block_out_channels\": [");
+    for (int i = 0; i < levels; i++) fprintf(f, "%s%d", i ? ", " : "", i ? 32 : 16);
+    fprintf(f, "], \"down_block_types\": [");
+    for (int i = 0; i < levels; i++) fprintf(f, "%s\"DownEncoderBlock2D\"", i ? ", " : "");
+    fprintf(f, "], \"up_block_types\": [");
+    for (int i = 0; i < levels; i++) fprintf(f, "%s\"UpDecoderBlock2D\"", i ? ", " : "");
+    fprintf(f, "], \"in_channels\": 3, \"out_channels\": 3, \"latent_channels\": 4, \"layers_per_block\": 1, "
+               "\"norm_num_groups\": 8, \"sample_size\": 64, \"scaling_factor\": 0.18215}");
+    fclose(f);
+    sf_params *load = NULL;
+    sf_params_create(&load);
+    sf_params_set_int(load, SF_PARAM_RANDOM_WEIGHTS, 1);
+    sf_pipeline *p = NULL;
+    CHECK_EQ_INT(sf_pipeline_load(ctx, model, load, &p), SF_OK);
+    sf_params_destroy(load);
+    if (p == NULL) continue;
+    int64_t multiple = 0;
+    sf_pipeline_get_int(p, SF_INFO_SIZE_MULTIPLE, &multiple);
+    CHECK_EQ_INT(multiple, (1 << (levels - 1)) * 2);
+    sf_params *gp = params_for(9, 2);
+    sf_image *img = NULL;
+    CHECK_MSG(sf_generate(p, gp, NULL, NULL, &img) == SF_OK, "%d levels: %s", levels, sf_last_error());
+    CHECK(img && sf_image_width(img) == 64 && sf_image_height(img) == 64);
+    /* img2img at the generation's size through the same factor */
+    if (img) {
+      sf_params_set_init_image(gp, sf_image_pixels(img), 64, 64, sf_image_stride(img));
+      sf_params_set_float(gp, SF_PARAM_STRENGTH, 0.5);
+      sf_image *out = NULL;
+      CHECK_MSG(sf_generate(p, gp, NULL, NULL, &out) == SF_OK, "%d levels img2img: %s", levels, sf_last_error());
+      CHECK(out && sf_image_width(out) == 64 && sf_image_height(out) == 64);
+      sf_image_destroy(out);
+      /* an init image of another size is refused, not encoded */
+      static uint8_t big[256 * 256 * 3];
+      sf_params_set_init_image(gp, big, 256, 256, 256 * 3);
+      sf_params_set_int(gp, SF_PARAM_WIDTH, 64);
+      sf_params_set_int(gp, SF_PARAM_HEIGHT, 64);
+      CHECK_EQ_INT(sf_generate(p, gp, NULL, NULL, &out), SF_ERR_INVALID_ARGUMENT);
+    }
+    sf_image_destroy(img);
+    sf_params_destroy(gp);
+    sf_pipeline_destroy(p);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+  }
+}
+
 int main(void) {
   const char *fx = sf_test_fixtures();
   if (fx == NULL) return TEST_SKIP_EXIT_CODE;
@@ -506,6 +568,7 @@ int main(void) {
   test_sized_buffers();
   test_batch_and_seeds();
   test_scheduler_defaults();
+  test_vae_levels();
   sf_pipeline_destroy(pipe_);
   sf_context_destroy(ctx);
   TEST_MAIN_END();
