@@ -1,10 +1,11 @@
-/* sf_pipeline_*: loading a model folder, describing it, and what it tells about itself. */
+/* sf_pipeline_*: loading a model folder (or a set of files in memory), describing it, and
+ * what it tells about itself. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/files.h"
 #include "core/params.h"
-#include "io/vfs.h"
 #include "models/vae.h"
 #include "pipeline/engine.h"
 
@@ -65,8 +66,8 @@ static sf_model_folder *open_any(const sf_vfs *fs, const char *dir, const char *
   return sf_model_folder_open_vfs(fs, dir, variant, flags, d); /* reports what is missing */
 }
 
-/* sf_pipeline_load: the folder dir of fs. fn names the public function in messages about its
- * arguments. */
+/* sf_pipeline_load and sf_pipeline_load_files: the folder dir of fs. fn names the public
+ * function in messages about its arguments. */
 static sf_status load(sf_context *ctx, const sf_vfs *fs, const char *dir, const sf_params *options,
                       sf_pipeline **out_pipeline, const char *fn) {
   int64_t networks = sf_params_int_or(options, SF_PARAM_COMPONENTS, SF_ALL_NETWORKS);
@@ -119,6 +120,15 @@ sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_para
   if (ctx == NULL || model_dir == NULL || out_pipeline == NULL)
     return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_load: NULL argument");
   return load(ctx, sf_vfs_os(), model_dir, options, out_pipeline, "sf_pipeline_load");
+}
+
+sf_status sf_pipeline_load_files(sf_context *ctx, const sf_files *files, const sf_params *options,
+                                 sf_pipeline **out_pipeline) {
+  if (out_pipeline) *out_pipeline = NULL;
+  if (ctx == NULL || files == NULL || out_pipeline == NULL)
+    return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_load_files: NULL argument");
+  /* The set's root; its files are read during the load only (weights stay referenced). */
+  return load(ctx, sf_files_vfs(files), "", options, out_pipeline, "sf_pipeline_load_files");
 }
 
 void sf_pipeline_destroy(sf_pipeline *pipeline) {
