@@ -264,8 +264,8 @@ SF_API void sf_files_destroy(sf_files *files);
  * size bytes at data. copy 1: the bytes are copied; copy 0: borrowed: they must stay valid and
  * unchanged until the set and every pipeline loaded from it are destroyed (zero-copy for large
  * safetensors files, e.g. a memory-mapped asset). The library never writes them.
- * SF_ERR_INVALID_ARGUMENT for a bad path (also "", "." or empty parts, '\\'), NULL data with
- * size > 0, or a path that is a folder of the set's files or lies under one of its files. */
+ * SF_ERR_INVALID_ARGUMENT for a bad path (also "", "." or empty parts, a backslash), NULL data
+ * with size > 0, or a path that is a folder of the set's files or lies under one of its files. */
 SF_API sf_status sf_files_add(sf_files *files, const char *path, const void *data, size_t size, int copy);
 /* sf_pipeline_load from the set instead of a folder; the same options and rules (variant,
  * components, tokenizer path, random weights, inspect only ...). The pipeline reads the set's

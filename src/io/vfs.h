@@ -9,9 +9,9 @@
  * '/'-separated, without "." or ".." segments ("unet/config.json"); "" is the set's root. A
  * memory path is a directory when some file lies under it (the root always is one).
  *
- * The functions report low-level outcomes (errno values, map results); callers word the
- * messages, so each reader keeps its own. Names shown in messages are sf_vfs_label(fs)
- * followed by the path ("" for the file system, "memory:" for a set). */
+ * Reading and mapping report low-level outcomes (errno values, map results); the readers word
+ * the messages, so each keeps its own. Names shown in messages are sf_vfs_label(fs) followed
+ * by the path ("" for the file system, "memory:" for a set). */
 #ifndef SF_IO_VFS_H
 #define SF_IO_VFS_H
 
