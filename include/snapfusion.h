@@ -250,6 +250,31 @@ SF_API sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const 
                                   sf_pipeline **out_pipeline);
 SF_API void sf_pipeline_destroy(sf_pipeline *pipeline);
 
+/* A set of model files held in memory: a diffusers folder's files by their relative paths
+ * ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+ * "tokenizer/vocab.json", ...), for apps whose weights are not in the file system. A path
+ * prefix ("unet/") is a folder when some file lies under it. Each set must be used by one
+ * thread at a time. Since 1.1. */
+typedef struct sf_files sf_files;
+SF_API sf_status sf_files_create(sf_files **out_files);
+/* Destroying the set while pipelines loaded from it are alive is allowed only for copied files
+ * (see sf_files_add). NULL is a no-op. */
+SF_API void sf_files_destroy(sf_files *files);
+/* Adds (or replaces) the file at path (relative, '/'-separated, no "..", no leading '/') with
+ * size bytes at data. copy 1: the bytes are copied; copy 0: borrowed: they must stay valid and
+ * unchanged until the set and every pipeline loaded from it are destroyed (zero-copy for large
+ * safetensors files, e.g. a memory-mapped asset). The library never writes them.
+ * SF_ERR_INVALID_ARGUMENT for a bad path (also "", "." or empty parts, a backslash), NULL data
+ * with size > 0, or a path that is a folder of the set's files or lies under one of its files. */
+SF_API sf_status sf_files_add(sf_files *files, const char *path, const void *data, size_t size, int copy);
+/* sf_pipeline_load from the set instead of a folder; the same options and rules (variant,
+ * components, tokenizer path, random weights, inspect only ...). The pipeline reads the set's
+ * files during the load and keeps references to the bytes it needs; it does not keep files.
+ * SF_PARAM_TOKENIZER_PATH and SF_PARAM_TAESD_PATH stay paths in the file system. Messages
+ * name the set's files "memory:PATH" (e.g. "memory:unet/config.json is missing"). */
+SF_API sf_status sf_pipeline_load_files(sf_context *ctx, const sf_files *files, const sf_params *options,
+                                        sf_pipeline **out_pipeline);
+
 typedef enum sf_format { SF_FORMAT_TEXT = 0, SF_FORMAT_JSON = 1 } sf_format;
 
 /* A description of the loaded model (components, classes, key config values, tensor

@@ -1,9 +1,10 @@
-/* sf_pipeline_*: loading a model folder, describing it, and what it tells about itself. */
+/* sf_pipeline_*: loading a model folder (or a set of files in memory), describing it, and
+ * what it tells about itself. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "api/files.h"
 #include "core/params.h"
 #include "models/vae.h"
 #include "pipeline/engine.h"
@@ -12,11 +13,11 @@
   (SF_NET_TEXT_ENCODER | SF_NET_UNET | SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER | SF_NET_TAESD_DECODER | \
    SF_NET_TAESD_ENCODER)
 
-static int file_exists(const char *dir, const char *name) {
-  char path[4096];
-  struct stat st;
-  if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path) return 0;
-  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+static int file_exists(const sf_vfs *fs, const char *dir, const char *name) {
+  char *path = sf_vfs_join(fs, dir, name);
+  int found = path != NULL && sf_vfs_is_file(fs, path);
+  free(path);
+  return found;
 }
 
 /* The role a component folder plays, from its class. */
@@ -31,25 +32,28 @@ static const char *role_of_class(const char *cls) {
 
 /* A pipeline folder (model_index.json), or one component by itself: a model folder with
  * config.json, a tokenizer folder (vocab.json + merges.txt), or TAESD's raw weight files
- * (taesd_decoder.safetensors / taesd_encoder.safetensors). */
-static sf_model_folder *open_any(const char *dir, const char *variant, unsigned flags, sf_diag *d) {
-  if (file_exists(dir, "model_index.json")) return sf_model_folder_open_ex(dir, variant, flags, d);
-  if (file_exists(dir, "config.json") || file_exists(dir, "vocab.json")) {
-    sf_component *c = sf_component_open(dir, variant, d);
+ * (taesd_decoder.safetensors / taesd_encoder.safetensors). dir: a path in fs ("" is a memory
+ * set's root). */
+static sf_model_folder *open_any(const sf_vfs *fs, const char *dir, const char *variant, unsigned flags,
+                                 sf_diag *d) {
+  if (file_exists(fs, dir, "model_index.json")) return sf_model_folder_open_vfs(fs, dir, variant, flags, d);
+  if (file_exists(fs, dir, "config.json") || file_exists(fs, dir, "vocab.json")) {
+    sf_component *c = sf_component_open_vfs(fs, dir, variant, d);
     if (c == NULL) return NULL;
     const char *cls = c->class_name;
     if (cls == NULL) /* transformers configs name their class in "architectures" */
       cls = sf_json_as_string(sf_json_at(sf_json_get(sf_component_config(c), "architectures"), 0));
     const char *role = c->kind == SF_COMPONENT_TOKENIZER ? "tokenizer" : role_of_class(cls);
     if (role == NULL) {
-      sf_diag_set(d, SF_ERR_UNSUPPORTED, "%s: unsupported: component class %s", dir,
-                  cls ? cls : "(no _class_name or architectures)");
+      const int mem = sf_vfs_is_memory(fs);
+      sf_diag_set(d, SF_ERR_UNSUPPORTED, "%s%s%s: unsupported: component class %s", mem ? "memory" : "",
+                  mem && *dir ? ":" : "", dir, cls ? cls : "(no _class_name or architectures)");
       sf_component_close(c);
       return NULL;
     }
-    return sf_model_folder_from_component(c, role, d);
+    return sf_model_folder_from_component_vfs(fs, c, role, d);
   }
-  if (file_exists(dir, "taesd_decoder.safetensors") || file_exists(dir, "taesd_encoder.safetensors")) {
+  if (file_exists(fs, dir, "taesd_decoder.safetensors") || file_exists(fs, dir, "taesd_encoder.safetensors")) {
     sf_component *c = calloc(1, sizeof *c);
     if (c == NULL || (c->dir = strdup(dir)) == NULL || (c->name = strdup("taesd")) == NULL) {
       sf_component_close(c);
@@ -57,26 +61,25 @@ static sf_model_folder *open_any(const char *dir, const char *variant, unsigned 
       return NULL;
     }
     c->kind = SF_COMPONENT_MODEL;
-    return sf_model_folder_from_component(c, "taesd", d);
+    return sf_model_folder_from_component_vfs(fs, c, "taesd", d);
   }
-  return sf_model_folder_open_ex(dir, variant, flags, d); /* reports what is missing */
+  return sf_model_folder_open_vfs(fs, dir, variant, flags, d); /* reports what is missing */
 }
 
-sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_params *options,
-                           sf_pipeline **out_pipeline) {
-  if (out_pipeline) *out_pipeline = NULL;
-  if (ctx == NULL || model_dir == NULL || out_pipeline == NULL)
-    return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_load: NULL argument");
+/* sf_pipeline_load and sf_pipeline_load_files: the folder dir of fs. fn names the public
+ * function in messages about its arguments. */
+static sf_status load(sf_context *ctx, const sf_vfs *fs, const char *dir, const sf_params *options,
+                      sf_pipeline **out_pipeline, const char *fn) {
   int64_t networks = sf_params_int_or(options, SF_PARAM_COMPONENTS, SF_ALL_NETWORKS);
   if (networks <= 0 || (networks & ~(int64_t)SF_ALL_NETWORKS) != 0)
     return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "SF_PARAM_COMPONENTS: %lld is not a set of sf_network bits",
                         (long long)networks);
   sf_pipeline *p = calloc(1, sizeof *p);
-  if (p == NULL) return sf_ctx_error(ctx, SF_ERR_OUT_OF_MEMORY, "sf_pipeline_load: out of memory");
+  if (p == NULL) return sf_ctx_error(ctx, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
   p->ctx = ctx;
   if (pthread_mutex_init(&p->runs_lock, NULL) != 0) {
     free(p);
-    return sf_ctx_error(ctx, SF_ERR_OUT_OF_MEMORY, "sf_pipeline_load: out of memory");
+    return sf_ctx_error(ctx, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
   }
   p->random_weights = sf_params_int_or(options, SF_PARAM_RANDOM_WEIGHTS, 0) != 0;
   p->random_seed = (uint64_t)sf_params_int_or(options, SF_PARAM_RANDOM_SEED, 0);
@@ -85,7 +88,7 @@ sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_para
   /* The folder's tokenizer is needed only to encode prompts, i.e. with the text encoder and
    * without a tokenizer named elsewhere; config-only folders list one they do not ship. */
   const int need_tokenizer = tokenizer_dir == NULL && (networks & SF_NET_TEXT_ENCODER);
-  p->folder = open_any(model_dir, sf_params_string_or(options, SF_PARAM_VARIANT, NULL),
+  p->folder = open_any(fs, dir, sf_params_string_or(options, SF_PARAM_VARIANT, NULL),
                        need_tokenizer ? 0 : SF_FOLDER_TOKENIZER_OPTIONAL, &d);
   if (p->folder == NULL) {
     pthread_mutex_destroy(&p->runs_lock);
@@ -95,12 +98,12 @@ sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_para
   for (size_t i = 0; i < p->folder->n_components; i++)
     if (p->folder->components[i].note)
       sf_ctx_log(ctx, SF_LOG_INFO, "%s: %s", p->folder->components[i].name, p->folder->components[i].note);
-  if (sf_pipeline_load_tokenizer(p, tokenizer_dir, &d) != SF_OK) {
+  if (sf_pipeline_load_tokenizer(p, fs, tokenizer_dir, &d) != SF_OK) {
     sf_pipeline_destroy(p);
     return sf_ctx_take_diag(ctx, &d);
   }
   if (!sf_params_int_or(options, SF_PARAM_INSPECT_ONLY, 0)) {
-    sf_status s = sf_pipeline_build_networks(p, (unsigned)networks,
+    sf_status s = sf_pipeline_build_networks(p, fs, (unsigned)networks,
                                              sf_params_string_or(options, SF_PARAM_TAESD_PATH, NULL), &d);
     if (s != SF_OK) {
       sf_pipeline_destroy(p);
@@ -109,6 +112,23 @@ sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_para
   }
   *out_pipeline = p;
   return SF_OK;
+}
+
+sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_params *options,
+                           sf_pipeline **out_pipeline) {
+  if (out_pipeline) *out_pipeline = NULL;
+  if (ctx == NULL || model_dir == NULL || out_pipeline == NULL)
+    return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_load: NULL argument");
+  return load(ctx, sf_vfs_os(), model_dir, options, out_pipeline, "sf_pipeline_load");
+}
+
+sf_status sf_pipeline_load_files(sf_context *ctx, const sf_files *files, const sf_params *options,
+                                 sf_pipeline **out_pipeline) {
+  if (out_pipeline) *out_pipeline = NULL;
+  if (ctx == NULL || files == NULL || out_pipeline == NULL)
+    return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_load_files: NULL argument");
+  /* The set's root; its files are read during the load only (weights stay referenced). */
+  return load(ctx, sf_files_vfs(files), "", options, out_pipeline, "sf_pipeline_load_files");
 }
 
 void sf_pipeline_destroy(sf_pipeline *pipeline) {

@@ -11,7 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+
+#include "io/vfs.h"
 
 #define SF_JSON_MAX_DEPTH 64
 #define SF_JSON_MIN_CHUNK ((size_t)64 * 1024)
@@ -773,42 +774,61 @@ sf_json_doc *sf_json_parse_file_as(const char *path, const char *display_name, s
 
 sf_json_doc *sf_json_parse_file_ex(const char *path, const char *display_name, size_t max_bytes,
                                    unsigned flags, sf_diag *d) {
+  return sf_json_parse_vfs(sf_vfs_os(), path, display_name, max_bytes, flags, d);
+}
+
+sf_json_doc *sf_json_parse_vfs(const sf_vfs *fs, const char *path, const char *display_name, size_t max_bytes,
+                               unsigned flags, sf_diag *d) {
+  char *label_path = NULL; /* a memory file named by its path */
+  if (display_name == NULL && sf_vfs_is_memory(fs)) {
+    label_path = malloc(strlen(sf_vfs_label(fs)) + strlen(path) + 1);
+    if (label_path == NULL) {
+      sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+      return NULL;
+    }
+    strcpy(label_path, sf_vfs_label(fs));
+    strcat(label_path, path);
+    display_name = label_path;
+  }
   const char *shown = display_name ? display_name : path;
-  FILE *f = fopen(path, "rb");
+  sf_json_doc *doc = NULL;
+  char *buf = NULL;
+  int open_err = 0;
+  uint64_t file_size = 0;
+  sf_vfs_file *f = sf_vfs_open(fs, path, &open_err);
   if (f == NULL) {
-    sf_diag_set(d, SF_ERR_IO, "%s: cannot open: %s", shown, strerror(errno));
-    return NULL;
+    sf_diag_set(d, SF_ERR_IO, "%s: cannot open: %s", shown, strerror(open_err));
+    goto done;
   }
-  struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(f);
+  if (!sf_vfs_file_size(f, &file_size)) {
     sf_diag_set(d, SF_ERR_IO, "%s: not a regular file", shown);
-    return NULL;
+    goto done;
   }
-  if ((unsigned long long)st.st_size > (unsigned long long)max_bytes) {
-    fclose(f);
+  if (file_size > (unsigned long long)max_bytes) {
     sf_diag_set(d, SF_ERR_IO, "%s: file is %lld bytes, over the %zu-byte limit for a JSON file",
-                shown, (long long)st.st_size, max_bytes);
-    return NULL;
+                shown, (long long)file_size, max_bytes);
+    goto done;
   }
-  size_t size = (size_t)st.st_size;
-  char *buf = malloc(size ? size : 1);
+  size_t size = (size_t)file_size;
+  buf = malloc(size ? size : 1);
   if (buf == NULL) {
-    fclose(f);
     sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory reading %zu bytes", shown, size);
-    return NULL;
+    goto done;
   }
-  size_t got = fread(buf, 1, size, f);
-  int err = ferror(f);
-  fclose(f);
+  size_t got = sf_vfs_read(f, buf, size);
+  int err = sf_vfs_error(f);
+  sf_vfs_close(f);
+  f = NULL;
   if (got != size || err) {
-    free(buf);
     sf_diag_set(d, SF_ERR_IO, "%s: read error", shown);
-    return NULL;
+    goto done;
   }
-  sf_json_doc *doc = sf_json_parse_ex(buf, size, flags, d);
-  free(buf);
+  doc = sf_json_parse_ex(buf, size, flags, d);
   if (doc == NULL) sf_diag_prefix(d, "%s: ", shown);
+done:
+  sf_vfs_close(f);
+  free(buf);
+  free(label_path);
   return doc;
 }
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/diag.h"
+#include "io/vfs.h"
 
 typedef enum sf_json_type {
   SF_JSON_NULL = 0,
@@ -60,6 +61,10 @@ sf_json_doc *sf_json_parse_file_as(const char *path, const char *display_name, s
                                    sf_diag *d);
 sf_json_doc *sf_json_parse_file_ex(const char *path, const char *display_name, size_t max_bytes,
                                    unsigned flags, sf_diag *d);
+/* Same, reading path from fs (sf_vfs_os() for the file system). display_name NULL names the
+ * file by its path (a memory file by sf_vfs_label + path). */
+sf_json_doc *sf_json_parse_vfs(const sf_vfs *fs, const char *path, const char *display_name, size_t max_bytes,
+                               unsigned flags, sf_diag *d);
 void sf_json_free(sf_json_doc *doc);
 const sf_json *sf_json_root(const sf_json_doc *doc);
 

@@ -1,11 +1,10 @@
-#define _POSIX_C_SOURCE 200809L /* strdup, stat */
+#define _POSIX_C_SOURCE 200809L /* strdup */
 #include "io/model_folder.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define SF_CONFIG_MAX_BYTES ((size_t)16 << 20)
 #define SF_INDEX_MAX_BYTES ((size_t)256 << 20)
@@ -28,19 +27,20 @@ static char *str_printf(const char *fmt, ...) {
   return s;
 }
 
-static int is_file(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+/* How messages name the files of a folder: what precedes a file name of folder dir. On the
+ * file system, rel ("unet/" or ""): names are relative to the opened folder, whose path the
+ * caller prefixes to the whole message. In a memory set, the file's full path after the label
+ * ("memory:unet/"), since a set has no path of its own to prefix. */
+static char *shown_prefix(const sf_vfs *fs, const char *dir, const char *rel) {
+  if (!sf_vfs_is_memory(fs)) return str_printf("%s", rel);
+  return str_printf("%s%s%s", sf_vfs_label(fs), dir, *dir ? "/" : "");
 }
 
-static int is_dir(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-static int path_exists(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0;
+/* The folder as messages and descriptions name it: its path, or for a memory set "memory"
+ * (the set's root) or "memory:DIR". */
+static char *shown_dir(const sf_vfs *fs, const char *dir) {
+  if (!sf_vfs_is_memory(fs)) return str_printf("%s", dir);
+  return *dir ? str_printf("%s%s", sf_vfs_label(fs), dir) : str_printf("memory");
 }
 
 /* A file or folder name taken from a JSON file must not escape its folder. */
@@ -127,12 +127,16 @@ static sf_weights *weights_build(sf_safetensors **files, size_t n_files, sf_diag
 }
 
 sf_weights *sf_weights_open_file(const char *path, sf_diag *d) {
+  return sf_weights_open_file_vfs(sf_vfs_os(), path, d);
+}
+
+sf_weights *sf_weights_open_file_vfs(const sf_vfs *fs, const char *path, sf_diag *d) {
   sf_safetensors **files = malloc(sizeof *files);
   if (files == NULL) {
     oom(d);
     return NULL;
   }
-  files[0] = sf_st_open(path, d);
+  files[0] = sf_st_open_vfs(fs, path, NULL, d);
   if (files[0] == NULL) {
     free(files);
     return NULL;
@@ -219,11 +223,12 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Opens the shards listed by an index file. rel: the component prefix ("unet/" or ""). */
-static sf_weights *open_sharded(const char *dir, const char *rel, const char *index_name,
+/* Opens the shards listed by an index file. pre: what names the folder's files in messages
+ * (shown_prefix). */
+static sf_weights *open_sharded(const sf_vfs *fs, const char *dir, const char *pre, const char *index_name,
                                 sf_diag *d) {
-  char *full = str_printf("%s/%s", dir, index_name);
-  char *shown = str_printf("%s%s", rel, index_name);
+  char *full = sf_vfs_join(fs, dir, index_name);
+  char *shown = str_printf("%s%s", pre, index_name);
   sf_json_doc *doc = NULL;
   const char **shards = NULL;
   sf_safetensors **files = NULL;
@@ -233,7 +238,7 @@ static sf_weights *open_sharded(const char *dir, const char *rel, const char *in
     oom(d);
     goto done;
   }
-  doc = sf_json_parse_file_ex(full, shown, SF_INDEX_MAX_BYTES, SF_JSON_ALLOW_NONFINITE, d);
+  doc = sf_json_parse_vfs(fs, full, shown, SF_INDEX_MAX_BYTES, SF_JSON_ALLOW_NONFINITE, d);
   if (doc == NULL) goto done;
   const sf_json *map = sf_json_get(sf_json_root(doc), "weight_map");
   if (map == NULL || map->type != SF_JSON_OBJECT) {
@@ -268,14 +273,14 @@ static sf_weights *open_sharded(const char *dir, const char *rel, const char *in
     goto done;
   }
   for (size_t i = 0; i < n_shards; i++) {
-    char *sfull = str_printf("%s/%s", dir, shards[i]);
-    char *sshown = str_printf("%s%s", rel, shards[i]);
+    char *sfull = sf_vfs_join(fs, dir, shards[i]);
+    char *sshown = str_printf("%s%s", pre, shards[i]);
     if (sfull == NULL || sshown == NULL) {
       oom(d);
-    } else if (!is_file(sfull)) {
+    } else if (!sf_vfs_is_file(fs, sfull)) {
       sf_diag_set(d, SF_ERR_IO, "%s lists shard %s, which is missing", shown, sshown);
     } else {
-      files[i] = sf_st_open_as(sfull, sshown, d);
+      files[i] = sf_st_open_vfs(fs, sfull, sshown, d);
     }
     free(sfull);
     free(sshown);
@@ -299,11 +304,11 @@ static sf_weights *open_sharded(const char *dir, const char *rel, const char *in
     if (k == SIZE_MAX) {
       sf_diag_set(d, SF_ERR_BAD_MODEL,
                   "%s: weight_map puts tensor \"%.200s\" in %s%s, which lacks it", shown, tname,
-                  rel, shard);
+                  pre, shard);
     } else if (strcmp(base, shard) != 0) {
       sf_diag_set(d, SF_ERR_BAD_MODEL,
                   "%s: weight_map puts tensor \"%.200s\" in %s%s, but it is in %s%s", shown,
-                  tname, rel, shard, rel, base);
+                  tname, pre, shard, pre, base);
     } else {
       continue;
     }
@@ -326,9 +331,10 @@ static sf_status set_note(sf_component *c, char *note) {
 }
 
 /* Finds the weight files of a model component, in diffusers' order of preference: the
- * requested variant before the plain file, a single file before a sharded index. */
-static sf_status find_weights(sf_component *c, const char *rel, const char *variant,
-                              sf_diag *d) {
+ * requested variant before the plain file, a single file before a sharded index. rel: the
+ * component's folder relative to the model folder ("unet/" or ""); pre: shown_prefix. */
+static sf_status find_weights(const sf_vfs *fs, sf_component *c, const char *rel, const char *pre,
+                              const char *variant, sf_diag *d) {
   const char *bases[2] = {"diffusion_pytorch_model", "model"};
   if (c->library && strcmp(c->library, "transformers") == 0) {
     bases[0] = "model";
@@ -344,14 +350,14 @@ static sf_status find_weights(sf_component *c, const char *rel, const char *vari
         else
           name = sharded ? str_printf("%s.safetensors.index.json", bases[b])
                          : str_printf("%s.safetensors", bases[b]);
-        char *full = name ? str_printf("%s/%s", c->dir, name) : NULL;
+        char *full = name ? sf_vfs_join(fs, c->dir, name) : NULL;
         if (full == NULL) {
           free(name);
           return oom(d);
         }
-        int found = is_file(full);
-        if (!found && path_exists(full)) {
-          sf_diag_set(d, SF_ERR_IO, "%s%s: not a regular file", rel, name);
+        int found = sf_vfs_is_file(fs, full);
+        if (!found && sf_vfs_exists(fs, full)) {
+          sf_diag_set(d, SF_ERR_IO, "%s%s: not a regular file", pre, name);
           free(full);
           free(name);
           return SF_ERR_IO;
@@ -366,15 +372,19 @@ static sf_status find_weights(sf_component *c, const char *rel, const char *vari
           c->sharded = sharded;
           c->is_variant = pass == 0;
           if (sharded) {
-            c->weights = open_sharded(c->dir, rel, name, d);
+            c->weights = open_sharded(fs, c->dir, pre, name, d);
           } else {
             sf_safetensors **files = malloc(sizeof *files);
-            if (files == NULL) {
+            char *shown = str_printf("%s%s", pre, name);
+            if (files == NULL || shown == NULL) {
+              free(files);
+              free(shown);
               free(full);
               free(name);
               return oom(d);
             }
-            files[0] = sf_st_open_as(full, c->weights_file, d);
+            files[0] = sf_st_open_vfs(fs, full, shown, d);
+            free(shown);
             if (files[0] == NULL) free(files);
             else c->weights = weights_build(files, 1, d);
           }
@@ -395,15 +405,15 @@ static sf_status find_weights(sf_component *c, const char *rel, const char *vari
    * the folder config-only. */
   const char *pickles[2] = {"diffusion_pytorch_model.bin", "pytorch_model.bin"};
   for (int i = 0; i < 2; i++) {
-    char *full = str_printf("%s/%s", c->dir, pickles[i]);
+    char *full = sf_vfs_join(fs, c->dir, pickles[i]);
     if (full == NULL) return oom(d);
-    int found = is_file(full);
+    int found = sf_vfs_is_file(fs, full);
     free(full);
     if (found)
       return sf_diag_set(d, SF_ERR_UNSUPPORTED,
                          "%s%s: only PyTorch pickle weights are present; convert them to "
                          ".safetensors",
-                         rel, pickles[i]);
+                         pre, pickles[i]);
   }
   c->config_only = 1;
   return SF_OK;
@@ -440,18 +450,28 @@ static void component_free_fields(sf_component *c) {
   memset(c, 0, sizeof *c);
 }
 
-/* c->name, library, class_name and dir are set; rel is "unet/" or "" for messages. kind_known:
- * the kind comes from model_index.json (else it is inferred from the files present). */
-static sf_status component_load(sf_component *c, const char *rel, const char *variant,
+/* c->name, library, class_name and dir (a path in fs) are set; rel is "unet/" or "" (the
+ * folder relative to the model folder). kind_known: the kind comes from model_index.json
+ * (else it is inferred from the files present). */
+static sf_status component_load(const sf_vfs *fs, sf_component *c, const char *rel, const char *variant,
                                 int kind_known, sf_diag *d) {
-  if (!is_dir(c->dir)) {
+  char *pre = shown_prefix(fs, c->dir, rel);
+  if (pre == NULL) return oom(d);
+  sf_status s = SF_OK;
+  char *cfg = NULL, *cfg_shown = NULL;
+  if (!sf_vfs_is_dir(fs, c->dir)) {
     if (*rel && kind_known && guess_kind(c->name, c->class_name) == SF_COMPONENT_TOKENIZER)
-      return sf_diag_set(d, SF_ERR_IO,
-                         "%s: component folder is missing (a tokenizer folder can be given with "
-                         "SF_PARAM_TOKENIZER_PATH)", rel);
-    if (*rel)
-      return sf_diag_set(d, SF_ERR_IO, "%s: component folder is missing", rel);
-    return sf_diag_set(d, SF_ERR_IO, "folder does not exist or is not a directory");
+      s = sf_diag_set(d, SF_ERR_IO,
+                      "%s: component folder is missing (a tokenizer folder can be given with "
+                      "SF_PARAM_TOKENIZER_PATH)", pre);
+    else if (*rel)
+      s = sf_diag_set(d, SF_ERR_IO, "%s: component folder is missing", pre);
+    else if (sf_vfs_is_memory(fs))
+      s = sf_diag_set(d, SF_ERR_IO, "%s%s: no such folder (no file of the set is under it)", sf_vfs_label(fs),
+                      c->dir);
+    else
+      s = sf_diag_set(d, SF_ERR_IO, "folder does not exist or is not a directory");
+    goto done;
   }
   static const char *const config_names[] = {
       [SF_COMPONENT_MODEL] = "config.json",
@@ -464,9 +484,12 @@ static sf_status component_load(sf_component *c, const char *rel, const char *va
   } else {
     c->kind = SF_COMPONENT_MODEL;
     for (int k = 0; k < 4; k++) {
-      char *p = str_printf("%s/%s", c->dir, config_names[k]);
-      if (p == NULL) return oom(d);
-      int found = is_file(p);
+      char *p = sf_vfs_join(fs, c->dir, config_names[k]);
+      if (p == NULL) {
+        s = oom(d);
+        goto done;
+      }
+      int found = sf_vfs_is_file(fs, p);
       free(p);
       if (found) {
         c->kind = (sf_component_kind)k;
@@ -474,39 +497,45 @@ static sf_status component_load(sf_component *c, const char *rel, const char *va
       }
     }
   }
-  char *cfg = str_printf("%s/%s", c->dir, config_names[c->kind]);
-  char *cfg_shown = str_printf("%s%s", rel, config_names[c->kind]);
+  cfg = sf_vfs_join(fs, c->dir, config_names[c->kind]);
+  cfg_shown = str_printf("%s%s", pre, config_names[c->kind]);
   if (cfg == NULL || cfg_shown == NULL) {
-    free(cfg);
-    free(cfg_shown);
-    return oom(d);
+    s = oom(d);
+    goto done;
   }
-  if (c->kind == SF_COMPONENT_TOKENIZER && !path_exists(cfg)) {
-    free(cfg); /* vocab.json + merges.txt alone are enough for a CLIP tokenizer */
-    free(cfg_shown);
+  if (c->kind == SF_COMPONENT_TOKENIZER && !sf_vfs_exists(fs, cfg)) {
+    /* vocab.json + merges.txt alone are enough for a CLIP tokenizer */
   } else {
-    if (!path_exists(cfg)) {
-      sf_diag_set(d, SF_ERR_IO, "%s is missing", cfg_shown);
-      free(cfg);
-      free(cfg_shown);
-      return SF_ERR_IO;
+    if (!sf_vfs_exists(fs, cfg)) {
+      s = sf_diag_set(d, SF_ERR_IO, "%s is missing", cfg_shown);
+      goto done;
     }
     /* Configs are written by Python's json module, which spells float('-inf') -Infinity. */
-    c->config = sf_json_parse_file_ex(cfg, cfg_shown, SF_CONFIG_MAX_BYTES,
-                                      SF_JSON_ALLOW_NONFINITE, d);
-    free(cfg_shown);
+    c->config = sf_json_parse_vfs(fs, cfg, cfg_shown, SF_CONFIG_MAX_BYTES, SF_JSON_ALLOW_NONFINITE, d);
     c->config_path = cfg;
-    if (c->config == NULL) return d ? d->status : SF_ERR_BAD_MODEL;
-    if (sf_json_root(c->config)->type != SF_JSON_OBJECT)
-      return sf_diag_set(d, SF_ERR_BAD_MODEL, "%s%s: not a JSON object", rel,
-                         config_names[c->kind]);
+    cfg = NULL;
+    if (c->config == NULL) {
+      s = d ? d->status : SF_ERR_BAD_MODEL;
+      goto done;
+    }
+    if (sf_json_root(c->config)->type != SF_JSON_OBJECT) {
+      s = sf_diag_set(d, SF_ERR_BAD_MODEL, "%s: not a JSON object", cfg_shown);
+      goto done;
+    }
     if (c->class_name == NULL) {
       const char *cls = sf_json_as_string(sf_json_get(sf_json_root(c->config), "_class_name"));
-      if (cls != NULL && (c->class_name = strdup(cls)) == NULL) return oom(d);
+      if (cls != NULL && (c->class_name = strdup(cls)) == NULL) {
+        s = oom(d);
+        goto done;
+      }
     }
   }
-  if (c->kind != SF_COMPONENT_MODEL) return SF_OK;
-  return find_weights(c, rel, variant, d);
+  if (c->kind == SF_COMPONENT_MODEL) s = find_weights(fs, c, rel, pre, variant, d);
+done:
+  free(cfg);
+  free(cfg_shown);
+  free(pre);
+  return s;
 }
 
 const sf_json *sf_component_config(const sf_component *c) {
@@ -520,6 +549,10 @@ static int valid_variant(const char *variant, sf_diag *d) {
 }
 
 sf_component *sf_component_open(const char *dir, const char *variant, sf_diag *d) {
+  return sf_component_open_vfs(sf_vfs_os(), dir, variant, d);
+}
+
+sf_component *sf_component_open_vfs(const sf_vfs *fs, const char *dir, const char *variant, sf_diag *d) {
   if (dir == NULL) {
     sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "component folder is NULL");
     return NULL;
@@ -538,10 +571,10 @@ sf_component *sf_component_open(const char *dir, const char *variant, sf_diag *d
   c->name = str_printf("%.*s", (int)(dir + len - base), base);
   if (c->dir == NULL || c->name == NULL) {
     oom(d);
-  } else if (component_load(c, "", variant, 0, d) == SF_OK) {
+  } else if (component_load(fs, c, "", variant, 0, d) == SF_OK) {
     return c;
   }
-  sf_diag_prefix(d, "component folder %s: ", dir);
+  if (!sf_vfs_is_memory(fs)) sf_diag_prefix(d, "component folder %s: ", dir); /* memory: names are full */
   sf_component_close(c);
   return NULL;
 }
@@ -578,37 +611,65 @@ static int component_entry(const sf_json *v, const char **lib, const char **cls)
   return *lib != NULL && *cls != NULL;
 }
 
-static sf_status folder_load(sf_model_folder *m, const char *variant, unsigned flags, sf_diag *d) {
-  if (!is_dir(m->dir))
+/* root: the folder's path in fs. */
+static sf_status folder_load(const sf_vfs *fs, sf_model_folder *m, const char *root, const char *variant,
+                             unsigned flags, sf_diag *d) {
+  if (!sf_vfs_is_dir(fs, root)) {
+    if (sf_vfs_is_memory(fs))
+      return sf_diag_set(d, SF_ERR_IO, "%s%s: no such folder (no file of the set is under it)", sf_vfs_label(fs),
+                         root);
     return sf_diag_set(d, SF_ERR_IO, "folder does not exist or is not a directory");
-  char *index = str_printf("%s/model_index.json", m->dir);
-  if (index == NULL) return oom(d);
-  if (!path_exists(index)) {
-    free(index);
-    return sf_diag_set(d, SF_ERR_IO, "model_index.json is missing (not a diffusers folder?)");
   }
-  m->index = sf_json_parse_file_ex(index, "model_index.json", SF_CONFIG_MAX_BYTES,
-                                   SF_JSON_ALLOW_NONFINITE, d);
-  free(index);
-  if (m->index == NULL) return d ? d->status : SF_ERR_BAD_MODEL;
-  const sf_json *root = sf_json_root(m->index);
-  if (root->type != SF_JSON_OBJECT)
-    return sf_diag_set(d, SF_ERR_BAD_MODEL, "model_index.json: not a JSON object");
-  const char *cls = sf_json_as_string(sf_json_get(root, "_class_name"));
-  if (cls != NULL && (m->class_name = strdup(cls)) == NULL) return oom(d);
-  m->components = calloc(root->len ? root->len : 1, sizeof *m->components);
-  if (m->components == NULL) return oom(d);
-  for (size_t i = 0; i < root->len; i++) {
-    const char *key = root->u.obj.keys[i];
+  char *index = sf_vfs_join(fs, root, "model_index.json");
+  char *index_shown = shown_prefix(fs, root, "");
+  char *tmp = index_shown ? str_printf("%smodel_index.json", index_shown) : NULL;
+  free(index_shown);
+  index_shown = tmp;
+  sf_status s = SF_OK;
+  if (index == NULL || index_shown == NULL) {
+    s = oom(d);
+    goto done;
+  }
+  if (!sf_vfs_exists(fs, index)) {
+    s = sf_diag_set(d, SF_ERR_IO, "%s is missing (not a diffusers folder?)", index_shown);
+    goto done;
+  }
+  m->index = sf_json_parse_vfs(fs, index, index_shown, SF_CONFIG_MAX_BYTES, SF_JSON_ALLOW_NONFINITE, d);
+  if (m->index == NULL) {
+    s = d ? d->status : SF_ERR_BAD_MODEL;
+    goto done;
+  }
+  const sf_json *root_obj = sf_json_root(m->index);
+  if (root_obj->type != SF_JSON_OBJECT) {
+    s = sf_diag_set(d, SF_ERR_BAD_MODEL, "%s: not a JSON object", index_shown);
+    goto done;
+  }
+  const char *cls = sf_json_as_string(sf_json_get(root_obj, "_class_name"));
+  if (cls != NULL && (m->class_name = strdup(cls)) == NULL) {
+    s = oom(d);
+    goto done;
+  }
+  m->components = calloc(root_obj->len ? root_obj->len : 1, sizeof *m->components);
+  if (m->components == NULL) {
+    s = oom(d);
+    goto done;
+  }
+  for (size_t i = 0; i < root_obj->len && s == SF_OK; i++) {
+    const char *key = root_obj->u.obj.keys[i];
     const char *lib, *klass;
-    if (key[0] == '_' || !component_entry(&root->u.obj.values[i], &lib, &klass)) continue;
-    if (!safe_name(key) || strlen(key) != root->u.obj.key_lens[i])
-      return sf_diag_set(d, SF_ERR_BAD_MODEL,
-                         "model_index.json: component name \"%.64s\" is not a folder name", key);
+    if (key[0] == '_' || !component_entry(&root_obj->u.obj.values[i], &lib, &klass)) continue;
+    if (!safe_name(key) || strlen(key) != root_obj->u.obj.key_lens[i]) {
+      s = sf_diag_set(d, SF_ERR_BAD_MODEL, "%s: component name \"%.64s\" is not a folder name", index_shown,
+                      key);
+      break;
+    }
     if ((flags & SF_FOLDER_TOKENIZER_OPTIONAL) && guess_kind(key, klass) == SF_COMPONENT_TOKENIZER) {
-      char *dir = str_printf("%s/%s", m->dir, key);
-      if (dir == NULL) return oom(d);
-      int present = is_dir(dir);
+      char *dir = sf_vfs_join(fs, root, key);
+      if (dir == NULL) {
+        s = oom(d);
+        break;
+      }
+      int present = sf_vfs_is_dir(fs, dir);
       free(dir);
       if (!present) continue;
     }
@@ -616,21 +677,20 @@ static sf_status folder_load(sf_model_folder *m, const char *variant, unsigned f
     c->name = strdup(key);
     c->library = strdup(lib);
     c->class_name = strdup(klass);
-    c->dir = str_printf("%s/%s", m->dir, key);
+    c->dir = sf_vfs_join(fs, root, key);
     char *rel = str_printf("%s/", key);
-    if (c->name == NULL || c->library == NULL || c->class_name == NULL || c->dir == NULL ||
-        rel == NULL) {
-      free(rel);
-      return oom(d);
-    }
-    sf_status s = component_load(c, rel, variant, 1, d);
+    if (c->name == NULL || c->library == NULL || c->class_name == NULL || c->dir == NULL || rel == NULL)
+      s = oom(d);
+    else
+      s = component_load(fs, c, rel, variant, 1, d);
     free(rel);
-    if (s != SF_OK) return s;
   }
-  if (m->n_components == 0)
-    return sf_diag_set(d, SF_ERR_BAD_MODEL,
-                       "model_index.json: no components (no [library, class] entries)");
-  return SF_OK;
+  if (s == SF_OK && m->n_components == 0)
+    s = sf_diag_set(d, SF_ERR_BAD_MODEL, "%s: no components (no [library, class] entries)", index_shown);
+done:
+  free(index);
+  free(index_shown);
+  return s;
 }
 
 sf_model_folder *sf_model_folder_open(const char *dir, const char *variant, sf_diag *d) {
@@ -638,6 +698,11 @@ sf_model_folder *sf_model_folder_open(const char *dir, const char *variant, sf_d
 }
 
 sf_model_folder *sf_model_folder_open_ex(const char *dir, const char *variant, unsigned flags, sf_diag *d) {
+  return sf_model_folder_open_vfs(sf_vfs_os(), dir, variant, flags, d);
+}
+
+sf_model_folder *sf_model_folder_open_vfs(const sf_vfs *fs, const char *dir, const char *variant, unsigned flags,
+                                          sf_diag *d) {
   if (dir == NULL) {
     sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "model folder is NULL");
     return NULL;
@@ -650,14 +715,17 @@ sf_model_folder *sf_model_folder_open_ex(const char *dir, const char *variant, u
   }
   size_t len = strlen(dir);
   while (len > 1 && dir[len - 1] == '/') len--;
-  m->dir = str_printf("%.*s", (int)len, dir);
+  char *root = str_printf("%.*s", (int)len, dir);
+  m->dir = root ? shown_dir(fs, root) : NULL;
   m->variant = variant ? strdup(variant) : NULL;
-  if (m->dir == NULL || (variant && m->variant == NULL)) {
+  if (root == NULL || m->dir == NULL || (variant && m->variant == NULL)) {
     oom(d);
-  } else if (folder_load(m, variant, flags, d) == SF_OK) {
+  } else if (folder_load(fs, m, root, variant, flags, d) == SF_OK) {
+    free(root);
     return m;
   }
-  sf_diag_prefix(d, "model folder %s: ", dir);
+  free(root);
+  if (!sf_vfs_is_memory(fs)) sf_diag_prefix(d, "model folder %s: ", dir); /* memory: names are full */
   sf_model_folder_close(m);
   return NULL;
 }
@@ -670,9 +738,14 @@ const sf_component *sf_model_folder_find(const sf_model_folder *m, const char *n
 }
 
 sf_model_folder *sf_model_folder_from_component(sf_component *c, const char *role, sf_diag *d) {
+  return sf_model_folder_from_component_vfs(sf_vfs_os(), c, role, d);
+}
+
+sf_model_folder *sf_model_folder_from_component_vfs(const sf_vfs *fs, sf_component *c, const char *role,
+                                                    sf_diag *d) {
   sf_model_folder *m = calloc(1, sizeof *m);
   char *name = role ? strdup(role) : NULL;
-  char *dir = c ? strdup(c->dir) : NULL;
+  char *dir = c ? shown_dir(fs, c->dir) : NULL;
   if (m == NULL || (role && name == NULL) || dir == NULL) {
     free(m);
     free(name);

@@ -2,7 +2,11 @@
  * subfolder per component with its config and (for models) safetensors weights, possibly a
  * precision variant (".fp16") and possibly sharded. Everything is opened and validated up
  * front; weight files are memory-mapped, so opening costs no RSS until tensors are read.
- * Messages name files relative to the folder and are prefixed with the folder itself. */
+ * Messages name files relative to the folder and are prefixed with the folder itself.
+ *
+ * The *_vfs functions read from a file source (io/vfs.h): the file system, or an in-memory set
+ * whose root is the path "". Memory files are named by their full path after the set's label
+ * ("memory:unet/config.json"), without a folder prefix; weight files are used in place. */
 #ifndef SF_IO_MODEL_FOLDER_H
 #define SF_IO_MODEL_FOLDER_H
 
@@ -12,6 +16,7 @@
 #include "core/diag.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "io/vfs.h"
 
 /* ---- weights: every tensor of one component, across its shards ------------------------- */
 
@@ -19,6 +24,7 @@ typedef struct sf_weights sf_weights;
 
 /* One safetensors file as a weight set (e.g. a TAESD decoder file). */
 sf_weights *sf_weights_open_file(const char *path, sf_diag *d);
+sf_weights *sf_weights_open_file_vfs(const sf_vfs *fs, const char *path, sf_diag *d);
 void sf_weights_close(sf_weights *w);
 
 size_t sf_weights_count(const sf_weights *w);
@@ -62,9 +68,9 @@ typedef struct sf_component {
   char *name;        /* model_index.json key, or the folder's base name */
   char *library;     /* "diffusers", "transformers"; NULL for a folder opened alone */
   char *class_name;  /* from model_index.json, else the config's "_class_name"; may be NULL */
-  char *dir;         /* the component folder, as a path usable with fopen */
+  char *dir;         /* the component folder, as a path in the file source it came from */
   sf_component_kind kind;
-  char *config_path; /* NULL only for a tokenizer without tokenizer_config.json */
+  char *config_path; /* in the same source; NULL only for a tokenizer without tokenizer_config.json */
   sf_json_doc *config;
   /* NULL for schedulers, tokenizers, processors and config-only models. */
   sf_weights *weights;
@@ -80,12 +86,14 @@ const sf_json *sf_component_config(const sf_component *c); /* config root or NUL
 /* A single component folder by itself (a UNet or TAESD folder with config.json + weights).
  * variant: NULL or e.g. "fp16" (falls back to the plain file, with a note). */
 sf_component *sf_component_open(const char *dir, const char *variant, sf_diag *d);
+sf_component *sf_component_open_vfs(const sf_vfs *fs, const char *dir, const char *variant, sf_diag *d);
 void sf_component_close(sf_component *c);
 
 /* ---- the pipeline folder ---------------------------------------------------------------- */
 
 typedef struct sf_model_folder {
-  char *dir;
+  char *dir;        /* for messages and descriptions: the path as given, or for a memory set
+                     * "memory" (its root) / "memory:DIR"; components' dirs are the paths */
   char *variant;    /* as requested, or NULL */
   sf_json_doc *index; /* model_index.json */
   char *class_name; /* "_class_name", e.g. "StableDiffusionPipeline"; may be NULL */
@@ -102,10 +110,15 @@ enum {
   SF_FOLDER_TOKENIZER_OPTIONAL = 1
 };
 sf_model_folder *sf_model_folder_open_ex(const char *dir, const char *variant, unsigned flags, sf_diag *d);
+sf_model_folder *sf_model_folder_open_vfs(const sf_vfs *fs, const char *dir, const char *variant, unsigned flags,
+                                          sf_diag *d);
 void sf_model_folder_close(sf_model_folder *m);
 /* A folder of one component opened by itself (sf_component_open, or a component the
  * caller filled in), named `role` ("unet", "vae", ...). Takes c over, also on failure. */
 sf_model_folder *sf_model_folder_from_component(sf_component *c, const char *role, sf_diag *d);
+/* Same for a component opened from fs (names the folder as sf_model_folder_open_vfs does). */
+sf_model_folder *sf_model_folder_from_component_vfs(const sf_vfs *fs, sf_component *c, const char *role,
+                                                    sf_diag *d);
 /* NULL if the component is absent (not listed, or listed as [null, null]). */
 const sf_component *sf_model_folder_find(const sf_model_folder *m, const char *name);
 

@@ -1,16 +1,11 @@
-#define _POSIX_C_SOURCE 200809L /* mmap, open, fstat */
+#define _POSIX_C_SOURCE 200809L /* strdup */
 #include "io/safetensors.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "io/json.h"
 
@@ -25,8 +20,7 @@
 struct sf_safetensors {
   char *path;
   char *name; /* used in messages */
-  void *map;  /* non-NULL when we own an mmap */
-  size_t map_size;
+  sf_vfs_map map; /* the file's bytes (cleared for sf_st_open_memory's borrowed buffer) */
   const unsigned char *base;
   size_t size;
   sf_json_doc *header;
@@ -313,44 +307,42 @@ sf_safetensors *sf_st_open_memory(const void *data, size_t size, const char *nam
 }
 
 sf_safetensors *sf_st_open_as(const char *path, const char *display_name, sf_diag *d) {
+  return sf_st_open_vfs(sf_vfs_os(), path, display_name, d);
+}
+
+sf_safetensors *sf_st_open_vfs(const sf_vfs *fs, const char *path, const char *display_name, sf_diag *d) {
+  char label_path[4200]; /* a memory file is named by its path after the label */
+  if (display_name == NULL && sf_vfs_is_memory(fs)) {
+    snprintf(label_path, sizeof label_path, "%s%.4000s", sf_vfs_label(fs), path);
+    display_name = label_path;
+  }
   const char *shown = display_name ? display_name : path;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    sf_diag_set(d, SF_ERR_IO, "file %s: cannot open: %s", shown, strerror(errno));
-    return NULL;
-  }
-  struct stat sb;
-  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    close(fd);
-    sf_diag_set(d, SF_ERR_IO, "file %s: not a regular file", shown);
-    return NULL;
-  }
-  if ((unsigned long long)sb.st_size > (unsigned long long)SIZE_MAX) {
-    close(fd);
-    sf_diag_set(d, SF_ERR_IO, "file %s: too large to map", shown);
-    return NULL;
+  sf_vfs_map m;
+  int err;
+  switch (sf_vfs_map_file(fs, path, &m, &err)) {
+    case SF_VFS_MAPPED: break;
+    case SF_VFS_MAP_OPEN_FAILED:
+      sf_diag_set(d, SF_ERR_IO, "file %s: cannot open: %s", shown, strerror(err));
+      return NULL;
+    case SF_VFS_MAP_NOT_REGULAR:
+      sf_diag_set(d, SF_ERR_IO, "file %s: not a regular file", shown);
+      return NULL;
+    case SF_VFS_MAP_TOO_LARGE:
+      sf_diag_set(d, SF_ERR_IO, "file %s: too large to map", shown);
+      return NULL;
+    case SF_VFS_MAP_FAILED:
+    default:
+      sf_diag_set(d, SF_ERR_IO, "file %s: cannot map %zu bytes: %s", shown, m.size, strerror(err));
+      return NULL;
   }
   sf_safetensors *st = st_new(path, shown, d);
   if (st == NULL) {
-    close(fd);
+    sf_vfs_unmap(&m);
     return NULL;
   }
-  size_t size = (size_t)sb.st_size;
-  if (size > 0) {
-    void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-      int err = errno;
-      close(fd);
-      sf_st_close(st);
-      sf_diag_set(d, SF_ERR_IO, "file %s: cannot map %zu bytes: %s", shown, size, strerror(err));
-      return NULL;
-    }
-    st->map = m;
-    st->map_size = size;
-    st->base = m;
-  }
-  close(fd);
-  st->size = size;
+  st->map = m;
+  st->base = m.data;
+  st->size = m.size;
   if (validate(st, d) != SF_OK) {
     sf_st_close(st);
     return NULL;
@@ -362,7 +354,7 @@ sf_safetensors *sf_st_open(const char *path, sf_diag *d) { return sf_st_open_as(
 
 void sf_st_close(sf_safetensors *st) {
   if (st == NULL) return;
-  if (st->map) munmap(st->map, st->map_size);
+  sf_vfs_unmap(&st->map);
   sf_json_free(st->header);
   free(st->tensors);
   free(st->path);

@@ -1,6 +1,6 @@
 /* Reader for the safetensors format: an 8-byte little-endian header length, a JSON
  * header {name: {dtype, shape, data_offsets:[begin,end]}, "__metadata__": {...}}, then
- * raw little-endian C-order data. Files are memory-mapped; nothing is trusted: every
+ * raw little-endian C-order data. Files are memory-mapped (or used in place from memory); nothing is trusted: every
  * offset, length, shape product and dtype size is checked before use. */
 #ifndef SF_IO_SAFETENSORS_H
 #define SF_IO_SAFETENSORS_H
@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/diag.h"
+#include "io/vfs.h"
 
 typedef enum sf_dtype {
   SF_DTYPE_F32 = 0,
@@ -46,6 +47,9 @@ sf_safetensors *sf_st_open(const char *path, sf_diag *d);
 /* Same, naming the file display_name in messages (e.g. a path relative to a model folder);
  * sf_st_path still returns path. */
 sf_safetensors *sf_st_open_as(const char *path, const char *display_name, sf_diag *d);
+/* Same, mapping path from fs (sf_vfs_os() for the file system; a memory set's file is used in
+ * place and never written, and a copied one stays referenced until sf_st_close). */
+sf_safetensors *sf_st_open_vfs(const sf_vfs *fs, const char *path, const char *display_name, sf_diag *d);
 /* Same validation over a caller-owned buffer (kept borrowed until close): for tests and
  * fuzzing. name is used in messages. */
 sf_safetensors *sf_st_open_memory(const void *data, size_t size, const char *name, sf_diag *d);

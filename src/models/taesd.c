@@ -270,18 +270,22 @@ oom:
 }
 
 sf_taesd *sf_taesd_open_dir(const char *dir, int parts, sf_diag *d) {
+  return sf_taesd_open_dir_vfs(sf_vfs_os(), dir, parts, d);
+}
+
+sf_taesd *sf_taesd_open_dir_vfs(const sf_vfs *fs, const char *dir, int parts, sf_diag *d) {
   if (dir == NULL || (parts & SF_TAESD_BOTH) == 0 || (parts & ~SF_TAESD_BOTH) != 0) {
     sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "taesd: NULL folder or bad parts %d", parts);
     return NULL;
   }
-  sf_component *comp = sf_component_open(dir, NULL, d);
+  sf_component *comp = sf_component_open_vfs(fs, dir, NULL, d);
   if (comp == NULL) return NULL;
   sf_taesd *t = NULL;
   sf_taesd_config cfg;
   if (sf_taesd_config_parse(sf_component_config(comp), &cfg, d) != SF_OK) {
-    sf_diag_prefix(d, "%s: ", comp->config_path ? comp->config_path : dir);
+    sf_diag_prefix(d, "%s%s: ", sf_vfs_label(fs), comp->config_path ? comp->config_path : dir);
   } else if (comp->weights == NULL) {
-    sf_diag_set(d, SF_ERR_BAD_MODEL, "taesd: %s has a config but no weights", dir);
+    sf_diag_set(d, SF_ERR_BAD_MODEL, "taesd: %s%s has a config but no weights", sf_vfs_label(fs), dir);
   } else {
     sf_wsrc *ws = sf_wsrc_from_weights(comp->weights, "taesd");
     if (ws == NULL) {
@@ -317,6 +321,11 @@ static size_t raw_latent_channels(const sf_weights *w, int decoder) {
 }
 
 sf_taesd *sf_taesd_open_files(const char *decoder_path, const char *encoder_path, sf_diag *d) {
+  return sf_taesd_open_files_vfs(sf_vfs_os(), decoder_path, encoder_path, d);
+}
+
+sf_taesd *sf_taesd_open_files_vfs(const sf_vfs *fs, const char *decoder_path, const char *encoder_path,
+                                  sf_diag *d) {
   if (decoder_path == NULL && encoder_path == NULL) {
     sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "taesd: no decoder or encoder file");
     return NULL;
@@ -326,13 +335,14 @@ sf_taesd *sf_taesd_open_files(const char *decoder_path, const char *encoder_path
   sf_taesd *t = NULL;
   sf_taesd_config cfg;
   size_t ld = 0, le = 0;
-  if (decoder_path && (wd = sf_weights_open_file(decoder_path, d)) == NULL) goto done;
-  if (encoder_path && (we = sf_weights_open_file(encoder_path, d)) == NULL) goto done;
+  const char *label = sf_vfs_label(fs); /* messages name memory files "memory:PATH" */
+  if (decoder_path && (wd = sf_weights_open_file_vfs(fs, decoder_path, d)) == NULL) goto done;
+  if (encoder_path && (we = sf_weights_open_file_vfs(fs, encoder_path, d)) == NULL) goto done;
   ld = wd ? raw_latent_channels(wd, 1) : 0;
   le = we ? raw_latent_channels(we, 0) : 0;
   if (ld && le && ld != le) {
-    sf_diag_set(d, SF_ERR_BAD_MODEL, "taesd: %s takes %zu latent channels but %s makes %zu", decoder_path, ld,
-                encoder_path, le);
+    sf_diag_set(d, SF_ERR_BAD_MODEL, "taesd: %s%s takes %zu latent channels but %s%s makes %zu", label,
+                decoder_path, ld, label, encoder_path, le);
     goto done;
   }
   sf_taesd_config_default(&cfg, ld ? ld : le ? le : 4);
@@ -345,8 +355,8 @@ sf_taesd *sf_taesd_open_files(const char *decoder_path, const char *encoder_path
   if (t == NULL) {
     /* Name the file whose tensors did not fit (the weight source only knows its role). */
     sf_diag dd = {0}, de = {0};
-    if (wsd && sf_wsrc_status(wsd, 1, &dd) != SF_OK) sf_diag_prefix(d, "%s: ", decoder_path);
-    else if (wse && sf_wsrc_status(wse, 1, &de) != SF_OK) sf_diag_prefix(d, "%s: ", encoder_path);
+    if (wsd && sf_wsrc_status(wsd, 1, &dd) != SF_OK) sf_diag_prefix(d, "%s%s: ", label, decoder_path);
+    else if (wse && sf_wsrc_status(wse, 1, &de) != SF_OK) sf_diag_prefix(d, "%s%s: ", label, encoder_path);
   }
 done:
   sf_wsrc_destroy(wsd);

@@ -22,6 +22,7 @@
 #include "graph/graph.h"
 #include "graph/wsrc.h"
 #include "io/json.h"
+#include "io/vfs.h"
 
 #define SF_TAESD_MAX_STAGES 8
 
@@ -61,6 +62,10 @@ sf_taesd *sf_taesd_open_dir(const char *dir, int parts, sf_diag *d);
 /* The raw taesd.py files; either path may be NULL. The latent width is read from the files
  * (4 for SD-1.x, 16 for taef1/taesd3). */
 sf_taesd *sf_taesd_open_files(const char *decoder_path, const char *encoder_path, sf_diag *d);
+/* The same two, reading from fs (io/vfs.h). */
+sf_taesd *sf_taesd_open_dir_vfs(const sf_vfs *fs, const char *dir, int parts, sf_diag *d);
+sf_taesd *sf_taesd_open_files_vfs(const sf_vfs *fs, const char *decoder_path, const char *encoder_path,
+                                  sf_diag *d);
 void sf_taesd_destroy(sf_taesd *t);
 
 /* latents NCHW [b, latent_channels, h, w] -> image NCHW [b, out_channels, 8h, 8w] (for the

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "graph/wsrc.h"
 #include "models/clip_text.h"
@@ -81,22 +80,28 @@ static sf_status build_vae(sf_pipeline *p, const sf_component *c, int parts, sf_
   return p->vae ? SF_OK : d->status;
 }
 
-/* A diffusers AutoencoderTiny folder, or the raw taesd.py weight files. */
-static struct sf_taesd *open_taesd(const char *dir, int parts, sf_diag *d) {
-  char dec[4096], enc[4096];
-  struct stat st;
-  snprintf(dec, sizeof dec, "%s/taesd_decoder.safetensors", dir);
-  snprintf(enc, sizeof enc, "%s/taesd_encoder.safetensors", dir);
-  int has_dec = stat(dec, &st) == 0, has_enc = stat(enc, &st) == 0;
-  if (!has_dec && !has_enc) return sf_taesd_open_dir(dir, parts, d);
-  return sf_taesd_open_files((parts & 1) && has_dec ? dec : NULL, (parts & 2) && has_enc ? enc : NULL, d);
+/* A diffusers AutoencoderTiny folder, or the raw taesd.py weight files, in fs. */
+static struct sf_taesd *open_taesd(const sf_vfs *fs, const char *dir, int parts, sf_diag *d) {
+  char *dec = sf_vfs_join(fs, dir, "taesd_decoder.safetensors");
+  char *enc = sf_vfs_join(fs, dir, "taesd_encoder.safetensors");
+  struct sf_taesd *t = NULL;
+  if (dec == NULL || enc == NULL) {
+    sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "taesd: out of memory");
+  } else {
+    int has_dec = sf_vfs_exists(fs, dec), has_enc = sf_vfs_exists(fs, enc);
+    if (!has_dec && !has_enc) t = sf_taesd_open_dir_vfs(fs, dir, parts, d);
+    else t = sf_taesd_open_files_vfs(fs, (parts & 1) && has_dec ? dec : NULL, (parts & 2) && has_enc ? enc : NULL, d);
+  }
+  free(dec);
+  free(enc);
+  return t;
 }
 
-sf_status sf_pipeline_load_tokenizer(sf_pipeline *p, const char *override_dir, sf_diag *d) {
+sf_status sf_pipeline_load_tokenizer(sf_pipeline *p, const sf_vfs *fs, const char *override_dir, sf_diag *d) {
   const sf_component *c = sf_model_folder_find(p->folder, "tokenizer");
   const char *dir = override_dir ? override_dir : c ? c->dir : NULL;
   if (dir == NULL) return SF_OK;
-  p->tokenizer = sf_tokenizer_load_dir(dir, d);
+  p->tokenizer = sf_tokenizer_load_dir_vfs(override_dir ? sf_vfs_os() : fs, dir, d);
   if (p->tokenizer == NULL && override_dir) sf_diag_prefix(d, "SF_PARAM_TOKENIZER_PATH %s: ", override_dir);
   return p->tokenizer ? SF_OK : d->status;
 }
@@ -115,7 +120,8 @@ void sf_pipeline_free_networks(sf_pipeline *p) {
   p->networks = 0;
 }
 
-sf_status sf_pipeline_build_networks(sf_pipeline *p, unsigned networks, const char *taesd_path, sf_diag *d) {
+sf_status sf_pipeline_build_networks(sf_pipeline *p, const sf_vfs *fs, unsigned networks, const char *taesd_path,
+                                     sf_diag *d) {
   const sf_model_folder *m = p->folder;
   const sf_component *c;
   if ((networks & SF_NET_TEXT_ENCODER) && (c = sf_model_folder_find(m, "text_encoder")) != NULL) {
@@ -133,10 +139,14 @@ sf_status sf_pipeline_build_networks(sf_pipeline *p, unsigned networks, const ch
   }
   int taesd_parts = ((networks & SF_NET_TAESD_DECODER) ? 1 : 0) | ((networks & SF_NET_TAESD_ENCODER) ? 2 : 0);
   if (taesd_parts) {
-    const char *dir = taesd_path;
-    if (dir == NULL && (c = sf_model_folder_find(m, "taesd")) != NULL) dir = c->dir;
+    const char *dir = taesd_path; /* a path in the file system */
+    const sf_vfs *taesd_fs = sf_vfs_os();
+    if (dir == NULL && (c = sf_model_folder_find(m, "taesd")) != NULL) {
+      dir = c->dir;
+      taesd_fs = fs;
+    }
     if (dir != NULL) {
-      p->taesd = open_taesd(dir, taesd_parts, d);
+      p->taesd = open_taesd(taesd_fs, dir, taesd_parts, d);
       if (p->taesd == NULL) return d->status;
       int built = sf_taesd_parts(p->taesd);
       p->networks |= ((built & 1) ? SF_NET_TAESD_DECODER : 0) | ((built & 2) ? SF_NET_TAESD_ENCODER : 0);

@@ -43,11 +43,15 @@ struct sf_pipeline {
  * malloc'd string or NULL when out of memory. */
 char *sf_pipeline_describe_alloc(const sf_pipeline *p, int format);
 
-/* Builds the networks asked for in `networks` (sf_network bits) that the folder has. */
-sf_status sf_pipeline_build_networks(sf_pipeline *p, unsigned networks, const char *taesd_path, sf_diag *d);
+/* Builds the networks asked for in `networks` (sf_network bits) that the folder has. fs: the
+ * file source the folder was opened from (its TAESD is read there; taesd_path is a path in the
+ * file system). */
+sf_status sf_pipeline_build_networks(sf_pipeline *p, const sf_vfs *fs, unsigned networks, const char *taesd_path,
+                                     sf_diag *d);
 void sf_pipeline_free_networks(sf_pipeline *p);
 /* The tokenizer is loaded even when inspecting: it is cheap and validates its files.
- * override_dir: SF_PARAM_TOKENIZER_PATH, or NULL for the folder's own tokenizer (if any). */
-sf_status sf_pipeline_load_tokenizer(sf_pipeline *p, const char *override_dir, sf_diag *d);
+ * override_dir: SF_PARAM_TOKENIZER_PATH (a file system folder), or NULL for the folder's own
+ * tokenizer (if any), read from fs. */
+sf_status sf_pipeline_load_tokenizer(sf_pipeline *p, const sf_vfs *fs, const char *override_dir, sf_diag *d);
 
 #endif

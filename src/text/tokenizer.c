@@ -319,10 +319,13 @@ static sf_status add_merges(sf_tokenizer *t, const char *text, size_t len, size_
   return SF_OK;
 }
 
-static char *read_file(const char *path, size_t max_bytes, size_t *len, sf_diag *d) {
-  FILE *f = fopen(path, "rb");
+/* The whole file (NUL-terminated) at path in fs; messages name it `shown`. */
+static char *read_file(const sf_vfs *fs, const char *path, const char *shown, size_t max_bytes, size_t *len,
+                       sf_diag *d) {
+  int open_err = 0;
+  sf_vfs_file *f = sf_vfs_open(fs, path, &open_err);
   if (f == NULL) {
-    sf_diag_set(d, SF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    sf_diag_set(d, SF_ERR_IO, "%s: cannot open: %s", shown, strerror(open_err));
     return NULL;
   }
   size_t cap = 1 << 16, n = 0;
@@ -331,8 +334,8 @@ static char *read_file(const char *path, size_t max_bytes, size_t *len, sf_diag 
     if (n == cap) {
       if (cap >= max_bytes) {
         free(buf);
-        fclose(f);
-        sf_diag_set(d, SF_ERR_BAD_MODEL, "%s: larger than %zu bytes", path, max_bytes);
+        sf_vfs_close(f);
+        sf_diag_set(d, SF_ERR_BAD_MODEL, "%s: larger than %zu bytes", shown, max_bytes);
         return NULL;
       }
       cap *= 2;
@@ -344,33 +347,35 @@ static char *read_file(const char *path, size_t max_bytes, size_t *len, sf_diag 
       }
       buf = nb;
     }
-    size_t r = fread(buf + n, 1, cap - n, f);
+    size_t r = sf_vfs_read(f, buf + n, cap - n);
     n += r;
     if (r == 0) break;
   }
   if (buf == NULL) {
-    fclose(f);
-    sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    sf_vfs_close(f);
+    sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", shown);
     return NULL;
   }
-  if (ferror(f)) {
+  if (sf_vfs_error(f)) {
     free(buf);
-    fclose(f);
-    sf_diag_set(d, SF_ERR_IO, "%s: read error", path);
+    sf_vfs_close(f);
+    sf_diag_set(d, SF_ERR_IO, "%s: read error", shown);
     return NULL;
   }
-  fclose(f);
+  sf_vfs_close(f);
   buf[n] = 0;
   *len = n;
   return buf;
 }
 
 sf_tokenizer *sf_tokenizer_load_files(const char *vocab_json_path, const char *merges_txt_path, sf_diag *d) {
-  if (vocab_json_path == NULL || merges_txt_path == NULL) {
-    sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "tokenizer: NULL path");
-    return NULL;
-  }
-  sf_json_doc *doc = sf_json_parse_file(vocab_json_path, (size_t)64 << 20, d);
+  return sf_tokenizer_load_files_vfs(sf_vfs_os(), vocab_json_path, merges_txt_path, d);
+}
+
+/* Messages name the files vocab_json_path / merges_txt_path (memory files after the label). */
+static sf_tokenizer *load_files(const sf_vfs *fs, const char *vocab_path, const char *merges_path,
+                                const char *vocab_json_path, const char *merges_txt_path, sf_diag *d) {
+  sf_json_doc *doc = sf_json_parse_vfs(fs, vocab_path, vocab_json_path, (size_t)64 << 20, 0, d);
   if (doc == NULL) return NULL;
   const sf_json *root = sf_json_root(doc);
   if (root == NULL || root->type != SF_JSON_OBJECT || root->len == 0) {
@@ -424,7 +429,7 @@ sf_tokenizer *sf_tokenizer_load_files(const char *vocab_json_path, const char *m
   sf_tokenizer *t = build_vocab(tok, n_vocab, vocab_json_path, d);
   if (t == NULL) return NULL;
   size_t mlen;
-  char *m = read_file(merges_txt_path, (size_t)64 << 20, &mlen, d);
+  char *m = read_file(fs, merges_path, merges_txt_path, (size_t)64 << 20, &mlen, d);
   if (m == NULL) {
     sf_tokenizer_free(t);
     return NULL;
@@ -442,22 +447,47 @@ sf_tokenizer *sf_tokenizer_load_files(const char *vocab_json_path, const char *m
   return t;
 }
 
+sf_tokenizer *sf_tokenizer_load_files_vfs(const sf_vfs *fs, const char *vocab_json_path, const char *merges_txt_path,
+                                          sf_diag *d) {
+  if (vocab_json_path == NULL || merges_txt_path == NULL) {
+    sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "tokenizer: NULL path");
+    return NULL;
+  }
+  const char *label = sf_vfs_label(fs);
+  char *v = malloc(strlen(label) + strlen(vocab_json_path) + 1);
+  char *m = malloc(strlen(label) + strlen(merges_txt_path) + 1);
+  sf_tokenizer *t = NULL;
+  if (v == NULL || m == NULL) {
+    sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "tokenizer: out of memory");
+  } else {
+    strcpy(v, label);
+    strcat(v, vocab_json_path);
+    strcpy(m, label);
+    strcat(m, merges_txt_path);
+    t = load_files(fs, vocab_json_path, merges_txt_path, v, m, d);
+  }
+  free(v);
+  free(m);
+  return t;
+}
+
 sf_tokenizer *sf_tokenizer_load_dir(const char *tokenizer_dir, sf_diag *d) {
+  return sf_tokenizer_load_dir_vfs(sf_vfs_os(), tokenizer_dir, d);
+}
+
+sf_tokenizer *sf_tokenizer_load_dir_vfs(const sf_vfs *fs, const char *tokenizer_dir, sf_diag *d) {
   if (tokenizer_dir == NULL) {
     sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "tokenizer: NULL directory");
     return NULL;
   }
-  size_t n = strlen(tokenizer_dir) + 16;
-  char *v = malloc(n), *m = malloc(n);
+  char *v = sf_vfs_join(fs, tokenizer_dir, "vocab.json"), *m = sf_vfs_join(fs, tokenizer_dir, "merges.txt");
   if (v == NULL || m == NULL) {
     free(v);
     free(m);
     sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "tokenizer: out of memory");
     return NULL;
   }
-  snprintf(v, n, "%s/vocab.json", tokenizer_dir);
-  snprintf(m, n, "%s/merges.txt", tokenizer_dir);
-  sf_tokenizer *t = sf_tokenizer_load_files(v, m, d);
+  sf_tokenizer *t = sf_tokenizer_load_files_vfs(fs, v, m, d);
   free(v);
   free(m);
   return t;
@@ -555,7 +585,7 @@ sf_tokenizer *sf_tokenizer_load_openai_gz(const char *bpe_gz_path, sf_diag *d) {
     return NULL;
   }
   size_t zlen;
-  char *z = read_file(bpe_gz_path, (size_t)64 << 20, &zlen, d);
+  char *z = read_file(sf_vfs_os(), bpe_gz_path, bpe_gz_path, (size_t)64 << 20, &zlen, d);
   if (z == NULL) return NULL;
   size_t len;
   char *text = gunzip(bpe_gz_path, (const unsigned char *)z, zlen, &len, d);

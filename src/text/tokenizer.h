@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/diag.h"
+#include "io/vfs.h"
 #include "snapfusion.h"
 
 typedef struct sf_tokenizer sf_tokenizer;
@@ -26,6 +27,10 @@ typedef struct sf_tokenizer sf_tokenizer;
 sf_tokenizer *sf_tokenizer_load_files(const char *vocab_json_path, const char *merges_txt_path, sf_diag *d);
 /* A diffusers "tokenizer/" folder: <dir>/vocab.json and <dir>/merges.txt. */
 sf_tokenizer *sf_tokenizer_load_dir(const char *tokenizer_dir, sf_diag *d);
+/* The same two, reading from fs (io/vfs.h; memory files are named "memory:PATH" in messages). */
+sf_tokenizer *sf_tokenizer_load_files_vfs(const sf_vfs *fs, const char *vocab_json_path, const char *merges_txt_path,
+                                          sf_diag *d);
+sf_tokenizer *sf_tokenizer_load_dir_vfs(const sf_vfs *fs, const char *tokenizer_dir, sf_diag *d);
 /* OpenAI's bpe_simple_vocab_16e6.txt.gz; the vocabulary is built as simple_tokenizer
  * does (256 byte symbols, the same with "</w>", one token per merge, then the two
  * special tokens), so ids equal those of the diffusers files. */
