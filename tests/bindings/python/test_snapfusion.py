@@ -196,21 +196,60 @@ class TestLibrary(unittest.TestCase):
         self.assertEqual(sf.version_number(), major * 10000 + minor * 100 + patch)
 
     def test_every_header_function_is_declared(self):
-        """Each SF_API function of snapfusion.h has a ctypes declaration with as many
-        arguments and a result exactly when the C function has one."""
+        """Each SF_API function of snapfusion.h (the deprecated ones included) has a ctypes
+        declaration whose result and argument types are exactly the C ones."""
         with open(os.path.join(SOURCE_DIR, "include", "snapfusion.h"), encoding="utf-8") as f:
             header = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
+        enums = set(re.findall(r"typedef enum (sf_\w+)", header))
+        header = re.sub(r'SF_DEPRECATED\("[^"]*"\)', "", header)
         decls = re.findall(r"^SF_API\s+([^;()]*?)\b(sf_\w+)\s*\(([^)]*)\)\s*;", header, flags=re.M)
-        self.assertGreater(len(decls), 60)
+        self.assertGreater(len(decls), 75)
+        P = ctypes.POINTER
+        opaque = {"sf_context": raw.Context, "sf_params": raw.Params, "sf_pipeline": raw.Pipeline,
+                  "sf_rng": raw.Rng, "sf_image": raw.Image, "sf_job": raw.Job, "sf_schedule": raw.Schedule}
+        scalars = {"int": ctypes.c_int, "int32_t": ctypes.c_int32, "int64_t": ctypes.c_int64,
+                   "uint8_t": ctypes.c_uint8, "uint32_t": ctypes.c_uint32, "uint64_t": ctypes.c_uint64,
+                   "size_t": ctypes.c_size_t, "float": ctypes.c_float, "double": ctypes.c_double,
+                   "sf_log_fn": raw.LOG_FN, "sf_progress_fn": raw.PROGRESS_FN}
+
+        def expected(ctype, where):
+            """The ctypes types accepted for one C type (text without the parameter name)."""
+            const = "const" in ctype.split()
+            base = " ".join(w for w in ctype.replace("*", " ").split() if w != "const")
+            stars = ctype.count("*")
+            if base == "void":
+                return {None} if stars == 0 else {ctypes.c_void_p}
+            if base == "char" and stars >= 1:
+                # const char * is a string; char * a caller buffer (raw bytes are fine too)
+                t = {ctypes.c_char_p} if const or stars == 2 else {ctypes.c_char_p, ctypes.c_void_p}
+                stars -= 1
+            elif base in enums:
+                t = {ctypes.c_int}
+            elif base in opaque:
+                self.assertGreaterEqual(stars, 1, where + ": opaque type by value")
+                t = {opaque[base]}
+            else:
+                self.assertIn(base, scalars, where + ": unknown C type " + ctype)
+                t = {scalars[base]}
+            for _ in range(stars):
+                t = {P(x) for x in t}
+            return t
+
         names = set()
         for ret, name, args in decls:
             names.add(name)
             self.assertIn(name, raw.FUNCTIONS, name + " has no binding")
             restype, argtypes = raw.FUNCTIONS[name]
-            nargs = 0 if args.strip() in ("", "void") else args.count(",") + 1
-            self.assertEqual(len(argtypes), nargs, name + ": argument count")
-            self.assertEqual(restype is None, ret.strip() == "void", name + ": result type")
+            self.assertIn(restype, expected(ret, name + " result"), name + ": result type")
+            params = [] if args.strip() in ("", "void") else [a.strip() for a in args.split(",")]
+            self.assertEqual(len(argtypes), len(params), name + ": argument count")
+            for i, (param, got) in enumerate(zip(params, argtypes)):
+                ctype = re.sub(r"\b\w+$", "", param) if re.search(r"[\w*]\s*\b\w+$", param) else param
+                self.assertIn(got, expected(ctype, "%s argument %d" % (name, i + 1)),
+                              "%s argument %d (%s)" % (name, i + 1, param))
         self.assertEqual(set(raw.FUNCTIONS) - names, set(), "bindings of functions the header lacks")
+        for old in ("sf_unet_predict", "sf_decode_latents", "sf_encode_image"):  # declared, deprecated
+            self.assertIn(old, names)
 
     def test_status_codes_map_to_exceptions(self):
         seen = set()
