@@ -6,7 +6,8 @@ bindings/README.md; the tests run it as written, doc-test: python-example):
     PYTHONPATH=bindings/python SNAPFUSION_LIBRARY=build/libsnapfusion.so \
         python3 examples/python/txt2img.py -m ../shared/fixtures/public/tiny-sd -p "a photo of a cat" -o cat.png
 
-Threads: one per core unless -t says otherwise.
+Threads: one per core unless -t says otherwise. --seed -1 draws a seed (printed, and in the
+PNG's parameters); -b N makes N images from consecutive seeds (OUT-0.png, OUT-1.png, ...).
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--cfg-scale", type=float, default=7.5)
     ap.add_argument("--sampler", default=None, help=", ".join(snapfusion.sampler_names()) + " (default: the folder's)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="-1: a random seed")
+    ap.add_argument("-b", "--batch-count", type=int, default=1, help="images from seeds S, S+1, ...")
     ap.add_argument("--variant", default=None, help="prefer *.VARIANT.safetensors (e.g. fp16)")
     ap.add_argument("--preview-dir", default=None, help="write a preview PNG after every step")
     ap.add_argument("-t", "--threads", type=int, default=None, help="worker threads (default: one per core)")
@@ -46,8 +48,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with snapfusion.Pipeline.load(args.model, threads=args.threads, variant=args.variant) as pipe:
             loaded = time.monotonic()
+            if args.batch_count != 1:
+                def progress(step: int, total: int) -> None:
+                    print("\rstep %d/%d" % (step, total), end="", file=sys.stderr, flush=True)
+                images = pipe.txt2img_batch(args.prompt, args.negative, batch_count=args.batch_count,
+                                            width=args.width, height=args.height, steps=args.steps,
+                                            guidance_scale=args.cfg_scale, sampler=args.sampler, seed=args.seed,
+                                            progress=progress)
+                print(file=sys.stderr)
+                root, ext = os.path.splitext(args.output)
+                ext = ext or ".png"
+                for i, image in enumerate(images):
+                    image.save("%s-%d%s" % (root, i, ext))
+                print("%s-0%s .. %s-%d%s: seeds %s" % (root, ext, root, len(images) - 1, ext,
+                                                       ", ".join(str(im.seed) for im in images)))
+                return 0
             job = pipe.generate(args.prompt, args.negative, width=args.width, height=args.height, steps=args.steps,
                                 guidance_scale=args.cfg_scale, sampler=args.sampler, seed=args.seed)
+            if args.seed == snapfusion.SEED_RANDOM:
+                print("seed %d" % job.seed)
             with job:
                 for step in job:
                     print("\rstep %d/%d" % (step.index, step.total), end="", file=sys.stderr, flush=True)

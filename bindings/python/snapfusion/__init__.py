@@ -19,6 +19,7 @@ import enum
 import json
 import logging
 import os
+import re
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,7 +39,8 @@ __version__ = "0.1.0"  # this package's; the same as pyproject.toml (a test chec
 
 __all__ = [
     "Context", "Pipeline", "Job", "Step", "Image", "Params", "Rng", "Schedule", "TokenIds",
-    "Param", "Network", "Sampler", "Prediction", "TimestepSpacing", "LogLevel", "Info",
+    "Param", "Network", "Sampler", "Prediction", "TimestepSpacing", "LogLevel", "Info", "Layout", "ScheduleTable",
+    "SEED_RANDOM",
     "SnapFusionError", "InvalidArgumentError", "FileIOError", "BadModelError", "UnsupportedError",
     "OutOfMemoryError", "CancelledError", "BackendError", "BadStateError", "InternalError", "NotFoundError",
     "FloatArray", "FloatsLike", "ImageLike", "PathLike", "LogCallback", "ProgressCallback",
@@ -112,6 +114,26 @@ class Info(enum.IntEnum):
     PARAMETERS = 9
     LAST_MACS = 10
     LAST_ATTENTION_MACS = 11
+    SIZE_MULTIPLE = 12
+    ACTIVE_RUNS = 13
+
+
+class Layout(enum.IntEnum):
+    """sf_layout: the order of Job.image_f32's floats."""
+
+    NCHW = 0  # [3, H, W]: diffusers' output_type "pt"
+    NHWC = 1  # [H, W, 3]: diffusers' output_type "np"
+
+
+class ScheduleTable(enum.IntEnum):
+    """sf_schedule_table: Schedule.get_table's tables."""
+
+    BETAS = 1
+    ALPHAS_CUMPROD = 2
+
+
+SEED_RANDOM: int = _c.SEED_RANDOM
+"""seed=SEED_RANDOM (-1) draws a random seed; Job.seed and Image.seed tell which."""
 
 
 class Sampler(enum.IntEnum):
@@ -140,6 +162,10 @@ class TimestepSpacing(enum.IntEnum):
 
 _FORMAT_TEXT, _FORMAT_JSON = 0, 1
 _LATENTS_UNSCALED, _IMAGE_RAW = 1, 2
+# Pixels per latent of the VAE and TAESD of SD-1.x models. The library has the real factor and
+# checks every buffer's size against it (the _v2 calls), so a model with another one gets an
+# InvalidArgumentError naming the size it needs, never an overrun.
+_DECODER_FACTOR = 8
 _RNG_KINDS = {"cpu": 0, "torch": 0, "scalar": 1, "cpu_scalar": 1}
 _PREDICTIONS = {"epsilon": Prediction.EPSILON, "v_prediction": Prediction.V, "v": Prediction.V,
                 "sample": Prediction.SAMPLE}
@@ -147,6 +173,8 @@ _SPACINGS = {"leading": TimestepSpacing.LEADING, "trailing": TimestepSpacing.TRA
              "linspace": TimestepSpacing.LINSPACE}
 _DECODERS = {"vae": Network.VAE_DECODER, "taesd": Network.TAESD_DECODER}
 _ENCODERS = {"vae": Network.VAE_ENCODER, "taesd": Network.TAESD_ENCODER}
+_LAYOUTS = {"nchw": Layout.NCHW, "nhwc": Layout.NHWC}
+_TABLES = {"betas": ScheduleTable.BETAS, "alphas_cumprod": ScheduleTable.ALPHAS_CUMPROD}
 _COMPONENT_NAMES = {"text_encoder": Network.TEXT_ENCODER, "unet": Network.UNET,
                     "vae_decoder": Network.VAE_DECODER, "vae_encoder": Network.VAE_ENCODER,
                     "taesd_decoder": Network.TAESD_DECODER, "taesd_encoder": Network.TAESD_ENCODER}
@@ -242,7 +270,10 @@ def _enum_value(value: str | int | None, table: Mapping[str, int], what: str) ->
 # ---- native handle ownership -------------------------------------------------------------------------
 
 _live: collections.Counter[str] = collections.Counter()
-_live_lock = threading.Lock()
+# Guards _live and every handle's ptr and children: runs on one pipeline go on from several
+# threads (jobs made and closed concurrently). Reentrant: the collector may run a __del__
+# (closing a handle) on a thread that holds it.
+_live_lock = threading.RLock()
 
 
 def live_handles() -> dict[str, int]:
@@ -268,9 +299,9 @@ class _Handle:
         self.parent = parent
         self.keep = keep  # Python objects the native side points at (callbacks)
         self.children: weakref.WeakSet[_Handle] = weakref.WeakSet()
-        if parent is not None:
-            parent.children.add(self)
         with _live_lock:
+            if parent is not None:
+                parent.children.add(self)
             _live[kind] += 1
 
     def get(self, what: str | None = None) -> Any:
@@ -279,12 +310,14 @@ class _Handle:
         return self.ptr
 
     def close(self) -> None:
-        ptr = self.ptr
-        if ptr is None:
-            return
-        for child in list(self.children):
+        with _live_lock:  # one thread takes the pointer: a handle is destroyed once
+            ptr = self.ptr
+            if ptr is None:
+                return
+            self.ptr = None
+            children = list(self.children)
+        for child in children:
             child.close()
-        self.ptr = None
         self._destroy(ptr)
         with _live_lock:
             _live[self.kind] -= 1
@@ -298,26 +331,43 @@ class _Handle:
             pass
 
 
-def _message(ctx_handle: _Handle | None = None) -> str:
-    msg = b""
-    if ctx_handle is not None and ctx_handle.ptr is not None:
-        msg = _clib.sf_context_last_error(ctx_handle.ptr) or b""
-    if not msg:
-        msg = _clib.sf_last_error() or b""
-    return msg.decode("utf-8", "replace")
+def _message() -> str:
+    """The message of the calling thread's last failure. Always sf_last_error (per thread), never
+    sf_context_last_error: that one is shared by every thread of a context, so with concurrent
+    runs it may hold another thread's failure (or change while being read)."""
+    return str((_clib.sf_last_error() or b"").decode("utf-8", "replace"))
 
 
-def _check(status: int, ctx_handle: _Handle | None = None) -> None:
+def _check(status: int) -> None:
     if status != 0:
-        msg = _message(ctx_handle) or status_string(status)
+        msg = _message() or status_string(status)
         raise error_for(status, msg)
 
 
 class _CallbackSink:
     """Where a callback run by C leaves an exception: exceptions never cross C frames;
-    the binding re-raises them once the C call has returned."""
+    the binding re-raises them once the C call has returned. One per call (progress
+    callbacks); a context's log callback uses a _ThreadSink."""
 
     __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: BaseException | None = None
+
+    def store(self, exc: BaseException) -> None:
+        if self.pending is None:
+            self.pending = exc
+
+    def reraise(self) -> None:
+        exc, self.pending = self.pending, None
+        if exc is not None:
+            raise exc
+
+
+class _ThreadSink(threading.local):
+    """A _CallbackSink per thread: the log callback runs on the thread of the call that logs
+    (snapfusion.h, Threading), so its exception belongs to that thread's call, not to a call
+    another thread is making on the same context."""
 
     def __init__(self) -> None:
         self.pending: BaseException | None = None
@@ -454,7 +504,7 @@ class Params:
             _check(_clib.sf_params_set_float(p, key, float(value)))  # type: ignore[arg-type]
         else:
             v = int(value)  # type: ignore[arg-type]
-            if key == Param.SEED:
+            if key == Param.SEED:  # SEED_RANDOM (-1, the bits of 2**64 - 1) draws one
                 if not -(1 << 63) <= v < (1 << 64):
                     raise InvalidArgumentError("seed %d does not fit 64 bits" % v)
                 if v >= 1 << 63:  # the library reads the seed as unsigned
@@ -555,7 +605,7 @@ class Context:
                  log: LogCallback | Literal[False] | None = None) -> None:
         out = ctypes.POINTER(_c.Context)()
         _check(_clib.sf_context_create(ctypes.byref(out)))
-        self._sink = _CallbackSink()
+        self._sink = _ThreadSink()  # per thread, as _held: runs of one context go on concurrently
         self._held = _HeldErrors()
         self._deliver: Callable[[int, str], None] | None = None
         self._h = _Handle(out, _clib.sf_context_destroy, "context")
@@ -600,7 +650,7 @@ class Context:
                 deliver(level, text)
 
         thunk = _c.LOG_FN(on_log)
-        _check(_clib.sf_context_set_log_callback(self._h.get(), thunk, None), self._h)
+        _check(_clib.sf_context_set_log_callback(self._h.get(), thunk, None))
         self._h.keep = thunk  # the C side points at it for as long as the context lives
         self._deliver = deliver
 
@@ -611,7 +661,7 @@ class Context:
         held = self._held.take()
         if held:
             failed = status != 0 or (callback_sink is not None and callback_sink.pending is not None)
-            duplicate = _message(self._h) if failed else None
+            duplicate = _message() if failed else None
             for text in held:
                 if text == duplicate:
                     duplicate = None  # one message per failure
@@ -620,7 +670,7 @@ class Context:
         if callback_sink is not None:
             callback_sink.reraise()
         self._sink.reraise()
-        _check(status, self._h)
+        _check(status)
 
     def _get_int(self, key: int) -> int:
         out = ctypes.c_int64()
@@ -650,7 +700,11 @@ class Context:
 
     @property
     def last_error(self) -> str:
-        return _message(self._h) if self._h.ptr is not None else ""
+        """The message of the last failure of any call made with this context
+        (sf_context_last_error). It is shared by every thread using the context: with
+        concurrent runs, read the exception a call raised instead (each thread's own)."""
+        ptr = self._h.ptr
+        return str((_clib.sf_context_last_error(ptr) or b"").decode("utf-8", "replace")) if ptr is not None else ""
 
     @property
     def closed(self) -> bool:
@@ -723,6 +777,14 @@ class Image:
     def parameters(self) -> str:
         """The generation parameters in the A1111 "parameters" text form ("" if none)."""
         return str((_clib.sf_image_parameters(self._h.get()) or b"").decode("utf-8", "replace"))
+
+    @property
+    def seed(self) -> int | None:
+        """The seed of a generated image, read from `parameters` ("Seed: N" on its settings
+        line): the one drawn for seed=SEED_RANDOM, S + i for image i of a batch. None for an
+        image without one."""
+        m = re.search(r"(?:^|, )Seed: (\d+)(?:,|$)", self.parameters.rsplit("\n", 1)[-1])
+        return int(m.group(1)) if m else None
 
     @property
     def pixels(self) -> bytes:
@@ -811,8 +873,31 @@ def _generation_params(*, prompt: str | None, negative_prompt: str | None, width
     return params
 
 
+def _progress_thunk(progress: ProgressCallback | None) -> tuple[_CallbackSink, Any]:
+    """(sink, C callback) for one call: the callback returns 1 (stop) when progress asks to
+    stop or raises (the exception waits in the sink). A NULL callback without progress."""
+    sink = _CallbackSink()
+    if progress is None:
+        return sink, _c.PROGRESS_FN(0)
+    callback = progress
+
+    def on_progress(_user: object, step: int, total: int) -> int:
+        try:
+            return 1 if callback(step, total) else 0
+        except BaseException as e:
+            sink.store(e)
+            return 1
+    return sink, _c.PROGRESS_FN(on_progress)
+
+
 class Pipeline:
-    """A loaded diffusers model folder. Use as a context manager, or call close()."""
+    """A loaded diffusers model folder. Use as a context manager, or call close().
+
+    Runs on one pipeline may go on concurrently from different threads (txt2img, jobs,
+    building blocks) and give the same results as alone; they share the context's worker
+    threads, so this serves several requests with one model in memory rather than adding
+    speed. Each Job is used by one thread at a time (cancel() excepted). Close the pipeline
+    only once no other thread uses it."""
 
     _ctx: Context
     _own_ctx: bool
@@ -964,6 +1049,18 @@ class Pipeline:
     def last_attention_macs(self) -> float:
         return self.get_float(Info.LAST_ATTENTION_MACS)
 
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this: the decoder's factor times 2 ** (the UNet's
+        down-samplings); 64 for SD-1.x (SF_INFO_SIZE_MULTIPLE)."""
+        return self.get_int(Info.SIZE_MULTIPLE)
+
+    @property
+    def active_runs(self) -> int:
+        """Runs in flight on this pipeline now: jobs alive, calls in progress on any thread
+        (SF_INFO_ACTIVE_RUNS)."""
+        return self.get_int(Info.ACTIVE_RUNS)
+
     # -- building blocks --
 
     def tokenize(self, prompt: str) -> TokenIds:
@@ -999,78 +1096,94 @@ class Pipeline:
         self._call(_clib.sf_encode_prompt(self._p(), _cstr(prompt, "prompt"), int(clip_skip), cout, count))
         return out
 
-    def _latent_geometry(self, count: int, shape: tuple[int, ...] | None, height: int | None, width: int | None,
-                         per_item_channels: int, what: str) -> tuple[int, int, int]:
+    def token_text(self, token_id: int) -> str:
+        """The vocabulary entry of a token id in the tokenizer's byte-level form ("cat</w>",
+        "<|startoftext|>"). NotFoundError for an id outside the vocabulary."""
+        token_id = int(token_id)
+        if not -(1 << 31) <= token_id < (1 << 31):
+            raise NotFoundError("token_text: id %d is outside the vocabulary" % token_id)
+        needed = ctypes.c_size_t()
+        self._call(_clib.sf_token_text(self._p(), token_id, None, 0, ctypes.byref(needed)))
+        buf = ctypes.create_string_buffer(needed.value)
+        self._call(_clib.sf_token_text(self._p(), token_id, buf, len(buf), ctypes.byref(needed)))
+        return buf.value.decode("utf-8", "replace")
+
+    def _latent_geometry(self, count: int, shape: tuple[int, ...] | None, height: int | None,
+                         width: int | None) -> tuple[int, int, int]:
+        """(batch, height, width) of latents NCHW [batch, C, height, width] of `count` floats:
+        the sides from the keywords, the buffer's 4-D shape, or the model's default; the batch
+        from the count. A count that is no whole batch is passed on as it is: the library
+        checks it against batch * C * height * width and says what it expected."""
         if height is None or width is None:
             if shape is not None and len(shape) == 4:
                 height, width = shape[2], shape[3]
             else:
-                height = height or self.default_height // 8
-                width = width or self.default_width // 8
-        per_item = per_item_channels * height * width
-        if per_item == 0 or count % per_item:
-            raise InvalidArgumentError("%s: %d values are not a whole batch of [%d, %d, %d]"
-                                       % (what, count, per_item_channels, height, width))
-        return count // per_item, height, width
+                height = height or self.default_height // _DECODER_FACTOR
+                width = width or self.default_width // _DECODER_FACTOR
+        per_item = self.latent_channels * height * width
+        return max(1, count // per_item) if per_item > 0 else 1, height, width
 
     def unet_predict(self, latents: FloatsLike, timesteps: float | FloatsLike, text_embeddings: FloatsLike, *,
                      height: int | None = None, width: int | None = None) -> FloatArray:
         """One UNet evaluation. latents NCHW [batch, C, height, width] (height/width from
         the buffer's shape, the keywords, or the model's default); timesteps one number or
         one per batch item; text_embeddings [batch, tokens, hidden]. Returns array('f')
-        of the latents' size."""
+        of the latents' size. Every buffer crosses with its size (sf_unet_predict_v2): one
+        of the wrong size is an InvalidArgumentError naming the size expected."""
         lat, n, shape = _floats_in(latents, "latents")
-        batch, h, w = self._latent_geometry(n, shape, height, width, self.latent_channels, "unet_predict")
+        batch, h, w = self._latent_geometry(n, shape, height, width)
         if isinstance(timesteps, (int, float)):
             timesteps = [float(timesteps)] * batch
         ts, nts, _ = _floats_in(timesteps, "timesteps")
-        if nts != batch:
-            raise InvalidArgumentError("unet_predict: %d timesteps for a batch of %d" % (nts, batch))
         text, ntext, _ = _floats_in(text_embeddings, "text_embeddings")
-        per = batch * self.text_hidden
-        if ntext % per:
-            raise InvalidArgumentError("unet_predict: %d text values are not [%d, tokens, %d]"
-                                       % (ntext, batch, self.text_hidden))
+        # Tokens per item from the text encoder's width; without a text encoder that width is
+        # unknown (SF_INFO_TEXT_HIDDEN), so the prompt length the library makes is assumed.
+        # The library checks ntext against batch * tokens * (the UNet's width) either way.
+        per = batch * self.text_hidden if self.networks & Network.TEXT_ENCODER else 0
+        tokens = max(1, ntext // per) if per > 0 else self.text_tokens
         out, cout = _floats_out(n)
-        self._call(_clib.sf_unet_predict(self._p(), lat, batch, h, w, ts, text, ntext // per, cout))
+        self._call(_clib.sf_unet_predict_v2(self._p(), lat, n, batch, h, w, ts, nts, text, ntext, tokens, cout,
+                                            len(cout)))
         return out
 
     def decode(self, latents: FloatsLike, *, height: int | None = None, width: int | None = None,
                decoder: Literal["vae", "taesd"] | Network = "vae", unscaled: bool = False,
                raw: bool = False) -> FloatArray:
         """Latents NCHW [batch, C, h, w] -> image NCHW [batch, 3, 8h, 8w] in [-1, 1]
-        (array('f')). Latents are in pipeline space unless unscaled=True."""
+        (array('f')). Latents are in pipeline space unless unscaled=True. Sizes are checked
+        by the library (sf_decode_latents_v2)."""
         lat, n, shape = _floats_in(latents, "latents")
-        batch, h, w = self._latent_geometry(n, shape, height, width, self.latent_channels, "decode")
+        batch, h, w = self._latent_geometry(n, shape, height, width)
         dec = _enum_value(decoder, _DECODERS, "decoder")
         flags = (_LATENTS_UNSCALED if unscaled else 0) | (_IMAGE_RAW if raw else 0)
-        count = batch * 3 * 8 * h * 8 * w
+        count = batch * 3 * (_DECODER_FACTOR * h) * (_DECODER_FACTOR * w)
         out, cout = _floats_out(count)
-        self._call(_clib.sf_decode_latents(self._p(), dec, lat, batch, h, w, flags, cout))
+        self._call(_clib.sf_decode_latents_v2(self._p(), dec, lat, n, batch, h, w, flags, cout, len(cout)))
         return out
 
     def encode_image(self, image: FloatsLike, *, height: int | None = None, width: int | None = None,
                      encoder: Literal["vae", "taesd"] | Network = "vae", unscaled: bool = False,
                      raw: bool = False) -> tuple[FloatArray, FloatArray | None]:
         """Image NCHW [batch, 3, height, width] in [-1, 1] -> (mean, logvar) latents
-        [batch, C, height/8, width/8] (logvar is None for TAESD)."""
+        [batch, C, height/8, width/8] (logvar is None for TAESD). Sizes are checked by the
+        library (sf_encode_image_v2)."""
         img, n, shape = _floats_in(image, "image")
         if height is None or width is None:
             if shape is None or len(shape) != 4:
                 raise InvalidArgumentError("encode_image: give height and width (or a 4-D array)")
             height, width = shape[2], shape[3]
-        if n % (3 * height * width):
-            raise InvalidArgumentError("encode_image: %d values are not [batch, 3, %d, %d]" % (n, height, width))
-        batch = n // (3 * height * width)
+        per_item = 3 * height * width
+        batch = max(1, n // per_item) if per_item > 0 else 1
         enc = _enum_value(encoder, _ENCODERS, "encoder")
         flags = (_LATENTS_UNSCALED if unscaled else 0) | (_IMAGE_RAW if raw else 0)
-        count = batch * self.latent_channels * (height // 8) * (width // 8)
+        count = batch * self.latent_channels * (height // _DECODER_FACTOR) * (width // _DECODER_FACTOR)
         mean, cmean = _floats_out(count)
         logvar: FloatArray | None = None
         clogvar: ctypes.Array[ctypes.c_float] | None = None
         if enc != Network.TAESD_ENCODER:
             logvar, clogvar = _floats_out(count)
-        self._call(_clib.sf_encode_image(self._p(), enc, img, batch, height, width, flags, cmean, clogvar))
+        self._call(_clib.sf_encode_image_v2(self._p(), enc, img, n, batch, height, width, flags, cmean, len(cmean),
+                                            clogvar, 0 if clogvar is None else len(clogvar)))
         return mean, logvar
 
     # -- generation --
@@ -1085,12 +1198,14 @@ class Pipeline:
                 prompt_embeds: FloatsLike | None = None, negative_prompt_embeds: FloatsLike | None = None,
                 init_image: ImageLike | None = None, progress: ProgressCallback | None = None) -> Image:
         """Generates one image. The options mirror the C parameters (None: the library's
-        default): width, height, steps, guidance_scale, seed, sampler ("ddim", "pndm",
+        default): width, height (multiples of size_multiple), steps, guidance_scale, seed
+        (SEED_RANDOM draws one: image.seed tells which), sampler ("ddim", "pndm",
         "euler", "euler_a", "dpm++2m", "lcm"; None = the folder's scheduler), karras_sigmas,
         clip_skip, prediction_type ("epsilon", "v_prediction", "sample"), decoder
         ("vae"/"taesd"), timestep_spacing ("leading", "trailing", "linspace"), eta, latents,
         prompt_embeds, negative_prompt_embeds, init_image + strength (img2img; the image's
-        size is the default width/height).
+        size is the default width/height). batch_count must be 1 (or None): several images
+        are txt2img_batch's.
         progress(step, total) is called after every step; returning True stops the run
         (CancelledError). An exception it raises is re-raised here."""
         params = _generation_params(
@@ -1099,18 +1214,7 @@ class Pipeline:
             clip_skip=clip_skip, batch_count=batch_count, strength=strength, prediction_type=prediction_type,
             decoder=decoder, eta=eta, timestep_spacing=timestep_spacing, latents=latents,
             prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, init_image=init_image)
-        sink = _CallbackSink()
-        thunk = _c.PROGRESS_FN(0)  # NULL: no callback
-        if progress is not None:
-            callback = progress
-
-            def on_progress(_user: object, step: int, total: int) -> int:
-                try:
-                    return 1 if callback(step, total) else 0
-                except BaseException as e:
-                    sink.store(e)
-                    return 1
-            thunk = _c.PROGRESS_FN(on_progress)
+        sink, thunk = _progress_thunk(progress)
         out = ctypes.POINTER(_c.Image)()
         try:
             st = _clib.sf_generate(self._p(), params._h.get(), thunk, None, ctypes.byref(out))
@@ -1118,6 +1222,47 @@ class Pipeline:
             params.close()
         self._call(st, sink)
         return Image(out)
+
+    def txt2img_batch(self, prompt: str | None = None, negative_prompt: str | None = None, *, batch_count: int,
+                      width: int | None = None, height: int | None = None, steps: int | None = None,
+                      guidance_scale: float | None = None, seed: int | None = None,
+                      sampler: str | Sampler | None = None, karras_sigmas: bool | None = None,
+                      clip_skip: int | None = None, strength: float | None = None,
+                      prediction_type: str | Prediction | None = None,
+                      decoder: Literal["vae", "taesd"] | Network | None = None, eta: float | None = None,
+                      timestep_spacing: str | TimestepSpacing | None = None, latents: FloatsLike | None = None,
+                      prompt_embeds: FloatsLike | None = None, negative_prompt_embeds: FloatsLike | None = None,
+                      init_image: ImageLike | None = None, progress: ProgressCallback | None = None) -> list[Image]:
+        """batch_count images from consecutive seeds S, S+1, ... (S = seed; with SEED_RANDOM
+        one drawn S; images[i].seed says which), made one after another (sf_generate_batch),
+        in seed order: images[i] equals txt2img(seed=S + i). The other options are txt2img's.
+        progress(step, total) sees the steps of the whole batch (total = batch_count * steps).
+        On a failure (a stop included) the SnapFusionError raised carries the images finished
+        before it in `.images`."""
+        count = int(batch_count)
+        params = _generation_params(
+            prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
+            guidance_scale=guidance_scale, seed=seed, sampler=sampler, karras_sigmas=karras_sigmas,
+            clip_skip=clip_skip, batch_count=count, strength=strength, prediction_type=prediction_type,
+            decoder=decoder, eta=eta, timestep_spacing=timestep_spacing, latents=latents,
+            prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, init_image=init_image)
+        sink, thunk = _progress_thunk(progress)
+        capacity = max(count, 1)  # the library checks batch_count against it (and rejects < 1)
+        outs = (ctypes.POINTER(_c.Image) * capacity)()
+        made = ctypes.c_size_t()
+        try:
+            st = _clib.sf_generate_batch(self._p(), params._h.get(), thunk, None, outs, capacity,
+                                         ctypes.byref(made))
+        finally:
+            params.close()
+        # The finished images are ours whatever the status: owned before anything can raise.
+        images = [Image(ctypes.cast(outs[i], ctypes.POINTER(_c.Image))) for i in range(min(made.value, capacity))]
+        try:
+            self._call(st, sink)
+        except SnapFusionError as e:
+            e.images = images
+            raise
+        return images
 
     def img2img(self, init_image: ImageLike, prompt: str | None = None, negative_prompt: str | None = None, *,
                 strength: float = 0.8, width: int | None = None, height: int | None = None,
@@ -1130,8 +1275,8 @@ class Pipeline:
                 prompt_embeds: FloatsLike | None = None, negative_prompt_embeds: FloatsLike | None = None,
                 progress: ProgressCallback | None = None) -> Image:
         """txt2img starting from an image (snapfusion.Image, PIL image, HxWx3 uint8 array,
-        or (bytes, width, height)); its size sets width/height (both multiples of 8; an
-        explicit width/height must equal it). txt2img(init_image=...) and
+        or (bytes, width, height)); its size sets width/height (both multiples of
+        size_multiple; an explicit width/height must equal it). txt2img(init_image=...) and
         generate(init_image=...) do the same."""
         return self.txt2img(
             prompt, negative_prompt, init_image=init_image, strength=strength, width=width, height=height,
@@ -1155,7 +1300,9 @@ class Pipeline:
             for step in job:            # one denoising step per iteration
                 print(step.index, step.total); step.preview()
             job.image.save("cat.png")   # decoded when the iteration ends
-        """
+
+        job.seed is the seed it draws its noise from (the one drawn for SEED_RANDOM), and
+        job.image_f32() the final image as floats."""
         params = _generation_params(
             prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
             guidance_scale=guidance_scale, seed=seed, sampler=sampler, karras_sigmas=karras_sigmas,
@@ -1251,6 +1398,24 @@ class Job:
         self._call(_clib.sf_job_latents(self._j(), cout, n))
         return out
 
+    @property
+    def seed(self) -> int:
+        """The seed the job draws its noise from: the seed asked for, or the one drawn for
+        SEED_RANDOM (unsigned 64-bit)."""
+        return int(_clib.sf_job_seed(self._j()))
+
+    def image_f32(self, layout: Layout | Literal["nchw", "nhwc"] = "nchw") -> FloatArray:
+        """The final image as float32 in [0, 1] before 8-bit rounding ((x/2 + 0.5) clamped, as
+        diffusers' postprocess), a flat array('f') of 3*H*W values: NCHW [3, H, W] (diffusers'
+        output_type "pt") or NHWC [H, W, 3] ("np"); e.g. memoryview(a).cast("B").cast("f",
+        (3, h, w)) shapes it without numpy. After the image is made (finish() or the end of
+        the iteration); BadStateError before."""
+        lay = _enum_value(layout, _LAYOUTS, "layout")
+        n = int(_clib.sf_job_image_count(self._j()))
+        out, cout = _floats_out(n)
+        self._call(_clib.sf_job_image_f32(self._j(), lay, cout, len(cout)))
+        return out
+
     def preview(self) -> Image:
         """A preview Image of the current latents (TAESD if loaded, else a 1/8-size
         linear projection)."""
@@ -1312,6 +1477,12 @@ class Rng:
 
     def close(self) -> None:
         self._h.close()
+
+    def __enter__(self) -> Rng:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # ---- schedules ------------------------------------------------------------------------------------------
@@ -1392,10 +1563,65 @@ class Schedule:
             raise InvalidArgumentError("schedule step: %d model outputs for %d sample values" % (n, len(target)))
         nz = None
         if noise is not None:
-            nz, _, _ = _floats_in(noise, "noise")
+            nz, m, _ = _floats_in(noise, "noise")
+            if m != n:  # the C call takes one count for all three buffers
+                raise InvalidArgumentError("schedule step: %d noise values for %d sample values" % (m, n))
         _check(_clib.sf_schedule_step(self._s(), int(i), mo, target, n, nz))
         del target
         return result
 
+    def begin_index(self, strength: float) -> int:
+        """img2img from the building blocks: after set_steps, the evaluation the loop starts
+        at for `strength` in [0, 1] (diffusers' StableDiffusionImg2ImgPipeline.get_timesteps).
+        Make the starting latents with add_noise(begin, image_latents, noise), then step
+        i = begin, begin + 1, ... InvalidArgumentError when strength leaves no step."""
+        if self._count is None:
+            raise BadStateError("begin_index: call set_steps first")
+        begin = int(_clib.sf_schedule_begin_index(self._s(), float(strength)))
+        if begin < 0:
+            raise InvalidArgumentError(_message() or "begin_index: strength %g leaves no step" % strength)
+        return begin
+
+    def add_noise(self, i: int, original: FloatsLike, noise: FloatsLike) -> FloatArray:
+        """The scheduler's add_noise(original, noise, timestep of evaluation i) as a new
+        array('f'); for DDIM sqrt(acp[t]) * original + sqrt(1 - acp[t]) * noise, with t =
+        timestep(i) and acp = alphas_cumprod."""
+        orig, n, _ = _floats_in(original, "original")
+        nz, m, _ = _floats_in(noise, "noise")
+        if m != n:  # the C call takes one count for both
+            raise InvalidArgumentError("add_noise: %d noise values for %d original values" % (m, n))
+        out, cout = _floats_out(n)
+        _check(_clib.sf_schedule_add_noise(self._s(), int(i), orig, nz, cout, n))
+        return out
+
+    def get_table(self, table: ScheduleTable | Literal["betas", "alphas_cumprod"]) -> FloatArray:
+        """A table of the training schedule (num_train_timesteps float32 values, as torch
+        holds them)."""
+        t = _enum_value(table, _TABLES, "schedule table")
+        n = ctypes.c_size_t()
+        _check(_clib.sf_schedule_get_table(self._s(), t, None, 0, ctypes.byref(n)))
+        out, cout = _floats_out(n.value)
+        _check(_clib.sf_schedule_get_table(self._s(), t, cout, len(cout), ctypes.byref(n)))
+        return out
+
+    @property
+    def betas(self) -> FloatArray:
+        return self.get_table(ScheduleTable.BETAS)
+
+    @property
+    def alphas_cumprod(self) -> FloatArray:
+        return self.get_table(ScheduleTable.ALPHAS_CUMPROD)
+
+    @property
+    def final_alpha_cumprod(self) -> float:
+        """1 with set_alpha_to_one, else alphas_cumprod[0] (DDIM's value for the last step)."""
+        return float(_clib.sf_schedule_final_alpha_cumprod(self._s()))
+
     def close(self) -> None:
         self._h.close()
+
+    def __enter__(self) -> Schedule:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

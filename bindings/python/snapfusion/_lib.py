@@ -96,6 +96,15 @@ FUNCTIONS = {
     "sf_tokenize": (status, [P(Pipeline), c_char_p, P(c_int32), c_size_t, P(c_size_t)]),
     "sf_encode_ids": (status, [P(Pipeline), P(c_int32), c_size_t, c_size_t, c_int, P(c_float), c_size_t]),
     "sf_encode_prompt": (status, [P(Pipeline), c_char_p, c_int, P(c_float), c_size_t]),
+    "sf_token_text": (status, [P(Pipeline), c_int32, c_void_p, c_size_t, P(c_size_t)]),
+    "sf_unet_predict_v2": (status, [P(Pipeline), P(c_float), c_size_t, c_size_t, c_size_t, c_size_t, P(c_float),
+                                    c_size_t, P(c_float), c_size_t, c_size_t, P(c_float), c_size_t]),
+    "sf_decode_latents_v2": (status, [P(Pipeline), c_int, P(c_float), c_size_t, c_size_t, c_size_t, c_size_t,
+                                      c_uint32, P(c_float), c_size_t]),
+    "sf_encode_image_v2": (status, [P(Pipeline), c_int, P(c_float), c_size_t, c_size_t, c_size_t, c_size_t,
+                                    c_uint32, P(c_float), c_size_t, P(c_float), c_size_t]),
+    # Deprecated version 1 of the three above (no buffer sizes): declared because they are
+    # part of the ABI, never called by the package.
     "sf_unet_predict": (status, [P(Pipeline), P(c_float), c_size_t, c_size_t, c_size_t, P(c_float),
                                  P(c_float), c_size_t, P(c_float)]),
     "sf_decode_latents": (status, [P(Pipeline), c_int, P(c_float), c_size_t, c_size_t, c_size_t,
@@ -132,7 +141,12 @@ FUNCTIONS = {
     "sf_job_finish": (status, [P(Job), P(P(Image))]),
     "sf_job_cancel": (None, [P(Job)]),
     "sf_job_destroy": (None, [P(Job)]),
+    "sf_job_seed": (c_uint64, [P(Job)]),
+    "sf_job_image_count": (c_size_t, [P(Job)]),
+    "sf_job_image_f32": (status, [P(Job), c_int, P(c_float), c_size_t]),
     "sf_generate": (status, [P(Pipeline), P(Params), PROGRESS_FN, c_void_p, P(P(Image))]),
+    "sf_generate_batch": (status, [P(Pipeline), P(Params), PROGRESS_FN, c_void_p, P(P(Image)), c_size_t,
+                                   P(c_size_t)]),
     "sf_pipeline_cancel": (None, [P(Pipeline)]),
     # schedules
     "sf_schedule_create": (status, [c_int, c_char_p, P(Params), P(P(Schedule))]),
@@ -145,7 +159,14 @@ FUNCTIONS = {
     "sf_schedule_scale_input": (status, [P(Schedule), c_int, P(c_float), P(c_float), c_size_t]),
     "sf_schedule_step_needs_noise": (c_int, [P(Schedule), c_int]),
     "sf_schedule_step": (status, [P(Schedule), c_int, P(c_float), P(c_float), c_size_t, P(c_float)]),
+    "sf_schedule_begin_index": (c_int, [P(Schedule), c_double]),
+    "sf_schedule_add_noise": (status, [P(Schedule), c_int, P(c_float), P(c_float), P(c_float), c_size_t]),
+    "sf_schedule_get_table": (status, [P(Schedule), c_int, P(c_float), c_size_t, P(c_size_t)]),
+    "sf_schedule_final_alpha_cumprod": (c_double, [P(Schedule)]),
 }
+
+# Macros of snapfusion.h the package uses.
+SEED_RANDOM = -1  # SF_SEED_RANDOM
 
 
 # ---- finding the library ------------------------------------------------------------------------

@@ -1,12 +1,17 @@
 """sf_status codes as exception classes, each carrying the library's message."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 
 class SnapFusionError(Exception):
     """A libsnapfusion call failed. `status` is the sf_status code, `message` the
-    library's description of this failure (names the file, tensor or argument)."""
+    library's description of this failure (names the file, tensor or argument). `images`:
+    the snapfusion.Image objects a batch (Pipeline.txt2img_batch) finished before failing."""
 
     status: int | None = None
+    images: Sequence[Any] = ()
 
     def __init__(self, message: str, status: int | None = None) -> None:
         if status is not None:

@@ -1,8 +1,20 @@
 // Tests of the Kotlin (JNA) binding on the tiny-sd fixture model: every result is compared
 // with the same computation made by direct calls of the C functions (SfLib), so the
 // wrapper adds nothing and loses nothing. Prints "N passed, M failed"; exit 1 on failure.
+//   BindingTestKt MODEL_DIR TMP_DIR SNAPFUSION_H
+import com.sun.jna.Memory
+import com.sun.jna.Native
+import com.sun.jna.Pointer
+import com.sun.jna.ptr.DoubleByReference
+import com.sun.jna.ptr.LongByReference
 import com.sun.jna.ptr.PointerByReference
 import snapfusion.*
+import java.io.File
+import java.util.Collections
+import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.CountDownLatch
+import java.util.concurrent.CyclicBarrier
+import java.util.concurrent.TimeUnit
 import kotlin.system.exitProcess
 
 var passed = 0
@@ -45,9 +57,304 @@ fun rawGenerate(pipe: Pipeline, o: GenerationOptions): ByteArray {
     return bytes
 }
 
+
+/** The Java types SfLib may use for a C type of snapfusion.h (JNA's mapping). */
+fun javaTypes(ctype: String, enums: Set<String>): Set<Class<*>> {
+    val words = ctype.replace("*", " ").split(Regex("\\s+")).filter { it.isNotEmpty() }
+    val const = words.contains("const")
+    val base = words.filter { it != "const" }.joinToString(" ")
+    val stars = ctype.count { it == '*' }
+    val int = Int::class.javaPrimitiveType!!
+    val long = Long::class.javaPrimitiveType!!
+    return when {
+        base == "void" && stars == 0 -> setOf(Void.TYPE)
+        base == "void" -> setOf(Pointer::class.java)
+        base == "char" && stars == 1 -> if (const) setOf(String::class.java) else setOf(ByteArray::class.java)
+        base == "char" && stars == 2 -> setOf(PointerByReference::class.java)
+        stars == 0 && base in enums -> setOf(int)
+        stars == 0 -> when (base) {
+            "int", "int32_t", "uint32_t" -> setOf(int)
+            "int64_t", "uint64_t" -> setOf(long)
+            "size_t" -> setOf(SizeT::class.java)
+            "double" -> setOf(Double::class.javaPrimitiveType!!)
+            "float" -> setOf(Float::class.javaPrimitiveType!!)
+            "sf_log_fn" -> setOf(SfLib.LogFn::class.java)
+            "sf_progress_fn" -> setOf(SfLib.ProgressFn::class.java)
+            else -> emptySet()
+        }
+        base.startsWith("sf_") && base !in enums && stars == 1 -> setOf(Pointer::class.java)
+        base.startsWith("sf_") && base !in enums && stars == 2 -> setOf(PointerByReference::class.java, Pointer::class.java)
+        stars == 1 -> when (base) {
+            "float" -> setOf(FloatArray::class.java)
+            "double" -> setOf(DoubleArray::class.java, DoubleByReference::class.java)
+            "int32_t" -> setOf(IntArray::class.java)
+            "uint8_t" -> setOf(ByteArray::class.java, Pointer::class.java)
+            "int64_t" -> setOf(LongByReference::class.java)
+            "size_t" -> setOf(SizeTByReference::class.java)
+            else -> emptySet()
+        }
+        else -> emptySet()
+    }
+}
+
+/** Every SF_API function of the header (the deprecated ones included) is declared in SfLib
+ * with its argument count and JNA types, and SfLib declares nothing else. */
+fun checkDeclarations(headerPath: String) {
+    var text = File(headerPath).readText()
+    text = text.replace(Regex("/\\*.*?\\*/", RegexOption.DOT_MATCHES_ALL), "")
+    val enums = Regex("typedef enum (sf_\\w+)").findAll(text).map { it.groupValues[1] }.toSet()
+    text = text.replace(Regex("SF_DEPRECATED\\(\"[^\"]*\"\\)"), "")
+    val decls = Regex("^SF_API\\s+([^;()]*?)\\b(sf_\\w+)\\s*\\(([^)]*)\\)\\s*;", RegexOption.MULTILINE).findAll(text).toList()
+    check(decls.size > 75, "header functions found: ${decls.size}")
+    val methods = SfLib::class.java.methods.associateBy { it.name }
+    var bad = 0
+    for (d in decls) {
+        val (ret, name, args) = d.destructured
+        val m = methods[name]
+        if (m == null) { bad++; println("FAIL: $name has no SfLib declaration"); continue }
+        val params = if (args.trim() == "void" || args.isBlank()) emptyList() else args.split(",").map { it.trim() }
+        if (params.size != m.parameterTypes.size) { bad++; println("FAIL: $name: ${m.parameterTypes.size} arguments, C has ${params.size}"); continue }
+        if (m.returnType !in javaTypes(ret, enums)) { bad++; println("FAIL: $name returns ${m.returnType}, C: $ret") }
+        for ((i, param) in params.withIndex()) {
+            val ctype = param.replace(Regex("\\b\\w+$"), "")
+            if (m.parameterTypes[i] !in javaTypes(ctype, enums)) { bad++; println("FAIL: $name argument ${i + 1} is ${m.parameterTypes[i]}, C: $param") }
+        }
+    }
+    val extra = methods.keys - decls.map { it.groupValues[2] }
+    check(extra.isEmpty(), "SfLib declares functions the header lacks: $extra")
+    check(bad == 0, "declarations match the header (${decls.size} functions)")
+}
+
+fun f32(x: Double): Float = x.toFloat()
+
+/** Runs each body on its own thread; the Throwables they threw. */
+fun runThreads(vararg bodies: () -> Unit): List<Throwable> {
+    val errors = Collections.synchronizedList(ArrayList<Throwable>())
+    val threads = bodies.map { body -> Thread(ThreadBody(body, errors)).apply { start() } }
+    for (t in threads) t.join(300_000)
+    if (threads.any { it.isAlive }) errors.add(AssertionError("a thread did not finish"))
+    return errors
+}
+
+class ThreadBody(val body: () -> Unit, val errors: MutableList<Throwable>) : Runnable {
+    override fun run() {
+        try { body() } catch (t: Throwable) { errors.add(t) }
+    }
+}
+
+/** The 1.1 building blocks: sizes, token texts, the encoder. */
+fun testBuildingBlocks(pipe: Pipeline) {
+    val c = SfLib.lib
+    check(pipe.sizeMultiple == 16, "sizeMultiple ${pipe.sizeMultiple}")
+    check(pipe.activeRuns == 0, "activeRuns ${pipe.activeRuns}")
+    check(pipe.tokenText(2368) == "cat</w>", "tokenText(2368) = ${pipe.tokenText(2368)}")
+    val texts = pipe.tokenize("a photo of a cat").take(7).map { pipe.tokenText(it) }
+    check(texts == listOf("<|startoftext|>", "a</w>", "photo</w>", "of</w>", "a</w>", "cat</w>", "<|endoftext|>"), "token texts $texts")
+    val nf = throws<SnapFusionException>("token outside the vocabulary") { pipe.tokenText(49408) }
+    check(nf?.status == Status.NOT_FOUND && nf.message!!.contains("outside the vocabulary"), "tokenText message: ${nf?.message}")
+
+    val text = pipe.encodePrompt("a cat")
+    val lat = Rng(3).use { it.randn(256) }
+    val expect = listOf(
+        "latents_count 250, expected 256" to { pipe.unetPredict(lat.copyOf(250), 1, 8, 8, floatArrayOf(999f), text); Unit },
+        "text_count 2463, expected 2432" to { pipe.unetPredict(lat, 1, 8, 8, floatArrayOf(999f), text.copyOf(text.size - 1)); Unit },
+        "timesteps_count 2, expected 1" to { pipe.unetPredict(lat, 1, 8, 8, floatArrayOf(999f, 999f), text); Unit },
+        "latents_count 255, expected 256" to { pipe.decode(lat.copyOf(255), 1, 8, 8); Unit },
+        "image_count 12287, expected 12288" to { pipe.encodeImage(FloatArray(3 * 64 * 64 - 1), 1, 64, 64); Unit })
+    for ((message, call) in expect) {
+        val e = throws<SnapFusionException>(message) { call() }
+        check(e?.status == Status.INVALID_ARGUMENT && e.message!!.contains(message), "size message: ${e?.message} (want $message)")
+    }
+    // Output capacities, through the raw calls (the wrapper always allocates enough).
+    val p = pipe.nativePointer
+    val short = FloatArray(255)
+    check(c.sf_unet_predict_v2(p, lat, SizeT(256), SizeT(1), SizeT(8), SizeT(8), floatArrayOf(999f), SizeT(1), text,
+                               SizeT(text.size.toLong()), SizeT(77), short, SizeT(255)) == 1 &&
+          c.sf_last_error().contains("out_capacity 255, 256 needed"), "raw unet capacity: ${c.sf_last_error()}")
+    check(c.sf_decode_latents_v2(p, Network.VAE_DECODER.bit, lat, SizeT(256), SizeT(1), SizeT(8), SizeT(8), 0, short, SizeT(255)) == 1 &&
+          c.sf_last_error().contains("image_capacity 255, 12288 needed"), "raw decode capacity: ${c.sf_last_error()}")
+    val image = FloatArray(3 * 64 * 64) { (it % 64) / 32f - 1f }
+    check(c.sf_encode_image_v2(p, Network.VAE_ENCODER.bit, image, SizeT(image.size.toLong()), SizeT(1), SizeT(64), SizeT(64), 0,
+                               short, SizeT(255), null, SizeT(0)) == 1 &&
+          c.sf_last_error().contains("mean_capacity 255, 256 needed"), "raw encode capacity: ${c.sf_last_error()}")
+    // The encoder against the raw call; the decoder's raw flag.
+    val enc = pipe.encodeImage(image, 1, 64, 64)
+    val mean = FloatArray(256); val logvar = FloatArray(256)
+    check(c.sf_encode_image_v2(p, Network.VAE_ENCODER.bit, image, SizeT(image.size.toLong()), SizeT(1), SizeT(64), SizeT(64), 0,
+                               mean, SizeT(256), logvar, SizeT(256)) == 0, "raw encode")
+    check(enc.mean.contentEquals(mean) && enc.logvar!!.contentEquals(logvar), "encodeImage == raw call")
+    check(pipe.decode(enc.mean, 1, 8, 8).size == 3 * 64 * 64, "decode of encoded latents")
+}
+
+/** Batches, random seeds and the float image. */
+fun testGeneration11(pipe: Pipeline, o: GenerationOptions) {
+    val c = SfLib.lib
+    val three = o.copy(steps = 3)
+    val calls = ArrayList<Int>()
+    val images = pipe.txt2imgBatch(three, 3) { s, total -> calls.add(s); check(total == 9, "batch total $total"); false }
+    check(images.size == 3 && calls == (1..9).toList(), "batch of 3: ${images.size} images, progress $calls")
+    for ((i, img) in images.withIndex()) {
+        check(img.seed == three.seed!! + i, "batch image $i seed ${img.seed}")
+        pipe.txt2img(three.copy(seed = three.seed!! + i)).use { check(it.pixels.contentEquals(img.pixels), "batch image $i == seed S+$i") }
+    }
+    val stopped = throws<CancelledException>("stopped batch") { pipe.txt2imgBatch(three, 3) { s, _ -> s >= 4 } }
+    check(stopped?.images?.size == 1 && stopped.images[0].pixels.contentEquals(images[0].pixels), "a stopped batch hands back its first image")
+    stopped?.images?.forEach { it.close() }
+    images.forEach { it.close() }
+    val one = throws<SnapFusionException>("txt2img makes one image") { pipe.txt2imgBatch(three, 0) }
+    check(one?.status == Status.INVALID_ARGUMENT, "batch of 0: ${one?.message}")
+    val outs = Memory(Native.POINTER_SIZE.toLong())
+    val made = SizeTByReference()
+    val params = PointerByReference().also { c.sf_params_create(it) }.value
+    c.sf_params_set_string(params, 200, "x")
+    c.sf_params_set_int(params, 210, 2)
+    check(c.sf_generate_batch(pipe.nativePointer, params, null, null, outs, SizeT(1), made) == 1 &&
+          c.sf_last_error().contains("room for 1 images, 2 asked for"), "raw batch capacity: ${c.sf_last_error()}")
+    c.sf_params_destroy(params)
+
+    // Random seeds: the job, the parameters and Image.seed say which; that seed remakes the image.
+    val two = o.copy(steps = 2)
+    val (drawn, pixels) = pipe.start(two.copy(seed = SEED_RANDOM)).use { job ->
+        val img = job.finish()
+        check(img.seed == job.seed && img.parameters.contains("Seed: ${java.lang.Long.toUnsignedString(job.seed)},"), "random seed in parameters")
+        val px = img.pixels
+        img.close()
+        Pair(job.seed, px)
+    }
+    check(drawn >= 0, "drawn seed $drawn")
+    pipe.txt2img(two.copy(seed = drawn)).use { check(it.pixels.contentEquals(pixels), "the drawn seed remakes the image") }
+    pipe.txt2img(two.copy(seed = SEED_RANDOM)).use { img ->
+        check(img.seed != null && img.seed != drawn, "a second draw ${img.seed}")
+        pipe.txt2img(two.copy(seed = img.seed)).use { check(it.pixels.contentEquals(img.pixels), "txt2img random seed remakes") }
+    }
+    pipe.start(two.copy(seed = Long.MIN_VALUE + 5)).use { job -> check(job.seed == Long.MIN_VALUE + 5, "unsigned seed bits") }
+
+    // The float image: NHWC is NCHW transposed, and the pixels are v * 255 (float32) rounded half to even.
+    pipe.start(o).use { job ->
+        throws<SnapFusionException>("imageF32 before finish") { job.imageF32() }
+        val img = job.finish()
+        val nchw = job.imageF32(); val nhwc = job.imageF32(Layout.NHWC)
+        val hw = img.width * img.height
+        var same = nchw.size == 3 * hw && nhwc.size == 3 * hw
+        for (i in 0 until hw) for (ch in 0 until 3) if (nhwc[i * 3 + ch] != nchw[ch * hw + i]) same = false
+        check(same, "NHWC == NCHW transposed")
+        val px = img.pixels
+        var rounded = true
+        for (k in nhwc.indices) if (Math.rint((nhwc[k] * 255f).toDouble()).toInt() != (px[k].toInt() and 0xff)) rounded = false
+        check(rounded, "pixels == round-half-even(float image * 255)")
+        val small = FloatArray(3 * hw - 1)
+        check(c.sf_job_image_f32(job.nativePointer, 0, small, SizeT(small.size.toLong())) == 1 &&
+              c.sf_last_error().contains("${3 * hw - 1} floats given, ${3 * hw} needed"), "raw image_f32 capacity: ${c.sf_last_error()}")
+        img.close()
+    }
+}
+
+/** A DDIM schedule: tables, beginIndex (diffusers' get_timesteps) and addNoise (the formula in float32). */
+fun testSchedule(model: String) {
+    val config = File("$model/scheduler/scheduler_config.json").readText()
+    Schedule(Sampler.DDIM, config).use { s ->
+        val betas = s.betas; val acp = s.alphasCumprod
+        check(betas.size == 1000 && acp.size == 1000, "tables of ${betas.size}, ${acp.size}")
+        check(acp[0] == 1f - betas[0] && acp[1] == acp[0] * (1f - betas[1]), "alphas_cumprod = cumprod(1 - betas)")
+        check(s.finalAlphaCumprod == acp[0].toDouble(), "final_alpha_cumprod ${s.finalAlphaCumprod}")
+        throws<SnapFusionException>("beginIndex before setSteps") { s.beginIndex(0.5) }
+        s.setSteps(8, 256)
+        for (strength in listOf(0.125, 0.3, 0.5, 0.6, 0.75, 0.99, 1.0))
+            check(s.beginIndex(strength) == 8 - minOf((8 * strength).toInt(), 8), "beginIndex($strength) = ${s.beginIndex(strength)}")
+        val none = throws<SnapFusionException>("strength 0.05 leaves no step") { s.beginIndex(0.05) }
+        check(none?.message?.contains("strength") == true, "beginIndex message: ${none?.message}")
+        check(s.beginIndex(0.6) == 4 && s.timestep(4).toInt() == 376, "img2img start at strength 0.6")
+        val x = Rng(1).use { it.randn(256) }; val noise = Rng(2).use { it.randn(256) }
+        for (i in 0 until 8) {
+            val a = acp[s.timestep(i).toInt()]
+            val sa = f32(Math.sqrt(a.toDouble())); val sb = f32(Math.sqrt((1f - a).toDouble()))
+            val want = FloatArray(256) { sa * x[it] + sb * noise[it] }
+            check(s.addNoise(i, x, noise).contentEquals(want), "addNoise at evaluation $i == sqrt(acp) x + sqrt(1 - acp) noise")
+        }
+        throws<SnapFusionException>("addNoise with short noise") { s.addNoise(4, x, noise.copyOf(255)) }
+        throws<SnapFusionException>("step with short model output") { s.step(4, x.copyOf(10), x.copyOf()) }
+    }
+}
+
+/** Runs on one pipeline from two threads equal their results alone; errors and log-callback
+ * exceptions stay on their own thread. */
+fun testThreads(model: String, pipe: Pipeline, o: GenerationOptions) {
+    val aOpts = o.copy(steps = 4)
+    val bOpts = o.copy(prompt = "a red fox in the snow", seed = 77L, steps = 4)
+    val aloneA = pipe.txt2img(aOpts).use { it.pixels }
+    val aloneB = pipe.start(bOpts).use { job -> job.finish().use { it.pixels } }
+    val barrier = CyclicBarrier(2)
+    val runs = Collections.synchronizedList(ArrayList<Int>())
+    val got = ConcurrentHashMap<String, ByteArray>()
+    var errors = runThreads({
+        got["a"] = pipe.txt2img(aOpts) { s, _ -> if (s == 1) barrier.await(120, TimeUnit.SECONDS); runs.add(pipe.activeRuns); false }.use { it.pixels }
+    }, {
+        pipe.start(bOpts).use { job ->
+            for (step in pipe.steps(job)) {
+                if (step.index == 1) barrier.await(120, TimeUnit.SECONDS)
+                runs.add(pipe.activeRuns)
+            }
+            got["b"] = job.image!!.use { it.pixels }
+        }
+    })
+    check(errors.isEmpty(), "concurrent runs: $errors")
+    check(got["a"]?.contentEquals(aloneA) == true && got["b"]?.contentEquals(aloneB) == true, "concurrent runs equal runs alone")
+    check((runs.max() ?: 0) >= 2 && pipe.activeRuns == 0, "active runs seen: $runs")
+
+    // Failing calls on two threads at once: each exception has its own thread's message. The
+    // library calls the log function inside the failing call, after storing the message (per
+    // thread, and in the context's shared slot); both threads wait there for each other, so the
+    // context's slot holds the other thread's message for one of them when the calls return.
+    val failed = CyclicBarrier(2)
+    // A log callback throws at both warnings of one call on thread "long"; at the second it waits
+    // while thread "short" makes a whole call on the same context, which must not see it.
+    val warnings = Collections.synchronizedList(ArrayList<String>())
+    val kept = CountDownLatch(1)
+    val shortDone = CountDownLatch(1)
+    val ctx = Context(threads = 1, log = { level, msg ->
+        if (level == LogLevel.ERROR && msg.contains("must be multiples")) failed.await(60, TimeUnit.SECONDS)
+        if (msg.contains("prompt truncated")) {
+            warnings.add(msg)
+            if (warnings.size == 2) { kept.countDown(); shortDone.await(60, TimeUnit.SECONDS) }
+            throw IllegalStateException("log callback: $msg")
+        }
+    })
+    val p2 = Pipeline.load(model, context = ctx)
+    fun failing(w: Int, h: Int): () -> Unit = {
+        for (r in 0 until 10) {
+            var msg: String? = null
+            try {
+                p2.txt2img(GenerationOptions("x", width = w, height = h, steps = 1)).close()
+            } catch (e: SnapFusionException) {
+                msg = e.message
+            }
+            if (msg == null || !msg.contains("size ${w}x$h")) throw AssertionError("${w}x$h got: $msg")
+        }
+    }
+    errors = runThreads(failing(48, 40), failing(24, 72))
+    check(errors.isEmpty(), "per-thread error messages: $errors")
+
+    errors = runThreads({
+        var thrown: Throwable? = null
+        try { p2.txt2img(GenerationOptions("word ".repeat(100), "word ".repeat(90), steps = 1)).close() } catch (t: Throwable) { thrown = t }
+        if (thrown !is IllegalStateException || !thrown.message!!.contains("102 tokens")) throw AssertionError("long call threw $thrown")
+    }, {
+        try {
+            if (!kept.await(60, TimeUnit.SECONDS)) throw AssertionError("no second warning")
+            p2.tokenize("a photo of a cat")
+        } finally {
+            shortDone.countDown()
+        }
+    })
+    check(errors.isEmpty() && warnings.size == 2, "log-callback exceptions per thread: $errors, warnings $warnings")
+    p2.close()
+    ctx.close()
+}
+
 fun main(args: Array<String>) {
     val model = args[0]
     val tmp = args[1]
+    checkDeclarations(args[2])
     check(SnapFusion.abiVersion == 1, "abi version")
     check(SnapFusion.samplerNames.contains("ddim"), "sampler names ${SnapFusion.samplerNames}")
 
@@ -86,10 +393,21 @@ fun main(args: Array<String>) {
         val ts = floatArrayOf(999f, 500f)
         val eps = pipe.unetPredict(lat, 2, 8, 8, ts, text)
         val rawEps = FloatArray(lat.size)
-        check(SfLib.lib.sf_unet_predict(pipe.nativePointer, lat, SizeT(2), SizeT(8), SizeT(8), ts, text, SizeT(77), rawEps) == 0, "raw unet")
+        check(SfLib.lib.sf_unet_predict_v2(pipe.nativePointer, lat, SizeT(lat.size.toLong()), SizeT(2), SizeT(8), SizeT(8), ts,
+                                           SizeT(2), text, SizeT(text.size.toLong()), SizeT(77), rawEps,
+                                           SizeT(rawEps.size.toLong())) == 0, "raw unet")
         check(eps.contentEquals(rawEps), "unet == raw call")
+        val oldEps = FloatArray(lat.size)  // the deprecated version 1: declared, never used by the wrapper
+        @Suppress("DEPRECATION")
+        val oldStatus = SfLib.lib.sf_unet_predict(pipe.nativePointer, lat, SizeT(2), SizeT(8), SizeT(8), ts, text, SizeT(77), oldEps)
+        check(oldStatus == 0 && oldEps.contentEquals(eps), "deprecated sf_unet_predict == v2")
         val img = pipe.decode(lat, 2, 8, 8)
         check(img.size == 2 * 3 * 64 * 64 && img.any { it != 0f }, "decode")
+        val rawImg = FloatArray(img.size)
+        check(SfLib.lib.sf_decode_latents_v2(pipe.nativePointer, Network.VAE_DECODER.bit, lat, SizeT(lat.size.toLong()), SizeT(2),
+                                             SizeT(8), SizeT(8), 0, rawImg, SizeT(rawImg.size.toLong())) == 0 &&
+              rawImg.contentEquals(img), "decode == raw call")
+        testBuildingBlocks(pipe)
 
         // Generation: one-shot == raw sf_generate == step-wise.
         val o = GenerationOptions(prompt = "a photo of an astronaut riding a horse on mars", negativePrompt = "blurry, low quality",
@@ -132,11 +450,17 @@ fun main(args: Array<String>) {
         Image.open(path).use { check(it.pixels.contentEquals(one.pixels), "png round trip") }
         val a = pipe.txt2img(o.copy(initImage = one, strength = 0.6))
         check(!a.pixels.contentEquals(one.pixels) && a.width == 64, "img2img")
-        val bad = throws<SnapFusionException>("bad width") { pipe.txt2img(o.copy(width = 60)) }
-        check(bad?.status == Status.INVALID_ARGUMENT && bad.message!!.contains("multiples of 8"), "bad width message: ${bad?.message}")
+        for (w in listOf(60, 72)) {  // 72: a multiple of 8, not of tiny-sd's 16
+            val bad = throws<SnapFusionException>("bad width $w") { pipe.txt2img(o.copy(width = w)) }
+            check(bad?.status == Status.INVALID_ARGUMENT && bad.message!!.contains("multiples of 16") &&
+                  bad.message!!.contains("${w}x64"), "bad width message: ${bad?.message}")
+        }
         a.close()
         one.close()
+        testGeneration11(pipe, o)
+        testThreads(model, pipe, o)
     }
+    testSchedule(model)
     check(NativeHandle.live.get() == live0, "all native objects closed (live ${NativeHandle.live.get()} vs $live0)")
     // Unclosed objects are freed by the Cleaner once unreachable.
     run {

@@ -33,7 +33,7 @@ rt=$(dirname "$(readlink -f "$(command -v kotlinc)")")/../lib/kotlin-stdlib.jar
 [ -f "$rt" ] || rt=/usr/share/java/kotlin-stdlib.jar
 cp="$repo/snapfusion-kotlin.jar:$jna:$rt:$work/programs.jar"
 export SNAPFUSION_LIBRARY="$lib"
-java -cp "$cp" BindingTestKt "$fx/public/tiny-sd" "$work"
+java -cp "$cp" BindingTestKt "$fx/public/tiny-sd" "$work" "$src/include/snapfusion.h"
 # The snippet loads "models/tiny-sd": the sandbox links it to the fixture model.
 (cd "$repo" && rm -f astronaut.png second.png && java -cp "$cp" ReadmeExampleKt)
 for f in astronaut.png second.png; do

@@ -106,6 +106,33 @@ def uint8_close(test, got, ref, what):
     test.assertLessEqual(sum(1 for d in diffs if d), len(ref) // 100, what)
 
 
+def f32(x):
+    """x rounded to float32, as torch holds it."""
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def run_threads(*targets):
+    """Runs each target on its own thread; re-raises the first exception one raised."""
+    errors = []
+
+    def wrap(fn):
+        def run():
+            try:
+                fn()
+            except BaseException as e:  # noqa: B902 - reported to the test thread
+                errors.append(e)
+        return run
+    threads = [threading.Thread(target=wrap(t), name="run-%d" % i) for i, t in enumerate(targets)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(300)
+        if th.is_alive():
+            raise AssertionError("%s did not finish" % th.name)
+    if errors:
+        raise errors[0]
+
+
 def c_floats(values):
     buf = (ctypes.c_float * len(values))()
     ctypes.memmove(buf, bytes(array.array("f", values)), 4 * len(values))
@@ -196,21 +223,60 @@ class TestLibrary(unittest.TestCase):
         self.assertEqual(sf.version_number(), major * 10000 + minor * 100 + patch)
 
     def test_every_header_function_is_declared(self):
-        """Each SF_API function of snapfusion.h has a ctypes declaration with as many
-        arguments and a result exactly when the C function has one."""
+        """Each SF_API function of snapfusion.h (the deprecated ones included) has a ctypes
+        declaration whose result and argument types are exactly the C ones."""
         with open(os.path.join(SOURCE_DIR, "include", "snapfusion.h"), encoding="utf-8") as f:
             header = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
+        enums = set(re.findall(r"typedef enum (sf_\w+)", header))
+        header = re.sub(r'SF_DEPRECATED\("[^"]*"\)', "", header)
         decls = re.findall(r"^SF_API\s+([^;()]*?)\b(sf_\w+)\s*\(([^)]*)\)\s*;", header, flags=re.M)
-        self.assertGreater(len(decls), 60)
+        self.assertGreater(len(decls), 75)
+        P = ctypes.POINTER
+        opaque = {"sf_context": raw.Context, "sf_params": raw.Params, "sf_pipeline": raw.Pipeline,
+                  "sf_rng": raw.Rng, "sf_image": raw.Image, "sf_job": raw.Job, "sf_schedule": raw.Schedule}
+        scalars = {"int": ctypes.c_int, "int32_t": ctypes.c_int32, "int64_t": ctypes.c_int64,
+                   "uint8_t": ctypes.c_uint8, "uint32_t": ctypes.c_uint32, "uint64_t": ctypes.c_uint64,
+                   "size_t": ctypes.c_size_t, "float": ctypes.c_float, "double": ctypes.c_double,
+                   "sf_log_fn": raw.LOG_FN, "sf_progress_fn": raw.PROGRESS_FN}
+
+        def expected(ctype, where):
+            """The ctypes types accepted for one C type (text without the parameter name)."""
+            const = "const" in ctype.split()
+            base = " ".join(w for w in ctype.replace("*", " ").split() if w != "const")
+            stars = ctype.count("*")
+            if base == "void":
+                return {None} if stars == 0 else {ctypes.c_void_p}
+            if base == "char" and stars >= 1:
+                # const char * is a string; char * a caller buffer (raw bytes are fine too)
+                t = {ctypes.c_char_p} if const or stars == 2 else {ctypes.c_char_p, ctypes.c_void_p}
+                stars -= 1
+            elif base in enums:
+                t = {ctypes.c_int}
+            elif base in opaque:
+                self.assertGreaterEqual(stars, 1, where + ": opaque type by value")
+                t = {opaque[base]}
+            else:
+                self.assertIn(base, scalars, where + ": unknown C type " + ctype)
+                t = {scalars[base]}
+            for _ in range(stars):
+                t = {P(x) for x in t}
+            return t
+
         names = set()
         for ret, name, args in decls:
             names.add(name)
             self.assertIn(name, raw.FUNCTIONS, name + " has no binding")
             restype, argtypes = raw.FUNCTIONS[name]
-            nargs = 0 if args.strip() in ("", "void") else args.count(",") + 1
-            self.assertEqual(len(argtypes), nargs, name + ": argument count")
-            self.assertEqual(restype is None, ret.strip() == "void", name + ": result type")
+            self.assertIn(restype, expected(ret, name + " result"), name + ": result type")
+            params = [] if args.strip() in ("", "void") else [a.strip() for a in args.split(",")]
+            self.assertEqual(len(argtypes), len(params), name + ": argument count")
+            for i, (param, got) in enumerate(zip(params, argtypes)):
+                ctype = re.sub(r"\b\w+$", "", param) if re.search(r"[\w*]\s*\b\w+$", param) else param
+                self.assertIn(got, expected(ctype, "%s argument %d" % (name, i + 1)),
+                              "%s argument %d (%s)" % (name, i + 1, param))
         self.assertEqual(set(raw.FUNCTIONS) - names, set(), "bindings of functions the header lacks")
+        for old in ("sf_unet_predict", "sf_decode_latents", "sf_encode_image"):  # declared, deprecated
+            self.assertIn(old, names)
 
     def test_status_codes_map_to_exceptions(self):
         seen = set()
@@ -369,6 +435,83 @@ class TestLibrary(unittest.TestCase):
             sf.Schedule("no-such-sampler")
         s.close()
 
+    @needs_fixtures
+    def test_schedule_tables(self):
+        entry, t = case("scheduler/alphas_cumprod")
+        s = sf.Schedule("ddim", entry["params"]["config"])
+        betas, acp = s.betas, s.alphas_cumprod  # no set_steps needed
+        self.assertEqual((len(betas), len(acp)), (1000, 1000))
+        self.assertEqual(betas.typecode, "f")
+        tol = entry["tolerance"]
+        within(self, betas, tensor(t, "out.betas"), tol["betas"], "betas")
+        within(self, acp, tensor(t, "out.alphas_cumprod"), tol["alphas_cumprod"], "alphas_cumprod")
+        within(self, [s.final_alpha_cumprod], tensor(t, "out.final_alpha_cumprod"), tol["final_alpha_cumprod"],
+               "final_alpha_cumprod")
+        self.assertEqual(s.final_alpha_cumprod, acp[0])  # set_alpha_to_one is false
+        self.assertEqual(s.get_table("betas"), betas)
+        self.assertEqual(s.get_table(sf.ScheduleTable.ALPHAS_CUMPROD), acp)
+        # acp = cumprod(1 - betas) in float32
+        prod = 1.0
+        for i in (0, 1, 2):
+            prod = f32(prod * f32(1.0 - betas[i]))
+            self.assertEqual(acp[i], prod)
+        with sf.Schedule("ddim", dict(entry["params"]["config"], set_alpha_to_one=True)) as one:
+            self.assertEqual(one.final_alpha_cumprod, 1.0)
+        # The C call's sizes: a size query, then too small a buffer is an error naming both.
+        n = ctypes.c_size_t()
+        self.assertEqual(raw.lib.sf_schedule_get_table(s._h.ptr, 1, None, 0, ctypes.byref(n)), 0)
+        self.assertEqual(n.value, 1000)
+        short = (ctypes.c_float * 999)()
+        self.assertEqual(raw.lib.sf_schedule_get_table(s._h.ptr, 2, short, 999, ctypes.byref(n)), 1)
+        self.assertIn("999 < 1000", raw.lib.sf_last_error().decode())
+        with self.assertRaises(sf.InvalidArgumentError):
+            s.get_table("gammas")
+        s.close()
+
+    @needs_fixtures
+    def test_schedule_begin_index_and_add_noise(self):
+        """DDIM: begin_index is diffusers' get_timesteps (t_start = steps - min(int(steps *
+        strength), steps)); add_noise(i, x, noise) = sqrt(acp[t]) * x + sqrt(1 - acp[t]) * noise
+        with t = timestep(i) and acp = alphas_cumprod, in float32 as torch computes it; both
+        as the img2img fixture made them."""
+        entry, t = case("pipeline/img2img_ddim_strength0.6_cfg7.5_neg")
+        p = entry["params"]
+        s = sf.Schedule("ddim", p["scheduler_config"])
+        with self.assertRaises(sf.BadStateError):
+            s.begin_index(0.5)
+        steps = p["num_inference_steps"]
+        s.set_steps(steps, 4 * 8 * 8)
+        for strength in (0.125, 0.3, 0.5, 0.6, 0.75, 0.99, 1.0):
+            self.assertEqual(s.begin_index(strength), steps - min(int(steps * strength), steps), strength)
+        for strength in (0.0, 0.05, 1.5):
+            with self.assertRaises(sf.InvalidArgumentError) as cm:
+                s.begin_index(strength)
+            self.assertIn("strength", str(cm.exception))
+        begin = s.begin_index(p["strength"])
+        self.assertEqual(begin, p["t_start"])
+        self.assertEqual(int(s.timestep(begin)), tensor(t, "mid.latent_timestep")[0])
+        self.assertEqual([int(s.timestep(i)) for i in range(begin, steps)], list(tensor(t, "mid.timesteps")))
+        acp = s.alphas_cumprod
+        x, noise = sf.Rng(1).randn(256), sf.Rng(2).randn(256)
+        for i in range(steps):
+            a = acp[int(s.timestep(i))]
+            sa, sb = f32(a ** 0.5), f32(f32(1.0 - a) ** 0.5)
+            want = array.array("f", (f32(f32(sa * xi) + f32(sb * ni)) for xi, ni in zip(x, noise)))
+            self.assertEqual(s.add_noise(i, x, noise), want, "add_noise at evaluation %d" % i)
+        # The fixture: the noisy latents from the init latents and the second generator draw.
+        draws = tensor(t, "mid.generator_draws")
+        noisy = s.add_noise(begin, tensor(t, "mid.init_latents"), draws[256:512])
+        within(self, noisy, tensor(t, "mid.noisy_latents"), entry["tolerance"]["noisy_latents"], "noisy latents")
+        with self.assertRaises(sf.InvalidArgumentError) as cm:  # one count for both buffers
+            s.add_noise(begin, x, noise[:255])
+        self.assertIn("255 noise values for 256", str(cm.exception))
+        with self.assertRaises(sf.InvalidArgumentError) as cm:
+            s.add_noise(steps, x, noise)
+        self.assertIn("outside", str(cm.exception))
+        with self.assertRaises(sf.InvalidArgumentError):
+            s.step(begin, x, array.array("f", x), noise=noise[:10])
+        s.close()
+
 
 # ---- tests on the tiny-sd fixture model -------------------------------------------------------------------
 
@@ -390,6 +533,8 @@ class TestPipeline(unittest.TestCase):
         self.assertAlmostEqual(p.vae_scale, 0.18215, places=6)
         self.assertTrue(p.networks & sf.Network.UNET)
         self.assertGreater(p.parameter_count, 0)
+        self.assertEqual(p.size_multiple, 16)  # the decoder's 8 times the UNet's one halving
+        self.assertEqual(p.active_runs, 0)
         text = p.describe()
         self.assertIn("StableDiffusionPipeline", text)
         d = p.describe("json")
@@ -420,10 +565,12 @@ class TestPipeline(unittest.TestCase):
             sf.Pipeline.load(missing, threads=THREADS)
         self.assertIn("no-such-model", str(cm.exception))
         self.assertIn(type(cm.exception), (sf.FileIOError, sf.NotFoundError, sf.BadModelError))
-        with self.assertRaises(sf.InvalidArgumentError) as cm:
-            self.pipe.txt2img("x", width=60, height=64, steps=1)
-        self.assertIn("multiples of 8", str(cm.exception))
-        self.assertEqual(cm.exception.status, 1)
+        for width in (60, 72):  # 72 is a multiple of 8 but not of tiny-sd's 16
+            with self.assertRaises(sf.InvalidArgumentError) as cm:
+                self.pipe.txt2img("x", width=width, height=64, steps=1)
+            self.assertIn("multiples of 16", str(cm.exception))
+            self.assertIn("%dx64" % width, str(cm.exception))
+            self.assertEqual(cm.exception.status, 1)
         with self.assertRaises(sf.InvalidArgumentError) as cm:
             self.pipe.txt2img("x", sampler="nope")
         self.assertIn("ddim", str(cm.exception))
@@ -450,6 +597,105 @@ class TestPipeline(unittest.TestCase):
             self.assertEqual(len(p.tokenize("a photo of a cat")), 77)  # a later call does not see it
             ctx.threads = 1
             self.assertEqual(ctx.threads, 1)
+
+    def test_token_text(self):
+        self.assertEqual(self.pipe.token_text(2368), "cat</w>")
+        ids = self.pipe.tokenize("a photo of a cat")
+        self.assertEqual([self.pipe.token_text(i) for i in ids[:7]],
+                         ["<|startoftext|>", "a</w>", "photo</w>", "of</w>", "a</w>", "cat</w>", "<|endoftext|>"])
+        for bad in (49408, -1, 2 ** 40):
+            with self.assertRaises(sf.NotFoundError) as cm:
+                self.pipe.token_text(bad)
+            self.assertIn("outside the vocabulary", str(cm.exception))
+        # The C call: a size query, then the text; a short buffer gets a truncated copy.
+        needed = ctypes.c_size_t()
+        self.assertEqual(raw.lib.sf_token_text(self.pipe._h.ptr, 2368, None, 0, ctypes.byref(needed)), 0)
+        self.assertEqual(needed.value, len("cat</w>") + 1)
+        buf = ctypes.create_string_buffer(4)
+        self.assertEqual(raw.lib.sf_token_text(self.pipe._h.ptr, 2368, buf, 4, ctypes.byref(needed)), 0)
+        self.assertEqual(buf.value, b"cat")
+
+    def test_building_block_sizes_are_checked(self):
+        """Every buffer crosses with its size (the _v2 calls): a wrong one is an
+        InvalidArgumentError that names the size expected, never an overrun."""
+        p = self.pipe
+        text = p.encode_prompt("a cat")
+        lat = sf.Rng(3).randn(4 * 8 * 8)
+        cases = (
+            (lambda: p.unet_predict(lat[:250], 999, text), "latents_count 250, expected 256"),
+            (lambda: p.unet_predict(lat, 999, text[:-1]), "text_count 2463, expected 2432"),  # 76 tokens + 31
+            (lambda: p.unet_predict(lat + lat, [999.0], text + text), "timesteps_count 1, expected 2"),
+            (lambda: p.decode(lat[:255], height=8, width=8), "latents_count 255, expected 256"),
+            (lambda: p.encode_image(array.array("f", bytes(4 * (3 * 64 * 64 - 1))), height=64, width=64),
+             "image_count 12287, expected 12288"),
+        )
+        for call, message in cases:
+            with self.assertRaises(sf.InvalidArgumentError) as cm:
+                call()
+            self.assertIn(message, str(cm.exception))
+        # Output capacities, through the raw calls (the package always allocates enough).
+        P = p._h.ptr
+        short = (ctypes.c_float * 255)()
+        L = raw.lib
+        self.assertEqual(L.sf_unet_predict_v2(P, c_floats(lat), 256, 1, 8, 8, c_floats([999.0]), 1, c_floats(text),
+                                              len(text), 77, short, 255), 1)
+        self.assertIn("out_capacity 255, 256 needed", L.sf_last_error().decode())
+        self.assertEqual(L.sf_decode_latents_v2(P, int(sf.Network.VAE_DECODER), c_floats(lat), 256, 1, 8, 8, 0, short,
+                                                255), 1)
+        self.assertIn("image_capacity 255, 12288 needed", L.sf_last_error().decode())
+        image = c_floats([0.0] * (3 * 64 * 64))
+        self.assertEqual(L.sf_encode_image_v2(P, int(sf.Network.VAE_ENCODER), image, 3 * 64 * 64, 1, 64, 64, 0, short,
+                                              255, None, 0), 1)
+        self.assertIn("mean_capacity 255, 256 needed", L.sf_last_error().decode())
+        with p.generate("a cat", steps=1, seed=1) as job:
+            job.finish()
+            self.assertEqual(L.sf_job_image_count(job._h.ptr), 3 * 64 * 64)
+            self.assertEqual(L.sf_job_image_f32(job._h.ptr, 0, image, 3 * 64 * 64 - 1), 1)
+            self.assertIn("12287 floats given, 12288 needed", L.sf_last_error().decode())
+
+    def test_img2img_from_building_blocks(self):
+        """StableDiffusionImg2ImgPipeline written with the building blocks (encode_image,
+        Rng, Schedule.begin_index / add_noise / step, unet_predict, decode) makes the
+        fixture's image."""
+        entry, t = case("pipeline/img2img_ddim_strength0.6_cfg7.5_neg")
+        prm, tol = entry["params"], entry["tolerance"]
+        p = self.pipe
+        rgb = tensor(t, "in.init_image_uint8")
+        hw = 64 * 64
+        image = array.array("f", (f32(2.0 * f32(rgb[i * 3 + c] / 255.0) - 1.0) for c in range(3) for i in range(hw)))
+        mean, logvar = p.encode_image(image, height=64, width=64, unscaled=True)
+        within(self, mean, tensor(t, "mid.posterior_mean"), tol["posterior_mean"], "posterior mean")
+        rng = sf.Rng(prm["seed"])
+        draw = rng.randn(256)
+        sample = [m + (2.718281828459045 ** (0.5 * max(-30.0, min(20.0, lv)))) * d
+                  for m, lv, d in zip(mean, logvar, draw)]
+        latents = array.array("f", (p.vae_scale * x for x in sample))
+        within(self, latents, tensor(t, "mid.init_latents"), tol["init_latents"], "init latents")
+        s = sf.Schedule("ddim", prm["scheduler_config"])
+        s.set_steps(prm["num_inference_steps"], len(latents))
+        begin = s.begin_index(prm["strength"])
+        latents = s.add_noise(begin, latents, rng.randn(256))
+        within(self, latents, tensor(t, "mid.noisy_latents"), tol["noisy_latents"], "noisy latents")
+        text = p.encode_prompt(prm["negative_prompt"]) + p.encode_prompt(prm["prompt"])
+        g = prm["guidance_scale"]
+        for i in range(begin, s.evaluations):
+            x_in = s.scale_input(i, latents)
+            out = p.unet_predict(x_in + x_in, s.timestep(i), text)
+            uncond, cond = out[:256], out[256:]
+            guided = array.array("f", (f32(u + f32(g * f32(c - u))) for u, c in zip(uncond, cond)))
+            s.step(i, guided, latents)
+        decoded = p.decode(latents)
+        within(self, decoded, tensor(t, "mid.vae_out"), tol["vae_out"], "decoded image")
+        unit = [min(1.0, max(0.0, f32(f32(v / 2) + 0.5))) for v in decoded]
+        nhwc = array.array("f", (unit[c * hw + i] for i in range(hw) for c in range(3)))
+        within(self, nhwc, tensor(t, "out.image"), tol["image"], "image")
+        # The library's own img2img of the same image and seed agrees.
+        with p.generate(prm["prompt"], prm["negative_prompt"], init_image=(bytes(rgb), 64, 64),
+                        strength=prm["strength"], steps=prm["num_inference_steps"], guidance_scale=g,
+                        seed=prm["seed"], sampler="ddim") as job:
+            job.finish()
+            within(self, job.image_f32("nhwc"), tensor(t, "out.image"), tol["image"], "library img2img")
+            within(self, job.image_f32("nhwc"), nhwc, {"atol": 1e-4, "rtol": 1e-4}, "library vs building blocks")
 
     def test_tokenize_matches_fixture(self):
         with open(os.path.join(PUBLIC, "tokenizer", "cases.json"), encoding="utf-8") as f:
@@ -488,10 +734,16 @@ class TestPipeline(unittest.TestCase):
         # bytes in, scalar timestep, default (model) size: the same values
         self.assertEqual(bytes(self.pipe.unet_predict(bytes(sample), 999, text)), bytes(got))
         out = (ctypes.c_float * len(sample))()
-        st = raw.lib.sf_unet_predict(self.pipe._h.ptr, c_floats(sample), 2, 8, 8, c_floats(ts), c_floats(text), 77,
-                                     out)
+        st = raw.lib.sf_unet_predict_v2(self.pipe._h.ptr, c_floats(sample), len(sample), 2, 8, 8, c_floats(ts), 2,
+                                        c_floats(text), len(text), 77, out, len(out))
         self.assertEqual(st, 0)
         self.assertEqual(bytes(out), bytes(got))
+        # The deprecated version 1 (declared, never used by the package) computes the same.
+        old = (ctypes.c_float * len(sample))()
+        st = raw.lib.sf_unet_predict(self.pipe._h.ptr, c_floats(sample), 2, 8, 8, c_floats(ts), c_floats(text), 77,
+                                     old)
+        self.assertEqual(st, 0)
+        self.assertEqual(bytes(old), bytes(got))
 
     def test_decode_matches_fixture_and_c(self):
         entry, t = case("vae/decode")
@@ -501,10 +753,15 @@ class TestPipeline(unittest.TestCase):
         within(self, got, ref, tol, "decode")
         within(self, self.pipe.decode(z, height=8, width=8, unscaled=True), ref, tol, "decode unscaled")
         out = (ctypes.c_float * len(ref))()
-        st = raw.lib.sf_decode_latents(self.pipe._h.ptr, int(sf.Network.VAE_DECODER), c_floats(latents), 2, 8, 8, 0,
-                                       out)
+        st = raw.lib.sf_decode_latents_v2(self.pipe._h.ptr, int(sf.Network.VAE_DECODER), c_floats(latents),
+                                          len(latents), 2, 8, 8, 0, out, len(out))
         self.assertEqual(st, 0)
         self.assertEqual(bytes(out), bytes(got))
+        old = (ctypes.c_float * len(ref))()
+        st = raw.lib.sf_decode_latents(self.pipe._h.ptr, int(sf.Network.VAE_DECODER), c_floats(latents), 2, 8, 8, 0,
+                                       old)
+        self.assertEqual(st, 0)
+        self.assertEqual(bytes(old), bytes(got))
 
     def test_encode_image_shapes(self):
         with sf.Pipeline.load(TINY_SD, threads=THREADS, components=["vae_encoder"]) as p:
@@ -512,6 +769,17 @@ class TestPipeline(unittest.TestCase):
             mean, logvar = p.encode_image(image, height=64, width=64)
             self.assertEqual(len(mean), 4 * 8 * 8)
             self.assertEqual(len(logvar), 4 * 8 * 8)
+            # The same through sf_encode_image_v2 directly, and through the deprecated version 1.
+            for fn in ("v2", "v1"):
+                cmean, clogvar = (ctypes.c_float * 256)(), (ctypes.c_float * 256)()
+                if fn == "v2":
+                    st = raw.lib.sf_encode_image_v2(p._h.ptr, int(sf.Network.VAE_ENCODER), c_floats(image), len(image),
+                                                    1, 64, 64, 0, cmean, 256, clogvar, 256)
+                else:
+                    st = raw.lib.sf_encode_image(p._h.ptr, int(sf.Network.VAE_ENCODER), c_floats(image), 1, 64, 64, 0,
+                                                 cmean, clogvar)
+                self.assertEqual(st, 0, fn)
+                self.assertEqual((bytes(cmean), bytes(clogvar)), (bytes(mean), bytes(logvar)), fn)
 
     def test_gc_frees_native_objects(self):
         gc.collect()
@@ -762,6 +1030,166 @@ class TestGeneration(unittest.TestCase):
             self.assertEqual(a.tobytes(), img.pixels)
         if PIL is not None:
             self.assertEqual(img.to_pil().tobytes(), img.pixels)
+
+    def test_batch_equals_single_generations(self):
+        o = dict(self.options, steps=3)
+        calls = []
+        images = self.pipe.txt2img_batch(batch_count=3, progress=lambda s, t: calls.append((s, t)), **o)
+        self.assertEqual(len(images), 3)
+        self.assertEqual(calls, [(k, 9) for k in range(1, 10)])  # the whole batch's steps
+        seed = o["seed"]
+        for i, img in enumerate(images):
+            self.assertEqual(img.seed, seed + i)
+            self.assertIn("Seed: %d," % (seed + i), img.parameters)
+            self.assertEqual(img.pixels, self.pipe.txt2img(**dict(o, seed=seed + i)).pixels, "image %d" % i)
+        self.assertEqual([im.pixels for im in self.pipe.txt2img_batch(batch_count=1, **o)], [images[0].pixels])
+        # Stopped in the second image: the first comes with the exception.
+        with self.assertRaises(sf.CancelledError) as cm:
+            self.pipe.txt2img_batch(batch_count=3, progress=lambda s, t: s >= 4, **o)
+        self.assertEqual([im.pixels for im in cm.exception.images], [images[0].pixels])
+        with self.assertRaises(sf.InvalidArgumentError) as cm:  # one image per txt2img
+            self.pipe.txt2img(batch_count=2, **o)
+        self.assertIn("sf_generate_batch", str(cm.exception))
+        with self.assertRaises(sf.InvalidArgumentError):
+            self.pipe.txt2img_batch(batch_count=0, **o)
+        # The raw call: capacity below the count is an error naming both.
+        params = sf.Params({sf.Param.PROMPT: "x", sf.Param.STEPS: 1, sf.Param.BATCH_COUNT: 2})
+        outs = (ctypes.POINTER(raw.Image) * 1)()
+        made = ctypes.c_size_t(7)
+        self.assertEqual(raw.lib.sf_generate_batch(self.pipe._h.ptr, params._h.ptr, raw.PROGRESS_FN(), None, outs, 1,
+                                                   ctypes.byref(made)), 1)
+        self.assertEqual(made.value, 0)
+        self.assertIn("room for 1 images, 2 asked for", raw.lib.sf_last_error().decode())
+
+    def test_random_seed(self):
+        """seed=SEED_RANDOM draws a seed; the job, the image's parameters and Image.seed tell
+        which, and generating with that seed makes the same image."""
+        o = dict(self.options, steps=2)
+        self.assertEqual(sf.SEED_RANDOM, -1)
+        with self.pipe.generate(**dict(o, seed=sf.SEED_RANDOM)) as job:
+            drawn = job.seed
+            image = job.finish()
+        self.assertGreaterEqual(drawn, 0)
+        self.assertEqual(image.seed, drawn)
+        self.assertIn("Seed: %d," % drawn, image.parameters)
+        self.assertEqual(self.pipe.txt2img(**dict(o, seed=drawn)).pixels, image.pixels)
+        one = self.pipe.txt2img(**dict(o, seed=-1))
+        self.assertNotEqual(one.seed, drawn)  # two draws of 63 bits
+        self.assertEqual(self.pipe.txt2img(**dict(o, seed=one.seed)).pixels, one.pixels)
+        batch = self.pipe.txt2img_batch(batch_count=2, **dict(o, seed=sf.SEED_RANDOM))
+        self.assertEqual(batch[1].seed, batch[0].seed + 1)
+        self.assertEqual(self.pipe.txt2img(**dict(o, seed=batch[1].seed)).pixels, batch[1].pixels)
+        with self.pipe.generate(**dict(o, seed=2 ** 63 + 5)) as job:  # unsigned seeds read back as such
+            self.assertEqual(job.seed, 2 ** 63 + 5)
+            self.assertEqual(job.finish().seed, 2 ** 63 + 5)
+        with self.pipe.generate(**o) as job:
+            self.assertEqual(job.seed, o["seed"])
+
+    def test_float_image_rounds_to_pixels(self):
+        with self.pipe.generate(**self.options) as job:
+            with self.assertRaises(sf.BadStateError):
+                job.image_f32()
+            image = job.finish()
+            nchw, nhwc = job.image_f32(), job.image_f32(sf.Layout.NHWC)
+            self.assertEqual(job.image_f32("nchw"), nchw)
+            with self.assertRaises(sf.InvalidArgumentError):
+                job.image_f32("chw")
+        w, h = image.size
+        hw = w * h
+        self.assertEqual((len(nchw), len(nhwc), nchw.typecode), (3 * hw, 3 * hw, "f"))
+        self.assertEqual(nhwc, array.array("f", (nchw[c * hw + i] for i in range(hw) for c in range(3))))
+        self.assertTrue(all(0.0 <= v <= 1.0 for v in nchw))
+        # The RGB8 pixels are the floats times 255 (in float32), rounded half to even.
+        self.assertEqual(image.pixels, bytes(round(f32(v * 255.0)) for v in nhwc))
+        within(self, nhwc, tensor(self.t, "out.image"), self.entry["tolerance"]["image"], "float image vs diffusers")
+        view = memoryview(nchw).cast("B").cast("f", (3, h, w))  # shaped without numpy
+        self.assertEqual(view[2, h - 1, w - 1], nchw[-1])
+
+    def test_concurrent_runs_on_one_pipeline(self):
+        """Two generations (one one-shot, one step-wise) and building-block calls run at
+        once on one pipeline from two threads, and each gives what it gives alone."""
+        a_opts = dict(self.options, steps=4)
+        b_opts = dict(self.options, prompt="a red fox in the snow", seed=77, steps=4)
+        alone_a = self.pipe.txt2img(**a_opts).pixels
+        with self.pipe.generate(**b_opts) as job:
+            alone_b = job.finish().pixels
+            alone_b_f = job.image_f32()
+        alone_emb = self.pipe.encode_prompt("a cat")
+        barrier = threading.Barrier(2, timeout=120)
+        runs_seen = []
+        got = {}
+
+        def run_a():
+            def progress(step, total):
+                if step == 1:
+                    barrier.wait()  # both generations are in flight from here on
+                runs_seen.append(self.pipe.active_runs)
+            got["a"] = self.pipe.txt2img(progress=progress, **a_opts).pixels
+            got["a_emb"] = self.pipe.encode_prompt("a cat")
+
+        def run_b():
+            with self.pipe.generate(**b_opts) as job:
+                for step in job:
+                    if step.index == 1:
+                        barrier.wait()
+                    runs_seen.append(self.pipe.active_runs)
+                got["b"], got["b_f"] = job.image.pixels, job.image_f32()
+            got["b_emb"] = self.pipe.encode_prompt("a cat")
+
+        run_threads(run_a, run_b)
+        self.assertEqual(got["a"], alone_a)
+        self.assertEqual(got["b"], alone_b)
+        self.assertEqual(got["b_f"], alone_b_f)
+        self.assertEqual((got["a_emb"], got["b_emb"]), (alone_emb, alone_emb))
+        self.assertGreaterEqual(max(runs_seen), 2)
+        self.assertEqual(self.pipe.active_runs, 0)
+
+    def test_errors_and_log_callbacks_are_per_thread(self):
+        """Failing calls on two threads at once each raise their own message (sf_last_error,
+        not the context's shared one), and an exception a log callback raises on one thread
+        is re-raised by that thread's call only."""
+        barrier = threading.Barrier(2, timeout=120)
+        rounds = 30
+
+        def fail_with(width, height):
+            def run():
+                for _ in range(rounds):
+                    barrier.wait()
+                    with self.assertRaises(sf.InvalidArgumentError) as cm:
+                        self.pipe.txt2img("x", width=width, height=height, steps=1)
+                    self.assertIn("size %dx%d" % (width, height), str(cm.exception))
+            return run
+        run_threads(fail_with(48, 40), fail_with(24, 72))
+
+        # One call on thread "long" logs two warnings (prompt and negative prompt truncated);
+        # its callback raises at both. At the second, the first exception is already kept for
+        # that call: the callback waits there while thread "short" makes a whole call on the
+        # same context, which must not see it.
+        warnings = []
+        kept, short_done = threading.Event(), threading.Event()
+
+        def log(level, message):
+            if "prompt truncated" in message:
+                warnings.append(message)
+                if len(warnings) == 2:
+                    kept.set()
+                    short_done.wait(60)
+                raise RuntimeError("log callback: " + message)
+        with sf.Context(threads=THREADS, log=log) as ctx:
+            with sf.Pipeline.load(TINY_SD, context=ctx) as pipe:
+                def long():
+                    with self.assertRaises(RuntimeError) as cm:
+                        pipe.txt2img("word " * 100, "word " * 90, steps=1)
+                    self.assertIn("102 tokens", str(cm.exception))  # the first one is re-raised
+
+                def short():
+                    try:
+                        self.assertTrue(kept.wait(60), "no second warning")
+                        self.assertEqual(len(pipe.tokenize("a photo of a cat")), 77)
+                    finally:
+                        short_done.set()
+                run_threads(long, short)
+        self.assertEqual(len(warnings), 2)
 
     def test_generated_objects_are_freed(self):
         gc.collect()

@@ -25,6 +25,11 @@ for lang in c objective-c; do
     echo "  sf_context *ctx = 0; sf_status s = sf_context_create(&ctx); (void)s;"
     echo "  sf_params *p = 0; (void)sf_params_set_int(p, SF_PARAM_STEPS, 8);"
     echo "  _Static_assert(SF_ABI_VERSION == 1, \"abi\");"
+    # The 1.1 macros and enums the Swift wrapper uses.
+    echo "  _Static_assert(SF_SEED_RANDOM == -1, \"seed\");"
+    echo "  unsigned flags = SF_LATENTS_UNSCALED | SF_IMAGE_RAW; (void)flags;"
+    echo "  sf_layout l = SF_LAYOUT_NHWC; sf_schedule_table t = SF_TABLE_ALPHAS_CUMPROD; (void)l; (void)t;"
+    echo "  sf_info i = SF_INFO_SIZE_MULTIPLE; i = SF_INFO_ACTIVE_RUNS; (void)i;"
     for fn in $funcs; do echo "  (void)&$fn;"; done
     echo "  return 0;"
     echo "}"

@@ -14,6 +14,7 @@ package snapfusion
 import com.sun.jna.Callback
 import com.sun.jna.IntegerType
 import com.sun.jna.Library
+import com.sun.jna.Memory
 import com.sun.jna.Native
 import com.sun.jna.Pointer
 import com.sun.jna.ptr.ByReference
@@ -24,6 +25,9 @@ import java.lang.ref.Cleaner
 import java.util.concurrent.atomic.AtomicInteger
 
 const val ABI_VERSION = 1
+
+/** SF_SEED_RANDOM: GenerationOptions(seed = SEED_RANDOM) draws a seed; Job.seed and Image.seed tell which. */
+const val SEED_RANDOM = -1L
 
 /** size_t. */
 class SizeT @JvmOverloads constructor(value: Long = 0) : IntegerType(Native.SIZE_T_SIZE, value, true) {
@@ -93,10 +97,23 @@ interface SfLib : Library {
     fun sf_tokenize(p: Pointer, prompt: String, ids: IntArray, capacity: SizeT, untruncated: SizeTByReference?): Int
     fun sf_encode_ids(p: Pointer, ids: IntArray, batch: SizeT, tokens: SizeT, clipSkip: Int, out: FloatArray, count: SizeT): Int
     fun sf_encode_prompt(p: Pointer, prompt: String, clipSkip: Int, out: FloatArray, count: SizeT): Int
+    fun sf_token_text(p: Pointer, id: Int, buffer: ByteArray?, capacity: SizeT, needed: SizeTByReference?): Int
+    fun sf_unet_predict_v2(p: Pointer, latents: FloatArray, latentsCount: SizeT, batch: SizeT, height: SizeT, width: SizeT,
+                           timesteps: FloatArray, timestepsCount: SizeT, text: FloatArray, textCount: SizeT, tokens: SizeT,
+                           out: FloatArray, outCapacity: SizeT): Int
+    fun sf_decode_latents_v2(p: Pointer, decoder: Int, latents: FloatArray, latentsCount: SizeT, batch: SizeT, height: SizeT,
+                             width: SizeT, flags: Int, image: FloatArray, imageCapacity: SizeT): Int
+    fun sf_encode_image_v2(p: Pointer, encoder: Int, image: FloatArray, imageCount: SizeT, batch: SizeT, height: SizeT,
+                           width: SizeT, flags: Int, mean: FloatArray, meanCapacity: SizeT, logvar: FloatArray?,
+                           logvarCapacity: SizeT): Int
+    // Version 1 of the three above, without buffer sizes: part of the ABI, never called by the wrapper.
+    @Deprecated("use sf_unet_predict_v2")
     fun sf_unet_predict(p: Pointer, latents: FloatArray, batch: SizeT, height: SizeT, width: SizeT, timesteps: FloatArray,
                         text: FloatArray, tokens: SizeT, out: FloatArray): Int
+    @Deprecated("use sf_decode_latents_v2")
     fun sf_decode_latents(p: Pointer, decoder: Int, latents: FloatArray, batch: SizeT, height: SizeT, width: SizeT,
                           flags: Int, image: FloatArray): Int
+    @Deprecated("use sf_encode_image_v2")
     fun sf_encode_image(p: Pointer, encoder: Int, image: FloatArray, batch: SizeT, height: SizeT, width: SizeT, flags: Int,
                         mean: FloatArray, logvar: FloatArray?): Int
 
@@ -131,7 +148,13 @@ interface SfLib : Library {
     fun sf_job_finish(job: Pointer, out: PointerByReference): Int
     fun sf_job_cancel(job: Pointer)
     fun sf_job_destroy(job: Pointer?)
+    fun sf_job_seed(job: Pointer): Long  // uint64_t: the same bits
+    fun sf_job_image_count(job: Pointer): SizeT
+    fun sf_job_image_f32(job: Pointer, layout: Int, out: FloatArray, capacity: SizeT): Int
     fun sf_generate(p: Pointer, params: Pointer?, progress: ProgressFn?, user: Pointer?, out: PointerByReference): Int
+    /** outImages: an sf_image *[capacity] (e.g. a Memory of capacity * Native.POINTER_SIZE bytes). */
+    fun sf_generate_batch(p: Pointer, params: Pointer?, progress: ProgressFn?, user: Pointer?, outImages: Pointer,
+                          capacity: SizeT, outCount: SizeTByReference): Int
     fun sf_pipeline_cancel(p: Pointer)
 
     fun sf_schedule_create(sampler: Int, configJson: String?, overrides: Pointer?, out: PointerByReference): Int
@@ -144,6 +167,10 @@ interface SfLib : Library {
     fun sf_schedule_scale_input(s: Pointer, i: Int, x: FloatArray, out: FloatArray, count: SizeT): Int
     fun sf_schedule_step_needs_noise(s: Pointer, i: Int): Int
     fun sf_schedule_step(s: Pointer, i: Int, modelOutput: FloatArray, sample: FloatArray, count: SizeT, noise: FloatArray?): Int
+    fun sf_schedule_begin_index(s: Pointer, strength: Double): Int
+    fun sf_schedule_add_noise(s: Pointer, i: Int, original: FloatArray, noise: FloatArray, out: FloatArray, count: SizeT): Int
+    fun sf_schedule_get_table(s: Pointer, table: Int, out: FloatArray?, capacity: SizeT, count: SizeTByReference): Int
+    fun sf_schedule_final_alpha_cumprod(s: Pointer): Double
 
     companion object {
         val lib: SfLib by lazy {
@@ -170,7 +197,11 @@ enum class Status(val code: Int) {
 }
 
 /** A failed call: the status and the library's message (it names the file, tensor or argument). */
-open class SnapFusionException(val status: Status, val code: Int, message: String) : RuntimeException(message)
+open class SnapFusionException(val status: Status, val code: Int, message: String) : RuntimeException(message) {
+    /** Pipeline.txt2imgBatch: the images finished before the failure (the caller closes them). */
+    var images: List<Image> = emptyList()
+        internal set
+}
 
 /** Stopped by cancel() or a progress callback. */
 class CancelledException(message: String) : SnapFusionException(Status.CANCELLED, Status.CANCELLED.code, message)
@@ -194,24 +225,42 @@ enum class Sampler(val code: Int) {
 
 enum class Network(val bit: Int) { TEXT_ENCODER(1), UNET(2), VAE_DECODER(4), VAE_ENCODER(8), TAESD_DECODER(16), TAESD_ENCODER(32) }
 
+/** sf_layout: the order of Job.imageF32's floats. */
+enum class Layout(val code: Int) {
+    NCHW(0),  // [3, H, W]: diffusers' output_type "pt"
+    NHWC(1)   // [H, W, 3]: diffusers' output_type "np"
+}
+
+/** sf_schedule_table. */
+enum class ScheduleTable(val code: Int) { BETAS(1), ALPHAS_CUMPROD(2) }
+
+/** Pixels per latent of the SD-1.x VAE and TAESD. The library has the real factor and checks
+ * every buffer's size against it (the _v2 calls): another one is an error, never an overrun. */
+internal const val DECODER_FACTOR = 8
+
 internal object Keys {
     const val THREADS = 1; const val LOG_LEVEL = 2
     const val VARIANT = 100; const val RANDOM_WEIGHTS = 101; const val RANDOM_SEED = 102; const val INSPECT_ONLY = 103
     const val TAESD_PATH = 104; const val COMPONENTS = 105; const val TOKENIZER_PATH = 106
     const val PROMPT = 200; const val NEGATIVE_PROMPT = 201; const val WIDTH = 202; const val HEIGHT = 203
     const val STEPS = 204; const val GUIDANCE_SCALE = 205; const val SEED = 206; const val SAMPLER = 207
-    const val KARRAS_SIGMAS = 208; const val CLIP_SKIP = 209; const val STRENGTH = 211; const val PREDICTION_TYPE = 212
+    const val KARRAS_SIGMAS = 208; const val CLIP_SKIP = 209; const val BATCH_COUNT = 210; const val STRENGTH = 211
+    const val PREDICTION_TYPE = 212
     const val DECODER = 213; const val ETA = 214; const val TIMESTEP_SPACING = 215
     const val LATENTS = 300; const val PROMPT_EMBEDS = 301; const val NEGATIVE_EMBEDS = 302
     const val INFO_NETWORKS = 1; const val INFO_TEXT_TOKENS = 2; const val INFO_TEXT_HIDDEN = 3
     const val INFO_LATENT_CHANNELS = 4; const val INFO_DEFAULT_WIDTH = 5; const val INFO_DEFAULT_HEIGHT = 6
-    const val INFO_VAE_SCALE = 7; const val INFO_PARAMETERS = 9
+    const val INFO_VAE_SCALE = 7; const val INFO_PARAMETERS = 9; const val INFO_SIZE_MULTIPLE = 12
+    const val INFO_ACTIVE_RUNS = 13
+    const val LATENTS_UNSCALED = 1; const val IMAGE_RAW = 2
 }
 
-internal fun check(status: Int, ctx: NativeHandle? = null) {
+/** Throws for a failed status, with the calling thread's message: sf_last_error, never
+ * sf_context_last_error, which every thread of a context shares (with concurrent runs it may
+ * hold another thread's failure). */
+internal fun check(status: Int) {
     if (status == 0) return
-    var msg = ctx?.ptrOrNull()?.let { C.sf_context_last_error(it) } ?: ""
-    if (msg.length == 0) msg = C.sf_last_error()
+    var msg = C.sf_last_error()
     if (msg.length == 0) msg = C.sf_status_string(status)
     val s = Status.of(status)
     throw if (s == Status.CANCELLED) CancelledException(msg) else SnapFusionException(s, status, msg)
@@ -224,10 +273,11 @@ internal val cleaner: Cleaner = Cleaner.create()
 /** One native object with a reference count: its owner holds one reference, each child one
  * more; the native destroy runs when the last is released, children first by construction. */
 class NativeHandle internal constructor(
-    private var ptr: Pointer?, private val destroy: (Pointer) -> Unit, val kind: String, private val parent: NativeHandle?
+    @Volatile private var ptr: Pointer?, private val destroy: (Pointer) -> Unit, val kind: String,
+    private val parent: NativeHandle?
 ) {
     private val refs = AtomicInteger(1)
-    internal var keep: Any? = null  // objects the native side points at (callbacks)
+    @Volatile internal var keep: Any? = null  // objects the native side points at (callbacks)
 
     init {
         parent?.retain()
@@ -309,13 +359,20 @@ internal class Params : AutoCloseable {
 /** Threads, logging and error state shared by the pipelines made with it. */
 class Context @JvmOverloads constructor(threads: Int? = null, log: ((LogLevel, String) -> Unit)? = null) :
     NativeObject(create()) {
-    // A callback cannot throw through C: the first exception is kept and rethrown afterwards.
-    // (A separate object: the callback must not reference the Context, or the Cleaner could
-    // never see it unreachable.)
+    // A callback cannot throw through C: the first exception is kept and rethrown after the
+    // call. Kept per thread: the library calls the log function on the thread of the call that
+    // logs, and calls on other threads of this context must not see it. (A separate object: the
+    // callback must not reference the Context, or the Cleaner could never see it unreachable.)
     private val sink = Sink()
 
     internal class Sink {
-        @Volatile var pending: Throwable? = null
+        private val pending = ThreadLocal<Throwable?>()
+
+        fun store(t: Throwable) {
+            if (pending.get() == null) pending.set(t)
+        }
+
+        fun take(): Throwable? = pending.get()?.also { pending.remove() }
     }
 
     private class LogAdapter(val log: (LogLevel, String) -> Unit, val sink: Sink) : SfLib.LogFn {
@@ -323,7 +380,7 @@ class Context @JvmOverloads constructor(threads: Int? = null, log: ((LogLevel, S
             try {
                 log(LogLevel.values()[level.coerceIn(0, 3)], message ?: "")
             } catch (t: Throwable) {
-                if (sink.pending == null) sink.pending = t
+                sink.store(t)
             }
         }
     }
@@ -343,9 +400,12 @@ class Context @JvmOverloads constructor(threads: Int? = null, log: ((LogLevel, S
         }
     }
 
-    internal fun call(status: Int) {
-        sink.pending?.let { sink.pending = null; throw it }
-        check(status, handle)
+    /** After a C call on this context (or a pipeline of it): throws, once, what went wrong. first:
+     * what a progress callback threw during the call; it wins over the failure it caused. */
+    internal fun call(status: Int, first: Throwable? = null) {
+        val logged = sink.take()  // taken either way: it must not reach this thread's next call
+        (first ?: logged)?.let { throw it }
+        check(status)
     }
 
     var threads: Int
@@ -357,6 +417,8 @@ class Context @JvmOverloads constructor(threads: Int? = null, log: ((LogLevel, S
     /** For tests: sets the log level from a raw number (the library checks it). */
     fun setLogLevelRaw(level: Long) = call(C.sf_context_set_int(ptr(), Keys.LOG_LEVEL, level))
 
+    /** The last failure of any call made with this context: shared by all its threads (with
+     * concurrent runs, read the exception each call throws instead). */
     val lastError: String get() = C.sf_context_last_error(handle.ptrOrNull())
 
     private companion object {
@@ -387,6 +449,15 @@ class Image internal constructor(p: Pointer) : NativeObject(NativeHandle(p, { C.
     /** The generation parameters in A1111's "parameters" text form ("" if none). */
     val parameters: String get() = C.sf_image_parameters(ptr())
 
+    /** The seed in `parameters` ("Seed: N" on its settings line: the one drawn for SEED_RANDOM,
+     * S + i for image i of a batch), as the Long with the same 64 bits; null if none. */
+    val seed: Long?
+        get() {
+            val settings = parameters.substringAfterLast('\n')
+            val m = Regex("(?:^|, )Seed: (\\d+)(?:,|$)").find(settings) ?: return null
+            return java.lang.Long.parseUnsignedLong(m.groupValues[1])
+        }
+
     /** Writes a PNG with the parameters as a "parameters" text chunk. */
     fun save(path: String) = check(C.sf_image_write_png(ptr(), path))
 
@@ -411,7 +482,7 @@ data class GenerationOptions @JvmOverloads constructor(
     val height: Int? = null,
     val steps: Int? = null,
     val guidanceScale: Double? = null,
-    val seed: Long? = null,          // 64-bit, read as unsigned by the library
+    val seed: Long? = null,          // 64-bit, read as unsigned by the library; SEED_RANDOM draws one
     val sampler: Sampler? = null,    // null: the folder's scheduler
     val karrasSigmas: Boolean? = null,
     val clipSkip: Int? = null,
@@ -455,7 +526,13 @@ data class GenerationOptions @JvmOverloads constructor(
 
 // ---- pipelines ----------------------------------------------------------------------------------------
 
-/** A loaded diffusers model folder. */
+/** The latents of an image (Pipeline.encodeImage): mean and log-variance (null for TAESD). */
+class EncodedLatents(val mean: FloatArray, val logvar: FloatArray?)
+
+/** A loaded diffusers model folder. Runs on one pipeline (txt2img, jobs, building blocks) may go
+ * on concurrently from different threads and give the same results as alone; they share the
+ * context's worker threads. Each Job is used by one thread at a time (cancel() excepted); close
+ * the pipeline once no thread uses it. */
 class Pipeline private constructor(val context: Context, private val ownContext: Boolean, p: Pointer) :
     NativeObject(NativeHandle(p, { C.sf_pipeline_destroy(it) }, "pipeline", context.handle)) {
 
@@ -464,7 +541,7 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         if (ownContext) context.close()
     }
 
-    private fun call(status: Int) = context.call(status)
+    private fun call(status: Int, first: Throwable? = null) = context.call(status, first)
 
     private fun infoInt(key: Int) = LongByReference().also { call(C.sf_pipeline_get_int(ptr(), key, it)) }.value
     val networks: Set<Network> get() = infoInt(Keys.INFO_NETWORKS).let { m -> Network.values().filter { (m and it.bit.toLong()) != 0L }.toSet() }
@@ -475,6 +552,10 @@ class Pipeline private constructor(val context: Context, private val ownContext:
     val defaultHeight: Int get() = infoInt(Keys.INFO_DEFAULT_HEIGHT).toInt()
     val parameterCount: Long get() = infoInt(Keys.INFO_PARAMETERS)
     val vaeScale: Double get() = DoubleByReference().also { call(C.sf_pipeline_get_float(ptr(), Keys.INFO_VAE_SCALE, it)) }.value
+    /** Image sides must be multiples of this (the decoder's factor times 2^(the UNet's down-samplings); 64 for SD-1.x). */
+    val sizeMultiple: Int get() = infoInt(Keys.INFO_SIZE_MULTIPLE).toInt()
+    /** Runs in flight now on this pipeline (jobs alive, calls in progress on any thread). */
+    val activeRuns: Int get() = infoInt(Keys.INFO_ACTIVE_RUNS).toInt()
 
     /** Text (or JSON with json = true) description of the model. */
     @JvmOverloads
@@ -502,32 +583,67 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         return out
     }
 
+    /** The vocabulary entry of a token id in the tokenizer's byte-level form ("cat</w>"). */
+    fun tokenText(id: Int): String {
+        val need = SizeTByReference()
+        call(C.sf_token_text(ptr(), id, null, SizeT(0), need))
+        val buf = ByteArray(need.value.toInt())
+        call(C.sf_token_text(ptr(), id, buf, SizeT(buf.size.toLong()), need))
+        return String(buf, 0, buf.size - 1, Charsets.UTF_8)
+    }
+
     /** Embeddings [batch, tokens, hidden] of ids [batch, tokens]. */
     @JvmOverloads
     fun encodeIds(ids: IntArray, batch: Int, clipSkip: Int = 0): FloatArray {
+        if (batch <= 0 || ids.size % batch != 0)
+            throw SnapFusionException(Status.INVALID_ARGUMENT, 1, "encodeIds: ${ids.size} ids are not $batch rows")
         val tokens = ids.size / batch
         val out = FloatArray(batch * tokens * textHidden)
         call(C.sf_encode_ids(ptr(), ids, SizeT(batch.toLong()), SizeT(tokens.toLong()), clipSkip, out, SizeT(out.size.toLong())))
         return out
     }
 
-    /** One UNet evaluation on latents NCHW [batch, C, height, width]. */
+    /** One UNet evaluation on latents NCHW [batch, C, height, width] with one timestep per item and
+     * text embeddings [batch, tokens, hidden]. Every array crosses with its size
+     * (sf_unet_predict_v2): one of the wrong size throws INVALID_ARGUMENT naming the size expected. */
     fun unetPredict(latents: FloatArray, batch: Int, height: Int, width: Int, timesteps: FloatArray, text: FloatArray): FloatArray {
         val out = FloatArray(latents.size)
-        val tokens = text.size / (batch * textHidden)
-        call(C.sf_unet_predict(ptr(), latents, SizeT(batch.toLong()), SizeT(height.toLong()), SizeT(width.toLong()),
-            timesteps, text, SizeT(tokens.toLong()), out))
+        // Without a text encoder its width is unknown: the prompt length the library makes is assumed
+        // (the library checks text.size against batch * tokens * the UNet's width either way).
+        val per = if (networks.contains(Network.TEXT_ENCODER)) batch.toLong() * textHidden else 0L
+        val tokens = if (per > 0) maxOf(1L, text.size / per) else textTokens.toLong()
+        call(C.sf_unet_predict_v2(ptr(), latents, SizeT(latents.size.toLong()), SizeT(batch.toLong()), SizeT(height.toLong()),
+            SizeT(width.toLong()), timesteps, SizeT(timesteps.size.toLong()), text, SizeT(text.size.toLong()), SizeT(tokens),
+            out, SizeT(out.size.toLong())))
         return out
     }
 
-    /** Latents [batch, C, h, w] (pipeline space unless unscaled) -> image [batch, 3, 8h, 8w] in [-1, 1]. */
+    /** Latents [batch, C, h, w] (pipeline space unless unscaled) -> image [batch, 3, 8h, 8w] in [-1, 1]
+     * (TAESD's [0, 1] with raw). Sizes are checked by the library (sf_decode_latents_v2). */
     @JvmOverloads
     fun decode(latents: FloatArray, batch: Int, height: Int, width: Int, decoder: Network = Network.VAE_DECODER,
-               unscaled: Boolean = false): FloatArray {
-        val out = FloatArray(batch * 3 * 64 * height * width)
-        call(C.sf_decode_latents(ptr(), decoder.bit, latents, SizeT(batch.toLong()), SizeT(height.toLong()),
-            SizeT(width.toLong()), if (unscaled) 1 else 0, out))
+               unscaled: Boolean = false, raw: Boolean = false): FloatArray {
+        val out = FloatArray(batch * 3 * DECODER_FACTOR * height * DECODER_FACTOR * width)
+        val flags = (if (unscaled) Keys.LATENTS_UNSCALED else 0) or (if (raw) Keys.IMAGE_RAW else 0)
+        call(C.sf_decode_latents_v2(ptr(), decoder.bit, latents, SizeT(latents.size.toLong()), SizeT(batch.toLong()),
+            SizeT(height.toLong()), SizeT(width.toLong()), flags, out, SizeT(out.size.toLong())))
         return out
+    }
+
+    /** Image NCHW [batch, 3, height, width] in [-1, 1] (TAESD's [0, 1] with raw) -> latents
+     * [batch, C, height/8, width/8] in pipeline space unless unscaled. Sizes are checked by the
+     * library (sf_encode_image_v2). */
+    @JvmOverloads
+    fun encodeImage(image: FloatArray, batch: Int, height: Int, width: Int, encoder: Network = Network.VAE_ENCODER,
+                    unscaled: Boolean = false, raw: Boolean = false): EncodedLatents {
+        val count = batch * latentChannels * (height / DECODER_FACTOR) * (width / DECODER_FACTOR)
+        val mean = FloatArray(count)
+        val logvar = if (encoder == Network.TAESD_ENCODER) null else FloatArray(count)
+        val flags = (if (unscaled) Keys.LATENTS_UNSCALED else 0) or (if (raw) Keys.IMAGE_RAW else 0)
+        call(C.sf_encode_image_v2(ptr(), encoder.bit, image, SizeT(image.size.toLong()), SizeT(batch.toLong()),
+            SizeT(height.toLong()), SizeT(width.toLong()), flags, mean, SizeT(mean.size.toLong()), logvar,
+            SizeT((logvar?.size ?: 0).toLong())))
+        return EncodedLatents(mean, logvar)
     }
 
     /** One image. progress(step, total) runs after each step; returning true stops the run
@@ -538,9 +654,33 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         val fn = if (progress != null) ProgressAdapter(progress) else null
         val out = PointerByReference()
         val status = options.toParams().use { C.sf_generate(ptr(), it.ptr, fn, null, out) }
-        fn?.pending?.let { throw it }
-        call(status)
+        call(status, fn?.pending)
         return Image(out.value)
+    }
+
+    /** count images from consecutive seeds S, S+1, ... (S = options.seed, or one drawn for
+     * SEED_RANDOM), made one after another (sf_generate_batch): image i equals
+     * txt2img(options.copy(seed = S + i)). progress sees the steps of the whole batch. On a
+     * failure the exception carries the images finished before it (exception.images). */
+    @JvmOverloads
+    fun txt2imgBatch(options: GenerationOptions, count: Int, progress: ((Int, Int) -> Boolean)? = null): List<Image> {
+        val fn = if (progress != null) ProgressAdapter(progress) else null
+        val capacity = maxOf(count, 1)  // the library checks the count against it (and rejects < 1)
+        val outs = Memory(capacity.toLong() * Native.POINTER_SIZE).also { it.clear() }
+        val made = SizeTByReference()
+        val status = options.toParams().use { p ->
+            p.int(Keys.BATCH_COUNT, count.toLong())
+            C.sf_generate_batch(ptr(), p.ptr, fn, null, outs, SizeT(capacity.toLong()), made)
+        }
+        // The finished images are the caller's whatever the status.
+        val images = (0 until minOf(made.value, capacity.toLong()).toInt()).map { Image(outs.getPointer(it.toLong() * Native.POINTER_SIZE)) }
+        try {
+            call(status, fn?.pending)
+        } catch (e: SnapFusionException) {
+            e.images = images
+            throw e
+        }
+        return images
     }
 
     /** Starts a step-wise generation. */
@@ -639,6 +779,19 @@ class Job internal constructor(val pipeline: Pipeline, p: Pointer, private val l
         return Image(out.value)
     }
 
+    /** The seed the job draws its noise from (the one drawn for SEED_RANDOM), as the Long with the
+     * same 64 bits (java.lang.Long.toUnsignedString shows it as the library does). */
+    val seed: Long get() = C.sf_job_seed(ptr())
+
+    /** The final image as floats in [0, 1] before 8-bit rounding ((x/2 + 0.5) clamped, as diffusers'
+     * postprocess), NCHW [3, H, W] or NHWC [H, W, 3]; after finish() (BAD_STATE before). */
+    @JvmOverloads
+    fun imageF32(layout: Layout = Layout.NCHW): FloatArray {
+        val out = FloatArray(C.sf_job_image_count(ptr()).toInt())
+        pipeline.callFor(C.sf_job_image_f32(ptr(), layout.code, out, SizeT(out.size.toLong())))
+        return out
+    }
+
     /** Runs the remaining steps and decodes; the image is kept in `image`. */
     fun finish(): Image {
         image?.let { return it }
@@ -671,7 +824,12 @@ class Rng @JvmOverloads constructor(seed: Long, scalarKernel: Boolean = false) :
 /** A sampler on its own, for hand-written loops. */
 class Schedule @JvmOverloads constructor(sampler: Sampler = Sampler.DEFAULT, configJson: String? = null) :
     NativeObject(create(sampler, configJson)) {
-    fun setSteps(steps: Int, latentCount: Int) = check(C.sf_schedule_set_steps(ptr(), steps, SizeT(latentCount.toLong())))
+    private var prepared = false
+
+    fun setSteps(steps: Int, latentCount: Int) {
+        check(C.sf_schedule_set_steps(ptr(), steps, SizeT(latentCount.toLong())))
+        prepared = true
+    }
     val evaluations: Int get() = C.sf_schedule_evaluations(ptr())
     fun timestep(i: Int): Double = C.sf_schedule_timestep(ptr(), i)
     val initNoiseSigma: Double get() = C.sf_schedule_init_noise_sigma(ptr())
@@ -685,8 +843,45 @@ class Schedule @JvmOverloads constructor(sampler: Sampler = Sampler.DEFAULT, con
     fun stepNeedsNoise(i: Int): Boolean = C.sf_schedule_step_needs_noise(ptr(), i) != 0
     /** Updates sample in place. */
     @JvmOverloads
-    fun step(i: Int, modelOutput: FloatArray, sample: FloatArray, noise: FloatArray? = null) =
+    fun step(i: Int, modelOutput: FloatArray, sample: FloatArray, noise: FloatArray? = null) {
+        // One count crosses for the three arrays.
+        sameSize("step: model output", modelOutput, sample)
+        noise?.let { sameSize("step: noise", it, sample) }
         check(C.sf_schedule_step(ptr(), i, modelOutput, sample, SizeT(sample.size.toLong()), noise))
+    }
+
+    /** img2img from the building blocks: after setSteps, the evaluation the loop starts at for
+     * strength in [0, 1] (diffusers' StableDiffusionImg2ImgPipeline.get_timesteps); start from
+     * addNoise(begin, imageLatents, noise) and step i = begin, begin + 1, ... */
+    fun beginIndex(strength: Double): Int {
+        if (!prepared) throw SnapFusionException(Status.BAD_STATE, Status.BAD_STATE.code, "beginIndex: call setSteps first")
+        val begin = C.sf_schedule_begin_index(ptr(), strength)
+        if (begin < 0) throw SnapFusionException(Status.INVALID_ARGUMENT, 1, C.sf_last_error())
+        return begin
+    }
+
+    /** The scheduler's add_noise(original, noise, timestep of evaluation i); for DDIM
+     * sqrt(acp[t]) * original + sqrt(1 - acp[t]) * noise with t = timestep(i), acp = alphasCumprod. */
+    fun addNoise(i: Int, original: FloatArray, noise: FloatArray): FloatArray {
+        sameSize("addNoise: noise", noise, original)
+        return FloatArray(original.size).also { check(C.sf_schedule_add_noise(ptr(), i, original, noise, it, SizeT(it.size.toLong()))) }
+    }
+
+    /** A table of the training schedule (num_train_timesteps float32 values). */
+    fun table(table: ScheduleTable): FloatArray {
+        val n = SizeTByReference()
+        check(C.sf_schedule_get_table(ptr(), table.code, null, SizeT(0), n))
+        return FloatArray(n.value.toInt()).also { check(C.sf_schedule_get_table(ptr(), table.code, it, SizeT(it.size.toLong()), n)) }
+    }
+    val betas: FloatArray get() = table(ScheduleTable.BETAS)
+    val alphasCumprod: FloatArray get() = table(ScheduleTable.ALPHAS_CUMPROD)
+    /** 1 with set_alpha_to_one, else alphasCumprod[0]. */
+    val finalAlphaCumprod: Double get() = C.sf_schedule_final_alpha_cumprod(ptr())
+
+    private fun sameSize(what: String, a: FloatArray, sample: FloatArray) {
+        if (a.size != sample.size)
+            throw SnapFusionException(Status.INVALID_ARGUMENT, 1, "$what has ${a.size} values for ${sample.size}")
+    }
 
     private companion object {
         fun create(sampler: Sampler, configJson: String?): NativeHandle {

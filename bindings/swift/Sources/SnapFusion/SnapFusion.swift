@@ -23,18 +23,34 @@ public struct SnapFusionError: Error, CustomStringConvertible {
     public let status: UInt32
     /// The library's description of this failure (names the file, tensor or argument).
     public let message: String
+    /// Pipeline.txt2imgBatch: the images finished before the failure.
+    public internal(set) var images: [Image] = []
     public var description: String { "\(code): \(message)" }
+
+    static func invalidArgument(_ message: String) -> SnapFusionError {
+        SnapFusionError(code: .invalidArgument, status: SF_ERR_INVALID_ARGUMENT.rawValue, message: message)
+    }
+}
+
+/// The error of a failed status, with the calling thread's message: sf_last_error, never
+/// sf_context_last_error, which every thread of a context shares (with concurrent runs it may
+/// hold another thread's failure).
+func makeError(_ status: sf_status) -> SnapFusionError {
+    var message = String(cString: sf_last_error())
+    if message.isEmpty { message = String(cString: sf_status_string(status)) }
+    return SnapFusionError(code: SnapFusionError.Code(rawValue: status.rawValue) ?? .unknown, status: status.rawValue,
+                           message: message)
 }
 
 @inline(__always)
-func check(_ status: sf_status, _ ctx: OpaquePointer? = nil) throws {
+func check(_ status: sf_status) throws {
     if status == SF_OK { return }
-    var message = ctx.map { String(cString: sf_context_last_error($0)) } ?? ""
-    if message.isEmpty { message = String(cString: sf_last_error()) }
-    if message.isEmpty { message = String(cString: sf_status_string(status)) }
-    throw SnapFusionError(code: SnapFusionError.Code(rawValue: status.rawValue) ?? .unknown, status: status.rawValue,
-                          message: message)
+    throw makeError(status)
 }
+
+/// Pixels per latent of the SD-1.x VAE and TAESD. The library has the real factor and checks
+/// every buffer's size against it (the _v2 calls): another one is an error, never an overrun.
+let decoderFactor = 8
 
 public enum SnapFusion {
     public static var version: String { String(cString: sf_version()) }
@@ -73,7 +89,7 @@ public final class Context {
     deinit { sf_context_destroy(ptr) }
 
     public func setThreads(_ n: Int) throws {
-        try check(sf_context_set_int(ptr, SF_PARAM_THREADS, Int64(n)), ptr)
+        try check(sf_context_set_int(ptr, SF_PARAM_THREADS, Int64(n)))
     }
 
     public var threads: Int {
@@ -85,16 +101,18 @@ public final class Context {
     /// Receives the library's log (handler must not throw); nil stops logging.
     public func setLogHandler(level: LogLevel = .info, _ handler: ((LogLevel, String) -> Void)?) throws {
         guard let handler = handler else {
-            try check(sf_context_set_log_callback(ptr, nil, nil), ptr)
+            try check(sf_context_set_log_callback(ptr, nil, nil))
             logBox = nil
             return
         }
         let box = LogBox(handler)
-        try check(sf_context_set_log_callback(ptr, logTrampoline, Unmanaged.passUnretained(box).toOpaque()), ptr)
+        try check(sf_context_set_log_callback(ptr, logTrampoline, Unmanaged.passUnretained(box).toOpaque()))
         logBox = box
-        try check(sf_context_set_int(ptr, SF_PARAM_LOG_LEVEL, Int64(level.rawValue)), ptr)
+        try check(sf_context_set_int(ptr, SF_PARAM_LOG_LEVEL, Int64(level.rawValue)))
     }
 
+    /// The last failure of any call made with this context: shared by all its threads (with
+    /// concurrent runs, use the error each call throws instead).
     public var lastError: String { String(cString: sf_context_last_error(ptr)) }
 }
 
@@ -160,6 +178,17 @@ public final class Image {
     /// The generation parameters in A1111's "parameters" text form ("" if none).
     public var parameters: String { String(cString: sf_image_parameters(ptr)) }
 
+    /// The seed in `parameters` ("Seed: N" on its settings line: the one drawn for
+    /// GenerationOptions.randomSeed, S + i for image i of a batch); nil if none.
+    public var seed: UInt64? {
+        let settings = parameters.split(separator: "\n", omittingEmptySubsequences: false).last ?? ""
+        for field in settings.split(separator: ",") {
+            let f = field.drop(while: { $0 == " " })
+            if f.hasPrefix("Seed: ") { return UInt64(f.dropFirst(6)) }
+        }
+        return nil
+    }
+
     /// Writes a PNG with the parameters as a "parameters" text chunk.
     public func save(to path: String) throws { try check(sf_image_write_png(ptr, path)) }
 }
@@ -180,6 +209,9 @@ public enum Sampler: UInt32 {
 
 /// The generation parameters; nil means the library's default.
 public struct GenerationOptions {
+    /// seed: randomSeed (SF_SEED_RANDOM, -1 as unsigned bits) draws one; Job.seed and Image.seed tell which.
+    public static let randomSeed = UInt64(bitPattern: Int64(-1))
+
     public var prompt: String?
     public var negativePrompt: String?
     public var width: Int?
@@ -245,7 +277,22 @@ private let progressTrampoline: sf_progress_fn = { user, step, total in
     return box.callback(Int(step), Int(total)) ? 1 : 0
 }
 
-/// A loaded diffusers model folder.
+/// The VAE or TAESD, for decode and encodeImage.
+public enum Autoencoder { case vae, taesd }
+
+/// sf_layout: the order of Job.imageF32's floats.
+public enum Layout: UInt32 {
+    case nchw = 0  // [3, H, W]: diffusers' output_type "pt"
+    case nhwc = 1  // [H, W, 3]: diffusers' output_type "np"
+}
+
+private func coderFlags(unscaled: Bool, raw: Bool) -> UInt32 {
+    (unscaled ? UInt32(SF_LATENTS_UNSCALED) : 0) | (raw ? UInt32(SF_IMAGE_RAW) : 0)
+}
+
+/// A loaded diffusers model folder. Runs on one pipeline (txt2img, jobs, building blocks) may go
+/// on concurrently from different threads and give the same results as alone; they share the
+/// context's worker threads. Each Job is used by one thread at a time (cancel() excepted).
 public final class Pipeline {
     public let context: Context
     let ptr: OpaquePointer
@@ -259,7 +306,7 @@ public final class Pipeline {
         try options.set(SF_PARAM_VARIANT, variant)
         if randomWeights { try options.set(SF_PARAM_RANDOM_WEIGHTS, Int64(1)) }
         var out: OpaquePointer?
-        try check(sf_pipeline_load(ctx.ptr, path, options.ptr, &out), ctx.ptr)
+        try check(sf_pipeline_load(ctx.ptr, path, options.ptr, &out))
         self.context = ctx
         self.ptr = out!
     }
@@ -268,22 +315,30 @@ public final class Pipeline {
 
     private func info(_ key: sf_info) throws -> Int64 {
         var v: Int64 = 0
-        try check(sf_pipeline_get_int(ptr, key, &v), context.ptr)
+        try check(sf_pipeline_get_int(ptr, key, &v))
         return v
     }
 
     public var textTokens: Int { Int((try? info(SF_INFO_TEXT_TOKENS)) ?? 0) }
     public var textHidden: Int { Int((try? info(SF_INFO_TEXT_HIDDEN)) ?? 0) }
     public var latentChannels: Int { Int((try? info(SF_INFO_LATENT_CHANNELS)) ?? 0) }
+    /// Image sides must be multiples of this (the decoder's factor times 2^(the UNet's
+    /// down-samplings); 64 for SD-1.x).
+    public var sizeMultiple: Int { Int((try? info(SF_INFO_SIZE_MULTIPLE)) ?? 0) }
+    /// Runs in flight now on this pipeline (jobs alive, calls in progress on any thread).
+    public var activeRuns: Int { Int((try? info(SF_INFO_ACTIVE_RUNS)) ?? 0) }
+    private var hasTextEncoder: Bool {
+        (((try? info(SF_INFO_NETWORKS)) ?? 0) & Int64(SF_NET_TEXT_ENCODER.rawValue)) != 0
+    }
 
     /// Text (or JSON) description of the model.
     public func describe(json: Bool = false) throws -> String {
         let format = json ? SF_FORMAT_JSON : SF_FORMAT_TEXT
         var needed = 0
-        try check(sf_pipeline_describe(ptr, format, nil, 0, &needed), context.ptr)
+        try check(sf_pipeline_describe(ptr, format, nil, 0, &needed))
         var buf = [CChar](repeating: 0, count: needed)
         try buf.withUnsafeMutableBufferPointer {
-            try check(sf_pipeline_describe(ptr, format, $0.baseAddress, $0.count, &needed), context.ptr)
+            try check(sf_pipeline_describe(ptr, format, $0.baseAddress, $0.count, &needed))
         }
         return String(cString: buf)
     }
@@ -291,7 +346,7 @@ public final class Pipeline {
     public func tokenize(_ prompt: String) throws -> [Int32] {
         var ids = [Int32](repeating: 0, count: textTokens)
         try ids.withUnsafeMutableBufferPointer {
-            try check(sf_tokenize(ptr, prompt, $0.baseAddress, $0.count, nil), context.ptr)
+            try check(sf_tokenize(ptr, prompt, $0.baseAddress, $0.count, nil))
         }
         return ids
     }
@@ -300,31 +355,76 @@ public final class Pipeline {
     public func encodePrompt(_ prompt: String, clipSkip: Int = 0) throws -> [Float] {
         var out = [Float](repeating: 0, count: textTokens * textHidden)
         try out.withUnsafeMutableBufferPointer {
-            try check(sf_encode_prompt(ptr, prompt, Int32(clipSkip), $0.baseAddress, $0.count), context.ptr)
+            try check(sf_encode_prompt(ptr, prompt, Int32(clipSkip), $0.baseAddress, $0.count))
         }
         return out
     }
 
-    /// One UNet evaluation: latents NCHW [batch, C, height, width].
+    /// The vocabulary entry of a token id in the tokenizer's byte-level form ("cat</w>").
+    public func tokenText(_ id: Int32) throws -> String {
+        var needed = 0
+        try check(sf_token_text(ptr, id, nil, 0, &needed))
+        var buf = [CChar](repeating: 0, count: needed)
+        try buf.withUnsafeMutableBufferPointer {
+            try check(sf_token_text(ptr, id, $0.baseAddress, $0.count, &needed))
+        }
+        return String(cString: buf)
+    }
+
+    /// One UNet evaluation: latents NCHW [batch, C, height, width], one timestep per item, text
+    /// embeddings [batch, tokens, hidden]. Every array crosses with its size (sf_unet_predict_v2):
+    /// one of the wrong size throws .invalidArgument naming the size expected.
     public func unetPredict(latents: [Float], batch: Int, height: Int, width: Int, timesteps: [Float],
                             textEmbeddings: [Float]) throws -> [Float] {
         var out = [Float](repeating: 0, count: latents.count)
-        let tokens = textEmbeddings.count / (batch * textHidden)
+        // Without a text encoder its width is unknown: the prompt length the library makes is
+        // assumed (the library checks the count against batch * tokens * the UNet's width).
+        let per = hasTextEncoder ? batch * textHidden : 0
+        let tokens = per > 0 ? max(1, textEmbeddings.count / per) : textTokens
         try out.withUnsafeMutableBufferPointer {
-            try check(sf_unet_predict(ptr, latents, batch, height, width, timesteps, textEmbeddings, tokens,
-                                      $0.baseAddress), context.ptr)
+            try check(sf_unet_predict_v2(ptr, latents, latents.count, batch, height, width, timesteps, timesteps.count,
+                                         textEmbeddings, textEmbeddings.count, tokens, $0.baseAddress, $0.count))
         }
         return out
     }
 
-    /// Latents [batch, C, h, w] in pipeline space -> image [batch, 3, 8h, 8w] in [-1, 1].
-    public func decode(latents: [Float], batch: Int, height: Int, width: Int) throws -> [Float] {
-        var out = [Float](repeating: 0, count: batch * 3 * 64 * height * width)
+    /// Latents [batch, C, h, w] (pipeline space unless unscaled) -> image [batch, 3, 8h, 8w] in
+    /// [-1, 1] (TAESD's [0, 1] with raw). Sizes are checked by the library (sf_decode_latents_v2).
+    public func decode(latents: [Float], batch: Int, height: Int, width: Int, decoder: Autoencoder = .vae,
+                       unscaled: Bool = false, raw: Bool = false) throws -> [Float] {
+        var out = [Float](repeating: 0, count: batch * 3 * decoderFactor * height * decoderFactor * width)
+        let net = decoder == .vae ? SF_NET_VAE_DECODER : SF_NET_TAESD_DECODER
+        let flags = coderFlags(unscaled: unscaled, raw: raw)
         try out.withUnsafeMutableBufferPointer {
-            try check(sf_decode_latents(ptr, SF_NET_VAE_DECODER, latents, batch, height, width, 0, $0.baseAddress),
-                      context.ptr)
+            try check(sf_decode_latents_v2(ptr, net, latents, latents.count, batch, height, width, flags,
+                                           $0.baseAddress, $0.count))
         }
         return out
+    }
+
+    /// Image NCHW [batch, 3, height, width] in [-1, 1] (TAESD's [0, 1] with raw) -> latent mean and
+    /// log-variance (nil for TAESD) [batch, C, height/8, width/8], in pipeline space unless
+    /// unscaled. Sizes are checked by the library (sf_encode_image_v2).
+    public func encodeImage(_ image: [Float], batch: Int, height: Int, width: Int, encoder: Autoencoder = .vae,
+                            unscaled: Bool = false, raw: Bool = false) throws -> (mean: [Float], logvar: [Float]?) {
+        let count = batch * latentChannels * (height / decoderFactor) * (width / decoderFactor)
+        let flags = coderFlags(unscaled: unscaled, raw: raw)
+        var mean = [Float](repeating: 0, count: count)
+        if encoder == .taesd {
+            try mean.withUnsafeMutableBufferPointer { m in
+                try check(sf_encode_image_v2(ptr, SF_NET_TAESD_ENCODER, image, image.count, batch, height, width, flags,
+                                             m.baseAddress, m.count, nil, 0))
+            }
+            return (mean, nil)
+        }
+        var logvar = [Float](repeating: 0, count: count)
+        try mean.withUnsafeMutableBufferPointer { m in
+            try logvar.withUnsafeMutableBufferPointer { l in
+                try check(sf_encode_image_v2(ptr, SF_NET_VAE_ENCODER, image, image.count, batch, height, width, flags,
+                                             m.baseAddress, m.count, l.baseAddress, l.count))
+            }
+        }
+        return (mean, logvar)
     }
 
     /// One image. progress(step, total) runs after each step; returning true stops the
@@ -341,18 +441,47 @@ public final class Pipeline {
         } else {
             status = sf_generate(ptr, params.ptr, nil, nil, &out)
         }
-        try check(status, context.ptr)
+        try check(status)
         return Image(out!)
+    }
+
+    /// count images from consecutive seeds S, S+1, ... (S = options.seed, or one drawn for
+    /// GenerationOptions.randomSeed), made one after another (sf_generate_batch): image i equals
+    /// txt2img with seed S + i. progress sees the steps of the whole batch. A failure throws a
+    /// SnapFusionError whose `images` are the ones finished before it.
+    public func txt2imgBatch(_ options: GenerationOptions, count: Int,
+                             progress: ((Int, Int) -> Bool)? = nil) throws -> [Image] {
+        let params = try options.makeParams()
+        try params.set(SF_PARAM_BATCH_COUNT, Int64(count))
+        let capacity = max(count, 1)  // the library checks the count against it (and rejects < 1)
+        var outs = [OpaquePointer?](repeating: nil, count: capacity)
+        var made = 0
+        let status: sf_status = outs.withUnsafeMutableBufferPointer { buf in
+            if let progress = progress {
+                let box = ProgressBox(progress)
+                return withExtendedLifetime(box) {
+                    sf_generate_batch(ptr, params.ptr, progressTrampoline, Unmanaged.passUnretained(box).toOpaque(),
+                                      buf.baseAddress, buf.count, &made)
+                }
+            }
+            return sf_generate_batch(ptr, params.ptr, nil, nil, buf.baseAddress, buf.count, &made)
+        }
+        // The finished images are the caller's whatever the status.
+        let images = outs.prefix(min(made, capacity)).compactMap { $0 }.map { Image($0) }
+        if status != SF_OK {
+            var error = makeError(status)
+            error.images = images
+            throw error
+        }
+        return images
     }
 
     /// Starts a step-wise generation.
     public func start(_ options: GenerationOptions) throws -> Job {
         let params = try options.makeParams()
         var out: OpaquePointer?
-        try check(sf_job_start(ptr, params.ptr, &out), context.ptr)
-        let w = options.initImage?.width ?? options.width ?? Int((try? info(SF_INFO_DEFAULT_WIDTH)) ?? 0)
-        let h = options.initImage?.height ?? options.height ?? Int((try? info(SF_INFO_DEFAULT_HEIGHT)) ?? 0)
-        return Job(pipeline: self, ptr: out!, latentCount: latentChannels * (h / 8) * (w / 8))
+        try check(sf_job_start(ptr, params.ptr, &out))
+        return Job(pipeline: self, ptr: out!)
     }
 
     /// The steps of a generation as an AsyncSequence; the last element carries the image.
@@ -381,13 +510,11 @@ public struct Step {
 public final class Job {
     public let pipeline: Pipeline
     let ptr: OpaquePointer
-    let latentCount: Int
     public private(set) var image: Image?
 
-    init(pipeline: Pipeline, ptr: OpaquePointer, latentCount: Int) {
+    init(pipeline: Pipeline, ptr: OpaquePointer) {
         self.pipeline = pipeline
         self.ptr = ptr
-        self.latentCount = latentCount
     }
 
     deinit { sf_job_destroy(ptr) }
@@ -395,10 +522,22 @@ public final class Job {
     public var stepsDone: Int { Int(sf_job_steps_done(ptr)) }
     public var latentCount: Int { Int(sf_job_latent_count(ptr)) }
     public var stepsTotal: Int { Int(sf_job_steps_total(ptr)) }
+    /// The seed the job draws its noise from (the one drawn for GenerationOptions.randomSeed).
+    public var seed: UInt64 { sf_job_seed(ptr) }
+
+    /// The final image as floats in [0, 1] before 8-bit rounding ((x/2 + 0.5) clamped, as
+    /// diffusers' postprocess), NCHW [3, H, W] or NHWC [H, W, 3]; after finish() (.badState before).
+    public func imageF32(layout: Layout = .nchw) throws -> [Float] {
+        var out = [Float](repeating: 0, count: Int(sf_job_image_count(ptr)))
+        try out.withUnsafeMutableBufferPointer {
+            try check(sf_job_image_f32(ptr, sf_layout(rawValue: layout.rawValue), $0.baseAddress, $0.count))
+        }
+        return out
+    }
 
     /// Runs one step (the last one also decodes the image).
     public func step() throws -> Step {
-        try check(sf_job_step(ptr), pipeline.context.ptr)
+        try check(sf_job_step(ptr))
         let done = stepsDone, total = stepsTotal
         var finished: Image? = nil
         if done == total { finished = try finish() }
@@ -408,14 +547,14 @@ public final class Job {
     public func latents() throws -> [Float] {
         var out = [Float](repeating: 0, count: latentCount)
         try out.withUnsafeMutableBufferPointer {
-            try check(sf_job_latents(ptr, $0.baseAddress, $0.count), pipeline.context.ptr)
+            try check(sf_job_latents(ptr, $0.baseAddress, $0.count))
         }
         return out
     }
 
     public func preview() throws -> Image {
         var out: OpaquePointer?
-        try check(sf_job_preview(ptr, &out), pipeline.context.ptr)
+        try check(sf_job_preview(ptr, &out))
         return Image(out!)
     }
 
@@ -423,7 +562,7 @@ public final class Job {
     public func finish() throws -> Image {
         if let image = image { return image }
         var out: OpaquePointer?
-        try check(sf_job_finish(ptr, &out), pipeline.context.ptr)
+        try check(sf_job_finish(ptr, &out))
         let made = Image(out!)
         image = made
         return made
@@ -455,4 +594,124 @@ public struct GenerationSteps: AsyncSequence {
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(pipeline: pipeline, options: options, job: nil)
     }
+}
+
+// MARK: - Random numbers and schedules
+
+/// PyTorch's CPU generator: randn(n) == torch.randn(n, generator=torch.Generator().manual_seed(seed)).
+public final class Rng {
+    let ptr: OpaquePointer
+
+    public init(seed: UInt64, scalarKernel: Bool = false) throws {
+        var out: OpaquePointer?
+        try check(sf_rng_create(scalarKernel ? SF_RNG_TORCH_CPU_SCALAR : SF_RNG_TORCH_CPU, seed, &out))
+        ptr = out!
+    }
+
+    deinit { sf_rng_destroy(ptr) }
+
+    public func randn(_ n: Int) throws -> [Float] {
+        var out = [Float](repeating: 0, count: n)
+        try out.withUnsafeMutableBufferPointer { try check(sf_rng_randn(ptr, $0.baseAddress, $0.count)) }
+        return out
+    }
+}
+
+/// sf_schedule_table.
+public enum ScheduleTable: UInt32 { case betas = 1, alphasCumprod = 2 }
+
+/// A sampler on its own (diffusers' arithmetic), for hand-written denoising loops.
+public final class Schedule {
+    let ptr: OpaquePointer
+    private var prepared = false
+
+    /// configJSON: a diffusers scheduler_config.json (nil: SD-1.5's).
+    public init(sampler: Sampler = .default, configJSON: String? = nil) throws {
+        var out: OpaquePointer?
+        let kind = sf_sampler(rawValue: sampler.rawValue)
+        if let json = configJSON {
+            try check(sf_schedule_create(kind, json, nil, &out))
+        } else {
+            try check(sf_schedule_create(kind, nil, nil, &out))
+        }
+        ptr = out!
+    }
+
+    deinit { sf_schedule_destroy(ptr) }
+
+    public func setSteps(_ steps: Int, latentCount: Int) throws {
+        try check(sf_schedule_set_steps(ptr, Int32(steps), latentCount))
+        prepared = true
+    }
+
+    public var evaluations: Int { Int(sf_schedule_evaluations(ptr)) }
+    public func timestep(_ i: Int) -> Double { sf_schedule_timestep(ptr, Int32(i)) }
+    public var initNoiseSigma: Double { sf_schedule_init_noise_sigma(ptr) }
+    public func stepNeedsNoise(_ i: Int) -> Bool { sf_schedule_step_needs_noise(ptr, Int32(i)) != 0 }
+
+    public func scaleInput(_ i: Int, _ x: [Float]) throws -> [Float] {
+        var out = [Float](repeating: 0, count: x.count)
+        try out.withUnsafeMutableBufferPointer {
+            try check(sf_schedule_scale_input(ptr, Int32(i), x, $0.baseAddress, $0.count))
+        }
+        return out
+    }
+
+    /// sample <- the sampler's update for evaluation i. One count crosses for the three arrays,
+    /// so their sizes are checked here.
+    public func step(_ i: Int, modelOutput: [Float], sample: inout [Float], noise: [Float]? = nil) throws {
+        let n = sample.count
+        guard modelOutput.count == n, (noise?.count ?? n) == n else {
+            throw SnapFusionError.invalidArgument("step: model output \(modelOutput.count) and noise \(noise?.count ?? n) values for \(n)")
+        }
+        try sample.withUnsafeMutableBufferPointer { s in
+            if let noise = noise {
+                try check(sf_schedule_step(ptr, Int32(i), modelOutput, s.baseAddress, n, noise))
+            } else {
+                try check(sf_schedule_step(ptr, Int32(i), modelOutput, s.baseAddress, n, nil))
+            }
+        }
+    }
+
+    /// img2img from the building blocks: after setSteps, the evaluation the loop starts at for
+    /// strength in [0, 1] (diffusers' StableDiffusionImg2ImgPipeline.get_timesteps); start from
+    /// addNoise(begin, original: imageLatents, noise:) and step i = begin, begin + 1, ...
+    public func beginIndex(strength: Double) throws -> Int {
+        guard prepared else {
+            throw SnapFusionError(code: .badState, status: SF_ERR_BAD_STATE.rawValue, message: "beginIndex: call setSteps first")
+        }
+        let begin = sf_schedule_begin_index(ptr, strength)
+        if begin < 0 { throw SnapFusionError.invalidArgument(String(cString: sf_last_error())) }
+        return Int(begin)
+    }
+
+    /// The scheduler's add_noise(original, noise, timestep of evaluation i); for DDIM
+    /// sqrt(acp[t]) * original + sqrt(1 - acp[t]) * noise, t = timestep(i), acp = alphasCumprod.
+    public func addNoise(_ i: Int, original: [Float], noise: [Float]) throws -> [Float] {
+        guard noise.count == original.count else {
+            throw SnapFusionError.invalidArgument("addNoise: \(noise.count) noise values for \(original.count)")
+        }
+        var out = [Float](repeating: 0, count: original.count)
+        try out.withUnsafeMutableBufferPointer {
+            try check(sf_schedule_add_noise(ptr, Int32(i), original, noise, $0.baseAddress, $0.count))
+        }
+        return out
+    }
+
+    /// A table of the training schedule (num_train_timesteps float32 values).
+    public func table(_ table: ScheduleTable) throws -> [Float] {
+        let which = sf_schedule_table(rawValue: table.rawValue)
+        var count = 0
+        try check(sf_schedule_get_table(ptr, which, nil, 0, &count))
+        var out = [Float](repeating: 0, count: count)
+        try out.withUnsafeMutableBufferPointer {
+            try check(sf_schedule_get_table(ptr, which, $0.baseAddress, $0.count, &count))
+        }
+        return out
+    }
+
+    public var betas: [Float] { get throws { try table(.betas) } }
+    public var alphasCumprod: [Float] { get throws { try table(.alphasCumprod) } }
+    /// 1 with set_alpha_to_one, else alphasCumprod[0].
+    public var finalAlphaCumprod: Double { sf_schedule_final_alpha_cumprod(ptr) }
 }
