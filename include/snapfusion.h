@@ -177,7 +177,9 @@ SF_API void sf_params_destroy(sf_params *params);
 SF_API sf_status sf_params_set_int(sf_params *params, sf_param key, int64_t value);
 SF_API sf_status sf_params_set_float(sf_params *params, sf_param key, double value);
 SF_API sf_status sf_params_set_string(sf_params *params, sf_param key, const char *value);
-/* SF_PARAM_SEED: draw a random seed (sf_job_seed and the image's parameters tell which). */
+/* SF_PARAM_SEED: draw a random seed (sf_job_seed and the image's parameters tell which). The
+ * generator uses the seed's low 32 bits (as torch's CPU generator does), so 2^64-1, which this
+ * value stands for, gives the same noise as seed 4294967295. */
 #define SF_SEED_RANDOM (-1)
 
 /* Removes a key (back to default). */
@@ -287,7 +289,8 @@ SF_API sf_status sf_pipeline_describe(const sf_pipeline *pipeline, sf_format for
 typedef enum sf_info {
   SF_INFO_NETWORKS = 1,        /* int: sf_network bits that are built and usable */
   SF_INFO_TEXT_TOKENS = 2,     /* int: tokens per prompt (77) */
-  SF_INFO_TEXT_HIDDEN = 3,     /* int: text embedding width (768 for SD-1.x) */
+  SF_INFO_TEXT_HIDDEN = 3,     /* int: text embedding width (768 for SD-1.x): the text
+                                * encoder's, else the width the UNet's cross-attention takes */
   SF_INFO_LATENT_CHANNELS = 4, /* int */
   SF_INFO_DEFAULT_WIDTH = 5,   /* int: pixels */
   SF_INFO_DEFAULT_HEIGHT = 6,  /* int: pixels */
@@ -301,7 +304,9 @@ typedef enum sf_info {
   SF_INFO_LAST_ATTENTION_MACS = 11, /* float: the attention part of SF_INFO_LAST_MACS */
   SF_INFO_SIZE_MULTIPLE = 12,  /* int: image sides must be multiples of this: the decoder's
                                 * factor times 2^(the UNet's down-samplings); 64 for SD-1.x */
-  SF_INFO_ACTIVE_RUNS = 13     /* int: runs in flight now (jobs alive, calls in progress) */
+  SF_INFO_ACTIVE_RUNS = 13,    /* int: runs in flight now (jobs alive, calls in progress) */
+  SF_INFO_SCALE_FACTOR = 14    /* int: image pixels per latent pixel of the pipeline's decoder
+                                * (the VAE's, else TAESD's; 8 for SD-1.x) */
 } sf_info;
 
 SF_API sf_status sf_pipeline_get_int(const sf_pipeline *pipeline, sf_info key, int64_t *out_value);

@@ -311,6 +311,11 @@ static void test_sized_buffers(void) {
   int64_t multiple = 0;
   CHECK_EQ_INT(sf_pipeline_get_int(pipe_, SF_INFO_SIZE_MULTIPLE, &multiple), SF_OK);
   CHECK_EQ_INT(multiple, 16);
+  int64_t factor = 0, hidden = 0;
+  CHECK_EQ_INT(sf_pipeline_get_int(pipe_, SF_INFO_SCALE_FACTOR, &factor), SF_OK);
+  CHECK_EQ_INT(factor, 8);
+  CHECK_EQ_INT(sf_pipeline_get_int(pipe_, SF_INFO_TEXT_HIDDEN, &hidden), SF_OK);
+  CHECK_EQ_INT(hidden, 32);
 }
 
 /* ---- batches, seeds, float images, tokens ---------------------------------------------------- */
@@ -517,6 +522,9 @@ static void test_vae_levels(void) {
     int64_t multiple = 0;
     sf_pipeline_get_int(p, SF_INFO_SIZE_MULTIPLE, &multiple);
     CHECK_EQ_INT(multiple, (1 << (levels - 1)) * 2);
+    int64_t factor = 0;
+    sf_pipeline_get_int(p, SF_INFO_SCALE_FACTOR, &factor);
+    CHECK_EQ_INT(factor, 1 << (levels - 1));
     sf_params *gp = params_for(9, 2);
     sf_image *img = NULL;
     CHECK_MSG(sf_generate(p, gp, NULL, NULL, &img) == SF_OK, "%d levels: %s", levels, sf_last_error());

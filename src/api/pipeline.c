@@ -149,8 +149,8 @@ sf_status sf_pipeline_get_int(const sf_pipeline *cp, sf_info key, int64_t *out) 
     case SF_INFO_NETWORKS: *out = p->networks; return SF_OK;
     case SF_INFO_TEXT_TOKENS: *out = SF_CLIP_TOKENS; return SF_OK;
     case SF_INFO_TEXT_HIDDEN:
-      if (p->text == NULL) break;
-      *out = (int64_t)sf_engine_text_hidden(p);
+      if (p->text == NULL && p->unet == NULL) break;
+      *out = (int64_t)(p->text ? sf_engine_text_hidden(p) : sf_engine_unet_text_hidden(p));
       return SF_OK;
     case SF_INFO_LATENT_CHANNELS:
       if (sf_engine_latent_channels(p) == 0) break;
@@ -162,13 +162,18 @@ sf_status sf_pipeline_get_int(const sf_pipeline *cp, sf_info key, int64_t *out) 
     case SF_INFO_PARAMETERS: *out = (int64_t)p->parameters; return SF_OK;
     case SF_INFO_SIZE_MULTIPLE: *out = (int64_t)sf_engine_size_multiple(p); return SF_OK;
     case SF_INFO_ACTIVE_RUNS: *out = (int64_t)sf_run_count_active(p); return SF_OK;
+    case SF_INFO_SCALE_FACTOR:
+      if (!(p->networks & (SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER | SF_NET_TAESD_DECODER | SF_NET_TAESD_ENCODER)))
+        break;
+      *out = (int64_t)sf_engine_default_scale_factor(p);
+      return SF_OK;
     case SF_INFO_VAE_SCALE:
     case SF_INFO_LAST_MACS:
     case SF_INFO_LAST_ATTENTION_MACS:
       return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_int: %d is a float (sf_pipeline_get_float)",
                           (int)key);
   }
-  if ((int)key < SF_INFO_NETWORKS || (int)key > SF_INFO_ACTIVE_RUNS)
+  if ((int)key < SF_INFO_NETWORKS || (int)key > SF_INFO_SCALE_FACTOR)
     return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_int: %d is not a sf_info key", (int)key);
   return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "sf_pipeline_get_int: %d is not available for this pipeline", (int)key);
 }

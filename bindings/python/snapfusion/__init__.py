@@ -116,6 +116,7 @@ class Info(enum.IntEnum):
     LAST_ATTENTION_MACS = 11
     SIZE_MULTIPLE = 12
     ACTIVE_RUNS = 13
+    SCALE_FACTOR = 14
 
 
 class Layout(enum.IntEnum):
@@ -162,10 +163,6 @@ class TimestepSpacing(enum.IntEnum):
 
 _FORMAT_TEXT, _FORMAT_JSON = 0, 1
 _LATENTS_UNSCALED, _IMAGE_RAW = 1, 2
-# Pixels per latent of the VAE and TAESD of SD-1.x models. The library has the real factor and
-# checks every buffer's size against it (the _v2 calls), so a model with another one gets an
-# InvalidArgumentError naming the size it needs, never an overrun.
-_DECODER_FACTOR = 8
 _RNG_KINDS = {"cpu": 0, "torch": 0, "scalar": 1, "cpu_scalar": 1}
 _PREDICTIONS = {"epsilon": Prediction.EPSILON, "v_prediction": Prediction.V, "v": Prediction.V,
                 "sample": Prediction.SAMPLE}
@@ -1056,6 +1053,12 @@ class Pipeline:
         return self.get_int(Info.SIZE_MULTIPLE)
 
     @property
+    def scale_factor(self) -> int:
+        """Image pixels per latent pixel of the pipeline's decoder (the VAE's, else TAESD's;
+        8 for SD-1.x) (SF_INFO_SCALE_FACTOR)."""
+        return self.get_int(Info.SCALE_FACTOR)
+
+    @property
     def active_runs(self) -> int:
         """Runs in flight on this pipeline now: jobs alive, calls in progress on any thread
         (SF_INFO_ACTIVE_RUNS)."""
@@ -1118,8 +1121,8 @@ class Pipeline:
             if shape is not None and len(shape) == 4:
                 height, width = shape[2], shape[3]
             else:
-                height = height or self.default_height // _DECODER_FACTOR
-                width = width or self.default_width // _DECODER_FACTOR
+                height = height or self.default_height // self.scale_factor
+                width = width or self.default_width // self.scale_factor
         per_item = self.latent_channels * height * width
         return max(1, count // per_item) if per_item > 0 else 1, height, width
 
@@ -1156,7 +1159,7 @@ class Pipeline:
         batch, h, w = self._latent_geometry(n, shape, height, width)
         dec = _enum_value(decoder, _DECODERS, "decoder")
         flags = (_LATENTS_UNSCALED if unscaled else 0) | (_IMAGE_RAW if raw else 0)
-        count = batch * 3 * (_DECODER_FACTOR * h) * (_DECODER_FACTOR * w)
+        count = batch * 3 * (self.scale_factor * h) * (self.scale_factor * w)
         out, cout = _floats_out(count)
         self._call(_clib.sf_decode_latents_v2(self._p(), dec, lat, n, batch, h, w, flags, cout, len(cout)))
         return out
@@ -1176,7 +1179,7 @@ class Pipeline:
         batch = max(1, n // per_item) if per_item > 0 else 1
         enc = _enum_value(encoder, _ENCODERS, "encoder")
         flags = (_LATENTS_UNSCALED if unscaled else 0) | (_IMAGE_RAW if raw else 0)
-        count = batch * self.latent_channels * (height // _DECODER_FACTOR) * (width // _DECODER_FACTOR)
+        count = batch * self.latent_channels * (height // self.scale_factor) * (width // self.scale_factor)
         mean, cmean = _floats_out(count)
         logvar: FloatArray | None = None
         clogvar: ctypes.Array[ctypes.c_float] | None = None

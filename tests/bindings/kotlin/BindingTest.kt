@@ -146,6 +146,7 @@ class ThreadBody(val body: () -> Unit, val errors: MutableList<Throwable>) : Run
 fun testBuildingBlocks(pipe: Pipeline) {
     val c = SfLib.lib
     check(pipe.sizeMultiple == 16, "sizeMultiple ${pipe.sizeMultiple}")
+    check(pipe.scaleFactor == 8, "scaleFactor ${pipe.scaleFactor}")
     check(pipe.activeRuns == 0, "activeRuns ${pipe.activeRuns}")
     check(pipe.tokenText(2368) == "cat</w>", "tokenText(2368) = ${pipe.tokenText(2368)}")
     val texts = pipe.tokenize("a photo of a cat").take(7).map { pipe.tokenText(it) }

@@ -534,6 +534,7 @@ class TestPipeline(unittest.TestCase):
         self.assertTrue(p.networks & sf.Network.UNET)
         self.assertGreater(p.parameter_count, 0)
         self.assertEqual(p.size_multiple, 16)  # the decoder's 8 times the UNet's one halving
+        self.assertEqual(p.scale_factor, 8)
         self.assertEqual(p.active_runs, 0)
         text = p.describe()
         self.assertIn("StableDiffusionPipeline", text)

@@ -29,7 +29,7 @@ for lang in c objective-c; do
     echo "  _Static_assert(SF_SEED_RANDOM == -1, \"seed\");"
     echo "  unsigned flags = SF_LATENTS_UNSCALED | SF_IMAGE_RAW; (void)flags;"
     echo "  sf_layout l = SF_LAYOUT_NHWC; sf_schedule_table t = SF_TABLE_ALPHAS_CUMPROD; (void)l; (void)t;"
-    echo "  sf_info i = SF_INFO_SIZE_MULTIPLE; i = SF_INFO_ACTIVE_RUNS; (void)i;"
+    echo "  sf_info i = SF_INFO_SIZE_MULTIPLE; i = SF_INFO_ACTIVE_RUNS; i = SF_INFO_SCALE_FACTOR; (void)i;"
     for fn in $funcs; do echo "  (void)&$fn;"; done
     echo "  return 0;"
     echo "}"

@@ -234,9 +234,6 @@ enum class Layout(val code: Int) {
 /** sf_schedule_table. */
 enum class ScheduleTable(val code: Int) { BETAS(1), ALPHAS_CUMPROD(2) }
 
-/** Pixels per latent of the SD-1.x VAE and TAESD. The library has the real factor and checks
- * every buffer's size against it (the _v2 calls): another one is an error, never an overrun. */
-internal const val DECODER_FACTOR = 8
 
 internal object Keys {
     const val THREADS = 1; const val LOG_LEVEL = 2
@@ -252,6 +249,7 @@ internal object Keys {
     const val INFO_LATENT_CHANNELS = 4; const val INFO_DEFAULT_WIDTH = 5; const val INFO_DEFAULT_HEIGHT = 6
     const val INFO_VAE_SCALE = 7; const val INFO_PARAMETERS = 9; const val INFO_SIZE_MULTIPLE = 12
     const val INFO_ACTIVE_RUNS = 13
+    const val INFO_SCALE_FACTOR = 14
     const val LATENTS_UNSCALED = 1; const val IMAGE_RAW = 2
 }
 
@@ -556,6 +554,8 @@ class Pipeline private constructor(val context: Context, private val ownContext:
     val sizeMultiple: Int get() = infoInt(Keys.INFO_SIZE_MULTIPLE).toInt()
     /** Runs in flight now on this pipeline (jobs alive, calls in progress on any thread). */
     val activeRuns: Int get() = infoInt(Keys.INFO_ACTIVE_RUNS).toInt()
+    /** Image pixels per latent pixel of the pipeline's decoder (8 for SD-1.x). */
+    val scaleFactor: Int get() = infoInt(Keys.INFO_SCALE_FACTOR).toInt()
 
     /** Text (or JSON with json = true) description of the model. */
     @JvmOverloads
@@ -623,7 +623,8 @@ class Pipeline private constructor(val context: Context, private val ownContext:
     @JvmOverloads
     fun decode(latents: FloatArray, batch: Int, height: Int, width: Int, decoder: Network = Network.VAE_DECODER,
                unscaled: Boolean = false, raw: Boolean = false): FloatArray {
-        val out = FloatArray(batch * 3 * DECODER_FACTOR * height * DECODER_FACTOR * width)
+        val f = scaleFactor
+        val out = FloatArray(batch * 3 * f * height * f * width)
         val flags = (if (unscaled) Keys.LATENTS_UNSCALED else 0) or (if (raw) Keys.IMAGE_RAW else 0)
         call(C.sf_decode_latents_v2(ptr(), decoder.bit, latents, SizeT(latents.size.toLong()), SizeT(batch.toLong()),
             SizeT(height.toLong()), SizeT(width.toLong()), flags, out, SizeT(out.size.toLong())))
@@ -636,7 +637,8 @@ class Pipeline private constructor(val context: Context, private val ownContext:
     @JvmOverloads
     fun encodeImage(image: FloatArray, batch: Int, height: Int, width: Int, encoder: Network = Network.VAE_ENCODER,
                     unscaled: Boolean = false, raw: Boolean = false): EncodedLatents {
-        val count = batch * latentChannels * (height / DECODER_FACTOR) * (width / DECODER_FACTOR)
+        val f = scaleFactor
+        val count = batch * latentChannels * (height / f) * (width / f)
         val mean = FloatArray(count)
         val logvar = if (encoder == Network.TAESD_ENCODER) null else FloatArray(count)
         val flags = (if (unscaled) Keys.LATENTS_UNSCALED else 0) or (if (raw) Keys.IMAGE_RAW else 0)

@@ -48,9 +48,6 @@ func check(_ status: sf_status) throws {
     throw makeError(status)
 }
 
-/// Pixels per latent of the SD-1.x VAE and TAESD. The library has the real factor and checks
-/// every buffer's size against it (the _v2 calls): another one is an error, never an overrun.
-let decoderFactor = 8
 
 public enum SnapFusion {
     public static var version: String { String(cString: sf_version()) }
@@ -327,6 +324,8 @@ public final class Pipeline {
     public var sizeMultiple: Int { Int((try? info(SF_INFO_SIZE_MULTIPLE)) ?? 0) }
     /// Runs in flight now on this pipeline (jobs alive, calls in progress on any thread).
     public var activeRuns: Int { Int((try? info(SF_INFO_ACTIVE_RUNS)) ?? 0) }
+    /// Image pixels per latent pixel of the pipeline's decoder (8 for SD-1.x).
+    public var scaleFactor: Int { Int((try? info(SF_INFO_SCALE_FACTOR)) ?? 8) }
     private var hasTextEncoder: Bool {
         (((try? info(SF_INFO_NETWORKS)) ?? 0) & Int64(SF_NET_TEXT_ENCODER.rawValue)) != 0
     }
@@ -392,7 +391,8 @@ public final class Pipeline {
     /// [-1, 1] (TAESD's [0, 1] with raw). Sizes are checked by the library (sf_decode_latents_v2).
     public func decode(latents: [Float], batch: Int, height: Int, width: Int, decoder: Autoencoder = .vae,
                        unscaled: Bool = false, raw: Bool = false) throws -> [Float] {
-        var out = [Float](repeating: 0, count: batch * 3 * decoderFactor * height * decoderFactor * width)
+        let f = scaleFactor
+        var out = [Float](repeating: 0, count: batch * 3 * f * height * f * width)
         let net = decoder == .vae ? SF_NET_VAE_DECODER : SF_NET_TAESD_DECODER
         let flags = coderFlags(unscaled: unscaled, raw: raw)
         try out.withUnsafeMutableBufferPointer {
@@ -407,7 +407,8 @@ public final class Pipeline {
     /// unscaled. Sizes are checked by the library (sf_encode_image_v2).
     public func encodeImage(_ image: [Float], batch: Int, height: Int, width: Int, encoder: Autoencoder = .vae,
                             unscaled: Bool = false, raw: Bool = false) throws -> (mean: [Float], logvar: [Float]?) {
-        let count = batch * latentChannels * (height / decoderFactor) * (width / decoderFactor)
+        let f = scaleFactor
+        let count = batch * latentChannels * (height / f) * (width / f)
         let flags = coderFlags(unscaled: unscaled, raw: raw)
         var mean = [Float](repeating: 0, count: count)
         if encoder == .taesd {
