@@ -16,7 +16,7 @@ void sf_thread_set_error(const char *msg) {
   snprintf(tls_last_error, sizeof tls_last_error, "%s", msg ? msg : "");
 }
 
-const char *sf_last_error(void) { return tls_last_error; }
+const char *sf_thread_last_error(void) { return tls_last_error; }
 
 static sf_status ctx_verror(sf_context *ctx, sf_status status, const char *fmt, va_list ap) {
   char buf[1024];
@@ -95,8 +95,7 @@ pthreadpool_t sf_ctx_pool_acquire(sf_context *ctx) {
 
 void sf_ctx_pool_release(sf_context *ctx) { pthread_rwlock_unlock(&ctx->pool_lock); }
 
-/* Caller holds pool_lock for writing (or owns ctx exclusively, at create). */
-static sf_status ctx_set_threads(sf_context *ctx, int64_t threads) {
+sf_status sf_ctx_set_threads(sf_context *ctx, int64_t threads) {
   if (threads > 1024) return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "threads: %lld is more than 1024", (long long)threads);
   int n = threads <= 0 ? default_thread_count() : (int)threads;
   if (n == ctx->threads) return SF_OK;
@@ -117,9 +116,9 @@ static sf_status ctx_set_threads(sf_context *ctx, int64_t threads) {
   return SF_OK;
 }
 
-sf_status sf_context_create(sf_context **out_ctx) {
-  if (out_ctx == NULL) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_context_create: out_ctx is NULL");
-  *out_ctx = NULL;
+
+sf_status sf_ctx_new(sf_context **out) {
+  *out = NULL;
   sf_diag d = {0};
   if (sf_backend_init(&d) != SF_OK) return sf_ctx_take_diag(NULL, &d);
   sf_context *ctx = calloc(1, sizeof *ctx);
@@ -134,67 +133,19 @@ sf_status sf_context_create(sf_context **out_ctx) {
     free(ctx);
     return sf_ctx_error(NULL, SF_ERR_OUT_OF_MEMORY, "sf_context_create: out of memory");
   }
-  sf_status s = ctx_set_threads(ctx, 0);
+  sf_status s = sf_ctx_set_threads(ctx, 0);
   if (s != SF_OK) {
-    pthread_mutex_destroy(&ctx->error_lock);
-    pthread_rwlock_destroy(&ctx->pool_lock);
-    free(ctx);
+    sf_ctx_free(ctx);
     return s;
   }
-  *out_ctx = ctx;
+  *out = ctx;
   return SF_OK;
 }
 
-void sf_context_destroy(sf_context *ctx) {
+void sf_ctx_free(sf_context *ctx) {
   if (ctx == NULL) return;
   if (ctx->pool != NULL) pthreadpool_destroy(ctx->pool);
   pthread_mutex_destroy(&ctx->error_lock);
   pthread_rwlock_destroy(&ctx->pool_lock);
   free(ctx);
 }
-
-sf_status sf_context_set_int(sf_context *ctx, sf_param key, int64_t value) {
-  if (ctx == NULL) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_context_set_int: ctx is NULL");
-  switch (key) {
-    case SF_PARAM_THREADS: {
-      if (pthread_rwlock_trywrlock(&ctx->pool_lock) != 0)
-        return sf_ctx_error(ctx, SF_ERR_BAD_STATE, "cannot change threads while a network call of this context is running");
-      sf_status s = ctx_set_threads(ctx, value);
-      pthread_rwlock_unlock(&ctx->pool_lock);
-      return s;
-    }
-    case SF_PARAM_LOG_LEVEL:
-      if (value < SF_LOG_DEBUG || value > SF_LOG_ERROR)
-        return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "log level %lld is not a sf_log_level", (long long)value);
-      atomic_store(&ctx->log_level, (int)value);
-      return SF_OK;
-    default:
-      return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "parameter %d is not a context parameter", (int)key);
-  }
-}
-
-sf_status sf_context_get_int(const sf_context *ctx, sf_param key, int64_t *out_value) {
-  if (ctx == NULL || out_value == NULL)
-    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_context_get_int: NULL argument");
-  switch (key) {
-    case SF_PARAM_THREADS: {
-      sf_context *c = (sf_context *)ctx;
-      pthread_rwlock_rdlock(&c->pool_lock);
-      *out_value = c->threads;
-      pthread_rwlock_unlock(&c->pool_lock);
-      return SF_OK;
-    }
-    case SF_PARAM_LOG_LEVEL: *out_value = atomic_load(&ctx->log_level); return SF_OK;
-    default:
-      return sf_ctx_error((sf_context *)ctx, SF_ERR_INVALID_ARGUMENT, "parameter %d is not a context parameter", (int)key);
-  }
-}
-
-sf_status sf_context_set_log_callback(sf_context *ctx, sf_log_fn callback, void *user_data) {
-  if (ctx == NULL) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_context_set_log_callback: ctx is NULL");
-  ctx->log_fn = callback;
-  ctx->log_user = user_data;
-  return SF_OK;
-}
-
-const char *sf_context_last_error(const sf_context *ctx) { return ctx ? ctx->last_error : ""; }

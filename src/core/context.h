@@ -38,8 +38,16 @@ sf_status sf_ctx_error(sf_context *ctx, sf_status status, const char *fmt, ...)
 sf_status sf_ctx_take_diag(sf_context *ctx, const sf_diag *d);
 void sf_ctx_log(const sf_context *ctx, sf_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Records msg as the thread's last error (used where no context exists). */
+/* Records msg as the thread's last error (used where no context exists), and reads it. */
 void sf_thread_set_error(const char *msg);
+const char *sf_thread_last_error(void);
+
+/* A context with default options (backend initialised, one thread per core), and its end. */
+sf_status sf_ctx_new(sf_context **out);
+void sf_ctx_free(sf_context *ctx);
+/* Replaces the pool for `threads` workers (<= 0: one per core); the caller holds pool_lock
+ * for writing (or owns ctx alone). Warns through the log when above the online CPUs. */
+sf_status sf_ctx_set_threads(sf_context *ctx, int64_t threads);
 
 /* One-time, thread-safe initialisation of XNNPACK and cpuinfo. */
 sf_status sf_backend_init(sf_diag *d);

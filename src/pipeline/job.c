@@ -19,7 +19,7 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "pipeline/engine.h"
-#include "pipeline/image.h"
+#include "io/image.h"
 #include "sched/sampler.h"
 #include "sched/torch_rng.h"
 

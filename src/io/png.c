@@ -1,5 +1,6 @@
-/* sf_image: packed RGB8 owned by the library, and PNG in and out through zlib. */
-#include "pipeline/image.h"
+/* PNG in and out through zlib: RGB8 with the generation parameters as a tEXt chunk. Failures
+ * are recorded as the calling thread's error (core/context.h). */
+#include "io/png.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,51 +8,6 @@
 #include <zlib.h>
 
 #include "core/context.h"
-
-sf_image *sf_image_new(uint32_t width, uint32_t height, const char *parameters) {
-  if (width == 0 || height == 0 || (uint64_t)width * height > ((uint64_t)1 << 28)) return NULL;
-  sf_image *img = calloc(1, sizeof *img);
-  if (img == NULL) return NULL;
-  img->width = width;
-  img->height = height;
-  img->stride = (size_t)width * 3;
-  img->pixels = malloc(img->stride * height);
-  img->parameters = strdup(parameters ? parameters : "");
-  if (img->pixels == NULL || img->parameters == NULL) {
-    sf_image_destroy(img);
-    return NULL;
-  }
-  return img;
-}
-
-uint32_t sf_image_width(const sf_image *image) { return image ? image->width : 0; }
-uint32_t sf_image_height(const sf_image *image) { return image ? image->height : 0; }
-size_t sf_image_stride(const sf_image *image) { return image ? image->stride : 0; }
-const uint8_t *sf_image_pixels(const sf_image *image) { return image ? image->pixels : NULL; }
-const char *sf_image_parameters(const sf_image *image) { return image ? image->parameters : ""; }
-
-void sf_image_destroy(sf_image *image) {
-  if (image == NULL) return;
-  free(image->pixels);
-  free(image->parameters);
-  free(image);
-}
-
-sf_status sf_image_copy(const sf_image *image, uint8_t *buffer, size_t capacity, size_t stride, size_t *out_needed) {
-  if (image == NULL) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_image_copy: image is NULL");
-  if (stride == 0) stride = image->stride;
-  if (stride < image->stride)
-    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_image_copy: stride %zu < %zu", stride, image->stride);
-  size_t need = stride * image->height;
-  if (out_needed) *out_needed = need;
-  if (buffer == NULL && capacity == 0) return SF_OK; /* a size query */
-  if (buffer == NULL || capacity < need)
-    return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_image_copy: buffer holds %zu bytes, %zu needed", capacity,
-                        need);
-  for (uint32_t y = 0; y < image->height; y++)
-    memcpy(buffer + y * stride, image->pixels + y * image->stride, image->stride);
-  return SF_OK;
-}
 
 /* ---- PNG writing ---------------------------------------------------------------------------- */
 
@@ -73,8 +29,7 @@ static int write_chunk(FILE *f, const char *type, const uint8_t *data, size_t le
   return fwrite(hdr, 1, 8, f) == 8 && (len == 0 || fwrite(data, 1, len, f) == len) && fwrite(tail, 1, 4, f) == 4;
 }
 
-sf_status sf_image_write_png(const sf_image *image, const char *path) {
-  if (image == NULL || path == NULL) return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_image_write_png: NULL argument");
+sf_status sf_png_write(const sf_image *image, const char *path) {
   /* Filter byte 0 (none) before each row, then one zlib stream. */
   size_t raw_len = (image->stride + 1) * image->height;
   uint8_t *raw = malloc(raw_len);
@@ -139,7 +94,7 @@ static int paeth(int a, int b, int c) {
   return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
 }
 
-sf_status sf_image_read_png(const char *path, sf_image **out_image) {
+sf_status sf_png_read(const char *path, sf_image **out_image) {
   if (path == NULL || out_image == NULL)
     return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_image_read_png: NULL argument");
   *out_image = NULL;
@@ -244,7 +199,7 @@ sf_status sf_image_read_png(const char *path, sf_image **out_image) {
         case 3: cur[x] = (uint8_t)(cur[x] + ((a + b) >> 1)); break;
         case 4: cur[x] = (uint8_t)(cur[x] + paeth(a, b, c)); break;
         default:
-          sf_image_destroy(img);
+          sf_image_free(img);
           st = sf_ctx_error(NULL, SF_ERR_BAD_MODEL, "%s: bad row filter %d", path, filter);
           goto done;
       }

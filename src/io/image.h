@@ -1,5 +1,6 @@
-#ifndef SF_PIPELINE_IMAGE_H
-#define SF_PIPELINE_IMAGE_H
+/* The image object (packed RGB8 plus the generation parameters). */
+#ifndef SF_IO_IMAGE_H
+#define SF_IO_IMAGE_H
 
 #include "snapfusion.h"
 
@@ -12,5 +13,6 @@ struct sf_image {
 
 /* NULL when out of memory or the size is absurd. */
 sf_image *sf_image_new(uint32_t width, uint32_t height, const char *parameters);
+void sf_image_free(sf_image *image);
 
 #endif
