@@ -295,6 +295,22 @@ static void test_sized_buffers(void) {
                     "expected 12288");
   expect_size_error(sf_encode_image_v2(pipe_, SF_NET_VAE_ENCODER, img, 3 * 60 * 64, 1, 60, 64, 0, mean, LAT, NULL, 0),
                     "multiples of the encoder's factor 8");
+  /* Absurd sizes are refused before any planning (was: a 100-TB workspace request, which
+   * ASan aborts on), through v1 and v2 alike. */
+  static float tiny[16];
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+  expect_size_error(sf_encode_image(pipe_, SF_NET_VAE_ENCODER, tiny, 1, (size_t)1 << 40, 64, 0, tiny, NULL),
+                    "sides must be 1..16384");
+  expect_size_error(sf_decode_latents(pipe_, SF_NET_VAE_DECODER, tiny, 1, (size_t)1 << 40, 8, 0, tiny),
+                    "sides must be 1..16384");
+  expect_size_error(sf_encode_image(pipe_, SF_NET_TAESD_ENCODER, tiny, 4096, 8192, 8192, 0, tiny, NULL),
+                    "the batch at most");
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
   /* The v2 call and the deprecated v1 call compute the same. */
   float out1[2 * LAT];
   CHECK_EQ_INT(unet_call(out), SF_OK);

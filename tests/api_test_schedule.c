@@ -379,8 +379,51 @@ static void fixture_loop(const char *fx, const char *manifest, const char *case_
   free(config);
 }
 
+/* Configs whose derived tables are not finite are refused at set_steps with a message, never
+ * turned into NaN (or undefined int64) timesteps: beta_start 0 gives a zero training sigma,
+ * whose log Karras sigmas take; non-finite config values likewise. */
+static void test_nonfinite_schedules(void) {
+  static const char zero_start[] =
+      "{\"_class_name\": \"EulerDiscreteScheduler\", \"beta_start\": 0.0, \"beta_end\": 0.012, "
+      "\"beta_schedule\": \"scaled_linear\"}";
+  static const char nan_sigma[] =
+      "{\"_class_name\": \"EulerDiscreteScheduler\", \"beta_start\": 0.00085, \"beta_end\": 0.012, "
+      "\"beta_schedule\": \"scaled_linear\", \"use_karras_sigmas\": true, \"sigma_min\": NaN}";
+  const sf_sampler samplers[] = {SF_SAMPLER_EULER, SF_SAMPLER_DPMPP_2M};
+  for (size_t i = 0; i < 2; i++) {
+    sf_params *o = NULL;
+    sf_params_create(&o);
+    sf_params_set_int(o, SF_PARAM_KARRAS_SIGMAS, 1);
+    sf_schedule *s = NULL;
+    CHECK_EQ_INT(sf_schedule_create(samplers[i], zero_start, o, &s), SF_OK);
+    sf_status st = sf_schedule_set_steps(s, 8, 16);
+    CHECK_MSG(st == SF_ERR_BAD_MODEL, "sampler %d, beta_start 0 + Karras: %s", (int)samplers[i], sf_status_string(st));
+    CHECK_MSG(strstr(sf_last_error(), "Karras") != NULL || strstr(sf_last_error(), "sigma") != NULL, "message: %s",
+              sf_last_error());
+    CHECK(isnan(sf_schedule_timestep(s, 0)));
+    sf_schedule_destroy(s);
+    /* without Karras sigmas the same config is usable: sigma 0 at t = 0 is finite */
+    sf_params_set_int(o, SF_PARAM_KARRAS_SIGMAS, 0);
+    CHECK_EQ_INT(sf_schedule_create(samplers[i], zero_start, o, &s), SF_OK);
+    CHECK_EQ_INT(sf_schedule_set_steps(s, 8, 16), SF_OK);
+    for (int k = 0; k < sf_schedule_evaluations(s); k++) CHECK(isfinite(sf_schedule_timestep(s, k)));
+    sf_schedule_destroy(s);
+    sf_params_destroy(o);
+  }
+  sf_schedule *s = NULL;
+  sf_status st = sf_schedule_create(SF_SAMPLER_DEFAULT, nan_sigma, NULL, &s);
+  if (st == SF_OK) {
+    st = sf_schedule_set_steps(s, 8, 16);
+    CHECK_MSG(st != SF_OK, "a NaN sigma_min was accepted");
+    sf_schedule_destroy(s);
+  } else {
+    CHECK_MSG(st == SF_ERR_BAD_MODEL || st == SF_ERR_INVALID_ARGUMENT, "%s", sf_status_string(st));
+  }
+}
+
 int main(void) {
   test_names();
+  test_nonfinite_schedules();
   test_create_errors();
   test_state_errors();
   test_sd15_timesteps();

@@ -4,6 +4,7 @@
 #include "pipeline/engine.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "models/clip_text.h"
@@ -139,11 +140,30 @@ sf_status sf_engine_unet(sf_pipeline *p, sf_run *r, const float *latents, size_t
   return leave(p, r, s, sf_unet_graph(p->unet), pl);
 }
 
+/* Images the decoders and encoders accept: sides of at most SF_MAX_IMAGE_SIDE pixels and at most
+ * SF_MAX_IMAGE_PIXELS pixels in the batch. Checked before anything is planned, so an absurd
+ * size is an argument error, not an attempt at a terabyte workspace. */
+#define SF_MAX_IMAGE_SIDE 16384
+#define SF_MAX_IMAGE_PIXELS ((size_t)1 << 28)
+
+static sf_status check_image_size(size_t batch, size_t h, size_t w, const char *what, sf_diag *d) {
+  if (batch == 0 || h == 0 || w == 0 || h > SF_MAX_IMAGE_SIDE || w > SF_MAX_IMAGE_SIDE || batch > SF_MAX_IMAGE_PIXELS ||
+      (double)batch * (double)h * (double)w > (double)SF_MAX_IMAGE_PIXELS)
+    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT,
+                       "%s: %zu image(s) of %zux%zu: sides must be 1..%d pixels and the batch at most %zu pixels", what,
+                       batch, w, h, SF_MAX_IMAGE_SIDE, SF_MAX_IMAGE_PIXELS);
+  return SF_OK;
+}
+
 sf_status sf_engine_decode(sf_pipeline *p, sf_run *r, unsigned decoder, const float *latents, size_t batch,
                            size_t height, size_t width, uint32_t flags, float *image, sf_diag *d) {
   if (decoder != SF_NET_VAE_DECODER && decoder != SF_NET_TAESD_DECODER)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "%u is not a decoder", decoder);
   sf_status s = need(p, decoder, d);
+  if (s != SF_OK) return s;
+  size_t f = sf_engine_scale_factor(p, decoder);
+  s = check_image_size(batch, height > SIZE_MAX / f ? SIZE_MAX : height * f, width > SIZE_MAX / f ? SIZE_MAX : width * f,
+                       "decode", d);
   if (s != SF_OK) return s;
   if (decoder == SF_NET_VAE_DECODER) {
     sf_plan *pl = r->plans[SF_SLOT_VAE_DECODER];
@@ -166,6 +186,8 @@ sf_status sf_engine_encode_image(sf_pipeline *p, sf_run *r, unsigned encoder, co
   if (encoder != SF_NET_VAE_ENCODER && encoder != SF_NET_TAESD_ENCODER)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "%u is not an encoder", encoder);
   sf_status s = need(p, encoder, d);
+  if (s != SF_OK) return s;
+  s = check_image_size(batch, height, width, "encode", d);
   if (s != SF_OK) return s;
   if (encoder == SF_NET_VAE_ENCODER) {
     sf_plan *pl = r->plans[SF_SLOT_VAE_ENCODER];

@@ -46,6 +46,7 @@ int sf_np_arange(double start, double stop, double step, double *out, int cap) {
 
 double sf_np_interp_index(double x, const float *fp, int n) {
   /* xp = arange(n): exact integers, so the bracketing index is floor(x) */
+  if (isnan(x)) return NAN;
   if (x <= 0.0) return fp[0];
   if (x >= (double)(n - 1)) return fp[n - 1];
   int j = (int)floor(x);

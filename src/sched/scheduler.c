@@ -176,6 +176,29 @@ static float *train_sigmas(const sf_scheduler *s) {
   return sg;
 }
 
+/* A computed timestep as an integer; NaN or a value far outside any schedule becomes -2, which
+ * the check at the end of set_timesteps refuses (a plain cast would be undefined behaviour). */
+static int64_t timestep_i64(double x) { return x >= -1.0 && x <= 1e9 ? (int64_t)x : -2; }
+
+/* The sigma-based samplers need every training sigma finite (alphas_cumprod > 0), and
+ * Karras sigmas need them positive too (their log is taken): a config such as beta_start 0
+ * would otherwise give NaN timesteps and NaN samples. */
+static sf_status check_train_sigmas(const sf_scheduler *s, const float *tsig, sf_diag *d) {
+  for (int t = 0; t < s->ntrain; t++) {
+    if (!isfinite(tsig[t]) || tsig[t] < 0.0f)
+      return sf_diag_set(d, SF_ERR_BAD_MODEL,
+                         "scheduler config: training sigma %d is %g (alphas_cumprod %g): this sampler needs every "
+                         "sigma finite (check beta_start, beta_end, beta_schedule)",
+                         t, (double)tsig[t], (double)s->alphas_cumprod[t]);
+    if (s->cfg.use_karras_sigmas && !(tsig[t] > 0.0f))
+      return sf_diag_set(d, SF_ERR_BAD_MODEL,
+                         "scheduler config: training sigma %d is 0 (beta_start %g): Karras sigmas need every sigma "
+                         "positive",
+                         t, s->cfg.beta_start);
+  }
+  return SF_OK;
+}
+
 /* The integer "leading"/"trailing"/"linspace" schedule of DDIM (descending). */
 sf_status sf_sched_timesteps_ddim_like(sf_scheduler *s, int n, sf_diag *d) {
   const sf_sched_config *c = &s->cfg;
@@ -277,6 +300,8 @@ sf_status sf_sched_timesteps_euler(sf_scheduler *s, int n, sf_diag *d) {
     st = sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "scheduler: out of memory");
     goto done;
   }
+  st = check_train_sigmas(s, tsig, d);
+  if (st != SF_OK) goto done;
   st = alloc_steps(s, len, 1, d);
   if (st != SF_OK) goto done;
   /* float32 timesteps as numpy builds them */
@@ -308,7 +333,7 @@ sf_status sf_sched_timesteps_euler(sf_scheduler *s, int n, sf_diag *d) {
       if (s->sigmas[i] > mx) mx = s->sigmas[i];
     s->init_noise_sigma = c->timestep_spacing == SF_SPACING_LEADING ? sqrtf(mx * mx + 1.0f) : mx;
   }
-  for (int i = 0; i < len; i++) s->timesteps_i[i] = (int64_t)s->timesteps_f[i];
+  for (int i = 0; i < len; i++) s->timesteps_i[i] = timestep_i64(s->timesteps_f[i]);
 done:
   free(ts);
   free(sig);
@@ -328,6 +353,8 @@ sf_status sf_sched_timesteps_dpm(sf_scheduler *s, int n, sf_diag *d) {
     st = sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "scheduler: out of memory");
     goto done;
   }
+  st = check_train_sigmas(s, tsig, d);
+  if (st != SF_OK) goto done;
   /* clip lambda(t) = log(alpha_t) - log(sigma_t) from below */
   int clipped = 0;
   for (int t = 0; t < T; t++) {
@@ -367,7 +394,7 @@ sf_status sf_sched_timesteps_dpm(sf_scheduler *s, int n, sf_diag *d) {
   if (c->use_karras_sigmas) {
     for (int t = 0; t < T; t++) logs[t] = logf(tsig[t]);
     sf_sched_karras(tsig[0], tsig[T - 1], len, sig);
-    for (int i = 0; i < len; i++) s->timesteps_i[i] = (int64_t)rint(sf_sched_sigma_to_t(sig[i], logs, T));
+    for (int i = 0; i < len; i++) s->timesteps_i[i] = timestep_i64(rint(sf_sched_sigma_to_t(sig[i], logs, T)));
   } else {
     for (int i = 0; i < len; i++) sig[i] = sf_np_interp_index((double)s->timesteps_i[i], tsig, T);
   }
@@ -453,6 +480,19 @@ sf_status sf_scheduler_set_timesteps(sf_scheduler *s, int num_inference_steps, s
   default:
     st = sf_diag_set(d, SF_ERR_INTERNAL, "scheduler: bad kind");
   }
+  /* Whatever the config, what a run will use must be sane: finite timesteps inside the
+   * training range, finite non-negative sigmas, a finite positive initial sigma. */
+  for (int i = 0; st == SF_OK && i < s->nsteps; i++)
+    if (!isfinite(s->timesteps_f[i]) || s->timesteps_f[i] < -1.0f || s->timesteps_f[i] > (float)s->ntrain ||
+        s->timesteps_i[i] < -1 || s->timesteps_i[i] > s->ntrain)
+      st = sf_diag_set(d, SF_ERR_BAD_MODEL, "scheduler config: timestep %d is %g: outside the training schedule", i,
+                       (double)s->timesteps_f[i]);
+  for (int i = 0; st == SF_OK && s->sigmas && i <= s->nsteps; i++)
+    if (!isfinite(s->sigmas[i]) || s->sigmas[i] < 0.0f)
+      st = sf_diag_set(d, SF_ERR_BAD_MODEL, "scheduler config: sigma %d is %g", i, (double)s->sigmas[i]);
+  if (st == SF_OK && !(isfinite(s->init_noise_sigma) && s->init_noise_sigma > 0.0f))
+    st = sf_diag_set(d, SF_ERR_BAD_MODEL, "scheduler config: the initial noise sigma is %g",
+                     (double)s->init_noise_sigma);
   if (st != SF_OK) {
     free_steps(s);
     return st;
