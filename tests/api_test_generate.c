@@ -245,6 +245,20 @@ static void test_png_roundtrip(void) {
   back = NULL;
   CHECK_EQ_INT(sf_image_read_png("/nonexistent.png", &back), SF_ERR_IO);
   CHECK(back == NULL);
+  /* A directory is an I/O problem, and a file that is not a PNG a bad argument: neither is a
+   * "bad model file". */
+  CHECK_EQ_INT(sf_image_read_png("/tmp", &back), SF_ERR_IO);
+  CHECK(back == NULL && strstr(sf_last_error(), "not a regular file") != NULL);
+  char other[] = "/tmp/sf_not_png_XXXXXX";
+  int ofd = mkstemp(other);
+  CHECK(ofd >= 0);
+  if (ofd >= 0) {
+    CHECK(write(ofd, "hello, not a png", 16) == 16);
+    close(ofd);
+    CHECK_EQ_INT(sf_image_read_png(other, &back), SF_ERR_INVALID_ARGUMENT);
+    CHECK(back == NULL && strstr(sf_last_error(), "is not a PNG file") != NULL);
+    remove(other);
+  }
   CHECK_EQ_INT(sf_image_write_png(img, "/nonexistent-dir/x.png"), SF_ERR_IO);
   sf_image_destroy(img);
   sf_params_destroy(p);

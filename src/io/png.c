@@ -2,9 +2,11 @@
  * are recorded as the calling thread's error (core/context.h). */
 #include "io/png.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include "core/context.h"
@@ -99,7 +101,12 @@ sf_status sf_png_read(const char *path, sf_image **out_image) {
     return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_image_read_png: NULL argument");
   *out_image = NULL;
   FILE *f = fopen(path, "rb");
-  if (f == NULL) return sf_ctx_error(NULL, SF_ERR_IO, "cannot open %s", path);
+  if (f == NULL) return sf_ctx_error(NULL, SF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+  struct stat st_file;
+  if (fstat(fileno(f), &st_file) != 0 || !S_ISREG(st_file.st_mode)) {
+    fclose(f);
+    return sf_ctx_error(NULL, SF_ERR_IO, "%s is not a regular file", path);
+  }
   uint8_t *file = NULL;
   size_t len = 0, cap = 0;
   for (;;) {
@@ -123,14 +130,14 @@ sf_status sf_png_read(const char *path, sf_image **out_image) {
   char *parameters = NULL;
   static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (file == NULL || len < 8 || memcmp(file, sig, 8) != 0) {
-    st = sf_ctx_error(NULL, SF_ERR_BAD_MODEL, "%s is not a PNG file", path);
+    st = sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "%s is not a PNG file", path);
     goto done;
   }
   for (size_t off = 8; off + 12 <= len;) {
     uint32_t clen = get_u32(file + off);
     const uint8_t *type = file + off + 4, *data = file + off + 8;
     if (clen > len - off - 12) {
-      st = sf_ctx_error(NULL, SF_ERR_BAD_MODEL, "%s: truncated chunk", path);
+      st = sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "%s: truncated chunk", path);
       goto done;
     }
     if (memcmp(type, "IHDR", 4) == 0 && clen == 13) {
@@ -166,7 +173,7 @@ sf_status sf_png_read(const char *path, sf_image **out_image) {
     off += 12 + (size_t)clen;
   }
   if (channels == 0 || w == 0 || h == 0 || (uint64_t)w * h > ((uint64_t)1 << 28) || idat == NULL) {
-    st = sf_ctx_error(NULL, SF_ERR_BAD_MODEL, "%s: missing or invalid IHDR/IDAT", path);
+    st = sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "%s: missing or invalid IHDR/IDAT", path);
     goto done;
   }
   size_t row = (size_t)w * channels;
@@ -178,7 +185,7 @@ sf_status sf_png_read(const char *path, sf_image **out_image) {
   }
   uLongf expect = raw_len;
   if (uncompress(raw, &raw_len, idat, (uLong)idat_len) != Z_OK || raw_len != expect) {
-    st = sf_ctx_error(NULL, SF_ERR_BAD_MODEL, "%s: corrupt image data", path);
+    st = sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "%s: corrupt image data", path);
     goto done;
   }
   sf_image *img = sf_image_new(w, h, parameters);
@@ -200,7 +207,7 @@ sf_status sf_png_read(const char *path, sf_image **out_image) {
         case 4: cur[x] = (uint8_t)(cur[x] + paeth(a, b, c)); break;
         default:
           sf_image_free(img);
-          st = sf_ctx_error(NULL, SF_ERR_BAD_MODEL, "%s: bad row filter %d", path, filter);
+          st = sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "%s: bad row filter %d", path, filter);
           goto done;
       }
     }
