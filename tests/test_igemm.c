@@ -1,5 +1,7 @@
 /* The indirect GEMM behind conv2d / linear (graph/ops/igemm.h), with every microkernel the
- * CPU runs, against a double-precision reference, on shapes that hit every edge of its blocking: channel counts that are not
+ * CPU runs and every weight type (f32, f16, q8: the reference uses the weights as stored, i.e.
+ * rounded to half or quantised, so it checks the arithmetic, not the quantisation), against a
+ * double-precision reference, on shapes that hit every edge of its blocking: channel counts that are not
  * multiples of the tile (1, 3, 13, 17), input channels split into several k-blocks (> 512)
  * and several taps per k-block (small cin), images smaller than the kernel window, stride 2,
  * asymmetric padding, batch 2, single rows; and bit-identical outputs with 1, 2 and 4 threads
@@ -14,6 +16,7 @@
 
 #include <pthreadpool.h>
 
+#include "graph/ops/half.h"
 #include "graph/ops/igemm.h"
 #include "test.h"
 
@@ -32,14 +35,41 @@ typedef struct conv_case {
 
 static pthreadpool_t pools[3]; /* 2 and 4 threads; [0] = NULL: the calling thread */
 static sf_igemm_isa isa;        /* the microkernel under test */
+static sf_wtype wtype;          /* the weight type under test */
+
+/* The weights the packed layer holds, as floats: f16 rounds to nearest even, q8 quantises per
+ * output channel (scale = max|w| / 127, q = rint(w / scale)) and gives q * scale. w is
+ * [n][k] (a conv's OIHW: k = cin * taps). The reference computes with these. */
+static void effective_weights(const float *w, size_t n, size_t k, float *out, float *q8_scale) {
+  for (size_t o = 0; o < n; o++) {
+    float m = 0.0f;
+    for (size_t i = 0; i < k; i++) m = fabsf(w[o * k + i]) > m ? fabsf(w[o * k + i]) : m;
+    const float scale = m / 127.0f;
+    if (q8_scale) q8_scale[o] = scale;
+    for (size_t i = 0; i < k; i++) {
+      const float v = w[o * k + i];
+      if (wtype == SF_WTYPE_F16) {
+        out[o * k + i] = sf_half_to_float(sf_float_to_half(v));
+      } else if (wtype == SF_WTYPE_Q8) {
+        float q = scale > 0.0f ? nearbyintf(v / scale) : 0.0f;
+        q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+        out[o * k + i] = q; /* the integer; the reference multiplies by the scale in double */
+      } else {
+        out[o * k + i] = v;
+      }
+    }
+  }
+}
 
 /* Every microkernel accumulates each output as one FMA chain in the same k order, so all of
- * them must give the scalar kernel's bits (which runs first and leaves its outputs here). */
-enum { SLOTS = 32 };
+ * them must give the scalar kernel's bits for the same weight type (the scalar kernel runs
+ * first and leaves its outputs here). */
+enum { SLOTS_PER_TYPE = 32, SLOTS = SLOTS_PER_TYPE * SF_WTYPE_COUNT };
 static float *scalar_bits[SLOTS];
 static size_t scalar_len[SLOTS];
 
 static void check_same_as_scalar(size_t slot, const float *y, size_t n, const char *what) {
+  slot += (size_t)wtype * SLOTS_PER_TYPE;
   if (isa == SF_IGEMM_ISA_SCALAR) {
     free(scalar_bits[slot]);
     scalar_bits[slot] = malloc(n * sizeof *y);
@@ -53,23 +83,26 @@ static void check_same_as_scalar(size_t slot, const float *y, size_t n, const ch
 
 static void run_case(const conv_case *t, size_t slot) {
   char what[160];
-  snprintf(what, sizeof what, "%s conv %zux%zux%zux%zu->%zu k%zux%zu s%zu pad(%zu,%zu,%zu,%zu)%s", sf_igemm_isa_name(isa), t->batch, t->ih,
+  snprintf(what, sizeof what, "%s/%s conv %zux%zux%zux%zu->%zu k%zux%zu s%zu pad(%zu,%zu,%zu,%zu)%s",
+           sf_igemm_isa_name(isa), sf_wtype_name(wtype), t->batch, t->ih,
            t->iw, t->cin, t->cout, t->kh, t->kw, t->stride, t->pad_t, t->pad_r, t->pad_b, t->pad_l,
            t->bias ? "" : " no bias");
   const size_t oh = (t->ih + t->pad_t + t->pad_b - t->kh) / t->stride + 1;
   const size_t ow = (t->iw + t->pad_l + t->pad_r - t->kw) / t->stride + 1;
   const size_t taps = t->kh * t->kw, K = taps * t->cin;
   const size_t xn = t->batch * t->ih * t->iw * t->cin, yn = t->batch * oh * ow * t->cout;
-  float *x = malloc(xn * sizeof *x), *w = malloc(t->cout * K * sizeof *w), *b = malloc(t->cout * sizeof *b);
+  float *x = malloc(xn * sizeof *x), *w0 = malloc(t->cout * K * sizeof *w0), *b = malloc(t->cout * sizeof *b);
+  float *w = malloc(t->cout * K * sizeof *w), *qs = malloc(t->cout * sizeof *qs);
   float *y[3] = {malloc(yn * sizeof(float)), malloc(yn * sizeof(float)), malloc(yn * sizeof(float))};
   sf_igemm_weights pw;
-  int ok = x && w && b && y[0] && y[1] && y[2];
+  int ok = x && w0 && w && qs && b && y[0] && y[1] && y[2];
   CHECK_MSG(ok, "%s: out of memory", what);
   if (ok) {
     fill(x, xn, 1);
-    fill(w, t->cout * K, 2); /* OIHW */
+    fill(w0, t->cout * K, 2); /* OIHW */
     fill(b, t->cout, 3);
-    ok = sf_igemm_pack_isa(&pw, w, t->bias ? b : NULL, t->cout, t->cin, taps, isa);
+    effective_weights(w0, t->cout, K, w, qs);
+    ok = sf_igemm_pack_typed(&pw, w0, t->bias ? b : NULL, t->cout, t->cin, taps, isa, wtype);
     CHECK_MSG(ok, "%s: pack failed", what);
   }
   if (ok) {
@@ -86,7 +119,8 @@ static void run_case(const conv_case *t, size_t slot) {
       for (size_t oy = 0; oy < oh; oy++)
         for (size_t ox = 0; ox < ow; ox++)
           for (size_t o = 0; o < t->cout; o++) {
-            double acc = t->bias ? b[o] : 0.0, mag = fabs(acc);
+            const double ws = wtype == SF_WTYPE_Q8 ? (double)qs[o] : 1.0; /* q8: w = q * scale */
+            double acc = 0.0, mag = 0.0;
             for (size_t ky = 0; ky < t->kh; ky++)
               for (size_t kx = 0; kx < t->kw; kx++) {
                 const long iy = (long)(oy * t->stride + ky) - (long)t->pad_t;
@@ -99,6 +133,8 @@ static void run_case(const conv_case *t, size_t slot) {
                   mag += fabs((double)xp[i] * wp[i * taps]);
                 }
               }
+            acc = acc * ws + (t->bias ? b[o] : 0.0);
+            mag = mag * ws + fabs(t->bias ? (double)b[o] : 0.0);
             const size_t at = ((n * oh + oy) * ow + ox) * t->cout + o;
             const double err = fabs((double)y[0][at] - acc), bound = (double)(K + 1) * 0x1p-24 * mag + 1e-30;
             if (!(err <= bound)) bad++;
@@ -112,25 +148,41 @@ static void run_case(const conv_case *t, size_t slot) {
     CHECK_MSG(differ == 0, "%s: %zu outputs differ between 1, 2 and 4 threads", what, differ);
     check_same_as_scalar(slot, y[0], yn, what);
     sf_igemm_free(&pw);
+    /* f16 widening is exact: the f16 kernel gives the f32 kernel's bits on the same (rounded)
+     * weights. */
+    if (wtype == SF_WTYPE_F16 && sf_igemm_pack_typed(&pw, w, t->bias ? b : NULL, t->cout, t->cin, taps, isa,
+                                                     SF_WTYPE_F32)) {
+      const sf_igemm_conv c32 = {.batch = t->batch, .ih = t->ih, .iw = t->iw, .cin = t->cin, .oh = oh, .ow = ow,
+                                 .kh = t->kh, .kw = t->kw, .stride = t->stride, .pad_top = t->pad_t,
+                                 .pad_left = t->pad_l};
+      sf_igemm_conv_f32(NULL, &pw, &c32, x, y[1], t->cout);
+      CHECK_MSG(memcmp(y[0], y[1], yn * sizeof(float)) == 0, "%s: f16 differs from f32 on the same weights", what);
+      sf_igemm_free(&pw);
+    }
   }
   free(x);
+  free(w0);
   free(w);
+  free(qs);
   free(b);
   for (int p = 0; p < 3; p++) free(y[p]);
 }
 
 static void test_linear(size_t rows, size_t in_f, size_t out_f, size_t slot) {
-  float *x = malloc(rows * in_f * sizeof *x), *w = malloc(out_f * in_f * sizeof *w), *b = malloc(out_f * sizeof *b);
+  float *x = malloc(rows * in_f * sizeof *x), *w0 = malloc(out_f * in_f * sizeof *w0), *b = malloc(out_f * sizeof *b);
+  float *w = malloc(out_f * in_f * sizeof *w), *qs = malloc(out_f * sizeof *qs);
   float *y = malloc(rows * out_f * sizeof *y), *yc = malloc(rows * out_f * sizeof *yc);
   sf_igemm_weights pw;
-  int ok = x && w && b && y && yc;
+  int ok = x && w0 && w && qs && b && y && yc;
   if (ok) {
     fill(x, rows * in_f, 4);
-    fill(w, out_f * in_f, 5);
+    fill(w0, out_f * in_f, 5);
     fill(b, out_f, 6);
-    ok = sf_igemm_pack_isa(&pw, w, b, out_f, in_f, 1, isa);
+    effective_weights(w0, out_f, in_f, w, qs);
+    ok = sf_igemm_pack_typed(&pw, w0, b, out_f, in_f, 1, isa, wtype);
   }
-  CHECK_MSG(ok, "%s linear %zux%zu->%zu: setup failed", sf_igemm_isa_name(isa), rows, in_f, out_f);
+  CHECK_MSG(ok, "%s/%s linear %zux%zu->%zu: setup failed", sf_igemm_isa_name(isa), sf_wtype_name(wtype), rows, in_f,
+            out_f);
   if (ok) {
     sf_igemm_linear_f32(pools[1], &pw, x, y, rows);
     /* The same layer as a 1x1 conv over a [rows, 1] image must give the same bits. */
@@ -140,11 +192,14 @@ static void test_linear(size_t rows, size_t in_f, size_t out_f, size_t slot) {
     size_t bad = 0;
     for (size_t r = 0; r < rows; r++)
       for (size_t o = 0; o < out_f; o++) {
-        double acc = b[o], mag = fabs(acc);
+        const double ws = wtype == SF_WTYPE_Q8 ? (double)qs[o] : 1.0;
+        double acc = 0.0, mag = 0.0;
         for (size_t i = 0; i < in_f; i++) {
           acc += (double)x[r * in_f + i] * w[o * in_f + i];
           mag += fabs((double)x[r * in_f + i] * w[o * in_f + i]);
         }
+        acc = acc * ws + b[o];
+        mag = mag * ws + fabs((double)b[o]);
         if (!(fabs(y[r * out_f + o] - acc) <= (double)(in_f + 1) * 0x1p-24 * mag)) bad++;
       }
     CHECK_MSG(bad == 0, "%s linear %zux%zu->%zu: %zu outputs outside the fp32 bound", sf_igemm_isa_name(isa), rows,
@@ -155,7 +210,9 @@ static void test_linear(size_t rows, size_t in_f, size_t out_f, size_t slot) {
     sf_igemm_free(&pw);
   }
   free(x);
+  free(w0);
   free(w);
+  free(qs);
   free(b);
   free(y);
   free(yc);
@@ -189,20 +246,23 @@ int main(void) {
   };
   /* Every microkernel this CPU runs; the portable one always. */
   const sf_igemm_isa isas[] = {SF_IGEMM_ISA_SCALAR, SF_IGEMM_ISA_AVX2, SF_IGEMM_ISA_AVX512};
-  for (size_t k = 0; k < sizeof isas / sizeof isas[0]; k++) {
-    isa = isas[k];
-    if (!sf_igemm_isa_supported(isa)) {
-      printf("%s microkernel: not run on this CPU/build (skipped)\n", sf_igemm_isa_name(isa));
-      continue;
+  for (int ty = 0; ty < SF_WTYPE_COUNT; ty++)
+    for (size_t k = 0; k < sizeof isas / sizeof isas[0]; k++) {
+      isa = isas[k];
+      wtype = (sf_wtype)ty;
+      if (!sf_igemm_isa_supports_type(isa, wtype)) {
+        printf("%s microkernel, %s weights: not run on this CPU/build (skipped)\n", sf_igemm_isa_name(isa),
+               sf_wtype_name(wtype));
+        continue;
+      }
+      printf("%s microkernel, %s weights: testing\n", sf_igemm_isa_name(isa), sf_wtype_name(wtype));
+      const size_t n_cases = sizeof cases / sizeof cases[0];
+      for (size_t i = 0; i < n_cases; i++) run_case(&cases[i], i);
+      test_linear(1, 1, 1, n_cases);
+      test_linear(77, 768, 320, n_cases + 1);
+      test_linear(5, 37, 1000, n_cases + 2);
+      test_linear(300, 64, 17, n_cases + 3);
     }
-    printf("%s microkernel: testing\n", sf_igemm_isa_name(isa));
-    const size_t n_cases = sizeof cases / sizeof cases[0];
-    for (size_t i = 0; i < n_cases; i++) run_case(&cases[i], i);
-    test_linear(1, 1, 1, n_cases);
-    test_linear(77, 768, 320, n_cases + 1);
-    test_linear(5, 37, 1000, n_cases + 2);
-    test_linear(300, 64, 17, n_cases + 3);
-  }
   CHECK(sf_igemm_isa_supported(SF_IGEMM_ISA_SCALAR));
   /* Packing for a kernel this CPU does not run must refuse. */
   for (size_t k = 0; k < sizeof isas / sizeof isas[0]; k++) {

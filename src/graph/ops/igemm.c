@@ -17,11 +17,13 @@
 #include "graph/ops/igemm.h"
 
 #include <cpuinfo.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "graph/ops/half.h"
 #include "graph/ops/igemm_ukernel.h"
 
 enum {
@@ -33,6 +35,13 @@ enum {
 
 /* Input row read for taps in the zero padding; a k-block reads at most KC floats of a row. */
 static const float ig_zero_row[KC];
+/* The accumulators' start for q8 weights (the bias comes with the scale, at the end). */
+static const float ig_zero_init[SF_IGEMM_MAX_NR];
+
+size_t sf_wtype_bytes(sf_wtype type) { return type == SF_WTYPE_F16 ? 2 : type == SF_WTYPE_Q8 ? 1 : 4; }
+const char *sf_wtype_name(sf_wtype type) {
+  return type == SF_WTYPE_F16 ? "f16" : type == SF_WTYPE_Q8 ? "q8" : "f32";
+}
 
 static const sf_igemm_ukernel *ukernel_of(sf_igemm_isa isa) {
   switch (isa) {
@@ -44,18 +53,21 @@ static const sf_igemm_ukernel *ukernel_of(sf_igemm_isa isa) {
   return NULL;
 }
 
-int sf_igemm_isa_supported(sf_igemm_isa isa) {
+int sf_igemm_isa_supports_type(sf_igemm_isa isa, sf_wtype type) {
   const sf_igemm_ukernel *uk = ukernel_of(isa);
-  if (uk == NULL || uk->fn == NULL) return 0;
+  if (uk == NULL || (unsigned)type >= SF_WTYPE_COUNT || uk->fn[type] == NULL || uk->scale_bias == NULL) return 0;
   if (isa == SF_IGEMM_ISA_SCALAR) return 1;
   /* cpuinfo_initialize is idempotent and thread-safe (the context calls it too). */
   if (!cpuinfo_initialize()) return 0;
 #if defined(__x86_64__) || defined(__i386__)
-  if (isa == SF_IGEMM_ISA_AVX2) return cpuinfo_has_x86_avx2() && cpuinfo_has_x86_fma3();
+  /* The AVX2 file is built with F16C too (every AVX2 CPU so far has it, but it is checked). */
+  if (isa == SF_IGEMM_ISA_AVX2) return cpuinfo_has_x86_avx2() && cpuinfo_has_x86_fma3() && cpuinfo_has_x86_f16c();
   if (isa == SF_IGEMM_ISA_AVX512) return cpuinfo_has_x86_avx512f();
 #endif
   return 0;
 }
+
+int sf_igemm_isa_supported(sf_igemm_isa isa) { return sf_igemm_isa_supports_type(isa, SF_WTYPE_F32); }
 
 static sf_igemm_isa best_isa(void) {
   if (sf_igemm_isa_supported(SF_IGEMM_ISA_AVX512)) return SF_IGEMM_ISA_AVX512;
@@ -88,70 +100,123 @@ static float *alloc_packed(size_t bytes) {
   return p;
 }
 
-int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,
-                      sf_igemm_isa isa) {
+/* Per output channel j < n: scale = max|w| / 127 (0 for an all-zero channel). */
+static void q8_scales(const float *w, size_t n, size_t k, float *scale) {
+  for (size_t j = 0; j < n; j++) {
+    float m = 0.0f;
+    for (size_t i = 0; i < k; i++) {
+      const float a = fabsf(w[j * k + i]);
+      if (a > m) m = a;
+    }
+    scale[j] = m / 127.0f;
+  }
+}
+
+/* One weight as type (column j of the source, whose q8 scale is sc). */
+static void store_weight(void *row, size_t j, float v, sf_wtype type, float sc) {
+  if (type == SF_WTYPE_F32) {
+    ((float *)row)[j] = v;
+  } else if (type == SF_WTYPE_F16) {
+    ((uint16_t *)row)[j] = sf_float_to_half(v);
+  } else {
+    float q = sc > 0.0f ? nearbyintf(v / sc) : 0.0f; /* round half to even */
+    q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+    ((int8_t *)row)[j] = (int8_t)q;
+  }
+}
+
+int sf_igemm_pack_typed(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,
+                        sf_igemm_isa isa, sf_wtype type) {
   memset(pw, 0, sizeof *pw);
   if (isa == SF_IGEMM_ISA_BEST) isa = best_isa();
-  if (!sf_igemm_isa_supported(isa)) return 0;
+  if (!sf_igemm_isa_supports_type(isa, type)) return 0;
   const sf_igemm_ukernel *uk = ukernel_of(isa);
-  const size_t nr = uk->nr, tiles = (n + nr - 1) / nr, k = cin * taps;
+  const size_t nr = uk->nr, tiles = (n + nr - 1) / nr, k = cin * taps, es = sf_wtype_bytes(type);
   if (n == 0 || cin == 0 || taps == 0 || k / taps != cin || tiles > SIZE_MAX / nr / k / sizeof(float)) return 0;
-  float *packed = alloc_packed(tiles * k * nr * sizeof(float));
+  char *packed = (char *)alloc_packed(tiles * k * nr * es);
   float *b = alloc_packed(tiles * nr * sizeof(float));
-  if (packed == NULL || b == NULL) {
+  float *sc = type == SF_WTYPE_Q8 ? alloc_packed(tiles * nr * sizeof(float)) : NULL;
+  if (packed == NULL || b == NULL || (type == SF_WTYPE_Q8 && sc == NULL)) {
     free(packed);
     free(b);
+    free(sc);
     return 0;
   }
+  if (sc != NULL) {
+    q8_scales(w, n, k, sc);
+    for (size_t j = n; j < tiles * nr; j++) sc[j] = 0.0f;
+  }
   for (size_t t = 0; t < tiles; t++) {
-    float *dst = packed + t * k * nr;
+    char *dst = packed + t * k * nr * es;
     const size_t cols = n - t * nr < nr ? n - t * nr : nr;
-    /* Destination in order (nr-float rows); the source is read as nr parallel streams, one per
+    /* Destination in order (nr-value rows); the source is read as nr parallel streams, one per
      * output channel, each in its own order (channel i, tap). Filling one column at a time
      * scattered every write over the whole panel: a 1280x2560x3x3 layer packed in 120-142 ms
      * that way and in 94 ms this way (with 4 KiB pages; 44 ms with huge pages, see above). */
     const float *src = w + t * nr * k;
     for (size_t i = 0; i < cin; i++)
       for (size_t tap = 0; tap < taps; tap++) {
-        float *row = dst + (tap * cin + i) * nr;
+        char *row = dst + (tap * cin + i) * nr * es;
         const size_t at = i * taps + tap;
-        for (size_t j = 0; j < cols; j++) row[j] = src[j * k + at];
-        for (size_t j = cols; j < nr; j++) row[j] = 0.0f;
+        if (type == SF_WTYPE_F32) {
+          float *r = (float *)row;
+          for (size_t j = 0; j < cols; j++) r[j] = src[j * k + at];
+        } else {
+          for (size_t j = 0; j < cols; j++) store_weight(row, j, src[j * k + at], type, sc ? sc[t * nr + j] : 0.0f);
+        }
+        memset(row + cols * es, 0, (nr - cols) * es);
       }
   }
   for (size_t j = 0; j < tiles * nr; j++) b[j] = (bias != NULL && j < n) ? bias[j] : 0.0f;
   pw->uk = uk;
+  pw->type = type;
   pw->n = n;
   pw->k = k;
   pw->nr = nr;
   pw->n_tiles = tiles;
   pw->packed = packed;
   pw->bias = b;
+  pw->scale = sc;
   return 1;
+}
+
+int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,
+                      sf_igemm_isa isa) {
+  return sf_igemm_pack_typed(pw, w, bias, n, cin, taps, isa, SF_WTYPE_F32);
 }
 
 int sf_igemm_pack(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps) {
   return sf_igemm_pack_isa(pw, w, bias, n, cin, taps, SF_IGEMM_ISA_BEST);
 }
 
+size_t sf_igemm_weights_bytes(const sf_igemm_weights *pw) {
+  size_t cols = pw->n_tiles * pw->nr;
+  return cols * pw->k * sf_wtype_bytes(pw->type) + cols * sizeof(float) * (pw->scale ? 2 : 1);
+}
+
 void sf_igemm_free(sf_igemm_weights *pw) {
   free(pw->packed);
   free(pw->bias);
+  free(pw->scale);
   memset(pw, 0, sizeof *pw);
 }
 
 /* A tile of mr <= MR rows and nr <= NR columns; partial tiles go through a local tile so the
- * microkernel never reads or writes outside C. */
-static void tile(const sf_igemm_ukernel *uk, size_t taps, size_t kc, const float *const *a, const float *b,
-                 float *c, size_t ldc, const float *init, size_t mr, size_t nr) {
+ * microkernel never reads or writes outside C. With scale (q8, after the last k-block) the
+ * tile is then made fma(tile, scale, bias). */
+static void tile(const sf_igemm_ukernel *uk, sf_igemm_ukernel_fn fn, size_t taps, size_t kc, const float *const *a,
+                 const void *b, float *c, size_t ldc, const float *init, size_t mr, size_t nr, const float *scale,
+                 const float *bias) {
   if (mr == uk->mr && nr == uk->nr) {
-    uk->fn(taps, kc, a, b, c, ldc, init);
+    fn(taps, kc, a, b, c, ldc, init);
+    if (scale) uk->scale_bias(c, ldc, scale, bias);
     return;
   }
   float t[SF_IGEMM_MAX_MR * SF_IGEMM_MAX_NR];
   if (init == NULL)
     for (size_t i = 0; i < mr; i++) memcpy(t + i * uk->nr, c + i * ldc, nr * sizeof(float));
-  uk->fn(taps, kc, a, b, t, uk->nr, init);
+  fn(taps, kc, a, b, t, uk->nr, init);
+  if (scale) uk->scale_bias(t, uk->nr, scale, bias);
   for (size_t i = 0; i < mr; i++) memcpy(c + i * ldc, t + i * uk->nr, nr * sizeof(float));
 }
 
@@ -192,7 +257,9 @@ static void ig_task(void *arg, size_t mi, size_t ni) {
   const ig_ctx *g = arg;
   const sf_igemm_weights *w = g->w;
   const sf_igemm_ukernel *uk = w->uk;
-  const size_t MR = uk->mr, NR = uk->nr;
+  const sf_igemm_ukernel_fn fn = uk->fn[w->type];
+  const size_t MR = uk->mr, NR = uk->nr, es = sf_wtype_bytes(w->type);
+  const int q8 = w->type == SF_WTYPE_Q8;
   const size_t cin = g->c.cin, m0 = mi * g->mb_tiles * MR;
   const size_t m1 = m0 + g->mb_tiles * MR < g->m ? m0 + g->mb_tiles * MR : g->m;
   const size_t j0 = ni * g->nb_tiles, j1 = j0 + g->nb_tiles < w->n_tiles ? j0 + g->nb_tiles : w->n_tiles;
@@ -204,13 +271,15 @@ static void ig_task(void *arg, size_t mi, size_t ni) {
       const size_t kc = cin - c0 < g->chunk ? cin - c0 : g->chunk;
       for (size_t m = m0, i = 0; m < m1; m += MR, i++)
         row_pointers(g, m, m1 - m < MR ? m1 - m : MR, t0, nt, c0, a + i * nt * MR);
+      const int last = t0 + nt >= g->taps && c0 + kc >= cin;
       for (size_t j = j0; j < j1; j++) {
-        const float *b = w->packed + (j * w->k + t0 * cin + c0) * NR;
+        const void *b = (const char *)w->packed + (j * w->k + t0 * cin + c0) * NR * es;
         const size_t nr = w->n - j * NR < NR ? w->n - j * NR : NR;
-        const float *init = first ? w->bias + j * NR : NULL;
+        const float *init = first ? (q8 ? ig_zero_init : w->bias + j * NR) : NULL;
+        const float *scale = q8 && last ? w->scale + j * NR : NULL;
         for (size_t m = m0, i = 0; m < m1; m += MR, i++)
-          tile(uk, nt, kc, a + i * nt * MR, b, g->y + m * g->y_stride + j * NR, g->y_stride, init,
-               m1 - m < MR ? m1 - m : MR, nr);
+          tile(uk, fn, nt, kc, a + i * nt * MR, b, g->y + m * g->y_stride + j * NR, g->y_stride, init,
+               m1 - m < MR ? m1 - m : MR, nr, scale, w->bias + j * NR);
       }
       first = 0;
     }

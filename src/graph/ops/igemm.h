@@ -32,21 +32,33 @@ typedef enum sf_igemm_isa {
   SF_IGEMM_ISA_AVX512 /* AVX-512F, 8 x 32 */
 } sf_igemm_isa;
 
+/* How packed weights are stored. f16: IEEE half, widened exactly in registers; q8: int8,
+ * symmetric per output channel (scale = max|w| / 127, q = w / scale rounded to nearest even),
+ * the scale applied once after the accumulation (y = fma(sum(x * q), scale, bias)). */
+typedef enum sf_wtype { SF_WTYPE_F32 = 0, SF_WTYPE_F16 = 1, SF_WTYPE_Q8 = 2, SF_WTYPE_COUNT = 3 } sf_wtype;
+
 typedef struct sf_igemm_weights {
   const struct sf_igemm_ukernel *uk; /* the microkernel the packing is laid out for */
+  sf_wtype type;
   size_t n;       /* output channels */
   size_t k;       /* reduction length: taps * cin (cin for a linear layer) */
   size_t nr;      /* the microkernel's tile width */
   size_t n_tiles; /* ceil(n / nr) */
-  float *packed;  /* [n_tiles][k][nr], columns past n zero */
+  void *packed;   /* [n_tiles][k][nr] of the type, columns past n zero */
   float *bias;    /* [n_tiles * nr], zero past n and without bias */
+  float *scale;   /* q8: [n_tiles * nr] per output channel, zero past n; else NULL */
 } sf_igemm_weights;
 
 /* 1 when this CPU runs one of the SIMD microkernels (and the build has it); without one the
  * graph lowers conv / linear onto XNNPACK instead. */
 int sf_igemm_available(void);
-/* Whether this CPU and build run the kernel of isa; its name ("avx2+fma", ...). */
+/* Whether this CPU and build run the kernel of isa (for f32 weights; _type: for weights of that
+ * type); its name ("avx2+fma", ...). */
 int sf_igemm_isa_supported(sf_igemm_isa isa);
+int sf_igemm_isa_supports_type(sf_igemm_isa isa, sf_wtype type);
+/* Bytes per weight of a type (4, 2, 1) and its name ("f32", "f16", "q8"). */
+size_t sf_wtype_bytes(sf_wtype type);
+const char *sf_wtype_name(sf_wtype type);
 const char *sf_igemm_isa_name(sf_igemm_isa isa);
 
 /* Packs w [n][cin][taps] (PyTorch's layouts: a conv's OIHW with taps = kh*kw, or a linear
@@ -58,6 +70,12 @@ const char *sf_igemm_isa_name(sf_igemm_isa isa);
 int sf_igemm_pack(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps);
 int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,
                       sf_igemm_isa isa);
+/* The same, storing the weights as type (f32 values are rounded to nearest even for f16, and
+ * quantised per output channel for q8). */
+int sf_igemm_pack_typed(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,
+                        sf_igemm_isa isa, sf_wtype type);
+/* Bytes the packed weights, bias and scales take. */
+size_t sf_igemm_weights_bytes(const sf_igemm_weights *pw);
 void sf_igemm_free(sf_igemm_weights *pw);
 const char *sf_igemm_weights_isa(const sf_igemm_weights *pw);
 
