@@ -145,6 +145,8 @@ typedef enum sf_param {
                                  * SF_NET_TEXT_ENCODER the folder's tokenizer may be absent */
   SF_PARAM_TOKENIZER_PATH = 106,/* string: a tokenizer folder (vocab.json + merges.txt) used
                                  * instead of the model's own, which may then be absent */
+  SF_PARAM_WEIGHT_TYPE = 107,   /* int sf_weight_type: how convolution and linear weights are
+                                 * held in memory (since 1.1) */
 
   /* Generation (sf_generate / sf_job_start). */
   SF_PARAM_PROMPT = 200,        /* string */
@@ -240,11 +242,25 @@ typedef enum sf_network {
   SF_NET_TAESD_ENCODER = 32
 } sf_network;
 
+/* SF_PARAM_WEIGHT_TYPE. f16 halves the weights' memory: for an fp16 checkpoint (e.g. loaded
+ * with SF_PARAM_VARIANT "fp16") it is exact and the default, so results are bit for bit those of
+ * f32 weights with the same values; for an f32 checkpoint it rounds every weight to nearest even.
+ * q8 quarters it: int8 per output channel (scale = max|w| / 127, round half to even, the scale
+ * applied once after accumulation), with the layers next to the latents and the pixels and the
+ * time embedding kept in f16; its error is measured in the README. Activations are always f32.
+ * Norms and embeddings stay f32 (they are small). */
+typedef enum sf_weight_type {
+  SF_WEIGHT_DEFAULT = 0, /* as the checkpoint stores them: f16 for F16 tensors, else f32 */
+  SF_WEIGHT_F32 = 1,
+  SF_WEIGHT_F16 = 2,
+  SF_WEIGHT_Q8 = 3
+} sf_weight_type;
+
 /* Loads a diffusers folder (model_index.json, per-component config.json and
  * *.safetensors, tokenizer vocab.json + merges.txt, scheduler config). options may be
  * NULL; it is read during the call only (SF_PARAM_VARIANT, SF_PARAM_RANDOM_WEIGHTS,
  * SF_PARAM_RANDOM_SEED, SF_PARAM_INSPECT_ONLY, SF_PARAM_TAESD_PATH, SF_PARAM_COMPONENTS,
- * SF_PARAM_TOKENIZER_PATH). With SF_PARAM_RANDOM_WEIGHTS the folder may hold configs only
+ * SF_PARAM_TOKENIZER_PATH, SF_PARAM_WEIGHT_TYPE). With SF_PARAM_RANDOM_WEIGHTS the folder may hold configs only
  * (a tokenizer is data, not weights: a config-only folder without tokenizer/ needs
  * SF_PARAM_TOKENIZER_PATH to accept prompts). The pipeline keeps a
  * pointer to ctx, which must outlive it. */
@@ -305,8 +321,11 @@ typedef enum sf_info {
   SF_INFO_SIZE_MULTIPLE = 12,  /* int: image sides must be multiples of this: the decoder's
                                 * factor times 2^(the UNet's down-samplings); 64 for SD-1.x */
   SF_INFO_ACTIVE_RUNS = 13,    /* int: runs in flight now (jobs alive, calls in progress) */
-  SF_INFO_SCALE_FACTOR = 14    /* int: image pixels per latent pixel of the pipeline's decoder
+  SF_INFO_SCALE_FACTOR = 14,   /* int: image pixels per latent pixel of the pipeline's decoder
                                 * (the VAE's, else TAESD's; 8 for SD-1.x) */
+  SF_INFO_WEIGHT_BYTES = 15    /* int: bytes the networks' weights take as loaded (packed
+                                * convolution/linear weights in their sf_weight_type, norms,
+                                * embeddings) */
 } sf_info;
 
 SF_API sf_status sf_pipeline_get_int(const sf_pipeline *pipeline, sf_info key, int64_t *out_value);

@@ -280,6 +280,9 @@ int cmd_bench(int argc, char **argv) {
       o.only = argv[++i];
     } else if (strcmp(a, "--taesd") == 0) {
       o.taesd = argv[++i];
+    } else if (strcmp(a, "--weights") == 0) {
+      if (!cli_parse_weights(v, &o.weights)) return bad("--weights takes f32, f16 or q8");
+      i++;
     } else if (strcmp(a, "--probe-seconds") == 0) {
       if (!parse_number(v, &o.probe_seconds) || !(o.probe_seconds >= 0.01 && o.probe_seconds <= 60))
         return bad("--probe-seconds takes 0.01..60");

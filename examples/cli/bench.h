@@ -24,6 +24,7 @@ typedef struct bench_opts {
   double probe_seconds; /* duration of each machine probe */
   int profile;          /* networks: per-node time breakdown after the timed runs */
   const char *only;     /* ops: only the rows whose name or shape contains this */
+  int weights;          /* sf_weight_type for the networks (random weights: default f32) */
 } bench_opts;
 
 /* One timed measurement: a single operator or a whole network call. */

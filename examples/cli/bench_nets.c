@@ -40,6 +40,9 @@ static int time_calls(net_call fn, void *arg, long long repeat, bench_row *row, 
   return 1;
 }
 
+/* The weight type the networks are loaded with (--weights). */
+static int bench_weights;
+
 /* tokenizer: a tokenizer folder for config folders that list one they do not ship (needed
  * when the text encoder is among the networks), or NULL. */
 static sf_pipeline *load_random(sf_context *ctx, const char *dir, unsigned networks, const char *tokenizer,
@@ -50,6 +53,7 @@ static sf_pipeline *load_random(sf_context *ctx, const char *dir, unsigned netwo
   if (s == SF_OK) s = sf_params_set_int(opts, SF_PARAM_RANDOM_WEIGHTS, 1);
   if (s == SF_OK) s = sf_params_set_int(opts, SF_PARAM_COMPONENTS, networks);
   if (s == SF_OK && tokenizer) s = sf_params_set_string(opts, SF_PARAM_TOKENIZER_PATH, tokenizer);
+  if (s == SF_OK && bench_weights != SF_WEIGHT_DEFAULT) s = sf_params_set_int(opts, SF_PARAM_WEIGHT_TYPE, bench_weights);
   double t0 = bench_now();
   if (s == SF_OK) s = sf_pipeline_load(ctx, dir, opts, &p);
   *load_s = bench_now() - t0;
@@ -75,9 +79,9 @@ static void net_row_finish(bench_row *row, sf_pipeline *p, const char *name, dou
   sf_pipeline_get_float(p, SF_INFO_LAST_MACS, &row->macs);
   sf_pipeline_get_float(p, SF_INFO_LAST_ATTENTION_MACS, &row->attention_macs);
   row->flops = 2.0 * row->macs;
-  int64_t params = 0;
-  sf_pipeline_get_int(p, SF_INFO_PARAMETERS, &params);
-  row->weights_bytes = 4.0 * (double)params;
+  int64_t wbytes = 0;
+  sf_pipeline_get_int(p, SF_INFO_WEIGHT_BYTES, &wbytes);
+  row->weights_bytes = (double)wbytes;
   row->peak_rss_bytes = bench_peak_rss_bytes();
   row->load_s = load_s;
 }
@@ -100,6 +104,7 @@ static sf_status unet_call(void *arg) {
 
 int bench_unet(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows) {
   (void)refs;
+  bench_weights = o->weights;
   double load_s = 0;
   sf_pipeline *p = load_random(ctx, o->config, SF_NET_UNET, NULL, &load_s);
   if (p == NULL) return CLI_EXIT_FAIL;
@@ -203,6 +208,7 @@ static sf_taesd *taesd_random(const char *path, double *params, sf_diag *d) {
 
 int bench_vae(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows) {
   (void)refs;
+  bench_weights = o->weights;
   size_t side = (size_t)o->size / 8, batch = (size_t)o->batch, n = 0;
   size_t n_lat = batch * 4 * side * side, n_img = batch * 3 * (size_t)o->size * (size_t)o->size;
   float *z = malloc(n_lat * sizeof *z), *img = malloc(n_img * sizeof *img);
@@ -313,6 +319,7 @@ static char *long_prompt(size_t target, size_t *len) {
 
 int bench_text(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows) {
   (void)refs;
+  bench_weights = o->weights;
   double load_s = 0;
   char dirbuf[4096];
   const char *dir = o->tokenizer ? o->tokenizer : bench_default_tokenizer(dirbuf, sizeof dirbuf);

@@ -55,6 +55,7 @@ int bench_txt2img(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_
   if (s == SF_OK) s = sf_params_set_int(load, SF_PARAM_RANDOM_WEIGHTS, 1);
   if (s == SF_OK) s = sf_params_set_int(load, SF_PARAM_COMPONENTS, SF_NET_TEXT_ENCODER | SF_NET_UNET | SF_NET_VAE_DECODER);
   if (s == SF_OK) s = sf_params_set_string(load, SF_PARAM_TOKENIZER_PATH, tokenizer);
+  if (s == SF_OK && o->weights != SF_WEIGHT_DEFAULT) s = sf_params_set_int(load, SF_PARAM_WEIGHT_TYPE, o->weights);
   double t0 = bench_now();
   if (s == SF_OK) s = sf_pipeline_load(ctx, o->config, load, &p);
   double load_s = bench_now() - t0;
@@ -96,8 +97,8 @@ int bench_txt2img(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_
       double unet_macs = bench_plan_macs(p, SF_SLOT_UNET, sf_unet_graph(p->unet), 0);
       double vae_macs = bench_plan_macs(p, SF_SLOT_VAE_DECODER, sf_vae_decoder_graph(p->vae), 0);
       int guided = o->cfg_scale > 1.0;
-      int64_t params = 0;
-      sf_pipeline_get_int(p, SF_INFO_PARAMETERS, &params);
+      int64_t wbytes = 0;
+      sf_pipeline_get_int(p, SF_INFO_WEIGHT_BYTES, &wbytes);
       bench_row *row = &rows[0];
       snprintf(row->name, sizeof row->name, "txt2img %s", bench_base_name(o->config));
       snprintf(row->shape, sizeof row->shape, "%lldx%lld, %lld steps, cfg %.3g", o->size, o->size, o->steps,
@@ -109,7 +110,7 @@ int bench_txt2img(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_
                             bench_plan_macs(p, SF_SLOT_VAE_DECODER, sf_vae_decoder_graph(p->vae), 1) +
                             (guided ? 2 : 1) * bench_plan_macs(p, SF_SLOT_TEXT, sf_clip_text_graph(p->text), 1);
       row->flops = 2.0 * row->macs;
-      row->weights_bytes = 4.0 * (double)params;
+      row->weights_bytes = (double)wbytes;
       /* One workspace serves the text encoder, the UNet and the decoder of a run. */
       int64_t ws_bytes = 0;
       sf_pipeline_get_int(p, SF_INFO_ARENA_BYTES, &ws_bytes);

@@ -24,5 +24,9 @@ void cli_line_open(int open);
 sf_context *cli_context(int threads);
 /* Parses an integer option value; returns 0 on a malformed or out-of-range value. */
 int cli_parse_int(const char *s, long long *out);
+/* --weights f32|f16|q8|default -> sf_weight_type; 0 for anything else (and *out untouched). */
+int cli_parse_weights(const char *s, int *out);
+/* "f32", "f16", "q8" or "as stored". */
+const char *cli_weights_name(int type);
 
 #endif

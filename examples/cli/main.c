@@ -80,6 +80,23 @@ int cli_parse_int(const char *s, long long *out) {
   return 1;
 }
 
+int cli_parse_weights(const char *s, int *out) {
+  static const struct {
+    const char *name;
+    int type;
+  } names[] = {{"default", SF_WEIGHT_DEFAULT}, {"f32", SF_WEIGHT_F32}, {"f16", SF_WEIGHT_F16}, {"q8", SF_WEIGHT_Q8}};
+  for (size_t i = 0; s != NULL && i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(s, names[i].name) == 0) {
+      *out = names[i].type;
+      return 1;
+    }
+  return 0;
+}
+
+const char *cli_weights_name(int type) {
+  return type == SF_WEIGHT_F32 ? "f32" : type == SF_WEIGHT_F16 ? "f16" : type == SF_WEIGHT_Q8 ? "q8" : "as stored";
+}
+
 int main(int argc, char **argv) {
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     usage(argc < 2 ? stderr : stdout);

@@ -47,6 +47,9 @@ static void txt2img_usage(FILE *f) {
           "  --clip-skip N          use the N-th last text encoder layer (default 1; 0 and 1: the last;\n"
           "                         at most the encoder's layer count + 1, checked before the load)\n"
           "  --variant NAME         prefer *.NAME.safetensors weights (e.g. fp16)\n"
+          "  --weights TYPE         f32, f16 or q8: how the networks' weights are held (default:\n"
+          "                         as the checkpoint stores them, f16 for fp16 files; random\n"
+          "                         weights: f32)\n"
           "  -t, --threads N        worker threads, 1..1024 (default: one per core; more threads\n"
           "                         than online CPUs make runs much slower, with a warning)\n"
           "  -o, --output PNG       output file, a name ending in .png: only PNG is written (default\n"
@@ -104,7 +107,7 @@ static int takes_value(const char *a) {
   static const char *const names[] = {"-m", "--model", "--random-weights", "-p", "--prompt", "-n", "--negative",
                                       "-W", "--width", "-H", "--height", "--steps", "--cfg-scale", "--sampler",
                                       "--prediction", "--seed", "--batch-count", "--init-img", "--strength",
-                                      "--taesd", "--tokenizer", "--decoder", "--clip-skip", "--variant", "-t",
+                                      "--taesd", "--tokenizer", "--decoder", "--clip-skip", "--variant", "--weights", "-t",
                                       "--threads", "-o", "--output", "--preview"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strcmp(a, names[i]) == 0) return 1;
@@ -333,6 +336,7 @@ int cmd_txt2img(int argc, char **argv) {
              *prediction = NULL;
   long long width = 0, height = 0, steps = 8, seed = 0, threads = 0, batch = 1, clip_skip = 0;
   int seed_random = 0; /* --seed -1: the library draws the first seed; the batch continues from it */
+  int weights = SF_WEIGHT_DEFAULT;
   double cfg = 7.5, strength = 0.8;
   int karras = 0, quiet = 0, have_strength = 0;
   const int tty = isatty(STDERR_FILENO);
@@ -382,6 +386,7 @@ int cmd_txt2img(int argc, char **argv) {
     else if (TAKE("--decoder")) decoder = v;
     else if (TAKE("--clip-skip")) { if (!cli_parse_int(v, &clip_skip) || clip_skip < 0 || clip_skip > 1000) return bad_arg("--clip-skip takes 0..1000"); }
     else if (TAKE("--variant")) variant = v;
+    else if (TAKE("--weights")) { if (!cli_parse_weights(v, &weights)) return bad_arg("--weights takes f32, f16 or q8"); }
     else if (TAKE("-t") || TAKE("--threads")) { if (!cli_parse_int(v, &threads) || threads < 1 || threads > 1024) return bad_arg("-t takes 1..1024"); }
     else if (TAKE("-o") || TAKE("--output")) out = v;
     else if (TAKE("--preview")) preview = v;
@@ -435,6 +440,7 @@ int cmd_txt2img(int argc, char **argv) {
   if (s == SF_OK) s = sf_params_create(&gen);
   if (s == SF_OK && config) s = sf_params_set_int(load, SF_PARAM_RANDOM_WEIGHTS, 1);
   if (s == SF_OK && variant) s = sf_params_set_string(load, SF_PARAM_VARIANT, variant);
+  if (s == SF_OK && weights != SF_WEIGHT_DEFAULT) s = sf_params_set_int(load, SF_PARAM_WEIGHT_TYPE, weights);
   if (s == SF_OK && taesd) s = sf_params_set_string(load, SF_PARAM_TAESD_PATH, taesd);
   if (s == SF_OK && tokenizer) s = sf_params_set_string(load, SF_PARAM_TOKENIZER_PATH, tokenizer);
   if (s == SF_OK && !init_img) /* the encoders are only needed for img2img */

@@ -6,6 +6,7 @@
 
 #include "api/files.h"
 #include "core/params.h"
+#include "graph/wsrc.h"
 #include "models/vae.h"
 #include "pipeline/engine.h"
 
@@ -74,9 +75,16 @@ static sf_status load(sf_context *ctx, const sf_vfs *fs, const char *dir, const 
   if (networks <= 0 || (networks & ~(int64_t)SF_ALL_NETWORKS) != 0)
     return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "SF_PARAM_COMPONENTS: %lld is not a set of sf_network bits",
                         (long long)networks);
+  int64_t wtype = sf_params_int_or(options, SF_PARAM_WEIGHT_TYPE, SF_WEIGHT_DEFAULT);
+  if (wtype < SF_WEIGHT_DEFAULT || wtype > SF_WEIGHT_Q8)
+    return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "SF_PARAM_WEIGHT_TYPE: %lld is not a sf_weight_type",
+                        (long long)wtype);
   sf_pipeline *p = calloc(1, sizeof *p);
   if (p == NULL) return sf_ctx_error(ctx, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
   p->ctx = ctx;
+  static const sf_weight_policy policies[] = {SF_WEIGHTS_AS_STORED, SF_WEIGHTS_FORCE_F32, SF_WEIGHTS_FORCE_F16,
+                                              SF_WEIGHTS_FORCE_Q8};
+  p->weight_policy = policies[wtype];
   if (pthread_mutex_init(&p->runs_lock, NULL) != 0) {
     free(p);
     return sf_ctx_error(ctx, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -162,6 +170,7 @@ sf_status sf_pipeline_get_int(const sf_pipeline *cp, sf_info key, int64_t *out) 
     case SF_INFO_PARAMETERS: *out = (int64_t)p->parameters; return SF_OK;
     case SF_INFO_SIZE_MULTIPLE: *out = (int64_t)sf_engine_size_multiple(p); return SF_OK;
     case SF_INFO_ACTIVE_RUNS: *out = (int64_t)sf_run_count_active(p); return SF_OK;
+    case SF_INFO_WEIGHT_BYTES: *out = (int64_t)sf_engine_weight_bytes(p); return SF_OK;
     case SF_INFO_SCALE_FACTOR:
       if (!(p->networks & (SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER | SF_NET_TAESD_DECODER | SF_NET_TAESD_ENCODER)))
         break;
@@ -173,7 +182,7 @@ sf_status sf_pipeline_get_int(const sf_pipeline *cp, sf_info key, int64_t *out) 
       return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_int: %d is a float (sf_pipeline_get_float)",
                           (int)key);
   }
-  if ((int)key < SF_INFO_NETWORKS || (int)key > SF_INFO_SCALE_FACTOR)
+  if ((int)key < SF_INFO_NETWORKS || (int)key > SF_INFO_WEIGHT_BYTES)
     return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_int: %d is not a sf_info key", (int)key);
   return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "sf_pipeline_get_int: %d is not available for this pipeline", (int)key);
 }

@@ -24,6 +24,7 @@ sf_param_kind sf_param_kind_of(sf_param key) {
     case SF_PARAM_PREDICTION_TYPE:
     case SF_PARAM_DECODER:
     case SF_PARAM_TIMESTEP_SPACING:
+    case SF_PARAM_WEIGHT_TYPE:
       return SF_PV_INT;
     case SF_PARAM_GUIDANCE_SCALE:
     case SF_PARAM_STRENGTH:

@@ -51,14 +51,17 @@ sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_
                    size_t stride, size_t pad, int bias) {
   if (!sf_graph_valid(g, x)) return -1;
   size_t in_ch = sf_graph_channels(g, x);
-  const int igemm = sf_graph_uses_igemm(g);
+  char wname[256];
+  snprintf(wname, sizeof wname, "%s.weight", prefix);
+  const sf_wtype wt = sf_graph_layer_wtype(g, ws, wname);
+  const int igemm = sf_graph_uses_igemm_for(g, wt);
   float *w = NULL, *b = NULL;
   if (!sf_conv_fetch(g, ws, prefix, out_ch, in_ch, kernel, bias, !igemm, &w, &b)) return -1;
   size_t kk = kernel * kernel;
   size_t K = kk * in_ch;
   if (igemm) {
     const sf_conv_params cp = {.kernel = kernel, .stride = stride, .pad = pad, .pad_top = pad, .pad_left = pad};
-    return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix);
+    return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix, wt);
   }
   const float *ohwi = w;
   size_t panel_oc = sf_xnn_panel_channels(out_ch, K * sizeof(float), SF_CONV_PANEL_BUDGET);

@@ -10,6 +10,7 @@
 #include <xnnpack.h>
 
 #include "graph/graph_internal.h"
+#include "graph/wsrc.h"
 
 /* ---- construction ------------------------------------------------------------------ */
 
@@ -25,6 +26,18 @@ sf_graph *sf_graph_create(const char *name) {
   g->serial = atomic_fetch_add(&graph_serials, 1);
   snprintf(g->name, sizeof g->name, "%s", name ? name : "graph");
   return g;
+}
+
+void sf_graph_set_sensitive(sf_graph *g, int sensitive) { g->sensitive = sensitive; }
+
+sf_wtype sf_graph_layer_wtype(const sf_graph *g, const sf_wsrc *ws, const char *tensor) {
+  switch (sf_wsrc_weight_policy(ws)) {
+    case SF_WEIGHTS_FORCE_F32: return SF_WTYPE_F32;
+    case SF_WEIGHTS_FORCE_F16: return SF_WTYPE_F16;
+    case SF_WEIGHTS_FORCE_Q8: return g->sensitive ? SF_WTYPE_F16 : SF_WTYPE_Q8;
+    case SF_WEIGHTS_AS_STORED: break;
+  }
+  return sf_wsrc_is_f16(ws, tensor) ? SF_WTYPE_F16 : SF_WTYPE_F32;
 }
 
 void sf_node_release(sf_node *n) {

@@ -38,6 +38,11 @@ typedef struct sf_graph sf_graph;
 typedef struct sf_wsrc sf_wsrc;
 
 sf_graph *sf_graph_create(const char *name);
+
+/* Marks the conv / linear layers built while set as sensitive to quantisation (the first and
+ * last convolutions, the time embedding): when the weight source asks for q8 (wsrc.h) they are
+ * stored as f16. */
+void sf_graph_set_sensitive(sf_graph *g, int sensitive);
 void sf_graph_destroy(sf_graph *g);
 
 /* Build errors are sticky: once a builder call fails, every later builder call returns

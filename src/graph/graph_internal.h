@@ -90,7 +90,11 @@ struct sf_graph {
   size_t n_xnn;         /* nodes on XNNPACK operators */
   pthread_mutex_t xnn_lock;
   int xnnpack_gemm;     /* conv / linear on XNNPACK even where the own GEMM is available */
+  int sensitive;        /* layers being built now are sensitive to quantisation */
 };
+
+/* The storage type of a conv / linear layer whose weight tensor is `tensor`. */
+sf_wtype sf_graph_layer_wtype(const sf_graph *g, const sf_wsrc *ws, const char *tensor);
 
 /* One plan of one graph: the shapes of every value for given input shapes and thread count,
  * each value's and each node scratch's place in the workspace. Owned by a run state. */
@@ -107,8 +111,12 @@ struct sf_plan {
   size_t arena_bytes, naive_bytes;
 };
 
-/* Whether conv / linear nodes added from now on use the library's indirect GEMM. */
-static inline int sf_graph_uses_igemm(const sf_graph *g) { return !g->xnnpack_gemm && sf_igemm_available(); }
+/* Whether conv / linear nodes of weight type t use the library's indirect GEMM: always for f16
+ * and q8 (XNNPACK takes f32 only; without SIMD kernels the scalar ones run), for f32 when the CPU
+ * runs the SIMD kernels and the graph does not ask for XNNPACK. */
+static inline int sf_graph_uses_igemm_for(const sf_graph *g, sf_wtype t) {
+  return t != SF_WTYPE_F32 || (!g->xnnpack_gemm && sf_igemm_available());
+}
 
 sf_status sf_graph_fail(sf_graph *g, sf_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int sf_graph_valid(const sf_graph *g, sf_vid v);
@@ -156,9 +164,9 @@ sf_status sf_xnn_run(const sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag 
 /* ---- own-GEMM nodes (graph/igemm_node.c) ---- */
 /* A conv (conv != NULL) / linear node on the library's indirect GEMM, with weights w
  * [out_ch][cin][taps] (OIHW for a conv; taps 1 for a linear layer) packed here; takes bias b
- * (malloc'd, NULL: none). Returns the node's output, or -1 after failing the graph. */
+ * (malloc'd, NULL: none), stored as type. Returns the node's output, or -1 after failing the graph. */
 sf_vid sf_igemm_node_add(sf_graph *g, sf_vid x, size_t out_ch, const float *w, float *b, size_t cin, size_t taps,
-                         const sf_conv_params *conv, const char *prefix);
+                         const sf_conv_params *conv, const char *prefix, sf_wtype type);
 sf_status sf_igemm_node_run(const sf_plan *pl, void *arena, const sf_node *n, pthreadpool_t pool);
 
 #endif

@@ -6,9 +6,9 @@
 #include "graph/graph_internal.h"
 
 sf_vid sf_igemm_node_add(sf_graph *g, sf_vid x, size_t out_ch, const float *w, float *b, size_t cin, size_t taps,
-                         const sf_conv_params *conv, const char *prefix) {
+                         const sf_conv_params *conv, const char *prefix, sf_wtype type) {
   sf_igemm_weights *ig = malloc(sizeof *ig);
-  int packed = ig != NULL && sf_igemm_pack(ig, w, b, out_ch, cin, taps);
+  int packed = ig != NULL && sf_igemm_pack_typed(ig, w, b, out_ch, cin, taps, SF_IGEMM_ISA_BEST, type);
   const int has_bias = b != NULL;
   free(b);
   if (!packed) {
@@ -24,7 +24,8 @@ sf_vid sf_igemm_node_add(sf_graph *g, sf_vid x, size_t out_ch, const float *w, f
   }
   n->ig = ig;
   if (conv) n->p.conv = *conv;
-  g->weights_bytes += (out_ch * cin * taps + (has_bias ? out_ch : 0)) * sizeof(float);
+  (void)has_bias;
+  g->weights_bytes += sf_igemm_weights_bytes(ig);
   return n->out;
 }
 

@@ -15,6 +15,7 @@ struct sf_wsrc {
   char component[64];
   sf_diag diag;
   uint64_t params;
+  sf_weight_policy policy;
   float *stage[SF_WSRC_STAGES];
   size_t stage_cap[SF_WSRC_STAGES];
 };
@@ -58,6 +59,15 @@ float *sf_wsrc_stage(sf_wsrc *ws, int slot, size_t n) {
   return ws->stage[slot];
 }
 int sf_wsrc_is_random(const sf_wsrc *ws) { return ws->w == NULL; }
+
+void sf_wsrc_set_weight_policy(sf_wsrc *ws, sf_weight_policy policy) { ws->policy = policy; }
+sf_weight_policy sf_wsrc_weight_policy(const sf_wsrc *ws) { return ws->policy; }
+
+int sf_wsrc_is_f16(const sf_wsrc *ws, const char *name) {
+  if (ws->w == NULL) return 0;
+  const sf_st_tensor *t = sf_weights_find(ws->w, name);
+  return t != NULL && t->dtype == SF_DTYPE_F16;
+}
 uint64_t sf_wsrc_param_count(const sf_wsrc *ws) { return ws->params; }
 
 int sf_wsrc_has(const sf_wsrc *ws, const char *name, int dflt) {

@@ -46,6 +46,20 @@ int sf_wsrc_is_random(const sf_wsrc *ws);
 /* First failure of any fetch, else (when check_unused) the first checkpoint tensor no
  * fetch asked for: a checkpoint that does not match the architecture is an error. */
 sf_status sf_wsrc_status(const sf_wsrc *ws, int check_unused, sf_diag *d);
+/* How the conv / linear layers built from this source store their weights (default
+ * SF_WEIGHTS_AS_STORED). */
+typedef enum sf_weight_policy {
+  SF_WEIGHTS_AS_STORED = 0, /* f16 for tensors the checkpoint holds as F16 (exact), else f32 */
+  SF_WEIGHTS_FORCE_F32,
+  SF_WEIGHTS_FORCE_F16,     /* f32 weights rounded to nearest even */
+  SF_WEIGHTS_FORCE_Q8       /* int8 per output channel; "sensitive" layers f16 (graph.h) */
+} sf_weight_policy;
+void sf_wsrc_set_weight_policy(sf_wsrc *ws, sf_weight_policy policy);
+sf_weight_policy sf_wsrc_weight_policy(const sf_wsrc *ws);
+
+/* Whether a checkpoint stores tensor name as IEEE half (F16): such weights are exactly
+ * representable as f16 panels. 0 for random sources and for tensors it lacks. */
+int sf_wsrc_is_f16(const sf_wsrc *ws, const char *name);
 /* Parameters handed out so far. */
 uint64_t sf_wsrc_param_count(const sf_wsrc *ws);
 

@@ -273,5 +273,8 @@ sf_status sf_clip_text_pooled(const sf_clip_text *m, const int32_t *ids, size_t 
 }
 
 size_t sf_clip_text_hidden(const sf_clip_text *m) { return m ? m->cfg.hidden : 0; }
+size_t sf_clip_text_extra_bytes(const sf_clip_text *m) {
+  return m ? (m->cfg.vocab + m->cfg.max_positions + 2) * m->cfg.hidden * sizeof(float) : 0;
+}
 const sf_clip_text_config *sf_clip_text_get_config(const sf_clip_text *m) { return m ? &m->cfg : NULL; }
 sf_graph *sf_clip_text_graph(const sf_clip_text *m) { return m ? m->g : NULL; }

@@ -70,6 +70,8 @@ sf_status sf_clip_text_pooled(const sf_clip_text *m, const int32_t *ids, size_t 
                               const float *last_hidden, float *pooled, sf_diag *d);
 
 size_t sf_clip_text_hidden(const sf_clip_text *m);
+/* Bytes of the weights held outside the graph (token and position embeddings, final norm). */
+size_t sf_clip_text_extra_bytes(const sf_clip_text *m);
 const sf_clip_text_config *sf_clip_text_get_config(const sf_clip_text *m);
 void sf_clip_text_destroy(sf_clip_text *m);
 /* For statistics (sf_graph_get_stats) and plan checks; the model keeps ownership. */

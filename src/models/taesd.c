@@ -171,7 +171,9 @@ static void build_decoder(sf_graph *g, sf_wsrc *ws, const sf_taesd_config *c, sf
   sf_vid x = tg->in = sf_graph_input(g, "latents", c->latent_channels);
   x = sf_g_tanh_scale(g, x, CLAMP_MAGNITUDE);
   layer_name(p, sizeof p, &nm, nm.idx++, "");
+  sf_graph_set_sensitive(g, 1); /* the first and last convolutions stay precise under q8 */
   x = sf_g_conv2d(g, ws, p, x, c->dec_channels[0], 3, 1, 1, 1);
+  sf_graph_set_sensitive(g, 0);
   x = sf_g_act(g, x, SF_ACT_RELU);
   nm.idx++;
   for (size_t i = 0; i < c->n_dec; i++) {
@@ -183,7 +185,9 @@ static void build_decoder(sf_graph *g, sf_wsrc *ws, const sf_taesd_config *c, sf
       nm.idx++;
     }
     layer_name(p, sizeof p, &nm, nm.idx++, "");
+    sf_graph_set_sensitive(g, final);
     x = sf_g_conv2d(g, ws, p, x, final ? c->out_channels : ch, 3, 1, 1, final);
+    sf_graph_set_sensitive(g, 0);
   }
   sf_graph_mark_output(g, x);
   tg->out = x;
@@ -196,12 +200,16 @@ static void build_encoder(sf_graph *g, sf_wsrc *ws, const sf_taesd_config *c, sf
   for (size_t i = 0; i < c->n_enc; i++) {
     size_t ch = c->enc_channels[i];
     layer_name(p, sizeof p, &nm, nm.idx++, "");
+    sf_graph_set_sensitive(g, i == 0);
     if (i == 0) x = sf_g_conv2d(g, ws, p, x, ch, 3, 1, 1, 1);
     else x = sf_g_conv2d(g, ws, p, x, ch, 3, 2, 1, 0);
+    sf_graph_set_sensitive(g, 0);
     for (size_t j = 0; j < c->enc_blocks[i]; j++) x = block(g, ws, &nm, nm.idx++, x, ch);
   }
   layer_name(p, sizeof p, &nm, nm.idx++, "");
+  sf_graph_set_sensitive(g, 1);
   x = sf_g_conv2d(g, ws, p, x, c->latent_channels, 3, 1, 1, 1);
+  sf_graph_set_sensitive(g, 0);
   sf_graph_mark_output(g, x);
   tg->out = x;
 }

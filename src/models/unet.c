@@ -128,11 +128,15 @@ static sf_status build_graph(sf_unet *u, sf_wsrc *ws, sf_diag *d) {
                      .eps = c->norm_eps,
                      .linear_projection = c->use_linear_projection,
                      .downsample_padding = c->downsample_padding};
+  /* The time embedding and the convolutions next to the latents are kept precise under q8
+   * (sf_graph_set_sensitive): their errors reach every block, or the output directly. */
+  sf_graph_set_sensitive(g, 1);
   /* Every resnet applies its nonlinearity to temb before projecting: do it once. */
   ctx.temb_act = sf_g_act(g, time_embedding(u, ws, u->in_temb), SF_ACT_SILU);
 
   size_t k = c->conv_in_kernel;
   sf_vid h = sf_g_conv2d(g, ws, "conv_in", u->in_sample, c->block_out_channels[0], k, 1, (k - 1) / 2, 1);
+  sf_graph_set_sensitive(g, 0);
   skip_stack skips = {.n = 0};
   push(&skips, h);
   for (size_t i = 0; i < c->n_blocks; i++) h = down_block(&ctx, &c->down[i], i, h, &skips);
@@ -144,7 +148,9 @@ static sf_status build_graph(sf_unet *u, sf_wsrc *ws, sf_diag *d) {
 
   h = sf_g_groupnorm(g, ws, "conv_norm_out", h, c->norm_num_groups, c->norm_eps, 1);
   k = c->conv_out_kernel;
+  sf_graph_set_sensitive(g, 1);
   u->out = sf_g_conv2d(g, ws, "conv_out", h, c->out_channels, k, 1, (k - 1) / 2, 1);
+  sf_graph_set_sensitive(g, 0);
   sf_graph_mark_output(g, u->out);
 
   /* An architecture inconsistency (arch) or a weight-source failure is the most specific

@@ -214,8 +214,11 @@ static void build_decoder(sf_graph *g, sf_wsrc *ws, const sf_vae_config *c, vae_
   char p[128];
   size_t n = c->n_levels;
   sf_vid x = vg->in = sf_graph_input(g, "z", c->latent_channels);
+  /* The convolutions next to the latents and the pixels are kept precise under q8. */
+  sf_graph_set_sensitive(g, 1);
   if (c->use_post_quant_conv) x = sf_g_conv2d(g, ws, "post_quant_conv", x, c->latent_channels, 1, 1, 0, 1);
   x = sf_g_conv2d(g, ws, "decoder.conv_in", x, c->block_out_channels[n - 1], 3, 1, 1, 1);
+  sf_graph_set_sensitive(g, 0);
   x = mid_block(g, ws, c, "decoder.mid_block", x);
   for (size_t i = 0; i < n; i++) {
     size_t out = c->block_out_channels[n - 1 - i];
@@ -230,7 +233,9 @@ static void build_decoder(sf_graph *g, sf_wsrc *ws, const sf_vae_config *c, vae_
     }
   }
   x = sf_g_groupnorm(g, ws, "decoder.conv_norm_out", x, c->norm_num_groups, VAE_EPS, 1);
+  sf_graph_set_sensitive(g, 1);
   x = sf_g_conv2d(g, ws, "decoder.conv_out", x, c->out_channels, 3, 1, 1, 1);
+  sf_graph_set_sensitive(g, 0);
   sf_graph_mark_output(g, x);
   vg->out = x;
 }
@@ -239,7 +244,9 @@ static void build_encoder(sf_graph *g, sf_wsrc *ws, const sf_vae_config *c, vae_
   char p[128];
   size_t n = c->n_levels;
   sf_vid x = vg->in = sf_graph_input(g, "image", c->in_channels);
+  sf_graph_set_sensitive(g, 1);
   x = sf_g_conv2d(g, ws, "encoder.conv_in", x, c->block_out_channels[0], 3, 1, 1, 1);
+  sf_graph_set_sensitive(g, 0);
   for (size_t i = 0; i < n; i++) {
     size_t out = c->block_out_channels[i];
     for (size_t j = 0; j < c->layers_per_block; j++) {
@@ -254,8 +261,10 @@ static void build_encoder(sf_graph *g, sf_wsrc *ws, const sf_vae_config *c, vae_
   }
   x = mid_block(g, ws, c, "encoder.mid_block", x);
   x = sf_g_groupnorm(g, ws, "encoder.conv_norm_out", x, c->norm_num_groups, VAE_EPS, 1);
+  sf_graph_set_sensitive(g, 1);
   x = sf_g_conv2d(g, ws, "encoder.conv_out", x, 2 * c->latent_channels, 3, 1, 1, 1);
   if (c->use_quant_conv) x = sf_g_conv2d(g, ws, "quant_conv", x, 2 * c->latent_channels, 1, 1, 0, 1);
+  sf_graph_set_sensitive(g, 0);
   sf_graph_mark_output(g, x);
   vg->out = x;
 }

@@ -60,6 +60,23 @@ int64_t sf_engine_default_size(const sf_pipeline *p) {
 
 sf_run *sf_engine_idle_run(sf_pipeline *p) { return p->idle_run; }
 
+static size_t graph_weight_bytes(const sf_graph *g) {
+  if (g == NULL) return 0;
+  sf_graph_stats st;
+  sf_graph_get_stats(g, NULL, &st);
+  return st.weights_bytes;
+}
+
+size_t sf_engine_weight_bytes(const sf_pipeline *p) {
+  size_t total = 0;
+  if (p->text) total += graph_weight_bytes(sf_clip_text_graph(p->text)) + sf_clip_text_extra_bytes(p->text);
+  if (p->unet) total += graph_weight_bytes(sf_unet_graph(p->unet));
+  if (p->vae) total += graph_weight_bytes(sf_vae_decoder_graph(p->vae)) + graph_weight_bytes(sf_vae_encoder_graph(p->vae));
+  if (p->taesd)
+    total += graph_weight_bytes(sf_taesd_decoder_graph(p->taesd)) + graph_weight_bytes(sf_taesd_encoder_graph(p->taesd));
+  return total;
+}
+
 /* ---- running a network in a run state ------------------------------------------------------- */
 
 static sf_exec enter(sf_pipeline *p, sf_run *r) {

@@ -45,6 +45,9 @@ sf_status sf_engine_decode(sf_pipeline *p, sf_run *r, unsigned decoder, const fl
 sf_status sf_engine_encode_image(sf_pipeline *p, sf_run *r, unsigned encoder, const float *image, size_t batch,
                                  size_t height, size_t width, uint32_t flags, float *mean, float *logvar, sf_diag *d);
 
+/* Bytes of all the networks' weights as loaded (SF_INFO_WEIGHT_BYTES). */
+size_t sf_engine_weight_bytes(const sf_pipeline *p);
+
 /* For tools (bench, tests): the pipeline's idle run state, whose plans and workspace are those
  * of the last finished run; NULL if none. Not while runs are in flight. */
 sf_run *sf_engine_idle_run(sf_pipeline *p);

@@ -30,6 +30,7 @@ static sf_wsrc *component_wsrc(sf_pipeline *p, const sf_component *c, sf_diag *d
     ws = sf_wsrc_from_weights(c->weights, c->name);
   }
   if (ws == NULL) sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", c->name);
+  else sf_wsrc_set_weight_policy(ws, (sf_weight_policy)p->weight_policy);
   return ws;
 }
 

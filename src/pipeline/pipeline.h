@@ -24,6 +24,7 @@ struct sf_pipeline {
   sf_model_folder *folder;
   int random_weights;
   uint64_t random_seed;
+  int weight_policy; /* sf_weight_policy (graph/wsrc.h) for every network's conv / linear layers */
   unsigned networks; /* sf_network bits built */
   struct sf_tokenizer *tokenizer;
   struct sf_clip_text *text;

@@ -69,11 +69,13 @@ int sf_igemm_isa_supports_type(sf_igemm_isa isa, sf_wtype type) {
 
 int sf_igemm_isa_supported(sf_igemm_isa isa) { return sf_igemm_isa_supports_type(isa, SF_WTYPE_F32); }
 
-static sf_igemm_isa best_isa(void) {
-  if (sf_igemm_isa_supported(SF_IGEMM_ISA_AVX512)) return SF_IGEMM_ISA_AVX512;
-  if (sf_igemm_isa_supported(SF_IGEMM_ISA_AVX2)) return SF_IGEMM_ISA_AVX2;
+static sf_igemm_isa best_isa_for(sf_wtype type) {
+  if (sf_igemm_isa_supports_type(SF_IGEMM_ISA_AVX512, type)) return SF_IGEMM_ISA_AVX512;
+  if (sf_igemm_isa_supports_type(SF_IGEMM_ISA_AVX2, type)) return SF_IGEMM_ISA_AVX2;
   return SF_IGEMM_ISA_SCALAR;
 }
+
+static sf_igemm_isa best_isa(void) { return best_isa_for(SF_WTYPE_F32); }
 
 int sf_igemm_available(void) { return best_isa() != SF_IGEMM_ISA_SCALAR; }
 
@@ -128,7 +130,7 @@ static void store_weight(void *row, size_t j, float v, sf_wtype type, float sc) 
 int sf_igemm_pack_typed(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,
                         sf_igemm_isa isa, sf_wtype type) {
   memset(pw, 0, sizeof *pw);
-  if (isa == SF_IGEMM_ISA_BEST) isa = best_isa();
+  if (isa == SF_IGEMM_ISA_BEST) isa = best_isa_for(type);
   if (!sf_igemm_isa_supports_type(isa, type)) return 0;
   const sf_igemm_ukernel *uk = ukernel_of(isa);
   const size_t nr = uk->nr, tiles = (n + nr - 1) / nr, k = cin * taps, es = sf_wtype_bytes(type);
