@@ -233,7 +233,7 @@ class TestLibrary(unittest.TestCase):
         self.assertGreater(len(decls), 75)
         P = ctypes.POINTER
         opaque = {"sf_context": raw.Context, "sf_params": raw.Params, "sf_pipeline": raw.Pipeline,
-                  "sf_rng": raw.Rng, "sf_image": raw.Image, "sf_job": raw.Job, "sf_schedule": raw.Schedule}
+                  "sf_rng": raw.Rng, "sf_image": raw.Image, "sf_job": raw.Job, "sf_schedule": raw.Schedule, "sf_files": raw.Files}
         scalars = {"int": ctypes.c_int, "int32_t": ctypes.c_int32, "int64_t": ctypes.c_int64,
                    "uint8_t": ctypes.c_uint8, "uint32_t": ctypes.c_uint32, "uint64_t": ctypes.c_uint64,
                    "size_t": ctypes.c_size_t, "float": ctypes.c_float, "double": ctypes.c_double,
