@@ -930,10 +930,13 @@ class Files:
         root = os.fspath(folder)
         if not os.path.isdir(root):
             raise FileIOError("%s: not a folder" % root)
+        def unreadable(e: OSError) -> None:  # os.walk would skip a folder it cannot list
+            raise FileIOError("%s: %s" % (e.filename or root, e.strerror or e)) from e
+
         self = cls()
         try:
             seen: set[tuple[int, int]] = set()
-            for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
                 st = os.stat(dirpath)
                 if (st.st_dev, st.st_ino) in seen:  # a link cycle
                     dirnames[:] = []
