@@ -18,6 +18,7 @@ import ctypes
 import enum
 import json
 import logging
+import mmap
 import os
 import re
 import threading
@@ -38,12 +39,12 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"  # this package's; the same as pyproject.toml (a test checks)
 
 __all__ = [
-    "Context", "Pipeline", "Job", "Step", "Image", "Params", "Rng", "Schedule", "TokenIds",
+    "Context", "Pipeline", "Files", "Job", "Step", "Image", "Params", "Rng", "Schedule", "TokenIds",
     "Param", "Network", "Sampler", "Prediction", "TimestepSpacing", "LogLevel", "Info", "Layout", "ScheduleTable",
     "SEED_RANDOM",
     "SnapFusionError", "InvalidArgumentError", "FileIOError", "BadModelError", "UnsupportedError",
     "OutOfMemoryError", "CancelledError", "BackendError", "BadStateError", "InternalError", "NotFoundError",
-    "FloatArray", "FloatsLike", "ImageLike", "PathLike", "LogCallback", "ProgressCallback",
+    "FloatArray", "FloatsLike", "ImageLike", "PathLike", "BytesLike", "LogCallback", "ProgressCallback",
     "version", "version_number", "abi_version", "status_string", "sampler_names", "live_handles",
 ]
 
@@ -823,6 +824,223 @@ class Image:
         return "<snapfusion.Image %dx%d>" % (self.width, self.height)
 
 
+# ---- model files in memory ----------------------------------------------------------------------------
+
+class _PyBuffer(ctypes.Structure):
+    """CPython's Py_buffer (Include/pybuffer.h; part of the stable ABI since 3.11, the same
+    layout before). `obj` is a plain pointer: PyBuffer_Release owns that reference."""
+
+    _fields_ = [("buf", ctypes.c_void_p), ("obj", ctypes.c_void_p), ("len", ctypes.c_ssize_t),
+                ("itemsize", ctypes.c_ssize_t), ("readonly", ctypes.c_int), ("ndim", ctypes.c_int),
+                ("format", ctypes.c_void_p), ("shape", ctypes.c_void_p), ("strides", ctypes.c_void_p),
+                ("suboffsets", ctypes.c_void_p), ("internal", ctypes.c_void_p)]
+
+
+# Our own prototypes over ctypes.pythonapi (never the shared pythonapi attributes, whose argtypes
+# other code may set). PYFUNCTYPE: called with the GIL held, a Python error set by the call raised.
+_PyObject_GetBuffer = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int)(
+    ("PyObject_GetBuffer", ctypes.pythonapi))
+_PyBuffer_Release = ctypes.PYFUNCTYPE(None, ctypes.POINTER(_PyBuffer))(("PyBuffer_Release", ctypes.pythonapi))
+_PyBUF_SIMPLE = 0  # read-only access to contiguous bytes: never a writable export
+
+
+class _Pin:
+    """The address and size of a bytes-like object's memory, held through a buffer export
+    (PyObject_GetBuffer, read-only request) until release(): the object stays alive and its
+    exporter keeps the memory in place (a bytearray cannot be resized, an mmap not closed:
+    both raise BufferError meanwhile). Works for read-only buffers (bytes, an mmap opened with
+    ACCESS_READ) as well, without the writable view ctypes' from_buffer would need: nothing
+    is ever written through the address."""
+
+    __slots__ = ("obj", "address", "size", "_view")
+
+    def __init__(self, obj: object) -> None:
+        view = _PyBuffer()
+        # TypeError for an object without the buffer protocol, BufferError for a
+        # non-contiguous one (e.g. memoryview(b)[::2]).
+        _PyObject_GetBuffer(obj, ctypes.byref(view), _PyBUF_SIMPLE)
+        self._view: _PyBuffer | None = view
+        self.obj = obj
+        self.address: int | None = view.buf
+        self.size = int(view.len)
+
+    def release(self) -> None:
+        view, self._view = self._view, None
+        if view is not None:
+            _PyBuffer_Release(ctypes.byref(view))
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:  # interpreter shutdown: module globals may be gone
+            pass
+
+
+# The file contents Files.add takes: any object with the buffer protocol whose memory is
+# contiguous (also array.array, a numpy array, ...); these are the usual ones.
+BytesLike = Union[bytes, bytearray, memoryview, mmap.mmap]
+
+
+class Files:
+    """A set of model files held in memory (sf_files): a diffusers folder's files by their
+    relative '/'-separated paths ("model_index.json", "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors", "tokenizer/vocab.json", ...), for apps whose
+    weights are not in the file system. Load it with Pipeline.load_files(files, ...).
+
+    add(path, data, copy=True) hands the library a copy of the bytes: the set may be closed
+    right after loading, the pipelines keep what they need. copy=False lends the buffer itself
+    (zero-copy, e.g. an mmap of a large safetensors file): the set and every pipeline loaded
+    from it hold the buffer (and a buffer export, so a bytearray cannot be resized nor an mmap
+    closed meanwhile) until the last of them is closed; its bytes must not be changed
+    meanwhile. The library never writes them. A closed set with borrowed files keeps its native
+    object until the pipelines loaded from it are closed too (snapfusion.h allows destroying a
+    set under live pipelines for copied files only).
+
+    A context manager; each set is used by one thread at a time (the calls here take a lock)."""
+
+    def __init__(self) -> None:
+        out = ctypes.POINTER(_c.Files)()
+        _check(_clib.sf_files_create(ctypes.byref(out)))
+        # keep: the pins of the borrowed buffers ever added (a replaced one may still be in use by
+        # a pipeline), released once the native set is destroyed.
+        self._h: _Handle | None = _Handle(out, _clib.sf_files_destroy, "files", keep=[])
+        self._borrowed = False
+        self._lock = threading.RLock()
+        self._sizes: dict[str, int] = {}
+
+    @classmethod
+    def from_dict(cls, files: Mapping[str, BytesLike], *, copy: bool = True) -> Files:
+        """A set of {relative path: bytes-like} (each added with add(path, data, copy))."""
+        self = cls()
+        try:
+            for path, data in files.items():
+                self.add(path, data, copy=copy)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike[str], *, copy: bool = True) -> Files:
+        """Every regular file under folder (recursively, following symbolic links), read into
+        memory and added by its path relative to folder. copy=True: each file's bytes are
+        handed to the library and dropped (the set owns its files); copy=False lends the
+        bytes objects read (one copy in memory less while loading; they live as long as the
+        set and its pipelines)."""
+        root = os.fspath(folder)
+        if not os.path.isdir(root):
+            raise FileIOError("%s: not a folder" % root)
+        def unreadable(e: OSError) -> None:  # os.walk would skip a folder it cannot list
+            raise FileIOError("%s: %s" % (e.filename or root, e.strerror or e)) from e
+
+        self = cls()
+        try:
+            seen: set[tuple[int, int]] = set()
+            for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
+                st = os.stat(dirpath)
+                if (st.st_dev, st.st_ino) in seen:  # a link cycle
+                    dirnames[:] = []
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+                dirnames.sort()
+                for name in sorted(filenames):
+                    full = os.path.join(dirpath, name)
+                    if not os.path.isfile(full):
+                        continue
+                    try:
+                        with open(full, "rb") as f:
+                            data = f.read()
+                    except OSError as e:
+                        raise FileIOError("%s: %s" % (full, e.strerror or e)) from e
+                    self.add(os.path.relpath(full, root).replace(os.sep, "/"), data, copy=copy)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _handle(self) -> _Handle:
+        h = self._h
+        if h is None or h.ptr is None:
+            raise BadStateError("the files set is closed")
+        return h
+
+    def add(self, path: str | os.PathLike[str], data: BytesLike, copy: bool = True) -> None:
+        """Adds (or replaces) the file at path (relative, '/'-separated, no "..") with the bytes
+        of data: bytes, bytearray, memoryview, mmap, or any other contiguous buffer. copy=False
+        borrows the buffer instead of copying it (see the class). InvalidArgumentError for a bad
+        path (naming it), or a path that is a folder of the set's files or lies under one."""
+        name = os.fspath(path)
+        if not isinstance(name, str):
+            raise TypeError("path: expected str, got %s" % type(name).__name__)
+        if "\0" in name:
+            raise InvalidArgumentError("Files.add: path %r contains a NUL character" % name)
+        try:
+            pin = _Pin(data)
+        except TypeError:
+            raise TypeError("Files.add(%r): expected bytes, bytearray, memoryview, mmap or another buffer, got %s"
+                            % (name, type(data).__name__)) from None
+        try:
+            with self._lock:
+                h = self._handle()
+                _check(_clib.sf_files_add(h.ptr, name.encode("utf-8"), pin.address, pin.size, 1 if copy else 0))
+                self._sizes[name] = pin.size
+                if not copy:
+                    pins = h.keep
+                    assert isinstance(pins, list)
+                    pins.append(pin)
+                    self._borrowed = True
+                    return
+        except BaseException:
+            pin.release()
+            raise
+        pin.release()  # copied: the library has its own bytes
+
+    @property
+    def paths(self) -> list[str]:
+        """The paths of the set's files, sorted."""
+        with self._lock:
+            return sorted(self._sizes)
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    @property
+    def borrowed(self) -> bool:
+        """True once a file was added with copy=False: pipelines loaded from the set then keep
+        it (and the buffers) alive."""
+        return self._borrowed
+
+    @property
+    def closed(self) -> bool:
+        h = self._h
+        return h is None or h.ptr is None
+
+    def close(self) -> None:
+        """Frees the set now, or, when pipelines loaded from its borrowed files are still open,
+        once the last of them is closed. The pipelines stay usable either way."""
+        with self._lock:
+            h, self._h = self._h, None
+        if h is None:
+            return
+        with _live_lock:
+            in_use = any(child.ptr is not None for child in h.children)
+        if not in_use:
+            h.close()
+        # else the pipelines hold h: the collector closes it (sf_files_destroy, then the buffers
+        # are released) when the last of them lets go.
+
+    def __enter__(self) -> Files:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<snapfusion.Files closed>"
+        return "<snapfusion.Files %d files, %d bytes>" % (len(self._sizes), sum(self._sizes.values()))
+
+
 # ---- pipelines --------------------------------------------------------------------------------------
 
 def _generation_params(*, prompt: str | None, negative_prompt: str | None, width: int | None, height: int | None,
@@ -915,6 +1133,52 @@ class Pipeline:
         ("text_encoder", "unet", "vae_decoder", "vae_encoder", "taesd_decoder",
         "taesd_encoder") or a Network mask. tokenizer_path: a tokenizer folder used instead
         of the model's (which may be absent)."""
+        folder = _cstr(os.fspath(path), "path")
+
+        def call(ctx: Any, params: Any, out: Any) -> int:
+            return int(_clib.sf_pipeline_load(ctx, folder, params, out))
+        return cls._load(call, os.fspath(path), context=context, threads=threads, variant=variant,
+                         random_weights=random_weights, random_seed=random_seed, inspect_only=inspect_only,
+                         taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components)
+
+    @classmethod
+    def load_files(cls, files: Files, *, context: Context | None = None, threads: int | None = None,
+                   variant: str | None = None, random_weights: bool = False, random_seed: int | None = None,
+                   inspect_only: bool = False, taesd_path: str | os.PathLike[str] | None = None,
+                   tokenizer_path: str | os.PathLike[str] | None = None,
+                   components: Network | int | Sequence[str | Network] | None = None) -> Pipeline:
+        """Loads a model from a set of files in memory (sf_pipeline_load_files), with the
+        options of load (taesd_path and tokenizer_path stay paths in the file system). The
+        library's messages name the set's files "memory:PATH" ("memory:model_index.json is
+        missing"). A set of copied files may be closed right after; a pipeline loaded from a
+        set with borrowed files (add(..., copy=False)) keeps the set and its buffers until it
+        is closed itself."""
+        if not isinstance(files, Files):
+            raise TypeError("files: expected snapfusion.Files, got %s" % type(files).__name__)
+        with files._lock:
+            fh = files._handle()
+
+            def call(ctx: Any, params: Any, out: Any) -> int:
+                return int(_clib.sf_pipeline_load_files(ctx, fh.ptr, params, out))
+            self = cls._load(call, "memory:", context=context, threads=threads, variant=variant,
+                             random_weights=random_weights, random_seed=random_seed, inspect_only=inspect_only,
+                             taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components)
+            if files.borrowed:
+                # The pipeline may point into any borrowed buffer of the set: it holds the set's
+                # handle (whose keep holds the buffers) until it is closed. As the handle's child,
+                # it is closed first should the collector finalize both in one cycle.
+                self._h.keep = fh
+                with _live_lock:
+                    fh.children.add(self._h)
+        return self
+
+    @classmethod
+    def _load(cls, call: Callable[[Any, Any, Any], int], path: str, *, context: Context | None,
+              threads: int | None, variant: str | None, random_weights: bool, random_seed: int | None,
+              inspect_only: bool, taesd_path: str | os.PathLike[str] | None,
+              tokenizer_path: str | os.PathLike[str] | None,
+              components: Network | int | Sequence[str | Network] | None) -> Pipeline:
+        """load and load_files: call(context, options, out) is the C load."""
         own = context is None
         ctx = Context(threads=threads) if context is None else context
         if not own and threads is not None:
@@ -936,8 +1200,7 @@ class Pipeline:
                 opts[Param.COMPONENTS] = mask
             params = Params({k: v for k, v in opts.items() if v is not None})
             out = ctypes.POINTER(_c.Pipeline)()
-            st = _clib.sf_pipeline_load(ctx._h.get("context"), _cstr(os.fspath(path), "path"), params._h.get(),
-                                        ctypes.byref(out))
+            st = call(ctx._h.get("context"), params._h.get(), ctypes.byref(out))
             params.close()
             ctx._call(st)
         except BaseException:
@@ -948,7 +1211,7 @@ class Pipeline:
         self._ctx = ctx
         self._own_ctx = own
         self._h = _Handle(out, _clib.sf_pipeline_destroy, "pipeline", parent=ctx._h)
-        self.path = os.fspath(path)
+        self.path = path
         return self
 
     # -- lifetime --

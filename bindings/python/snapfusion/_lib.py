@@ -52,6 +52,10 @@ class Schedule(_Opaque):
     pass
 
 
+class Files(_Opaque):
+    pass
+
+
 P = ctypes.POINTER
 c_int, c_int32, c_int64, c_uint8, c_uint32, c_uint64 = (
     ctypes.c_int, ctypes.c_int32, ctypes.c_int64, ctypes.c_uint8, ctypes.c_uint32, ctypes.c_uint64)
@@ -89,6 +93,10 @@ FUNCTIONS = {
     # pipelines
     "sf_pipeline_load": (status, [P(Context), c_char_p, P(Params), P(P(Pipeline))]),
     "sf_pipeline_destroy": (None, [P(Pipeline)]),
+    "sf_files_create": (status, [P(P(Files))]),
+    "sf_files_destroy": (None, [P(Files)]),
+    "sf_files_add": (status, [P(Files), c_char_p, c_void_p, c_size_t, c_int]),
+    "sf_pipeline_load_files": (status, [P(Context), P(Files), P(Params), P(P(Pipeline))]),
     "sf_pipeline_describe": (status, [P(Pipeline), c_int, c_void_p, c_size_t, P(c_size_t)]),
     "sf_pipeline_get_int": (status, [P(Pipeline), c_int, P(c_int64)]),
     "sf_pipeline_get_float": (status, [P(Pipeline), c_int, P(c_double)]),

@@ -352,6 +352,109 @@ fun testThreads(model: String, pipe: Pipeline, o: GenerationOptions) {
     ctx.close()
 }
 
+/** A pipeline loaded from lent direct buffers, one holding junk before the file (the position is
+ * honoured), the UNet a read-only MappedByteBuffer; once this returns only the binding keeps them
+ * reachable (weak: references to them). */
+fun loadLent(model: String, bytes: Map<String, ByteArray>, unetPath: String,
+             weak: MutableList<java.lang.ref.WeakReference<java.nio.ByteBuffer>>, live0: Int): Pipeline {
+    val files = Files()
+    for ((path, data) in bytes) {
+        val buf = java.nio.ByteBuffer.allocateDirect(data.size + 5)
+        buf.put(ByteArray(5) { 0x55 }).put(data).flip()
+        buf.position(5)
+        files.add(path, buf)
+        weak.add(java.lang.ref.WeakReference(buf))
+    }
+    val mapped = java.io.RandomAccessFile("$model/$unetPath", "r").use { f ->
+        f.channel.map(java.nio.channels.FileChannel.MapMode.READ_ONLY, 0, f.length())
+    }
+    files.add(unetPath, mapped)
+    weak.add(java.lang.ref.WeakReference(mapped))
+    check(files.borrowed && files.size == bytes.size, "lent set")
+    val heap = throws<SnapFusionException>("a heap buffer cannot be lent") { files.add("x.bin", java.nio.ByteBuffer.wrap(byteArrayOf(1))) }
+    check(heap?.status == Status.INVALID_ARGUMENT && heap.message!!.contains("x.bin"), "heap buffer: ${heap?.message}")
+    val p = Pipeline.loadFiles(files, threads = 1)
+    files.close()
+    check(NativeHandle.live.get() == live0 + 3, "a lent set lives on with its pipeline (live ${NativeHandle.live.get() - live0})")
+    return p
+}
+
+/** The model from memory (Files, Pipeline.loadFiles): the folder's image bit for bit from copied
+ * files and from lent direct buffers (a MappedByteBuffer among them), the lifetimes of both, and
+ * the failures naming the file. */
+fun testFiles(model: String) {
+    val o = GenerationOptions(prompt = "a photo of an astronaut riding a horse on mars", negativePrompt = "blurry",
+                              width = 64, height = 64, steps = 2, seed = 7L, sampler = Sampler.DDIM)
+    val root = File(model)
+    val bytes = root.walkTopDown().filter { it.isFile }.associate { it.relativeTo(root).invariantSeparatorsPath to it.readBytes() }
+    check(bytes.size >= 10 && bytes.containsKey("model_index.json"), "fixture files: ${bytes.keys}")
+    val unetPath = "unet/diffusion_pytorch_model.safetensors"
+    val (ref, refEmb) = Pipeline.load(model, threads = 1).use { p -> Pair(p.txt2img(o).use { it.pixels }, p.encodePrompt("a photo of a cat")) }
+    val live0 = NativeHandle.live.get()
+
+    // Copied (fromFolder, fromMap): the set may be closed right after loading.
+    for (make in listOf({ Files.fromFolder(model) }, { Files.fromMap(bytes) })) {
+        val files = make()
+        check(files.paths == bytes.keys.sorted() && files.size == bytes.size && !files.borrowed, "copied set: ${files.paths}")
+        val pipe = Pipeline.loadFiles(files, threads = 1)
+        files.close()
+        check(NativeHandle.live.get() == live0 + 2, "a copied set is destroyed at close (live ${NativeHandle.live.get() - live0})")
+        val closed = throws<SnapFusionException>("add to a closed set") { files.add("x.txt", byteArrayOf(1)) }
+        check(closed?.status == Status.BAD_STATE, "closed set: ${closed?.message}")
+        throws<SnapFusionException>("load from a closed set") { Pipeline.loadFiles(files, threads = 1) }
+        pipe.use { p ->
+            p.txt2img(o).use { check(it.pixels.contentEquals(ref), "copied set: the folder's image") }
+            check(p.encodePrompt("a photo of a cat").contentEquals(refEmb), "copied set: prompt embeddings")
+            check(p.describe().startsWith("model: memory\n"), "describe names memory")
+        }
+    }
+    check(NativeHandle.live.get() == live0, "copied sets freed (live ${NativeHandle.live.get() - live0})")
+
+    // Lent direct buffers, reachable only through the binding.
+    val weak = ArrayList<java.lang.ref.WeakReference<java.nio.ByteBuffer>>()
+    val pipe = loadLent(model, bytes, unetPath, weak, live0)
+    for (i in 0 until 5) { System.gc(); Thread.sleep(10) }
+    check(weak.all { it.get() != null }, "the lent buffers stay reachable from the pipeline")
+    pipe.txt2img(o).use { check(it.pixels.contentEquals(ref), "lent buffers: the folder's image") }
+    check(pipe.encodePrompt("a photo of a cat").contentEquals(refEmb), "lent buffers: prompt embeddings")
+    pipe.close()
+    check(NativeHandle.live.get() == live0, "lent set freed with its pipeline (live ${NativeHandle.live.get() - live0})")
+    var tries = 0
+    while (weak.any { it.get() != null } && tries++ < 100) { System.gc(); Thread.sleep(20) }
+    check(weak.all { it.get() == null }, "the lent buffers are released after the pipeline and the set")
+
+    // Failures name the file.
+    Files().use { files ->
+        for (bad in listOf("../x", "/abs", "a//b", "a\\b")) {
+            val e = throws<SnapFusionException>("bad path $bad") { files.add(bad, byteArrayOf(1)) }
+            check(e?.status == Status.INVALID_ARGUMENT && e.message!!.contains("\"$bad\""), "bad path message: ${e?.message}")
+        }
+        check(files.size == 0, "nothing added")
+        files.add("readme.txt", byteArrayOf())
+        val e = throws<SnapFusionException>("no model_index.json") { Pipeline.loadFiles(files, threads = 1) }
+        check(e?.status == Status.IO && e.message!!.contains("memory:model_index.json"), "missing model_index.json: ${e?.message}")
+    }
+    Files.fromMap(bytes - "model_index.json").use { files ->
+        val e = throws<SnapFusionException>("no model_index.json") { Pipeline.loadFiles(files, threads = 1) }
+        check(e?.status == Status.IO && e.message!!.contains("memory:model_index.json is missing"), "missing model_index.json: ${e?.message}")
+    }
+    val unet = bytes.getValue(unetPath)
+    Files.fromMap(bytes + (unetPath to unet.copyOf(unet.size / 2))).use { files ->
+        val e = throws<SnapFusionException>("truncated safetensors") { Pipeline.loadFiles(files, threads = 1) }
+        check(e?.status == Status.BAD_MODEL && e.message!!.contains("memory:$unetPath"), "truncated safetensors: ${e?.message}")
+    }
+    val nf = throws<SnapFusionException>("fromFolder of no folder") { Files.fromFolder("$model-missing") }
+    check(nf?.status == Status.IO && nf.message!!.contains("-missing"), "fromFolder message: ${nf?.message}")
+    // The options of load: components.
+    Files.fromMap(bytes).use { files ->
+        Pipeline.loadFiles(files, threads = 1, components = setOf(Network.TEXT_ENCODER)).use { p ->
+            check(p.networks == setOf(Network.TEXT_ENCODER), "loadFiles components: ${p.networks}")
+            check(p.encodePrompt("a photo of a cat").contentEquals(refEmb), "text encoder alone from memory")
+        }
+    }
+    check(NativeHandle.live.get() == live0, "all sets freed (live ${NativeHandle.live.get() - live0})")
+}
+
 fun main(args: Array<String>) {
     val model = args[0]
     val tmp = args[1]
@@ -462,6 +565,7 @@ fun main(args: Array<String>) {
         testThreads(model, pipe, o)
     }
     testSchedule(model)
+    testFiles(model)
     check(NativeHandle.live.get() == live0, "all native objects closed (live ${NativeHandle.live.get()} vs $live0)")
     // Unclosed objects are freed by the Cleaner once unreachable.
     run {

@@ -35,8 +35,8 @@ cp="$repo/snapfusion-kotlin.jar:$jna:$rt:$work/programs.jar"
 export SNAPFUSION_LIBRARY="$lib"
 java -cp "$cp" BindingTestKt "$fx/public/tiny-sd" "$work" "$src/include/snapfusion.h"
 # The snippet loads "models/tiny-sd": the sandbox links it to the fixture model.
-(cd "$repo" && rm -f astronaut.png second.png && java -cp "$cp" ReadmeExampleKt)
-for f in astronaut.png second.png; do
+(cd "$repo" && rm -f astronaut.png second.png fox-from-memory.png && java -cp "$cp" ReadmeExampleKt)
+for f in astronaut.png second.png fox-from-memory.png; do
   [ -s "$repo/$f" ] || { echo "the README snippet wrote no $f"; exit 1; }
 done
-echo "README snippet wrote $repo/astronaut.png and $repo/second.png"
+echo "README snippet wrote $repo/astronaut.png, second.png and fox-from-memory.png"

@@ -16,6 +16,7 @@ import gc
 import inspect
 import json
 import logging
+import mmap
 import os
 import re
 import struct
@@ -233,7 +234,7 @@ class TestLibrary(unittest.TestCase):
         self.assertGreater(len(decls), 75)
         P = ctypes.POINTER
         opaque = {"sf_context": raw.Context, "sf_params": raw.Params, "sf_pipeline": raw.Pipeline,
-                  "sf_rng": raw.Rng, "sf_image": raw.Image, "sf_job": raw.Job, "sf_schedule": raw.Schedule}
+                  "sf_rng": raw.Rng, "sf_image": raw.Image, "sf_job": raw.Job, "sf_schedule": raw.Schedule, "sf_files": raw.Files}
         scalars = {"int": ctypes.c_int, "int32_t": ctypes.c_int32, "int64_t": ctypes.c_int64,
                    "uint8_t": ctypes.c_uint8, "uint32_t": ctypes.c_uint32, "uint64_t": ctypes.c_uint64,
                    "size_t": ctypes.c_size_t, "float": ctypes.c_float, "double": ctypes.c_double,
@@ -819,6 +820,198 @@ class TestPipeline(unittest.TestCase):
         with self.assertRaises(sf.BadStateError):
             p.encode_prompt("x")
         self.assertEqual(sf.live_handles(), base)
+
+
+# ---- a model from memory (Files, Pipeline.load_files) ------------------------------------------------------
+
+def folder_bytes(folder):
+    """{relative '/' path: bytes} of every file under folder."""
+    out = {}
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, folder).replace(os.sep, "/")] = f.read()
+    return out
+
+
+@needs_fixtures
+class TestFiles(unittest.TestCase):
+    """Files and Pipeline.load_files against the same model loaded from its folder: the same
+    image bit for bit, copied and borrowed (bytes, bytearray, memoryview, a read-only mmap), the
+    lifetimes of both kinds, and the failures naming the file."""
+
+    OPTIONS = dict(prompt="a photo of an astronaut riding a horse on mars", negative_prompt="blurry", width=64,
+                   height=64, steps=2, seed=7, sampler="ddim")
+    UNET = "unet/diffusion_pytorch_model.safetensors"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.files = folder_bytes(TINY_SD)
+        with sf.Pipeline.load(TINY_SD, threads=THREADS) as p:
+            cls.ref = p.txt2img(**cls.OPTIONS).pixels
+            cls.ref_emb = p.encode_prompt("a photo of a cat")
+
+    def generate(self, pipe):
+        img = pipe.txt2img(**self.OPTIONS)
+        self.assertEqual(img.size, (64, 64))
+        return img.pixels
+
+    def test_declared(self):
+        for name in ("sf_files_create", "sf_files_destroy", "sf_files_add", "sf_pipeline_load_files"):
+            self.assertIn(name, raw.FUNCTIONS)
+        self.assertIn("Files", sf.__all__)
+
+    def test_copied_set_may_close_right_after_loading(self):
+        gc.collect()
+        base = sf.live_handles()
+        self.assertEqual(set(self.files), set(sf.Files.from_folder(TINY_SD).paths))
+        for make in (lambda: sf.Files.from_folder(TINY_SD), lambda: sf.Files.from_dict(self.files)):
+            files = make()
+            self.assertFalse(files.borrowed)
+            self.assertEqual(len(files), len(self.files))
+            pipe = sf.Pipeline.load_files(files, threads=THREADS)
+            files.close()  # copied files: the native set goes now, the pipeline keeps its bytes
+            self.assertTrue(files.closed)
+            self.assertNotIn("files", sf.live_handles())
+            with self.assertRaises(sf.BadStateError):
+                files.add("x.txt", b"x")
+            with self.assertRaises(sf.BadStateError):
+                sf.Pipeline.load_files(files, threads=THREADS)
+            gc.collect()
+            self.assertEqual(self.generate(pipe), self.ref)
+            self.assertEqual(pipe.encode_prompt("a photo of a cat"), self.ref_emb)
+            self.assertEqual(pipe.path, "memory:")
+            self.assertTrue(pipe.describe().startswith("model: memory\n"))
+            pipe.close()
+        self.assertEqual(sf.live_handles(), base)
+        # A context manager, and a raw sf_files_destroy-like drop: del frees it at once.
+        with sf.Files.from_dict(self.files) as files, sf.Pipeline.load_files(files, threads=THREADS) as pipe:
+            self.assertEqual(pipe.encode_prompt("a photo of a cat"), self.ref_emb)
+        self.assertTrue(files.closed)
+        self.assertEqual(sf.live_handles(), base)
+
+    def test_borrowed_buffers(self):
+        """copy=False: bytes, bytearray, memoryview and a read-only mmap are lent as they are;
+        the set and the pipeline hold them (pinned: no resize, no close) until both are gone, and
+        nothing writes them."""
+        gc.collect()
+        base = sf.live_handles()
+        text = bytearray(self.files["text_encoder/model.safetensors"])
+        text_before = bytes(text)
+        vae = memoryview(bytearray(self.files["vae/diffusion_pytorch_model.safetensors"]))
+        with open(os.path.join(TINY_SD, self.UNET), "rb") as f:
+            unet = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        files = sf.Files()
+        for path, data in self.files.items():
+            files.add(path, data, copy=False)  # bytes: read-only, lent without a writable view
+        files.add("text_encoder/model.safetensors", text, copy=False)
+        files.add("vae/diffusion_pytorch_model.safetensors", vae, copy=False)
+        files.add(self.UNET, unet, copy=False)
+        self.assertTrue(files.borrowed)
+        pipe = sf.Pipeline.load_files(files, threads=THREADS)
+        files.close()
+        self.assertTrue(files.closed)
+        # The native set lives on with the pipeline (the header: a set of borrowed files is destroyed
+        # after its pipelines), and so do the buffers, pinned.
+        self.assertEqual(sf.live_handles().get("files"), 1)
+        with self.assertRaises(BufferError):
+            text.extend(b"x")
+        with self.assertRaises(BufferError):
+            unet.close()
+        del files
+        gc.collect()
+        self.assertEqual(self.generate(pipe), self.ref)
+        self.assertEqual(pipe.encode_prompt("a photo of a cat"), self.ref_emb)
+        pipe.close()
+        self.assertEqual(sf.live_handles(), base)
+        self.assertEqual(bytes(text), text_before)  # never written
+        text.extend(b"x")  # released: no longer pinned
+        vae.release()
+        unet.close()
+
+    def test_borrowed_buffers_outlive_the_callers_references(self):
+        """The only references left to the lent bytes are the binding's: the pipeline works
+        after the caller dropped the set and the buffers, and a replaced borrowed file stays
+        alive for the pipeline loaded before."""
+        gc.collect()
+        base = sf.live_handles()
+        files = sf.Files.from_folder(TINY_SD, copy=False)
+        self.assertTrue(files.borrowed)
+        pipe = sf.Pipeline.load_files(files, threads=THREADS)
+        junk = bytearray(16)
+        files.add(self.UNET, junk, copy=False)  # replaces the file the pipeline reads
+        with self.assertRaises(sf.BadModelError):  # a new load sees the junk
+            sf.Pipeline.load_files(files, threads=THREADS)
+        del files, junk
+        gc.collect()
+        self.assertEqual(sf.live_handles().get("files"), 1)
+        self.assertEqual(self.generate(pipe), self.ref)
+        pipe.close()
+        self.assertEqual(sf.live_handles(), base)
+        # A cycle holding a set, a pipeline loaded from its borrowed files and a job: the
+        # collector frees everything, the pipeline before the set.
+        holder = {"files": sf.Files.from_dict(self.files, copy=False)}
+        holder["pipe"] = sf.Pipeline.load_files(holder["files"], threads=THREADS)
+        holder["job"] = holder["pipe"].generate(**dict(self.OPTIONS))
+        holder["job"].step()
+        holder["self"] = holder
+        del holder
+        gc.collect()
+        self.assertEqual(sf.live_handles(), base)
+
+    def test_load_options(self):
+        with sf.Files.from_dict(self.files) as files:
+            with sf.Pipeline.load_files(files, threads=THREADS, components=["text_encoder"]) as p:
+                self.assertEqual(p.networks & (sf.Network.UNET | sf.Network.TEXT_ENCODER), sf.Network.TEXT_ENCODER)
+                self.assertEqual(p.encode_prompt("a photo of a cat"), self.ref_emb)
+            with sf.Pipeline.load_files(files, threads=THREADS, variant="fp16", components=["unet"]) as p:
+                self.assertIn("unet/diffusion_pytorch_model.fp16.safetensors", p.describe())
+            with sf.Context(threads=THREADS) as ctx:
+                p = sf.Pipeline.load_files(files, context=ctx, inspect_only=True)
+                self.assertEqual(int(p.networks), 0)
+                self.assertIs(p.context, ctx)
+        with self.assertRaises(TypeError):
+            sf.Pipeline.load_files(TINY_SD)  # a folder is Pipeline.load's
+
+    def test_errors_name_the_file(self):
+        files = sf.Files()
+        for bad in ("../x", "/abs", "", "a//b", "a\\b"):
+            with self.assertRaises(sf.InvalidArgumentError) as cm:
+                files.add(bad, b"x")
+            self.assertIn('"%s"' % bad, str(cm.exception))
+            self.assertEqual(cm.exception.status, 1)
+        self.assertEqual(len(files), 0)
+        with self.assertRaises(sf.InvalidArgumentError):
+            files.add("a\0b", b"x")
+        with self.assertRaises(TypeError):
+            files.add("a.txt", "text, not bytes")
+        with self.assertRaises(BufferError):  # not contiguous
+            files.add("a.bin", memoryview(b"abcdef")[::2])
+        files.add("unet/config.json", b"{}")
+        with self.assertRaises(sf.InvalidArgumentError) as cm:  # a folder of the set's files
+            files.add("unet", b"{}")
+        self.assertIn("unet", str(cm.exception))
+        # No model_index.json.
+        with self.assertRaises(sf.FileIOError) as cm:
+            sf.Pipeline.load_files(files, threads=THREADS)
+        self.assertIn("memory:model_index.json", str(cm.exception))
+        files.close()
+        without = {k: v for k, v in self.files.items() if k != "model_index.json"}
+        with sf.Files.from_dict(without, copy=False) as files, self.assertRaises(sf.FileIOError) as cm:
+            sf.Pipeline.load_files(files, threads=THREADS)
+        self.assertIn("memory:model_index.json is missing", str(cm.exception))
+        # A truncated safetensors file.
+        for copy in (True, False):
+            truncated = dict(self.files)
+            truncated[self.UNET] = self.files[self.UNET][:len(self.files[self.UNET]) // 2]
+            with sf.Files.from_dict(truncated, copy=copy) as files, self.assertRaises(sf.BadModelError) as cm:
+                sf.Pipeline.load_files(files, threads=THREADS)
+            self.assertIn("memory:" + self.UNET, str(cm.exception))
+        # A missing folder for from_folder.
+        with self.assertRaises(sf.FileIOError) as cm:
+            sf.Files.from_folder(os.path.join(PUBLIC, "no-such-model"))
+        self.assertIn("no-such-model", str(cm.exception))
 
 
 # ---- generation ----------------------------------------------------------------------------------------

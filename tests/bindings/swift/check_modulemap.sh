@@ -30,6 +30,8 @@ for lang in c objective-c; do
     echo "  unsigned flags = SF_LATENTS_UNSCALED | SF_IMAGE_RAW; (void)flags;"
     echo "  sf_layout l = SF_LAYOUT_NHWC; sf_schedule_table t = SF_TABLE_ALPHAS_CUMPROD; (void)l; (void)t;"
     echo "  sf_info i = SF_INFO_SIZE_MULTIPLE; i = SF_INFO_ACTIVE_RUNS; i = SF_INFO_SCALE_FACTOR; (void)i;"
+    echo "  sf_files *files = 0; sf_pipeline *pipe = 0; (void)sf_files_add(files, \"a\", 0, 0, 1);"
+    echo "  (void)sf_pipeline_load_files(ctx, files, p, &pipe); sf_files_destroy(files);"
     for fn in $funcs; do echo "  (void)&$fn;"; done
     echo "  return 0;"
     echo "}"

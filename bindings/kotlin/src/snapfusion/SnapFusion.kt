@@ -22,6 +22,7 @@ import com.sun.jna.ptr.DoubleByReference
 import com.sun.jna.ptr.LongByReference
 import com.sun.jna.ptr.PointerByReference
 import java.lang.ref.Cleaner
+import java.nio.ByteBuffer
 import java.util.concurrent.atomic.AtomicInteger
 
 const val ABI_VERSION = 1
@@ -90,6 +91,11 @@ interface SfLib : Library {
 
     fun sf_pipeline_load(ctx: Pointer, dir: String, options: Pointer?, out: PointerByReference): Int
     fun sf_pipeline_destroy(p: Pointer?)
+    fun sf_files_create(out: PointerByReference): Int
+    fun sf_files_destroy(files: Pointer?)
+    /** data: the bytes' address (a Memory for a copy, or a direct ByteBuffer's address); NULL with size 0 is an empty file. */
+    fun sf_files_add(files: Pointer, path: String, data: Pointer?, size: SizeT, copy: Int): Int
+    fun sf_pipeline_load_files(ctx: Pointer, files: Pointer, options: Pointer?, out: PointerByReference): Int
     fun sf_pipeline_describe(p: Pointer, format: Int, buffer: ByteArray?, capacity: SizeT, needed: SizeTByReference?): Int
     fun sf_pipeline_get_int(p: Pointer, key: Int, out: LongByReference): Int
     fun sf_pipeline_get_float(p: Pointer, key: Int, out: DoubleByReference): Int
@@ -269,16 +275,19 @@ internal fun check(status: Int) {
 internal val cleaner: Cleaner = Cleaner.create()
 
 /** One native object with a reference count: its owner holds one reference, each child one
- * more; the native destroy runs when the last is released, children first by construction. */
+ * more; the native destroy runs when the last is released, children first by construction.
+ * `borrows`: another object this one reads from (a pipeline loaded from borrowed Files), held
+ * like the parent. */
 class NativeHandle internal constructor(
     @Volatile private var ptr: Pointer?, private val destroy: (Pointer) -> Unit, val kind: String,
-    private val parent: NativeHandle?
+    private val parent: NativeHandle?, private val borrows: NativeHandle? = null
 ) {
     private val refs = AtomicInteger(1)
-    @Volatile internal var keep: Any? = null  // objects the native side points at (callbacks)
+    @Volatile internal var keep: Any? = null  // objects the native side points at (callbacks, lent buffers)
 
     init {
         parent?.retain()
+        borrows?.retain()
         live.incrementAndGet()
     }
 
@@ -299,6 +308,7 @@ class NativeHandle internal constructor(
             }
             keep = null
             parent?.release()
+            borrows?.release()
         }
     }
 
@@ -531,8 +541,9 @@ class EncodedLatents(val mean: FloatArray, val logvar: FloatArray?)
  * on concurrently from different threads and give the same results as alone; they share the
  * context's worker threads. Each Job is used by one thread at a time (cancel() excepted); close
  * the pipeline once no thread uses it. */
-class Pipeline private constructor(val context: Context, private val ownContext: Boolean, p: Pointer) :
-    NativeObject(NativeHandle(p, { C.sf_pipeline_destroy(it) }, "pipeline", context.handle)) {
+class Pipeline private constructor(val context: Context, private val ownContext: Boolean, p: Pointer,
+                                   files: NativeHandle?) :
+    NativeObject(NativeHandle(p, { C.sf_pipeline_destroy(it) }, "pipeline", context.handle, files)) {
 
     override fun close() {
         super.close()
@@ -713,7 +724,32 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         @JvmOverloads
         fun load(path: String, context: Context? = null, threads: Int? = null, variant: String? = null,
                  randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
-                 components: Set<Network>? = null, tokenizerPath: String? = null): Pipeline {
+                 components: Set<Network>? = null, tokenizerPath: String? = null): Pipeline =
+            loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath, null) { ctx, options, out ->
+                C.sf_pipeline_load(ctx, path, options, out)
+            }
+
+        /** Loads a model from a set of files in memory (sf_pipeline_load_files), with the options of
+         * load (taesdPath and tokenizerPath stay paths in the file system). Messages name the set's
+         * files "memory:PATH". A set of copied files may be closed right after; a pipeline loaded from
+         * a set with borrowed buffers (Files.add(path, ByteBuffer)) keeps the set's native object and
+         * the buffers reachable until it is closed (or collected) itself. */
+        @JvmStatic
+        @JvmOverloads
+        fun loadFiles(files: Files, context: Context? = null, threads: Int? = null, variant: String? = null,
+                      randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
+                      components: Set<Network>? = null, tokenizerPath: String? = null): Pipeline =
+            files.locked {  // a set is used by one thread at a time
+                val set = files.ptr()
+                val borrows = if (files.borrowed) files.handle else null
+                loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath, borrows) { ctx, options, out ->
+                    C.sf_pipeline_load_files(ctx, set, options, out)
+                }
+            }
+
+        private fun loadWith(context: Context?, threads: Int?, variant: String?, randomWeights: Boolean, randomSeed: Long?,
+                         taesdPath: String?, components: Set<Network>?, tokenizerPath: String?, borrows: NativeHandle?,
+                         call: (Pointer, Pointer, PointerByReference) -> Int): Pipeline {
             val ctx = context ?: Context(threads)
             if (context != null && threads != null) ctx.threads = threads
             try {
@@ -725,14 +761,153 @@ class Pipeline private constructor(val context: Context, private val ownContext:
                     p.string(Keys.TAESD_PATH, taesdPath)
                     p.string(Keys.TOKENIZER_PATH, tokenizerPath)
                     p.int(Keys.COMPONENTS, components?.fold(0L) { m, n -> m or n.bit.toLong() })
-                    C.sf_pipeline_load(ctx.ptr(), path, p.ptr, out)
+                    call(ctx.ptr(), p.ptr, out)
                 }
                 ctx.call(status)
-                return Pipeline(ctx, context == null, out.value)
+                return Pipeline(ctx, context == null, out.value, borrows)
             } catch (t: Throwable) {
                 if (context == null) ctx.close()
                 throw t
             }
+        }
+    }
+}
+
+// ---- model files in memory -----------------------------------------------------------------------------
+
+/** A set of model files held in memory (sf_files): a diffusers folder's files by their relative
+ * '/'-separated paths ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+ * "tokenizer/vocab.json", ...), for apps whose weights are not in the file system (assets, a download
+ * kept in memory). Load it with Pipeline.loadFiles.
+ *
+ * add(path, ByteArray) copies the bytes (JNA's pointer to an array is valid during a call only): the set
+ * may be closed right after loading, the pipelines keep what they need. add(path, ByteBuffer) lends a
+ * direct buffer without copying (e.g. a MappedByteBuffer of a large safetensors file): the set and every
+ * pipeline loaded from it keep the buffer reachable, and the set's native object alive (snapfusion.h
+ * allows destroying a set under live pipelines for copied files only), until the last of them is closed
+ * or collected. Its bytes must not change meanwhile; the library never writes them.
+ *
+ * Each set is used by one thread at a time (the methods here are synchronized). */
+class Files : NativeObject(create()) {
+    private val sizes = java.util.TreeMap<String, Long>()
+
+    init {
+        // Every buffer ever lent (a replaced one may still be read by a pipeline), held by the native
+        // handle only: released with the native set, after the last pipeline that reads it.
+        handle.keep = ArrayList<ByteBuffer>()
+    }
+
+    /** Runs block holding the set's lock (that of add and close). Not inline: Kotlin 1.3 mis-compiles
+     * lambdas made inside inlined ones. */
+    @Synchronized
+    internal fun <T> locked(block: () -> T): T = block()
+
+    /** True once a buffer was lent (add(path, ByteBuffer)): pipelines loaded then keep the set. */
+    @Volatile
+    var borrowed = false
+        private set
+
+    /** The paths of the set's files, sorted. */
+    val paths: List<String> @Synchronized get() = sizes.keys.toList()
+    /** The number of files. */
+    val size: Int @Synchronized get() = sizes.size
+
+    private fun checkPath(path: String) {
+        if (path.indexOf('\u0000') >= 0)
+            throw SnapFusionException(Status.INVALID_ARGUMENT, Status.INVALID_ARGUMENT.code, "Files.add: path \"$path\" contains a NUL character")
+    }
+
+    /** Adds (or replaces) the file at path (relative, '/'-separated, no "..") with a copy of data.
+     * INVALID_ARGUMENT (naming the path) for a bad path, or one that is a folder of the set's files or
+     * lies under one. */
+    @Synchronized
+    fun add(path: String, data: ByteArray) {
+        checkPath(path)
+        val set = ptr()
+        if (data.isEmpty()) {
+            check(C.sf_files_add(set, path, null, SizeT(0), 1))
+        } else {
+            val copy = Memory(data.size.toLong())
+            try {
+                copy.write(0, data, 0, data.size)
+                check(C.sf_files_add(set, path, copy, SizeT(data.size.toLong()), 1))
+            } finally {
+                copy.close()  // the library has its own copy
+            }
+        }
+        sizes[path] = data.size.toLong()
+    }
+
+    /** Adds (or replaces) the file at path with the bytes between data's position and limit, lent
+     * without a copy: data must be a direct buffer (ByteBuffer.allocateDirect, FileChannel.map; a
+     * read-only one is fine). It stays reachable from this set and from every Pipeline loaded from it
+     * until the last of them is closed; do not change its bytes meanwhile. */
+    @Synchronized
+    fun add(path: String, data: ByteBuffer) {
+        checkPath(path)
+        if (!data.isDirect)
+            throw SnapFusionException(Status.INVALID_ARGUMENT, Status.INVALID_ARGUMENT.code,
+                "Files.add(\"$path\"): a heap ByteBuffer has no fixed address; lend a direct buffer, or copy with add(path, ByteArray)")
+        val set = ptr()
+        val size = data.remaining()
+        val address = if (size == 0) null else Native.getDirectBufferPointer(data).share(data.position().toLong())
+        check(C.sf_files_add(set, path, address, SizeT(size.toLong()), 0))
+        @Suppress("UNCHECKED_CAST")
+        (handle.keep as MutableList<ByteBuffer>).add(data)
+        borrowed = true
+        sizes[path] = size.toLong()
+    }
+
+    companion object {
+        private fun create(): NativeHandle {
+            val out = PointerByReference()
+            check(C.sf_files_create(out))
+            return NativeHandle(out.value, { C.sf_files_destroy(it) }, "files", null)
+        }
+
+        /** A set of copies of the files of a map {relative path: bytes}. */
+        @JvmStatic
+        fun fromMap(files: Map<String, ByteArray>): Files {
+            val set = Files()
+            try {
+                for ((path, data) in files) set.add(path, data)
+            } catch (t: Throwable) {
+                set.close()
+                throw t
+            }
+            return set
+        }
+
+        /** Every regular file under dir (recursively, following links), read and copied into a new
+         * set by its path relative to dir. */
+        @JvmStatic
+        fun fromFolder(dir: String): Files {
+            val root = java.nio.file.Paths.get(dir)
+            if (!java.nio.file.Files.isDirectory(root))
+                throw SnapFusionException(Status.IO, Status.IO.code, "$dir: not a folder")
+            val set = Files()
+            try {
+                val found = java.nio.file.Files.walk(root, java.nio.file.FileVisitOption.FOLLOW_LINKS)
+                val files = try {
+                    found.filter { java.nio.file.Files.isRegularFile(it) }.sorted().toArray()
+                } finally {
+                    found.close()
+                }
+                for (f in files) {
+                    val file = f as java.nio.file.Path
+                    val rel = root.relativize(file).joinToString("/")
+                    val bytes = try {
+                        java.nio.file.Files.readAllBytes(file)
+                    } catch (e: java.io.IOException) {
+                        throw SnapFusionException(Status.IO, Status.IO.code, "$file: $e")
+                    }
+                    set.add(rel, bytes)
+                }
+            } catch (t: Throwable) {
+                set.close()
+                throw t
+            }
+            return set
         }
     }
 }

@@ -261,6 +261,120 @@ public struct GenerationOptions {
     }
 }
 
+// MARK: - Loading, and model files in memory
+
+/// sf_network bits, for LoadOptions.components.
+public struct Networks: OptionSet {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    public static let textEncoder = Networks(rawValue: 1)
+    public static let unet = Networks(rawValue: 2)
+    public static let vaeDecoder = Networks(rawValue: 4)
+    public static let vaeEncoder = Networks(rawValue: 8)
+    public static let taesdDecoder = Networks(rawValue: 16)
+    public static let taesdEncoder = Networks(rawValue: 32)
+}
+
+/// The options of loading a pipeline (sf_pipeline_load, sf_pipeline_load_files); nil and false
+/// mean the library's default.
+public struct LoadOptions {
+    /// Prefer *.VARIANT.safetensors, e.g. "fp16".
+    public var variant: String?
+    /// Ignore the checkpoints, use seeded random weights (the files may be configs only).
+    public var randomWeights: Bool
+    public var randomSeed: UInt64?
+    /// Parse and validate, build no network.
+    public var inspectOnly: Bool
+    /// The networks to build (default: all); without .textEncoder the tokenizer may be absent.
+    public var components: Networks?
+    /// A tokenizer folder used instead of the model's: a path in the file system, also for Files.
+    public var tokenizerPath: String?
+    /// A TAESD folder for previews and decoding: a path in the file system, also for Files.
+    public var taesdPath: String?
+
+    public init(variant: String? = nil, randomWeights: Bool = false, randomSeed: UInt64? = nil,
+                inspectOnly: Bool = false, components: Networks? = nil, tokenizerPath: String? = nil,
+                taesdPath: String? = nil) {
+        self.variant = variant
+        self.randomWeights = randomWeights
+        self.randomSeed = randomSeed
+        self.inspectOnly = inspectOnly
+        self.components = components
+        self.tokenizerPath = tokenizerPath
+        self.taesdPath = taesdPath
+    }
+
+    func makeParams() throws -> Params {
+        let p = try Params()
+        try p.set(SF_PARAM_VARIANT, variant)
+        if randomWeights { try p.set(SF_PARAM_RANDOM_WEIGHTS, Int64(1)) }
+        try p.set(SF_PARAM_RANDOM_SEED, randomSeed.map { Int64(bitPattern: $0) })
+        if inspectOnly { try p.set(SF_PARAM_INSPECT_ONLY, Int64(1)) }
+        try p.set(SF_PARAM_COMPONENTS, components.map { Int64($0.rawValue) })
+        try p.set(SF_PARAM_TOKENIZER_PATH, tokenizerPath)
+        try p.set(SF_PARAM_TAESD_PATH, taesdPath)
+        return p
+    }
+}
+
+/// A set of model files held in memory (sf_files): a diffusers folder's files by their relative
+/// '/'-separated paths ("model_index.json", "unet/config.json",
+/// "unet/diffusion_pytorch_model.safetensors", "tokenizer/vocab.json", ...), for apps whose weights
+/// are not in the file system (an asset catalog, a download kept in memory). Load it with
+/// `Pipeline(files:options:)`.
+///
+/// `add(path:data:)` copies the bytes: the set may go right after loading, the pipelines keep what
+/// they need. `add(path:bytesNoCopy:owner:)` lends them (e.g. a memory-mapped asset): the set keeps
+/// `owner`, and a Pipeline loaded from a set with lent bytes keeps the set, so the bytes stay valid
+/// until the set and every such pipeline are gone (snapfusion.h allows destroying a set under live
+/// pipelines for copied files only). The library never writes them.
+///
+/// Each set is used by one thread at a time.
+public final class Files {
+    let ptr: OpaquePointer
+    /// The owners of lent bytes (every one ever lent: a replaced file may still be read by a pipeline).
+    private var owners: [AnyObject] = []
+    /// True once bytes were lent: pipelines loaded from the set then keep it alive.
+    public private(set) var borrowed = false
+
+    public init() throws {
+        var out: OpaquePointer?
+        try check(sf_files_create(&out))
+        ptr = out!
+    }
+
+    // Runs after every Pipeline that keeps this set is gone (they hold it); then the owners go.
+    deinit { sf_files_destroy(ptr) }
+
+    /// Adds (or replaces) the file at path (relative, '/'-separated, no "..") with a copy of data:
+    /// [UInt8], ArraySlice<UInt8>, Foundation's Data, ... Throws .invalidArgument (naming the path) for
+    /// a bad path, or one that is a folder of the set's files or lies under one.
+    public func add<Bytes: Collection>(path: String, data: Bytes) throws where Bytes.Element == UInt8 {
+        let status: sf_status? = data.withContiguousStorageIfAvailable { buf in
+            sf_files_add(ptr, path, UnsafeRawPointer(buf.baseAddress), buf.count, 1)
+        }
+        if let status = status {
+            try check(status)
+            return
+        }
+        let bytes = Array(data)  // not contiguous: copied here first
+        try bytes.withUnsafeBytes { buf in
+            try check(sf_files_add(ptr, path, buf.baseAddress, buf.count, 1))
+        }
+    }
+
+    /// Adds (or replaces) the file at path with bytes that are lent, not copied (zero-copy for large
+    /// safetensors files, e.g. an `NSData(contentsOfFile:options: .alwaysMapped)` passed as owner).
+    /// The bytes must stay valid and unchanged for as long as owner lives; the set keeps owner, and
+    /// every Pipeline loaded from the set keeps the set.
+    public func add(path: String, bytesNoCopy bytes: UnsafeRawBufferPointer, owner: AnyObject) throws {
+        try check(sf_files_add(ptr, path, bytes.baseAddress, bytes.count, 0))
+        owners.append(owner)
+        borrowed = true
+    }
+}
+
 // MARK: - Pipelines
 
 private final class ProgressBox {
@@ -293,19 +407,49 @@ private func coderFlags(unscaled: Bool, raw: Bool) -> UInt32 {
 public final class Pipeline {
     public let context: Context
     let ptr: OpaquePointer
+    /// The set of lent bytes this pipeline was loaded from (it may read them): released after
+    /// sf_pipeline_destroy, in deinit. nil for a folder or a set of copied files.
+    private let files: Files?
+
+    private init(context: Context, ptr: OpaquePointer, files: Files?) {
+        self.context = context
+        self.ptr = ptr
+        self.files = files
+    }
 
     /// Loads a diffusers folder; without a context the pipeline makes its own.
-    public init(path: String, context: Context? = nil, threads: Int? = nil, variant: String? = nil,
-                randomWeights: Bool = false) throws {
+    public convenience init(path: String, context: Context? = nil, threads: Int? = nil, variant: String? = nil,
+                            randomWeights: Bool = false) throws {
+        try self.init(path: path, options: LoadOptions(variant: variant, randomWeights: randomWeights),
+                      context: context, threads: threads)
+    }
+
+    /// Loads a diffusers folder with every load option; without a context the pipeline makes its own.
+    public convenience init(path: String, options: LoadOptions, context: Context? = nil, threads: Int? = nil) throws {
         let ctx = try context ?? Context()
         if let threads = threads { try ctx.setThreads(threads) }
-        let options = try Params()
-        try options.set(SF_PARAM_VARIANT, variant)
-        if randomWeights { try options.set(SF_PARAM_RANDOM_WEIGHTS, Int64(1)) }
+        let params = try options.makeParams()
         var out: OpaquePointer?
-        try check(sf_pipeline_load(ctx.ptr, path, options.ptr, &out))
-        self.context = ctx
-        self.ptr = out!
+        try withExtendedLifetime(params) {
+            try check(sf_pipeline_load(ctx.ptr, path, params.ptr, &out))
+        }
+        self.init(context: ctx, ptr: out!, files: nil)
+    }
+
+    /// Loads a model from a set of files in memory (sf_pipeline_load_files), with the options of a
+    /// folder (tokenizerPath and taesdPath stay paths in the file system). Messages name the set's
+    /// files "memory:PATH" ("memory:model_index.json is missing"). A set of copied files may go
+    /// right after; a pipeline loaded from lent bytes keeps the set (and their owners) alive.
+    public convenience init(files: Files, options: LoadOptions = LoadOptions(), context: Context? = nil,
+                            threads: Int? = nil) throws {
+        let ctx = try context ?? Context()
+        if let threads = threads { try ctx.setThreads(threads) }
+        let params = try options.makeParams()
+        var out: OpaquePointer?
+        try withExtendedLifetime(params) {
+            try check(sf_pipeline_load_files(ctx.ptr, files.ptr, params.ptr, &out))
+        }
+        self.init(context: ctx, ptr: out!, files: files.borrowed ? files : nil)
     }
 
     deinit { sf_pipeline_destroy(ptr) }
