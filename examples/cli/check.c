@@ -23,7 +23,12 @@ static void check_usage(FILE *f) {
           "                    CPUs: a warning, runs are much slower)\n"
           "  --digest          also print each case's SHA-256 over the raw bytes of everything it\n"
           "                    computed (float32 outputs as stored in memory), to compare builds\n"
-          "                    and CPUs bit for bit\n");
+          "                    and CPUs bit for bit\n"
+          "  --weights TYPE    load the models with f16 or q8 weights (SF_PARAM_WEIGHT_TYPE) and\n"
+          "                    report, per case, the relative L2 distance of the outputs to the\n"
+          "                    reference and to the same case run with f32 weights; a case then\n"
+          "                    passes when that distance to the reference is at most\n"
+          "  --max-rel-l2 X    (required with --weights f16|q8) instead of the elementwise tolerance\n");
 }
 
 /* ---- shared helpers for the runners ---------------------------------------------------- */
@@ -105,10 +110,53 @@ static double *reference_f64(check_run *run, check_result *r, const char *output
 
 void check_digest(check_result *r, const void *data, size_t bytes) { sf_sha256_update(&r->digest, data, bytes); }
 
+/* sqrt(sum (a - b)^2 / sum b^2); infinite when a holds a non-finite value. */
+static double rel_l2(const float *a32, const double *a64, const double *b64, const float *b32, size_t n) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    const double a = a64 ? a64[i] : (double)a32[i], b = b64 ? b64[i] : (double)b32[i];
+    if (!isfinite(a)) return INFINITY;
+    num += (a - b) * (a - b);
+    den += b * b;
+  }
+  return den > 0.0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* --weights: the f32 run captures its float outputs; the run with the other weights is then
+ * measured against them, output by output in the same order. */
+static void base_capture_or_compare(check_run *run, check_result *r, const float *got, size_t n) {
+  check_state *st = run->state;
+  if (st->capture) {
+    if (st->n_base == st->cap_base) {
+      size_t cap = st->cap_base ? 2 * st->cap_base : 16;
+      float **b = realloc(st->base, cap * sizeof *b);
+      size_t *bn = b ? realloc(st->base_n, cap * sizeof *bn) : NULL;
+      if (b) st->base = b;
+      if (bn) st->base_n = bn;
+      if (b == NULL || bn == NULL) return;
+      st->cap_base = cap;
+    }
+    float *copy = malloc((n ? n : 1) * sizeof *copy);
+    if (copy == NULL) return;
+    memcpy(copy, got, n * sizeof *copy);
+    st->base[st->n_base] = copy;
+    st->base_n[st->n_base++] = n;
+    return;
+  }
+  if (st->base == NULL) return;
+  if (st->replay >= st->n_base || st->base_n[st->replay] != n) {
+    check_fail(r, "the f32 run computed other outputs");
+    return;
+  }
+  double d = rel_l2(got, NULL, NULL, st->base[st->replay++], n);
+  if (d > r->rel_l2_base || d != d) r->rel_l2_base = d;
+}
+
 static void compare_values(check_run *run, check_result *r, const char *output, const float *got32,
                            const double *got64, size_t n) {
   if (got64) check_digest(r, got64, n * sizeof *got64);
   else check_digest(r, got32, n * sizeof *got32);
+  if (got32) base_capture_or_compare(run, r, got32, n);
   size_t n_ref = 0;
   double *ref = reference_f64(run, r, output, &n_ref);
   if (ref == NULL) return;
@@ -116,6 +164,11 @@ static void compare_values(check_run *run, check_result *r, const char *output, 
     check_fail(r, "%s: %zu values computed, reference has %zu", output, n, n_ref);
     free(ref);
     return;
+  }
+  {
+    double d = rel_l2(got32, got64, ref, NULL, n);
+    if (d > r->rel_l2_ref || d != d) r->rel_l2_ref = d;
+    if (isinf(d)) r->nonfinite = 1;
   }
   const sf_json *tol = sf_json_get(sf_json_get(run->c, "tolerance"), output);
   double atol, rtol;
@@ -155,8 +208,8 @@ void check_compare_f64(check_run *run, check_result *r, const char *output, cons
 sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir, const char *variant) {
   check_state *st = run->state;
   for (size_t i = 0; i < st->n_pipes; i++)
-    if (strcmp(st->pipes[i].dir, rel_dir) == 0 &&
-        strcmp(st->pipes[i].variant, variant ? variant : "") == 0)
+    if (strcmp(st->pipes[i].dir, rel_dir) == 0 && strcmp(st->pipes[i].variant, variant ? variant : "") == 0 &&
+        st->pipes[i].weights == st->weights)
       return st->pipes[i].pipe;
   if (st->n_pipes == sizeof st->pipes / sizeof st->pipes[0]) {
     sf_pipeline_destroy(st->pipes[0].pipe);
@@ -168,6 +221,7 @@ sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir
   sf_params *opts = NULL;
   sf_status s = sf_params_create(&opts);
   if (s == SF_OK && variant) s = sf_params_set_string(opts, SF_PARAM_VARIANT, variant);
+  if (s == SF_OK && st->weights != SF_WEIGHT_DEFAULT) s = sf_params_set_int(opts, SF_PARAM_WEIGHT_TYPE, st->weights);
   sf_pipeline *pipe = NULL;
   if (s == SF_OK) s = sf_pipeline_load(st->ctx, path, opts, &pipe);
   sf_params_destroy(opts);
@@ -178,6 +232,7 @@ sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir
   check_cached_pipe *cp = &st->pipes[st->n_pipes++];
   snprintf(cp->dir, sizeof cp->dir, "%s", rel_dir);
   snprintf(cp->variant, sizeof cp->variant, "%s", variant ? variant : "");
+  cp->weights = st->weights;
   cp->pipe = pipe;
   return pipe;
 }
@@ -195,7 +250,8 @@ int cmd_check(int argc, char **argv) {
   const char *components[32];
   size_t n_components = 0;
   long long threads = 0;
-  int digest = 0;
+  int digest = 0, weights = SF_WEIGHT_DEFAULT;
+  double max_rel_l2 = -1.0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       check_usage(stdout);
@@ -204,6 +260,18 @@ int cmd_check(int argc, char **argv) {
       components[n_components++] = argv[++i];
     } else if (strcmp(argv[i], "--digest") == 0) {
       digest = 1;
+    } else if (strcmp(argv[i], "--weights") == 0 && i + 1 < argc) {
+      if (!cli_parse_weights(argv[++i], &weights)) {
+        fprintf(stderr, "snapfusion check: --weights takes f32, f16 or q8\n");
+        return CLI_EXIT_USAGE;
+      }
+    } else if (strcmp(argv[i], "--max-rel-l2") == 0 && i + 1 < argc) {
+      char *end = NULL;
+      max_rel_l2 = strtod(argv[++i], &end);
+      if (end == argv[i] || *end != '\0' || !(max_rel_l2 >= 0.0 && max_rel_l2 < 10.0)) {
+        fprintf(stderr, "snapfusion check: --max-rel-l2 takes a number from 0 to 10\n");
+        return CLI_EXIT_USAGE;
+      }
     } else if (strcmp(argv[i], "--case") == 0 && i + 1 < argc) {
       case_filter = argv[++i];
     } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
@@ -217,6 +285,12 @@ int cmd_check(int argc, char **argv) {
     } else {
       set_dir = argv[i];
     }
+  }
+  const int quantised = weights == SF_WEIGHT_F16 || weights == SF_WEIGHT_Q8;
+  if (quantised && max_rel_l2 < 0) {
+    fprintf(stderr, "snapfusion check: --weights %s needs --max-rel-l2 X (its outputs are not within the f32 "
+                    "tolerances)\n", cli_weights_name(weights));
+    return CLI_EXIT_USAGE;
   }
   if (set_dir == NULL) {
     fprintf(stderr, "snapfusion check: missing FIXTURE_SET_DIR (see snapfusion check --help)\n");
@@ -279,7 +353,32 @@ int cmd_check(int argc, char **argv) {
         run.file = sf_st_open(path, &d);
         if (run.file == NULL) check_fail(&r, "%s", d.msg);
       }
-      if (r.verdict != CHECK_FAIL) runner->run(&run, &r);
+      if (r.verdict != CHECK_FAIL && quantised) {
+        /* The case with f32 weights first, its outputs captured; then with the weights asked
+         * for, measured against the reference and against those outputs. */
+        check_result base;
+        check_result_init(&base);
+        st.weights = SF_WEIGHT_F32;
+        st.capture = 1;
+        runner->run(&run, &base);
+        st.capture = 0;
+        st.weights = weights;
+        st.replay = 0;
+        runner->run(&run, &r);
+        for (size_t k = 0; k < st.n_base; k++) free(st.base[k]);
+        st.n_base = 0;
+        /* The pass rule for quantised weights: the distance to the reference. */
+        if (r.verdict == CHECK_FAIL && r.outputs > 0 && !r.nonfinite && r.rel_l2_ref <= max_rel_l2 &&
+            strstr(r.reason, "out of tolerance") != NULL) {
+          r.verdict = CHECK_PASS;
+          r.reason[0] = '\0';
+        }
+        if (r.verdict == CHECK_PASS && !(r.rel_l2_ref <= max_rel_l2))
+          check_fail(&r, "relative L2 %.3g above --max-rel-l2 %g", r.rel_l2_ref, max_rel_l2);
+      } else if (r.verdict != CHECK_FAIL) {
+        st.weights = weights;
+        runner->run(&run, &r);
+      }
       sf_st_close(run.file);
     }
     if (r.verdict == CHECK_PASS && r.outputs == 0) check_fail(&r, "runner compared no output");
@@ -292,7 +391,10 @@ int cmd_check(int argc, char **argv) {
       sf_sha256_final(&r.digest, sum);
       sf_sha256_hex(sum, hex);
       printf("%-52s %-4s sha256=%s%s%s\n", name, verdict, hex, r.reason[0] ? "  " : "", r.reason);
-    } else
+    } else if (quantised)
+      printf("%-52s %-4s rel_l2_ref=%.3g rel_l2_f32=%.3g%s%s\n", name, verdict, r.rel_l2_ref, r.rel_l2_base,
+             r.reason[0] ? "  " : "", r.reason);
+    else
       printf("%-52s %-4s max_abs_err=%.3g worst_ratio=%.3g%s%s\n", name, verdict, r.max_abs, r.worst_ratio,
              r.reason[0] ? "  " : "", r.reason);
     fflush(stdout);
@@ -301,6 +403,8 @@ int cmd_check(int argc, char **argv) {
     else skipped++;
   }
   for (size_t i = 0; i < st.n_pipes; i++) sf_pipeline_destroy(st.pipes[i].pipe);
+  free(st.base);
+  free(st.base_n);
   sf_context_destroy(st.ctx);
   sf_json_free(manifest);
   printf("%zu passed, %zu failed, %zu skipped\n", passed, failed, skipped);

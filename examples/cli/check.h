@@ -19,11 +19,15 @@ typedef struct check_result {
   size_t outputs;              /* outputs compared */
   char reason[600];
   sf_sha256 digest;            /* of every computed output's raw bytes, in comparison order */
+  double rel_l2_ref;           /* worst relative L2 distance of an output to its reference */
+  double rel_l2_base;          /* --weights: worst relative L2 distance to the f32 weights' output */
+  int nonfinite;               /* an output held NaN or infinity */
 } check_result;
 
 typedef struct check_cached_pipe {
   char dir[512];
   char variant[32];
+  int weights;
   sf_pipeline *pipe;
 } check_cached_pipe;
 
@@ -32,6 +36,11 @@ typedef struct check_state {
   sf_context *ctx;
   check_cached_pipe pipes[4];
   size_t n_pipes;
+  int weights;        /* sf_weight_type the pipelines are loaded with */
+  /* --weights: the outputs of the f32 run of the case, captured (capture) then compared. */
+  int capture;
+  float **base;
+  size_t *base_n, n_base, cap_base, replay;
 } check_state;
 
 typedef struct check_run {
