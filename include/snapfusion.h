@@ -147,6 +147,11 @@ typedef enum sf_param {
                                  * instead of the model's own, which may then be absent */
   SF_PARAM_WEIGHT_TYPE = 107,   /* int sf_weight_type: how convolution and linear weights are
                                  * held in memory (since 1.1) */
+  SF_PARAM_LOW_MEMORY = 108,    /* int 0/1: one network resident at a time (since 1.1): each is
+                                 * packed when a run needs it and freed when another one is
+                                 * needed and no run uses it (the text encoder after encoding,
+                                 * the UNet before the decoder is packed); costs the packing
+                                 * time of every network per generation */
 
   /* Generation (sf_generate / sf_job_start). */
   SF_PARAM_PROMPT = 200,        /* string */
@@ -260,7 +265,7 @@ typedef enum sf_weight_type {
  * *.safetensors, tokenizer vocab.json + merges.txt, scheduler config). options may be
  * NULL; it is read during the call only (SF_PARAM_VARIANT, SF_PARAM_RANDOM_WEIGHTS,
  * SF_PARAM_RANDOM_SEED, SF_PARAM_INSPECT_ONLY, SF_PARAM_TAESD_PATH, SF_PARAM_COMPONENTS,
- * SF_PARAM_TOKENIZER_PATH, SF_PARAM_WEIGHT_TYPE). With SF_PARAM_RANDOM_WEIGHTS the folder may hold configs only
+ * SF_PARAM_TOKENIZER_PATH, SF_PARAM_WEIGHT_TYPE, SF_PARAM_LOW_MEMORY). With SF_PARAM_RANDOM_WEIGHTS the folder may hold configs only
  * (a tokenizer is data, not weights: a config-only folder without tokenizer/ needs
  * SF_PARAM_TOKENIZER_PATH to accept prompts). The pipeline keeps a
  * pointer to ctx, which must outlive it. */

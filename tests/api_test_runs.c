@@ -568,6 +568,73 @@ static void test_vae_levels(void) {
   }
 }
 
+/* Low-memory mode: the same images, one big network resident at a time, and the weight types. */
+static void test_low_memory(void) {
+  sf_params *load = NULL;
+  sf_params_create(&load);
+  sf_params_set_int(load, SF_PARAM_LOW_MEMORY, 1);
+  sf_pipeline *lm = NULL;
+  CHECK_EQ_INT(sf_pipeline_load(ctx, tiny_dir, load, &lm), SF_OK);
+  if (lm == NULL) {
+    sf_params_destroy(load);
+    return;
+  }
+  int64_t wb_normal = 0, wb_low = -1;
+  sf_pipeline_get_int(pipe_, SF_INFO_WEIGHT_BYTES, &wb_normal);
+  sf_pipeline_get_int(lm, SF_INFO_WEIGHT_BYTES, &wb_low);
+  CHECK_MSG(wb_low >= 0 && wb_low < wb_normal / 4, "low memory holds %lld bytes of weights after load (normal %lld)",
+            (long long)wb_low, (long long)wb_normal);
+  sf_params *gp = params_for(31, 3);
+  sf_image *a = NULL, *b = NULL;
+  CHECK_EQ_INT(sf_generate(lm, gp, NULL, NULL, &a), SF_OK);
+  CHECK_EQ_INT(sf_generate(pipe_, gp, NULL, NULL, &b), SF_OK);
+  CHECK_MSG(same_image(a, b), "low-memory mode changed the image");
+  /* after the generation only the decoder (and TAESD) is resident */
+  sf_pipeline_get_int(lm, SF_INFO_WEIGHT_BYTES, &wb_low);
+  CHECK_MSG(wb_low < wb_normal / 2, "after a generation %lld bytes of weights stay (normal %lld)", (long long)wb_low,
+            (long long)wb_normal);
+  /* building blocks work too, the networks coming and going */
+  float emb[TEXT], emb_ref[TEXT], out[2 * LAT], out_ref[2 * LAT];
+  CHECK_EQ_INT(sf_encode_prompt(lm, "a red fox", 0, emb, TEXT), SF_OK);
+  CHECK_EQ_INT(sf_encode_prompt(pipe_, "a red fox", 0, emb_ref, TEXT), SF_OK);
+  CHECK(memcmp(emb, emb_ref, sizeof emb) == 0);
+  CHECK_EQ_INT(sf_unet_predict_v2(lm, lat_in, 2 * LAT, 2, 8, 8, tsteps, 2, text_in, 2 * TEXT, 77, out, 2 * LAT), SF_OK);
+  CHECK_EQ_INT(unet_call(out_ref), SF_OK);
+  CHECK(memcmp(out, out_ref, sizeof out) == 0);
+  sf_image_destroy(a);
+  sf_image_destroy(b);
+  sf_pipeline_destroy(lm);
+  /* f16 and q8 weights load and generate, with less weight memory; f32 is the f32 checkpoint */
+  int64_t wb[4] = {0, 0, 0, 0};
+  for (int t = SF_WEIGHT_DEFAULT; t <= SF_WEIGHT_Q8; t++) {
+    sf_params_set_int(load, SF_PARAM_LOW_MEMORY, 0);
+    sf_params_set_int(load, SF_PARAM_WEIGHT_TYPE, t);
+    sf_pipeline *pt = NULL;
+    CHECK_EQ_INT(sf_pipeline_load(ctx, tiny_dir, load, &pt), SF_OK);
+    if (pt == NULL) continue;
+    sf_pipeline_get_int(pt, SF_INFO_WEIGHT_BYTES, &wb[t]);
+    sf_image *img = NULL;
+    CHECK_EQ_INT(sf_generate(pt, gp, NULL, NULL, &img), SF_OK);
+    if (t == SF_WEIGHT_F32) {
+      sf_image *ref = NULL;
+      CHECK_EQ_INT(sf_generate(pipe_, gp, NULL, NULL, &ref), SF_OK);
+      CHECK_MSG(same_image(img, ref), "explicit f32 differs from the default on an f32 checkpoint");
+      sf_image_destroy(ref);
+    }
+    sf_image_destroy(img);
+    sf_pipeline_destroy(pt);
+  }
+  CHECK_MSG(wb[SF_WEIGHT_F32] == wb[SF_WEIGHT_DEFAULT] && wb[SF_WEIGHT_F16] < wb[SF_WEIGHT_F32] &&
+                wb[SF_WEIGHT_Q8] < wb[SF_WEIGHT_F16],
+            "weight bytes f32 %lld f16 %lld q8 %lld (default %lld)", (long long)wb[1], (long long)wb[2],
+            (long long)wb[3], (long long)wb[0]);
+  sf_params_set_int(load, SF_PARAM_WEIGHT_TYPE, 9);
+  sf_pipeline *bad = NULL;
+  CHECK_EQ_INT(sf_pipeline_load(ctx, tiny_dir, load, &bad), SF_ERR_INVALID_ARGUMENT);
+  sf_params_destroy(gp);
+  sf_params_destroy(load);
+}
+
 int main(void) {
   const char *fx = sf_test_fixtures();
   if (fx == NULL) return TEST_SKIP_EXIT_CODE;
@@ -593,6 +660,7 @@ int main(void) {
   test_batch_and_seeds();
   test_scheduler_defaults();
   test_vae_levels();
+  test_low_memory();
   sf_pipeline_destroy(pipe_);
   sf_context_destroy(ctx);
   TEST_MAIN_END();

@@ -2,6 +2,8 @@
  * as ratios to machine references measured in the same run (see bench.h). */
 #include "bench.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -24,12 +26,16 @@ static void bench_usage(FILE *f) {
           "         or ../shared/fixtures/public/tokenizer)\n"
           "  txt2img a whole generation, timed per stage (text, UNet step, VAE decoder):\n"
           "         --config DIR [--steps 8] [--cfg-scale 7.5] [--size 512] [--tokenizer DIR]\n"
+          "         [--low-memory]\n"
           "         (warm-up: one 1-step generation; --repeat full generations, default 1)\n"
           "options: --json  -t|--threads N (1..1024; more than the online CPUs: a warning, and\n"
           "         much slower)  --repeat N (timed runs after one warm-up)\n"
           "         --probe-seconds S (duration of each machine probe, default 0.5)\n"
           "         --profile (unet, vae: time per node kind and shape, to stderr)\n"
           "         --only TEXT (ops: the rows whose name or shape contains TEXT)\n"
+          "         --weights f32|f16|q8 (networks: how the weights are held; default f32)\n"
+          "Memory columns: peak RSS, and peak anonymous memory (dirty, not file-backed: what a\n"
+          "phone counts against an app), sampled every 20 ms.\n"
           "Networks use seeded random weights: config folders need no checkpoints.\n");
 }
 
@@ -54,6 +60,56 @@ double bench_peak_rss_bytes(void) {
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
   return (double)ru.ru_maxrss * 1024.0; /* kilobytes on Linux */
+}
+
+/* Anonymous (dirty, not file-backed) memory: what a phone counts against an app (clean
+ * file-backed pages, e.g. mapped weights, can be dropped and re-read). The kernel keeps no peak
+ * of it, so a thread samples /proc/self/smaps_rollup every 20 ms while a benchmark runs. */
+static double anon_bytes_now(void) {
+  FILE *f = fopen("/proc/self/smaps_rollup", "r");
+  if (f == NULL) return 0.0;
+  char line[256];
+  double kb = 0.0;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "Anonymous:", 10) == 0) {
+      kb = strtod(line + 10, NULL);
+      break;
+    }
+  fclose(f);
+  return kb * 1024.0;
+}
+
+static struct {
+  pthread_t thread;
+  atomic_int running;
+  _Atomic double peak;
+} anon_sampler;
+
+static void *anon_sample(void *arg) {
+  (void)arg;
+  while (atomic_load(&anon_sampler.running)) {
+    double now = anon_bytes_now();
+    if (now > atomic_load(&anon_sampler.peak)) atomic_store(&anon_sampler.peak, now);
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return NULL;
+}
+
+void bench_anon_start(void) {
+  atomic_store(&anon_sampler.peak, anon_bytes_now());
+  atomic_store(&anon_sampler.running, 1);
+  if (pthread_create(&anon_sampler.thread, NULL, anon_sample, NULL) != 0) atomic_store(&anon_sampler.running, 0);
+}
+
+double bench_peak_anon_bytes(void) {
+  double now = anon_bytes_now();
+  if (now > atomic_load(&anon_sampler.peak)) atomic_store(&anon_sampler.peak, now);
+  return atomic_load(&anon_sampler.peak);
+}
+
+void bench_anon_stop(void) {
+  if (atomic_exchange(&anon_sampler.running, 0)) pthread_join(anon_sampler.thread, NULL);
 }
 
 void bench_fill_random(float *x, size_t n, unsigned seed, float scale) {
@@ -142,10 +198,10 @@ static void report_json(FILE *f, const bench_opts *o, const char *command, size_
     if (r->goal > 0) fprintf(f, ",\"goal_ratio\":%.2f,\"goal_met\":%s", r->goal, r->ratio >= r->goal ? "true" : "false");
     if (r->direct_gflops > 0) fprintf(f, ",\"xnnpack_direct_gflops\":%.3f", r->direct_gflops);
     if (r->network) {
-      fprintf(f, ",\"gmacs\":%.3f,\"attention_gmacs\":%.3f,\"arena_bytes\":%.0f,\"weights_f32_bytes\":%.0f,"
-                 "\"peak_rss_bytes\":%.0f,\"load_s\":%.3f",
-              r->macs * 1e-9, r->attention_macs * 1e-9, r->arena_bytes, r->weights_bytes, r->peak_rss_bytes,
-              r->load_s);
+      fprintf(f, ",\"gmacs\":%.3f,\"attention_gmacs\":%.3f,\"arena_bytes\":%.0f,\"weights_bytes\":%.0f,"
+                 "\"weights\":\"%s\",\"peak_rss_bytes\":%.0f,\"peak_anon_bytes\":%.0f,\"load_s\":%.3f",
+              r->macs * 1e-9, r->attention_macs * 1e-9, r->arena_bytes, r->weights_bytes, cli_weights_name(o->weights),
+              r->peak_rss_bytes, bench_peak_anon_bytes(), r->load_s);
       if (r->rss_budget_bytes > 0)
         fprintf(f, ",\"rss_budget_bytes\":%.0f,\"rss_goal_met\":%s", r->rss_budget_bytes,
                 r->peak_rss_bytes <= r->rss_budget_bytes ? "true" : "false");
@@ -157,8 +213,9 @@ static void report_json(FILE *f, const bench_opts *o, const char *command, size_
 
 static void report_text(FILE *f, const bench_opts *o, const char *command, size_t threads, const char *load,
                         const bench_refs *refs, const bench_row *rows, size_t n_rows) {
-  fprintf(f, "snapfusion bench %s: libsnapfusion %s, %zu thread%s, median of %lld after 1 warm-up, load %s, conv/linear on %s\n",
-          command, sf_version(), threads, threads == 1 ? "" : "s", o->repeat, load, gemm_name());
+  fprintf(f, "snapfusion bench %s: libsnapfusion %s, %zu thread%s, median of %lld after 1 warm-up, load %s, conv/linear on %s, "
+          "weights %s\n",
+          command, sf_version(), threads, threads == 1 ? "" : "s", o->repeat, load, gemm_name(), cli_weights_name(o->weights));
   fprintf(f, "FMA peak %.1f GFLOP/s", refs->fma_gflops);
   if (refs->have_fc) fprintf(f, "; XNNPACK fully-connected best %.1f GFLOP/s (%s)", refs->fc_best_gflops,
                              refs->fc_best_shape);
@@ -171,7 +228,7 @@ static void report_text(FILE *f, const bench_opts *o, const char *command, size_
   }
   fprintf(f, "%-22s %-26s %10s %12s %8s %6s", "what", "shape", "median ms", "rate", "ratio", "goal");
   if (any_direct) fprintf(f, " %14s", "1 XNNPACK op");
-  if (any_net) fprintf(f, " %8s %8s %9s %9s %9s", "GMACs", "attn", "arena MB", "RSS MB", "wts MB");
+  if (any_net) fprintf(f, " %8s %8s %9s %9s %9s %9s", "GMACs", "attn", "arena MB", "RSS MB", "anon MB", "wts MB");
   fprintf(f, "\n");
   for (size_t i = 0; i < n_rows; i++) {
     const bench_row *r = &rows[i];
@@ -189,8 +246,9 @@ static void report_text(FILE *f, const bench_opts *o, const char *command, size_
       else fprintf(f, " %14s", "");
     }
     if (r->network)
-      fprintf(f, " %8.1f %8.1f %9.1f %9.1f %9.1f", r->macs * 1e-9, r->attention_macs * 1e-9, r->arena_bytes / 1048576.0,
-              r->peak_rss_bytes / 1048576.0, r->weights_bytes / 1048576.0);
+      fprintf(f, " %8.1f %8.1f %9.1f %9.1f %9.1f %9.1f", r->macs * 1e-9, r->attention_macs * 1e-9,
+              r->arena_bytes / 1048576.0, r->peak_rss_bytes / 1048576.0, bench_peak_anon_bytes() / 1048576.0,
+              r->weights_bytes / 1048576.0);
     if (r->tokens > 0) fprintf(f, " (%.0f tokens/s)", r->tokens / r->median_s);
     fprintf(f, "\n");
   }
@@ -280,6 +338,8 @@ int cmd_bench(int argc, char **argv) {
       o.only = argv[++i];
     } else if (strcmp(a, "--taesd") == 0) {
       o.taesd = argv[++i];
+    } else if (strcmp(a, "--low-memory") == 0) {
+      o.low_memory = 1;
     } else if (strcmp(a, "--weights") == 0) {
       if (!cli_parse_weights(v, &o.weights)) return bad("--weights takes f32, f16 or q8");
       i++;
@@ -305,6 +365,7 @@ int cmd_bench(int argc, char **argv) {
   bench_row rows[BENCH_MAX_ROWS];
   memset(rows, 0, sizeof rows);
   size_t n_rows = 0;
+  bench_anon_start();
   int rc = subs[sub].fn(&o, ctx, &refs, rows, &n_rows);
   if (rc == 0) {
     /* Other processes can steal cycles during either probe: the better one is the peak. */
@@ -318,6 +379,7 @@ int cmd_bench(int argc, char **argv) {
     }
     bench_report(stdout, &o, subs[sub].name, threads, &refs, rows, n_rows);
   }
+  bench_anon_stop();
   sf_context_destroy(ctx);
   return rc;
 }

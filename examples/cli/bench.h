@@ -25,6 +25,7 @@ typedef struct bench_opts {
   int profile;          /* networks: per-node time breakdown after the timed runs */
   const char *only;     /* ops: only the rows whose name or shape contains this */
   int weights;          /* sf_weight_type for the networks (random weights: default f32) */
+  int low_memory;       /* txt2img: SF_PARAM_LOW_MEMORY */
 } bench_opts;
 
 /* One timed measurement: a single operator or a whole network call. */
@@ -78,6 +79,11 @@ double bench_plan_bytes(sf_pipeline *p, int slot);
 void bench_profile_pipeline(FILE *f, sf_pipeline *p, int slot, sf_graph *g, int runs);
 /* MACs (dense + attention) and attention MACs of graph g as planned in p's idle run state. */
 double bench_plan_macs(sf_pipeline *p, int slot, const sf_graph *g, int attention_only);
+
+/* Peak anonymous memory of the process while the benchmark runs (sampled; see bench.c). */
+void bench_anon_start(void);
+double bench_peak_anon_bytes(void);
+void bench_anon_stop(void);
 
 /* Machine probes (bench_probes.c). Register-only FMA throughput over every thread of the pool
  * (or the calling thread), widest vector ISA the CPU has, 2 FLOPs per FMA lane; runs about

@@ -56,6 +56,7 @@ int bench_txt2img(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_
   if (s == SF_OK) s = sf_params_set_int(load, SF_PARAM_COMPONENTS, SF_NET_TEXT_ENCODER | SF_NET_UNET | SF_NET_VAE_DECODER);
   if (s == SF_OK) s = sf_params_set_string(load, SF_PARAM_TOKENIZER_PATH, tokenizer);
   if (s == SF_OK && o->weights != SF_WEIGHT_DEFAULT) s = sf_params_set_int(load, SF_PARAM_WEIGHT_TYPE, o->weights);
+  if (s == SF_OK && o->low_memory) s = sf_params_set_int(load, SF_PARAM_LOW_MEMORY, 1);
   double t0 = bench_now();
   if (s == SF_OK) s = sf_pipeline_load(ctx, o->config, load, &p);
   double load_s = bench_now() - t0;

@@ -50,6 +50,7 @@ static void txt2img_usage(FILE *f) {
           "  --weights TYPE         f32, f16 or q8: how the networks' weights are held (default:\n"
           "                         as the checkpoint stores them, f16 for fp16 files; random\n"
           "                         weights: f32)\n"
+          "  --low-memory           one network resident at a time (each packed when needed)\n"
           "  -t, --threads N        worker threads, 1..1024 (default: one per core; more threads\n"
           "                         than online CPUs make runs much slower, with a warning)\n"
           "  -o, --output PNG       output file, a name ending in .png: only PNG is written (default\n"
@@ -336,7 +337,7 @@ int cmd_txt2img(int argc, char **argv) {
              *prediction = NULL;
   long long width = 0, height = 0, steps = 8, seed = 0, threads = 0, batch = 1, clip_skip = 0;
   int seed_random = 0; /* --seed -1: the library draws the first seed; the batch continues from it */
-  int weights = SF_WEIGHT_DEFAULT;
+  int weights = SF_WEIGHT_DEFAULT, low_memory = 0;
   double cfg = 7.5, strength = 0.8;
   int karras = 0, quiet = 0, have_strength = 0;
   const int tty = isatty(STDERR_FILENO);
@@ -391,6 +392,7 @@ int cmd_txt2img(int argc, char **argv) {
     else if (TAKE("-o") || TAKE("--output")) out = v;
     else if (TAKE("--preview")) preview = v;
     else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) quiet = 1;
+    else if (strcmp(a, "--low-memory") == 0) low_memory = 1;
     else if (v == NULL && takes_value(a)) {
       fprintf(stderr, "snapfusion txt2img: %s needs a value (see --help)\n", a);
       return CLI_EXIT_USAGE;
@@ -441,6 +443,7 @@ int cmd_txt2img(int argc, char **argv) {
   if (s == SF_OK && config) s = sf_params_set_int(load, SF_PARAM_RANDOM_WEIGHTS, 1);
   if (s == SF_OK && variant) s = sf_params_set_string(load, SF_PARAM_VARIANT, variant);
   if (s == SF_OK && weights != SF_WEIGHT_DEFAULT) s = sf_params_set_int(load, SF_PARAM_WEIGHT_TYPE, weights);
+  if (s == SF_OK && low_memory) s = sf_params_set_int(load, SF_PARAM_LOW_MEMORY, 1);
   if (s == SF_OK && taesd) s = sf_params_set_string(load, SF_PARAM_TAESD_PATH, taesd);
   if (s == SF_OK && tokenizer) s = sf_params_set_string(load, SF_PARAM_TOKENIZER_PATH, tokenizer);
   if (s == SF_OK && !init_img) /* the encoders are only needed for img2img */

@@ -89,6 +89,12 @@ static sf_status load(sf_context *ctx, const sf_vfs *fs, const char *dir, const 
     free(p);
     return sf_ctx_error(ctx, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
   }
+  if (pthread_mutex_init(&p->resident_lock, NULL) != 0) {
+    pthread_mutex_destroy(&p->runs_lock);
+    free(p);
+    return sf_ctx_error(ctx, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+  }
+  p->low_memory = sf_params_int_or(options, SF_PARAM_LOW_MEMORY, 0) != 0;
   p->random_weights = sf_params_int_or(options, SF_PARAM_RANDOM_WEIGHTS, 0) != 0;
   p->random_seed = (uint64_t)sf_params_int_or(options, SF_PARAM_RANDOM_SEED, 0);
   sf_diag d = {0};
@@ -99,6 +105,7 @@ static sf_status load(sf_context *ctx, const sf_vfs *fs, const char *dir, const 
   p->folder = open_any(fs, dir, sf_params_string_or(options, SF_PARAM_VARIANT, NULL),
                        need_tokenizer ? 0 : SF_FOLDER_TOKENIZER_OPTIONAL, &d);
   if (p->folder == NULL) {
+    pthread_mutex_destroy(&p->resident_lock);
     pthread_mutex_destroy(&p->runs_lock);
     free(p);
     return sf_ctx_take_diag(ctx, &d);
@@ -144,6 +151,7 @@ void sf_pipeline_destroy(sf_pipeline *pipeline) {
   sf_run_free_idle(pipeline);
   sf_pipeline_free_networks(pipeline);
   sf_model_folder_close(pipeline->folder);
+  pthread_mutex_destroy(&pipeline->resident_lock);
   pthread_mutex_destroy(&pipeline->runs_lock);
   free(pipeline);
 }
@@ -157,8 +165,8 @@ sf_status sf_pipeline_get_int(const sf_pipeline *cp, sf_info key, int64_t *out) 
     case SF_INFO_NETWORKS: *out = p->networks; return SF_OK;
     case SF_INFO_TEXT_TOKENS: *out = SF_CLIP_TOKENS; return SF_OK;
     case SF_INFO_TEXT_HIDDEN:
-      if (p->text == NULL && p->unet == NULL) break;
-      *out = (int64_t)(p->text ? sf_engine_text_hidden(p) : sf_engine_unet_text_hidden(p));
+      if (!(p->networks & (SF_NET_TEXT_ENCODER | SF_NET_UNET))) break;
+      *out = (int64_t)((p->networks & SF_NET_TEXT_ENCODER) ? sf_engine_text_hidden(p) : sf_engine_unet_text_hidden(p));
       return SF_OK;
     case SF_INFO_LATENT_CHANNELS:
       if (sf_engine_latent_channels(p) == 0) break;
@@ -192,8 +200,9 @@ sf_status sf_pipeline_get_float(const sf_pipeline *cp, sf_info key, double *out)
     return sf_ctx_error(cp ? cp->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_float: NULL argument");
   sf_pipeline *p = (sf_pipeline *)cp;
   if (key == SF_INFO_VAE_SCALE) {
-    if (p->vae == NULL) return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "sf_pipeline_get_float: no VAE");
-    *out = sf_vae_get_config(p->vae)->scaling_factor;
+    if (!(p->networks & (SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER)))
+      return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "sf_pipeline_get_float: no VAE");
+    *out = p->vae_cfg.scaling_factor;
     return SF_OK;
   }
   if (key == SF_INFO_LAST_MACS || key == SF_INFO_LAST_ATTENTION_MACS) {

@@ -15,25 +15,31 @@
 
 /* ---- shapes ---------------------------------------------------------------------------------- */
 
+/* Shapes come from the configs, so they hold whether or not the networks are resident. */
+#define HAS(net) ((p->networks & (net)) != 0)
+#define HAS_VAE() HAS(SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER)
+
 size_t sf_engine_latent_channels(const sf_pipeline *p) {
-  if (p->unet) return sf_unet_get_config(p->unet)->in_channels;
-  if (p->vae) return sf_vae_get_config(p->vae)->latent_channels;
+  if (HAS(SF_NET_UNET)) return p->unet_cfg.in_channels;
+  if (HAS_VAE()) return p->vae_cfg.latent_channels;
   if (p->taesd) return sf_taesd_get_config(p->taesd)->latent_channels;
   return 0;
 }
 
-size_t sf_engine_text_hidden(const sf_pipeline *p) { return p->text ? sf_clip_text_hidden(p->text) : 0; }
-size_t sf_engine_unet_out_channels(const sf_pipeline *p) {
-  return p->unet ? sf_unet_get_config(p->unet)->out_channels : 0;
-}
+size_t sf_engine_text_hidden(const sf_pipeline *p) { return HAS(SF_NET_TEXT_ENCODER) ? p->text_cfg.hidden : 0; }
+size_t sf_engine_unet_out_channels(const sf_pipeline *p) { return HAS(SF_NET_UNET) ? p->unet_cfg.out_channels : 0; }
 size_t sf_engine_unet_text_hidden(const sf_pipeline *p) {
-  return p->unet ? sf_unet_get_config(p->unet)->cross_attention_dim : 0;
+  return HAS(SF_NET_UNET) ? p->unet_cfg.cross_attention_dim : 0;
 }
+size_t sf_engine_unet_multiple(const sf_pipeline *p) {
+  return HAS(SF_NET_UNET) ? (size_t)1 << p->unet_cfg.n_downsamplers : 1;
+}
+size_t sf_engine_text_layers(const sf_pipeline *p) { return HAS(SF_NET_TEXT_ENCODER) ? p->text_cfg.layers : 0; }
 
 size_t sf_engine_scale_factor(const sf_pipeline *p, unsigned network) {
   switch (network) {
     case SF_NET_VAE_DECODER:
-    case SF_NET_VAE_ENCODER: return p->vae ? sf_vae_scale_factor(p->vae) : 0;
+    case SF_NET_VAE_ENCODER: return HAS_VAE() ? (size_t)1 << (p->vae_cfg.n_levels - 1) : 0;
     case SF_NET_TAESD_DECODER: return p->taesd ? sf_taesd_scale_factor(p->taesd, 0) : 0;
     case SF_NET_TAESD_ENCODER: return p->taesd ? sf_taesd_scale_factor(p->taesd, 1) : 0;
     default: return 0;
@@ -43,12 +49,12 @@ size_t sf_engine_scale_factor(const sf_pipeline *p, unsigned network) {
 size_t sf_engine_default_scale_factor(const sf_pipeline *p) {
   if (p->networks & SF_NET_VAE_DECODER) return sf_engine_scale_factor(p, SF_NET_VAE_DECODER);
   if (p->networks & SF_NET_TAESD_DECODER) return sf_engine_scale_factor(p, SF_NET_TAESD_DECODER);
-  if (p->vae) return sf_vae_scale_factor(p->vae);
+  if (HAS_VAE()) return sf_engine_scale_factor(p, SF_NET_VAE_DECODER);
   return 8;
 }
 
 size_t sf_engine_size_multiple(const sf_pipeline *p) {
-  return sf_engine_default_scale_factor(p) * (p->unet ? sf_unet_size_multiple(p->unet) : 1);
+  return sf_engine_default_scale_factor(p) * sf_engine_unet_multiple(p);
 }
 
 int64_t sf_engine_default_size(const sf_pipeline *p) {
@@ -67,13 +73,16 @@ static size_t graph_weight_bytes(const sf_graph *g) {
   return st.weights_bytes;
 }
 
-size_t sf_engine_weight_bytes(const sf_pipeline *p) {
+size_t sf_engine_weight_bytes(const sf_pipeline *cp) {
+  sf_pipeline *p = (sf_pipeline *)cp; /* the residency lock */
   size_t total = 0;
+  pthread_mutex_lock(&p->resident_lock);
   if (p->text) total += graph_weight_bytes(sf_clip_text_graph(p->text)) + sf_clip_text_extra_bytes(p->text);
   if (p->unet) total += graph_weight_bytes(sf_unet_graph(p->unet));
   if (p->vae) total += graph_weight_bytes(sf_vae_decoder_graph(p->vae)) + graph_weight_bytes(sf_vae_encoder_graph(p->vae));
   if (p->taesd)
     total += graph_weight_bytes(sf_taesd_decoder_graph(p->taesd)) + graph_weight_bytes(sf_taesd_encoder_graph(p->taesd));
+  pthread_mutex_unlock(&p->resident_lock);
   return total;
 }
 
@@ -126,17 +135,20 @@ sf_status sf_engine_encode_ids(sf_pipeline *p, sf_run *r, const int32_t *ids, si
                                int clip_skip, float *out, sf_diag *d) {
   sf_status s = need(p, SF_NET_TEXT_ENCODER, d);
   if (s != SF_OK) return s;
-  size_t layers = sf_clip_text_get_config(p->text)->layers;
+  size_t layers = p->text_cfg.layers;
   /* clip skip k reads the output of layer layers-k+1; layers+1 reads the embeddings. */
   if (clip_skip < 0 || (size_t)clip_skip > layers + 1)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "clip skip %d: the text encoder has %zu layers (use 0..%zu)",
                        clip_skip, layers, layers + 1);
   /* A1111's clip skip counts the last layer as 1; the network counts layers skipped. */
   int skip = clip_skip <= 1 ? 0 : clip_skip - 1;
+  if ((s = sf_pipeline_acquire_network(p, SF_NET_TEXT_ENCODER, d)) != SF_OK) return s;
   sf_plan *pl = r->plans[SF_SLOT_TEXT];
   sf_exec ex = enter(p, r);
   s = sf_clip_text_run(p->text, &ex, pl, ids, batch, tokens, skip, out, d);
-  return leave(p, r, s, sf_clip_text_graph(p->text), pl);
+  s = leave(p, r, s, sf_clip_text_graph(p->text), pl);
+  sf_pipeline_release_network(p, SF_NET_TEXT_ENCODER);
+  return s;
 }
 
 sf_status sf_engine_encode_prompt(sf_pipeline *p, sf_run *r, const char *prompt, int clip_skip, float *out,
@@ -151,10 +163,13 @@ sf_status sf_engine_unet(sf_pipeline *p, sf_run *r, const float *latents, size_t
                          const float *timesteps, const float *text, size_t tokens, float *out, sf_diag *d) {
   sf_status s = need(p, SF_NET_UNET, d);
   if (s != SF_OK) return s;
+  if ((s = sf_pipeline_acquire_network(p, SF_NET_UNET, d)) != SF_OK) return s;
   sf_plan *pl = r->plans[SF_SLOT_UNET];
   sf_exec ex = enter(p, r);
   s = sf_unet_run(p->unet, &ex, pl, latents, batch, height, width, timesteps, text, tokens, out, d);
-  return leave(p, r, s, sf_unet_graph(p->unet), pl);
+  s = leave(p, r, s, sf_unet_graph(p->unet), pl);
+  sf_pipeline_release_network(p, SF_NET_UNET);
+  return s;
 }
 
 /* Images the decoders and encoders accept: sides of at most SF_MAX_IMAGE_SIDE pixels and at most
@@ -183,11 +198,14 @@ sf_status sf_engine_decode(sf_pipeline *p, sf_run *r, unsigned decoder, const fl
                        "decode", d);
   if (s != SF_OK) return s;
   if (decoder == SF_NET_VAE_DECODER) {
+    if ((s = sf_pipeline_acquire_network(p, SF_NET_VAE_DECODER, d)) != SF_OK) return s;
     sf_plan *pl = r->plans[SF_SLOT_VAE_DECODER];
     sf_exec ex = enter(p, r);
     /* SF_IMAGE_RAW changes nothing here: the KL decoder's own range is [-1, 1]. */
     s = sf_vae_decode(p->vae, &ex, pl, latents, batch, height, width, (flags & SF_LATENTS_UNSCALED) != 0, image, d);
-    return leave(p, r, s, sf_vae_decoder_graph(p->vae), pl);
+    s = leave(p, r, s, sf_vae_decoder_graph(p->vae), pl);
+    sf_pipeline_release_network(p, SF_NET_VAE_DECODER);
+    return s;
   }
   sf_plan *pl = r->plans[SF_SLOT_TAESD_DECODER];
   unsigned tf = ((flags & SF_LATENTS_UNSCALED) ? SF_TAESD_LATENTS_UNSCALED : 0) |
@@ -207,16 +225,19 @@ sf_status sf_engine_encode_image(sf_pipeline *p, sf_run *r, unsigned encoder, co
   s = check_image_size(batch, height, width, "encode", d);
   if (s != SF_OK) return s;
   if (encoder == SF_NET_VAE_ENCODER) {
+    if ((s = sf_pipeline_acquire_network(p, SF_NET_VAE_ENCODER, d)) != SF_OK) return s;
     sf_plan *pl = r->plans[SF_SLOT_VAE_ENCODER];
     sf_exec ex = enter(p, r);
     s = sf_vae_encode(p->vae, &ex, pl, image, batch, height, width, mean, logvar, d);
     if (s == SF_OK && !(flags & SF_LATENTS_UNSCALED)) {
-      const sf_vae_config *vc = sf_vae_get_config(p->vae);
-      size_t f = sf_vae_scale_factor(p->vae);
+      const sf_vae_config *vc = &p->vae_cfg;
+      size_t f = sf_engine_scale_factor(p, SF_NET_VAE_ENCODER);
       size_t n = batch * vc->latent_channels * (height / f) * (width / f);
       for (size_t i = 0; i < n; i++) mean[i] *= vc->scaling_factor;
     }
-    return leave(p, r, s, sf_vae_encoder_graph(p->vae), pl);
+    s = leave(p, r, s, sf_vae_encoder_graph(p->vae), pl);
+    sf_pipeline_release_network(p, SF_NET_VAE_ENCODER);
+    return s;
   }
   if (logvar != NULL) return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "TAESD has no log-variance (pass NULL)");
   sf_plan *pl = r->plans[SF_SLOT_TAESD_ENCODER];

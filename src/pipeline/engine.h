@@ -17,6 +17,8 @@ size_t sf_engine_latent_channels(const sf_pipeline *p);            /* 0 without 
 size_t sf_engine_text_hidden(const sf_pipeline *p);                /* 0 without text encoder */
 size_t sf_engine_unet_text_hidden(const sf_pipeline *p);           /* cross-attention width; 0 without UNet */
 size_t sf_engine_unet_out_channels(const sf_pipeline *p);          /* 0 without UNet */
+size_t sf_engine_unet_multiple(const sf_pipeline *p);              /* 2^downsamplers; 1 without UNet */
+size_t sf_engine_text_layers(const sf_pipeline *p);                /* 0 without text encoder */
 /* Pixels per latent pixel of a decoder / encoder network (SF_NET_*): 8 for SD-1.x. */
 size_t sf_engine_scale_factor(const sf_pipeline *p, unsigned network);
 /* The factor of the decoder the pipeline would use by default (VAE, else TAESD; 8 without). */

@@ -59,7 +59,7 @@ static sf_status prompt_embeddings(sf_job *j, const char *text, const float *giv
     memcpy(out, given, count * sizeof *out);
     return SF_OK;
   }
-  if (j->p->tokenizer == NULL || j->p->text == NULL)
+  if (j->p->tokenizer == NULL || !(j->p->networks & SF_NET_TEXT_ENCODER))
     return sf_diag_set(d, SF_ERR_BAD_STATE, "the pipeline has no tokenizer/text encoder: pass embeddings instead");
   return sf_engine_encode_prompt(j->p, j->run, text, clip_skip, out, d);
 }
@@ -109,7 +109,7 @@ static sf_status init_from_image(sf_job *j, const sf_request *rq, sf_diag *d) {
     if (s == SF_OK) {
       /* Draw 0: the posterior sample's noise. */
       sf_torch_randn_f32(&j->rng, j->noise, j->n, j->rng_kernel);
-      sf_vae_posterior_sample(j->latents, logvar, j->noise, j->n, sf_vae_get_config(p->vae)->scaling_factor,
+      sf_vae_posterior_sample(j->latents, logvar, j->noise, j->n, p->vae_cfg.scaling_factor,
                               j->latents);
     }
   } else {
@@ -185,17 +185,17 @@ static sf_status job_start(sf_job *j, const sf_request *rq, int64_t seed_offset,
                        decoder == SF_NET_VAE_DECODER ? "VAE decoder" : "TAESD decoder");
   j->decoder = (sf_network)decoder;
   j->factor = sf_engine_scale_factor(p, decoder);
-  const sf_unet_config *uc = sf_unet_get_config(p->unet);
-  if (decoder == SF_NET_VAE_DECODER && sf_vae_get_config(p->vae)->latent_channels != uc->in_channels)
+  const sf_unet_config *uc = &p->unet_cfg;
+  if (decoder == SF_NET_VAE_DECODER && p->vae_cfg.latent_channels != uc->in_channels)
     return sf_diag_set(d, SF_ERR_BAD_MODEL, "the VAE has %zu latent channels, the UNet takes %zu",
-                       sf_vae_get_config(p->vae)->latent_channels, uc->in_channels);
+                       p->vae_cfg.latent_channels, uc->in_channels);
 
   /* Size: the caller's, else the init image's, else the model's; a multiple of what the
    * decoder and the UNet's down-samplings need. */
   int64_t dflt = sf_engine_default_size(p);
   int64_t width = rq->width ? rq->width : rq->init_rgb ? (int64_t)rq->init_width : dflt;
   int64_t height = rq->height ? rq->height : rq->init_rgb ? (int64_t)rq->init_height : dflt;
-  size_t multiple = j->factor * sf_unet_size_multiple(p->unet);
+  size_t multiple = j->factor * sf_engine_unet_multiple(p);
   if (width <= 0 || height <= 0 || width % (int64_t)multiple || height % (int64_t)multiple)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT,
                        "size %lldx%lld: width and height must be multiples of %zu for this model (the decoder "
@@ -210,9 +210,9 @@ static sf_status job_start(sf_job *j, const sf_request *rq, int64_t seed_offset,
   j->n = j->c * j->h * j->w;
   j->tokens = SF_CLIP_TOKENS;
   j->hidden = uc->cross_attention_dim;
-  if (p->text && sf_clip_text_hidden(p->text) != j->hidden)
+  if ((p->networks & SF_NET_TEXT_ENCODER) && sf_engine_text_hidden(p) != j->hidden)
     return sf_diag_set(d, SF_ERR_BAD_MODEL, "text encoder width %zu does not match the UNet's cross-attention width %zu",
-                       sf_clip_text_hidden(p->text), j->hidden);
+                       sf_engine_text_hidden(p), j->hidden);
   size_t batch = j->cfg ? 2 : 1;
   j->latents = malloc(j->n * sizeof(float));
   j->noise = malloc(j->n * sizeof(float));

@@ -40,43 +40,41 @@ static const sf_json *component_config(const sf_component *c, sf_diag *d) {
   return cfg;
 }
 
-static sf_status build_text_encoder(sf_pipeline *p, const sf_component *c, sf_diag *d) {
-  const sf_json *cfg = component_config(c, d);
-  if (cfg == NULL) return d->status;
-  sf_clip_text_config tc;
-  if (sf_clip_text_config_parse(cfg, &tc, d) != SF_OK) return d->status;
+/* ---- building one network from its stored config ---- */
+
+static sf_status build_text_encoder(sf_pipeline *p, sf_diag *d) {
+  const sf_component *c = sf_model_folder_find(p->folder, "text_encoder");
   sf_wsrc *ws = component_wsrc(p, c, d);
   if (ws == NULL) return d->status;
   if (!p->random_weights) sf_clip_text_accept_buffers(c->weights);
-  p->text = sf_clip_text_build(&tc, ws, d);
-  p->parameters += sf_wsrc_param_count(ws);
+  p->text = sf_clip_text_build(&p->text_cfg, ws, d);
+  if (!(p->counted & SF_NET_TEXT_ENCODER)) p->parameters += sf_wsrc_param_count(ws);
+  p->counted |= SF_NET_TEXT_ENCODER;
   sf_wsrc_destroy(ws);
   return p->text ? SF_OK : d->status;
 }
 
-static sf_status build_unet(sf_pipeline *p, const sf_component *c, sf_diag *d) {
-  const sf_json *cfg = component_config(c, d);
-  if (cfg == NULL) return d->status;
-  sf_unet_config uc;
-  if (sf_unet_config_parse(cfg, &uc, d) != SF_OK) return d->status;
+static sf_status build_unet(sf_pipeline *p, sf_diag *d) {
+  const sf_component *c = sf_model_folder_find(p->folder, "unet");
   sf_wsrc *ws = component_wsrc(p, c, d);
   if (ws == NULL) return d->status;
-  p->unet = sf_unet_build(&uc, ws, d);
-  p->parameters += sf_wsrc_param_count(ws);
+  p->unet = sf_unet_build(&p->unet_cfg, ws, d);
+  if (!(p->counted & SF_NET_UNET)) p->parameters += sf_wsrc_param_count(ws);
+  p->counted |= SF_NET_UNET;
   sf_wsrc_destroy(ws);
   return p->unet ? SF_OK : d->status;
 }
 
-static sf_status build_vae(sf_pipeline *p, const sf_component *c, int parts, sf_diag *d) {
-  const sf_json *cfg = component_config(c, d);
-  if (cfg == NULL) return d->status;
-  sf_vae_config vc;
-  if (sf_vae_config_parse(cfg, &vc, d) != SF_OK) return d->status;
+/* parts: 1 decoder, 2 encoder. */
+static sf_status build_vae(sf_pipeline *p, int parts, sf_diag *d) {
+  const sf_component *c = sf_model_folder_find(p->folder, "vae");
   sf_wsrc *ws = component_wsrc(p, c, d);
   if (ws == NULL) return d->status;
   if (!p->random_weights) sf_vae_accept_unbuilt(c->weights, parts);
-  p->vae = sf_vae_build(&vc, ws, parts, d);
-  p->parameters += sf_wsrc_param_count(ws);
+  p->vae = sf_vae_build(&p->vae_cfg, ws, parts, d);
+  unsigned bits = ((parts & 1) ? SF_NET_VAE_DECODER : 0) | ((parts & 2) ? SF_NET_VAE_ENCODER : 0);
+  if ((p->counted & bits) != bits) p->parameters += sf_wsrc_param_count(ws);
+  p->counted |= bits;
   sf_wsrc_destroy(ws);
   return p->vae ? SF_OK : d->status;
 }
@@ -125,19 +123,31 @@ sf_status sf_pipeline_build_networks(sf_pipeline *p, const sf_vfs *fs, unsigned 
                                      sf_diag *d) {
   const sf_model_folder *m = p->folder;
   const sf_component *c;
+  const sf_json *cfg;
+  /* Every config first, so a bad one is reported at load in either residency mode. */
   if ((networks & SF_NET_TEXT_ENCODER) && (c = sf_model_folder_find(m, "text_encoder")) != NULL) {
-    if (build_text_encoder(p, c, d) != SF_OK) return d->status;
+    if ((cfg = component_config(c, d)) == NULL || sf_clip_text_config_parse(cfg, &p->text_cfg, d) != SF_OK)
+      return d->status;
     p->networks |= SF_NET_TEXT_ENCODER;
   }
   if ((networks & SF_NET_UNET) && (c = sf_model_folder_find(m, "unet")) != NULL) {
-    if (build_unet(p, c, d) != SF_OK) return d->status;
+    if ((cfg = component_config(c, d)) == NULL || sf_unet_config_parse(cfg, &p->unet_cfg, d) != SF_OK)
+      return d->status;
     p->networks |= SF_NET_UNET;
   }
-  int vae_parts = ((networks & SF_NET_VAE_DECODER) ? 1 : 0) | ((networks & SF_NET_VAE_ENCODER) ? 2 : 0);
-  if (vae_parts && (c = sf_model_folder_find(m, "vae")) != NULL) {
-    if (build_vae(p, c, vae_parts, d) != SF_OK) return d->status;
+  if ((networks & (SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER)) && (c = sf_model_folder_find(m, "vae")) != NULL) {
+    if ((cfg = component_config(c, d)) == NULL || sf_vae_config_parse(cfg, &p->vae_cfg, d) != SF_OK)
+      return d->status;
     p->networks |= networks & (SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER);
   }
+  /* Resident from the start unless low-memory mode builds them when they run. */
+  if (!p->low_memory) {
+    if ((p->networks & SF_NET_TEXT_ENCODER) && build_text_encoder(p, d) != SF_OK) return d->status;
+    if ((p->networks & SF_NET_UNET) && build_unet(p, d) != SF_OK) return d->status;
+    int vae_parts = ((p->networks & SF_NET_VAE_DECODER) ? 1 : 0) | ((p->networks & SF_NET_VAE_ENCODER) ? 2 : 0);
+    if (vae_parts && build_vae(p, vae_parts, d) != SF_OK) return d->status;
+  }
+  /* TAESD (a few MB) is always resident. */
   int taesd_parts = ((networks & SF_NET_TAESD_DECODER) ? 1 : 0) | ((networks & SF_NET_TAESD_ENCODER) ? 2 : 0);
   if (taesd_parts) {
     const char *dir = taesd_path; /* a path in the file system */
@@ -154,4 +164,68 @@ sf_status sf_pipeline_build_networks(sf_pipeline *p, const sf_vfs *fs, unsigned 
     }
   }
   return SF_OK;
+}
+
+/* ---- low-memory residency ---- */
+
+static int users_index(unsigned net) {
+  switch (net) {
+    case SF_NET_TEXT_ENCODER: return 0;
+    case SF_NET_UNET: return 1;
+    case SF_NET_VAE_DECODER: return 2;
+    case SF_NET_VAE_ENCODER: return 3;
+    default: return -1;
+  }
+}
+
+static int resident(const sf_pipeline *p, unsigned net) {
+  switch (net) {
+    case SF_NET_TEXT_ENCODER: return p->text != NULL;
+    case SF_NET_UNET: return p->unet != NULL;
+    case SF_NET_VAE_DECODER: return p->vae != NULL && (sf_vae_parts(p->vae) & 1);
+    case SF_NET_VAE_ENCODER: return p->vae != NULL && (sf_vae_parts(p->vae) & 2);
+    default: return 1;
+  }
+}
+
+/* Frees every resident network no run is using, except keep. */
+static void evict_idle(sf_pipeline *p, unsigned keep) {
+  if (p->text && keep != SF_NET_TEXT_ENCODER && p->users[0] == 0) {
+    sf_clip_text_destroy(p->text);
+    p->text = NULL;
+  }
+  if (p->unet && keep != SF_NET_UNET && p->users[1] == 0) {
+    sf_unet_destroy(p->unet);
+    p->unet = NULL;
+  }
+  if (p->vae && p->users[2] == 0 && p->users[3] == 0) {
+    sf_vae_destroy(p->vae);
+    p->vae = NULL;
+  }
+}
+
+sf_status sf_pipeline_acquire_network(sf_pipeline *p, unsigned net, sf_diag *d) {
+  if (!p->low_memory || users_index(net) < 0) return SF_OK;
+  pthread_mutex_lock(&p->resident_lock);
+  sf_status s = SF_OK;
+  if (!resident(p, net)) {
+    /* One network at a time: whatever no run uses goes before the next one is packed. */
+    evict_idle(p, net);
+    if (net == SF_NET_TEXT_ENCODER) s = build_text_encoder(p, d);
+    else if (net == SF_NET_UNET) s = build_unet(p, d);
+    else if (p->vae != NULL) /* the other half is in use by another run */
+      s = sf_diag_set(d, SF_ERR_BAD_STATE, "low-memory mode: the VAE encoder and decoder cannot run at once");
+    else s = build_vae(p, net == SF_NET_VAE_DECODER ? 1 : 2, d);
+    if (s == SF_OK) p->builds++;
+  }
+  if (s == SF_OK) p->users[users_index(net)]++;
+  pthread_mutex_unlock(&p->resident_lock);
+  return s;
+}
+
+void sf_pipeline_release_network(sf_pipeline *p, unsigned net) {
+  if (!p->low_memory || users_index(net) < 0) return;
+  pthread_mutex_lock(&p->resident_lock);
+  p->users[users_index(net)]--;
+  pthread_mutex_unlock(&p->resident_lock);
 }

@@ -11,6 +11,9 @@
 
 #include "core/context.h"
 #include "io/model_folder.h"
+#include "models/clip_text.h"
+#include "models/unet.h"
+#include "models/vae.h"
 #include "pipeline/run.h"
 
 struct sf_tokenizer;
@@ -25,12 +28,24 @@ struct sf_pipeline {
   int random_weights;
   uint64_t random_seed;
   int weight_policy; /* sf_weight_policy (graph/wsrc.h) for every network's conv / linear layers */
-  unsigned networks; /* sf_network bits built */
+  unsigned networks; /* sf_network bits available (built, or buildable in low-memory mode) */
+  /* The configs of the networks available (valid for the bits in networks). */
+  sf_clip_text_config text_cfg;
+  sf_unet_config unet_cfg;
+  sf_vae_config vae_cfg;
   struct sf_tokenizer *tokenizer;
+  /* The networks. Normally built at load and immutable. In low-memory mode (SF_PARAM_LOW_MEMORY)
+   * built when a run needs them and freed when another network is needed and no run uses them:
+   * then read only between sf_pipeline_acquire_network and _release_network. */
   struct sf_clip_text *text;
   struct sf_unet *unet;
   struct sf_vae *vae;
   struct sf_taesd *taesd;
+  int low_memory;
+  pthread_mutex_t resident_lock;
+  int users[4];       /* runs using the text encoder, UNet, VAE decoder, VAE encoder now */
+  unsigned counted;   /* networks whose parameters are in `parameters` */
+  uint64_t builds;    /* networks packed since load (low-memory mode) */
   uint64_t parameters;
   /* Run states (pipeline/run.c) and statistics, under runs_lock. */
   pthread_mutex_t runs_lock;
@@ -50,6 +65,11 @@ char *sf_pipeline_describe_alloc(const sf_pipeline *p, int format);
 sf_status sf_pipeline_build_networks(sf_pipeline *p, const sf_vfs *fs, unsigned networks, const char *taesd_path,
                                      sf_diag *d);
 void sf_pipeline_free_networks(sf_pipeline *p);
+/* A network for the duration of one call: in low-memory mode builds it if it is not resident
+ * (first freeing every other network no run is using) and keeps it while in use; otherwise a
+ * no-op (the networks were built at load). */
+sf_status sf_pipeline_acquire_network(sf_pipeline *p, unsigned net, sf_diag *d);
+void sf_pipeline_release_network(sf_pipeline *p, unsigned net);
 /* The tokenizer is loaded even when inspecting: it is cheap and validates its files.
  * override_dir: SF_PARAM_TOKENIZER_PATH (a file system folder), or NULL for the folder's own
  * tokenizer (if any), read from fs. */
