@@ -84,8 +84,7 @@ sf_status sf_backend_init(sf_diag *d) {
 
 static int default_thread_count(void) {
   /* Physical cores: hyper-threads share the FMA units the kernels saturate. */
-  uint32_t n = cpuinfo_get_cores_count();
-  return n > 0 ? (int)n : 1;
+  return sf_physical_cores();
 }
 
 pthreadpool_t sf_ctx_pool_acquire(sf_context *ctx) {

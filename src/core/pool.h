@@ -7,6 +7,10 @@
 
 /* Online CPUs (read once). */
 int sf_online_cpus(void);
+/* Physical cores among the online CPUs: from Linux's topology (CPUs that are the first of their
+ * thread-sibling list), which VMs describe faithfully where cpuinfo can count two cores as one
+ * with two hyper-threads; else cpuinfo's core count; at least 1 (read once). */
+int sf_physical_cores(void);
 
 /* Flags for a parallel section on pool. With more threads than online CPUs (an explicit
  * SF_PARAM_THREADS above the core count), workers would spin-wait for the next section on
