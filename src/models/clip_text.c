@@ -1,5 +1,7 @@
 #include "models/clip_text.h"
 
+#include "graph/ops/half.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +17,8 @@ struct sf_clip_text {
   sf_graph *g;
   sf_vid input;      /* embeddings [n,1,T,D] */
   sf_vid *layer_out; /* [layers], each a graph output */
-  float *tok_emb;    /* [vocab, D] */
+  float *tok_emb;    /* [vocab, D], or NULL when held as tok_emb16 */
+  uint16_t *tok_emb16; /* [vocab, D] as IEEE half: under f16/q8 weights (graph/wsrc.h), or as stored */
   float *pos_emb;    /* [max_positions, D] */
   float *final_gamma, *final_beta;
 };
@@ -113,6 +116,7 @@ void sf_clip_text_destroy(sf_clip_text *m) {
   sf_graph_destroy(m->g);
   free(m->layer_out);
   free(m->tok_emb);
+  free(m->tok_emb16);
   free(m->pos_emb);
   free(m->final_gamma);
   free(m->final_beta);
@@ -180,7 +184,27 @@ sf_clip_text *sf_clip_text_build(const sf_clip_text_config *c, sf_wsrc *ws, sf_d
   int64_t tok_shape[2] = {(int64_t)c->vocab, (int64_t)dm};
   int64_t pos_shape[2] = {(int64_t)c->max_positions, (int64_t)dm};
   int64_t ln_shape[1] = {(int64_t)dm};
-  m->tok_emb = sf_wsrc_fetch(ws, "text_model.embeddings.token_embedding.weight", 2, tok_shape, SF_INIT_FAN_IN, dm);
+  static const char tok_name[] = "text_model.embeddings.token_embedding.weight";
+  m->tok_emb = sf_wsrc_fetch(ws, tok_name, 2, tok_shape, SF_INIT_FAN_IN, dm);
+  /* The token embedding is the text encoder's largest tensor (49408 x 768: 152 MB as f32): it is
+   * held as half when the weights are f16 or q8, or stored as F16 (then exactly: the gather
+   * widens it back bit for bit). */
+  sf_weight_policy pol = sf_wsrc_weight_policy(ws);
+  if (m->tok_emb != NULL &&
+      (pol == SF_WEIGHTS_FORCE_F16 || pol == SF_WEIGHTS_FORCE_Q8 ||
+       (pol == SF_WEIGHTS_AS_STORED && sf_wsrc_is_f16(ws, tok_name)))) {
+    size_t n = c->vocab * dm;
+    m->tok_emb16 = malloc(n * sizeof *m->tok_emb16);
+    if (m->tok_emb16 != NULL) {
+      for (size_t i = 0; i < n; i++) m->tok_emb16[i] = sf_float_to_half(m->tok_emb[i]);
+      free(m->tok_emb);
+      m->tok_emb = NULL;
+    } else {
+      sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "text_encoder: out of memory");
+      sf_clip_text_destroy(m);
+      return NULL;
+    }
+  }
   m->pos_emb = sf_wsrc_fetch(ws, "text_model.embeddings.position_embedding.weight", 2, pos_shape, SF_INIT_FAN_IN, dm);
 
   m->input = sf_graph_input(m->g, "embeddings", dm);
@@ -232,10 +256,15 @@ sf_status sf_clip_text_run(sf_clip_text *m, const sf_exec *ex, sf_plan *pl, cons
   float *x = sf_plan_data(pl, ex, m->input);
   for (size_t b = 0; b < batch; b++)
     for (size_t t = 0; t < tokens; t++) {
-      const float *te = m->tok_emb + (size_t)ids[b * tokens + t] * dm;
       const float *pe = m->pos_emb + t * dm;
       float *row = x + (b * tokens + t) * dm;
-      for (size_t k = 0; k < dm; k++) row[k] = te[k] + pe[k];
+      if (m->tok_emb16 != NULL) {
+        const uint16_t *te = m->tok_emb16 + (size_t)ids[b * tokens + t] * dm;
+        for (size_t k = 0; k < dm; k++) row[k] = sf_half_to_float(te[k]) + pe[k];
+      } else {
+        const float *te = m->tok_emb + (size_t)ids[b * tokens + t] * dm;
+        for (size_t k = 0; k < dm; k++) row[k] = te[k] + pe[k];
+      }
     }
 
   s = sf_graph_execute(m->g, pl, ex, d);
@@ -274,7 +303,9 @@ sf_status sf_clip_text_pooled(const sf_clip_text *m, const int32_t *ids, size_t 
 
 size_t sf_clip_text_hidden(const sf_clip_text *m) { return m ? m->cfg.hidden : 0; }
 size_t sf_clip_text_extra_bytes(const sf_clip_text *m) {
-  return m ? (m->cfg.vocab + m->cfg.max_positions + 2) * m->cfg.hidden * sizeof(float) : 0;
+  if (m == NULL) return 0;
+  size_t tok = m->cfg.vocab * m->cfg.hidden * (m->tok_emb16 ? sizeof(uint16_t) : sizeof(float));
+  return tok + (m->cfg.max_positions + 2) * m->cfg.hidden * sizeof(float);
 }
 const sf_clip_text_config *sf_clip_text_get_config(const sf_clip_text *m) { return m ? &m->cfg : NULL; }
 sf_graph *sf_clip_text_graph(const sf_clip_text *m) { return m ? m->g : NULL; }
