@@ -62,55 +62,6 @@ double bench_peak_rss_bytes(void) {
   return (double)ru.ru_maxrss * 1024.0; /* kilobytes on Linux */
 }
 
-/* Anonymous (dirty, not file-backed) memory: what a phone counts against an app (clean
- * file-backed pages, e.g. mapped weights, can be dropped and re-read). The kernel keeps no peak
- * of it, so a thread samples /proc/self/smaps_rollup every 20 ms while a benchmark runs. */
-static double anon_bytes_now(void) {
-  FILE *f = fopen("/proc/self/smaps_rollup", "r");
-  if (f == NULL) return 0.0;
-  char line[256];
-  double kb = 0.0;
-  while (fgets(line, sizeof line, f))
-    if (strncmp(line, "Anonymous:", 10) == 0) {
-      kb = strtod(line + 10, NULL);
-      break;
-    }
-  fclose(f);
-  return kb * 1024.0;
-}
-
-static struct {
-  pthread_t thread;
-  atomic_int running;
-  _Atomic double peak;
-} anon_sampler;
-
-static void *anon_sample(void *arg) {
-  (void)arg;
-  while (atomic_load(&anon_sampler.running)) {
-    double now = anon_bytes_now();
-    if (now > atomic_load(&anon_sampler.peak)) atomic_store(&anon_sampler.peak, now);
-    struct timespec ts = {0, 20 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
-  return NULL;
-}
-
-void bench_anon_start(void) {
-  atomic_store(&anon_sampler.peak, anon_bytes_now());
-  atomic_store(&anon_sampler.running, 1);
-  if (pthread_create(&anon_sampler.thread, NULL, anon_sample, NULL) != 0) atomic_store(&anon_sampler.running, 0);
-}
-
-double bench_peak_anon_bytes(void) {
-  double now = anon_bytes_now();
-  if (now > atomic_load(&anon_sampler.peak)) atomic_store(&anon_sampler.peak, now);
-  return atomic_load(&anon_sampler.peak);
-}
-
-void bench_anon_stop(void) {
-  if (atomic_exchange(&anon_sampler.running, 0)) pthread_join(anon_sampler.thread, NULL);
-}
 
 void bench_fill_random(float *x, size_t n, unsigned seed, float scale) {
   uint32_t s = seed * 2654435761u + 12345u;
@@ -201,7 +152,7 @@ static void report_json(FILE *f, const bench_opts *o, const char *command, size_
       fprintf(f, ",\"gmacs\":%.3f,\"attention_gmacs\":%.3f,\"arena_bytes\":%.0f,\"weights_bytes\":%.0f,"
                  "\"weights\":\"%s\",\"peak_rss_bytes\":%.0f,\"peak_anon_bytes\":%.0f,\"load_s\":%.3f",
               r->macs * 1e-9, r->attention_macs * 1e-9, r->arena_bytes, r->weights_bytes, cli_weights_name(o->weights),
-              r->peak_rss_bytes, bench_peak_anon_bytes(), r->load_s);
+              r->peak_rss_bytes, cli_peak_anon_bytes(), r->load_s);
       if (r->rss_budget_bytes > 0)
         fprintf(f, ",\"rss_budget_bytes\":%.0f,\"rss_goal_met\":%s", r->rss_budget_bytes,
                 r->peak_rss_bytes <= r->rss_budget_bytes ? "true" : "false");
@@ -247,7 +198,7 @@ static void report_text(FILE *f, const bench_opts *o, const char *command, size_
     }
     if (r->network)
       fprintf(f, " %8.1f %8.1f %9.1f %9.1f %9.1f %9.1f", r->macs * 1e-9, r->attention_macs * 1e-9,
-              r->arena_bytes / 1048576.0, r->peak_rss_bytes / 1048576.0, bench_peak_anon_bytes() / 1048576.0,
+              r->arena_bytes / 1048576.0, r->peak_rss_bytes / 1048576.0, cli_peak_anon_bytes() / 1048576.0,
               r->weights_bytes / 1048576.0);
     if (r->tokens > 0) fprintf(f, " (%.0f tokens/s)", r->tokens / r->median_s);
     fprintf(f, "\n");
@@ -365,7 +316,7 @@ int cmd_bench(int argc, char **argv) {
   bench_row rows[BENCH_MAX_ROWS];
   memset(rows, 0, sizeof rows);
   size_t n_rows = 0;
-  bench_anon_start();
+  cli_anon_start();
   int rc = subs[sub].fn(&o, ctx, &refs, rows, &n_rows);
   if (rc == 0) {
     /* Other processes can steal cycles during either probe: the better one is the peak. */
@@ -379,7 +330,7 @@ int cmd_bench(int argc, char **argv) {
     }
     bench_report(stdout, &o, subs[sub].name, threads, &refs, rows, n_rows);
   }
-  bench_anon_stop();
+  cli_anon_stop();
   sf_context_destroy(ctx);
   return rc;
 }

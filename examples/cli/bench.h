@@ -80,11 +80,6 @@ void bench_profile_pipeline(FILE *f, sf_pipeline *p, int slot, sf_graph *g, int 
 /* MACs (dense + attention) and attention MACs of graph g as planned in p's idle run state. */
 double bench_plan_macs(sf_pipeline *p, int slot, const sf_graph *g, int attention_only);
 
-/* Peak anonymous memory of the process while the benchmark runs (sampled; see bench.c). */
-void bench_anon_start(void);
-double bench_peak_anon_bytes(void);
-void bench_anon_stop(void);
-
 /* Machine probes (bench_probes.c). Register-only FMA throughput over every thread of the pool
  * (or the calling thread), widest vector ISA the CPU has, 2 FLOPs per FMA lane; runs about
  * `seconds`. */

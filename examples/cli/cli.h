@@ -24,6 +24,12 @@ void cli_line_open(int open);
 sf_context *cli_context(int threads);
 /* Parses an integer option value; returns 0 on a malformed or out-of-range value. */
 int cli_parse_int(const char *s, long long *out);
+/* Peak anonymous (dirty, not file-backed) memory of the process, sampled every 20 ms from
+ * /proc/self/smaps_rollup between start and stop (memsample.c). */
+void cli_anon_start(void);
+double cli_peak_anon_bytes(void);
+void cli_anon_stop(void);
+
 /* --weights f32|f16|q8|default -> sf_weight_type; 0 for anything else (and *out untouched). */
 int cli_parse_weights(const char *s, int *out);
 /* "f32", "f16", "q8" or "as stored". */

@@ -434,6 +434,7 @@ int cmd_txt2img(int argc, char **argv) {
 
   sf_context *ctx = cli_context((int)threads);
   if (ctx == NULL) return CLI_EXIT_FAIL;
+  cli_anon_start();
   int rc = 0;
   sf_params *load = NULL, *gen = NULL;
   sf_pipeline *pipe = NULL;
@@ -567,17 +568,22 @@ int cmd_txt2img(int argc, char **argv) {
       rc = cli_fail(path, s, NULL);
       break;
     }
+    int64_t weight_bytes = 0; /* what is resident now (low memory: the decoder) */
+    sf_pipeline_get_int(pipe, SF_INFO_WEIGHT_BYTES, &weight_bytes);
+    const double weight_mib = (double)weight_bytes / 1048576.0;
     char preview_time[48] = "";
     if (preview) snprintf(preview_time, sizeof preview_time, "previews %.2f s, ", t_preview);
     fprintf(stderr,
             "wrote %s (seed %llu): load %.2f s, text %.2f s, UNet %.2f s (%.3f s/step x %d), %sdecode %.2f s, "
-            "total %.2f s, peak RSS %.0f MiB\n",
+            "total %.2f s, weights %s%s (%.0f MiB), peak RSS %.0f MiB, peak anonymous %.0f MiB\n",
             path, image_seed, b == 0 ? t_load : 0.0, t_text, t_unet, total ? t_unet / total : 0.0, total,
-            preview_time, t_dec, now() - ts + (b == 0 ? t_load : 0.0), peak_rss_mib());
+            preview_time, t_dec, now() - ts + (b == 0 ? t_load : 0.0), cli_weights_name(weights),
+            low_memory ? ", low memory" : "", weight_mib, peak_rss_mib(), cli_peak_anon_bytes() / 1048576.0);
     if (config && b == 0)
       fprintf(stderr, "note: random weights: the image is noise; the run shows the speed and memory of %s\n", config);
   }
 done:
+  cli_anon_stop();
   sf_image_destroy(init);
   sf_pipeline_destroy(pipe);
   sf_params_destroy(load);
