@@ -8,6 +8,9 @@ bindings/README.md; the tests run it as written, doc-test: python-example):
 
 Threads: one per core unless -t says otherwise. --seed -1 draws a seed (printed, and in the
 PNG's parameters); -b N makes N images from consecutive seeds (OUT-0.png, OUT-1.png, ...).
+Memory: --weights f16 halves the weights' memory, q8 quarters it (default: as the checkpoint
+stores them); --low-memory keeps one network resident at a time. The last line tells the
+weights' memory at the end (with --low-memory: of the network resident then, the decoder).
 """
 from __future__ import annotations
 
@@ -37,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="-1: a random seed")
     ap.add_argument("-b", "--batch-count", type=int, default=1, help="images from seeds S, S+1, ...")
     ap.add_argument("--variant", default=None, help="prefer *.VARIANT.safetensors (e.g. fp16)")
+    ap.add_argument("--weights", choices=("f32", "f16", "q8"), default=None,
+                    help="how the networks' weights are held (default: as the checkpoint stores them)")
+    ap.add_argument("--low-memory", action="store_true",
+                    help="one network resident at a time, each packed when needed")
     ap.add_argument("--preview-dir", default=None, help="write a preview PNG after every step")
     ap.add_argument("-t", "--threads", type=int, default=None, help="worker threads (default: one per core)")
     ap.add_argument("-o", "--output", default="output.png")
@@ -46,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.monotonic()
     try:
-        with snapfusion.Pipeline.load(args.model, threads=args.threads, variant=args.variant) as pipe:
+        with snapfusion.Pipeline.load(args.model, threads=args.threads, variant=args.variant, weights=args.weights,
+                                      low_memory=args.low_memory) as pipe:
             loaded = time.monotonic()
             if args.batch_count != 1:
                 def progress(step: int, total: int) -> None:
@@ -77,14 +85,15 @@ def main(argv: list[str] | None = None) -> int:
                 image = job.finish()  # decoded when the iteration ended: finish() returns it
                 image.save(args.output)
                 size = image.size
+            weight_bytes = pipe.weight_bytes  # with --low-memory: the networks resident at the end
     except snapfusion.SnapFusionError as e:
         print("txt2img: %s: %s" % (type(e).__name__, e), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     done = time.monotonic()
-    print("%s: %dx%d, load %.2f s, generate %.2f s" % (args.output, size[0], size[1], loaded - start,
-                                                      done - loaded))
+    print("%s: %dx%d, load %.2f s, generate %.2f s, weights in memory %.2f MB"
+          % (args.output, size[0], size[1], loaded - start, done - loaded, weight_bytes / 1e6))
     return 0
 
 

@@ -41,10 +41,11 @@ __version__ = "0.1.0"  # this package's; the same as pyproject.toml (a test chec
 __all__ = [
     "Context", "Pipeline", "Files", "Job", "Step", "Image", "Params", "Rng", "Schedule", "TokenIds",
     "Param", "Network", "Sampler", "Prediction", "TimestepSpacing", "LogLevel", "Info", "Layout", "ScheduleTable",
+    "WeightType",
     "SEED_RANDOM",
     "SnapFusionError", "InvalidArgumentError", "FileIOError", "BadModelError", "UnsupportedError",
     "OutOfMemoryError", "CancelledError", "BackendError", "BadStateError", "InternalError", "NotFoundError",
-    "FloatArray", "FloatsLike", "ImageLike", "PathLike", "BytesLike", "LogCallback", "ProgressCallback",
+    "FloatArray", "FloatsLike", "ImageLike", "PathLike", "WeightsLike", "BytesLike", "LogCallback", "ProgressCallback",
     "version", "version_number", "abi_version", "status_string", "sampler_names", "live_handles",
 ]
 
@@ -65,6 +66,8 @@ class Param(enum.IntEnum):
     TAESD_PATH = 104
     COMPONENTS = 105
     TOKENIZER_PATH = 106
+    WEIGHT_TYPE = 107
+    LOW_MEMORY = 108
     PROMPT = 200
     NEGATIVE_PROMPT = 201
     WIDTH = 202
@@ -118,6 +121,20 @@ class Info(enum.IntEnum):
     SIZE_MULTIPLE = 12
     ACTIVE_RUNS = 13
     SCALE_FACTOR = 14
+    WEIGHT_BYTES = 15
+
+
+class WeightType(enum.IntEnum):
+    """sf_weight_type (Pipeline.load(weights=...)): how convolution and linear weights are held
+    in memory. DEFAULT keeps the checkpoint's type (f16 for F16 tensors, e.g. variant="fp16",
+    else f32); F16 halves the memory (exact for an fp16 checkpoint, rounded to nearest even
+    for an f32 one); Q8 quarters it (int8 per output channel, the layers next to the latents
+    and the pixels and the time embedding kept in f16). Activations are always f32."""
+
+    DEFAULT = 0
+    F32 = 1
+    F16 = 2
+    Q8 = 3
 
 
 class Layout(enum.IntEnum):
@@ -173,6 +190,7 @@ _DECODERS = {"vae": Network.VAE_DECODER, "taesd": Network.TAESD_DECODER}
 _ENCODERS = {"vae": Network.VAE_ENCODER, "taesd": Network.TAESD_ENCODER}
 _LAYOUTS = {"nchw": Layout.NCHW, "nhwc": Layout.NHWC}
 _TABLES = {"betas": ScheduleTable.BETAS, "alphas_cumprod": ScheduleTable.ALPHAS_CUMPROD}
+_WEIGHT_TYPES = {"default": WeightType.DEFAULT, "f32": WeightType.F32, "f16": WeightType.F16, "q8": WeightType.Q8}
 _COMPONENT_NAMES = {"text_encoder": Network.TEXT_ENCODER, "unet": Network.UNET,
                     "vae_decoder": Network.VAE_DECODER, "vae_encoder": Network.VAE_ENCODER,
                     "taesd_decoder": Network.TAESD_DECODER, "taesd_encoder": Network.TAESD_ENCODER}
@@ -209,6 +227,8 @@ PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 # log(level, message); a progress callback's true result stops the run.
 LogCallback = Callable[["LogLevel", str], object]
 ProgressCallback = Callable[[int, int], object]
+# Pipeline.load(weights=...): a WeightType or its name.
+WeightsLike = Union[WeightType, Literal["f32", "f16", "q8", "default"]]
 _FloatsT = TypeVar("_FloatsT", bound=FloatsLike)
 _ParamValue = Union[int, float, str, FloatsLike, None]
 
@@ -471,9 +491,9 @@ class Params:
     keyword arguments. Keys are Param values."""
 
     _INT_KEYS = {Param.THREADS, Param.LOG_LEVEL, Param.RANDOM_WEIGHTS, Param.RANDOM_SEED, Param.INSPECT_ONLY,
-                 Param.COMPONENTS, Param.WIDTH, Param.HEIGHT, Param.STEPS, Param.SEED, Param.SAMPLER,
-                 Param.KARRAS_SIGMAS, Param.CLIP_SKIP, Param.BATCH_COUNT, Param.PREDICTION_TYPE, Param.DECODER,
-                 Param.TIMESTEP_SPACING}
+                 Param.COMPONENTS, Param.WEIGHT_TYPE, Param.LOW_MEMORY, Param.WIDTH, Param.HEIGHT, Param.STEPS,
+                 Param.SEED, Param.SAMPLER, Param.KARRAS_SIGMAS, Param.CLIP_SKIP, Param.BATCH_COUNT,
+                 Param.PREDICTION_TYPE, Param.DECODER, Param.TIMESTEP_SPACING}
     _FLOAT_KEYS = {Param.GUIDANCE_SCALE, Param.STRENGTH, Param.ETA}
     _STRING_KEYS = {Param.VARIANT, Param.TAESD_PATH, Param.TOKENIZER_PATH, Param.PROMPT, Param.NEGATIVE_PROMPT}
     _ARRAY_KEYS = {Param.LATENTS, Param.PROMPT_EMBEDS, Param.NEGATIVE_EMBEDS}
@@ -1127,26 +1147,32 @@ class Pipeline:
              variant: str | None = None, random_weights: bool = False, random_seed: int | None = None,
              inspect_only: bool = False, taesd_path: str | os.PathLike[str] | None = None,
              tokenizer_path: str | os.PathLike[str] | None = None,
-             components: Network | int | Sequence[str | Network] | None = None) -> Pipeline:
+             components: Network | int | Sequence[str | Network] | None = None,
+             weights: WeightsLike | None = None, low_memory: bool = False) -> Pipeline:
         """Loads a diffusers folder. Without `context`, the pipeline makes (and closes) its
         own, with `threads` workers (default: one per core). components: names
         ("text_encoder", "unet", "vae_decoder", "vae_encoder", "taesd_decoder",
         "taesd_encoder") or a Network mask. tokenizer_path: a tokenizer folder used instead
-        of the model's (which may be absent)."""
+        of the model's (which may be absent). weights: "f32", "f16", "q8" or a WeightType,
+        how the networks' weights are held (None: as the checkpoint stores them); see
+        weight_bytes. low_memory: one network resident at a time, each packed when a run
+        needs it (less memory, the packing time of every network per generation)."""
         folder = _cstr(os.fspath(path), "path")
 
         def call(ctx: Any, params: Any, out: Any) -> int:
             return int(_clib.sf_pipeline_load(ctx, folder, params, out))
         return cls._load(call, os.fspath(path), context=context, threads=threads, variant=variant,
                          random_weights=random_weights, random_seed=random_seed, inspect_only=inspect_only,
-                         taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components)
+                         taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components,
+                         weights=weights, low_memory=low_memory)
 
     @classmethod
     def load_files(cls, files: Files, *, context: Context | None = None, threads: int | None = None,
                    variant: str | None = None, random_weights: bool = False, random_seed: int | None = None,
                    inspect_only: bool = False, taesd_path: str | os.PathLike[str] | None = None,
                    tokenizer_path: str | os.PathLike[str] | None = None,
-                   components: Network | int | Sequence[str | Network] | None = None) -> Pipeline:
+                   components: Network | int | Sequence[str | Network] | None = None,
+                   weights: WeightsLike | None = None, low_memory: bool = False) -> Pipeline:
         """Loads a model from a set of files in memory (sf_pipeline_load_files), with the
         options of load (taesd_path and tokenizer_path stay paths in the file system). The
         library's messages name the set's files "memory:PATH" ("memory:model_index.json is
@@ -1162,7 +1188,8 @@ class Pipeline:
                 return int(_clib.sf_pipeline_load_files(ctx, fh.ptr, params, out))
             self = cls._load(call, "memory:", context=context, threads=threads, variant=variant,
                              random_weights=random_weights, random_seed=random_seed, inspect_only=inspect_only,
-                             taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components)
+                             taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components,
+                             weights=weights, low_memory=low_memory)
             if files.borrowed:
                 # The pipeline may point into any borrowed buffer of the set: it holds the set's
                 # handle (whose keep holds the buffers) until it is closed. As the handle's child,
@@ -1177,7 +1204,8 @@ class Pipeline:
               threads: int | None, variant: str | None, random_weights: bool, random_seed: int | None,
               inspect_only: bool, taesd_path: str | os.PathLike[str] | None,
               tokenizer_path: str | os.PathLike[str] | None,
-              components: Network | int | Sequence[str | Network] | None) -> Pipeline:
+              components: Network | int | Sequence[str | Network] | None,
+              weights: WeightsLike | None, low_memory: bool) -> Pipeline:
         """load and load_files: call(context, options, out) is the C load."""
         own = context is None
         ctx = Context(threads=threads) if context is None else context
@@ -1189,7 +1217,9 @@ class Pipeline:
                 Param.RANDOM_WEIGHTS: 1 if random_weights else None,
                 Param.RANDOM_SEED: random_seed,
                 Param.TOKENIZER_PATH: os.fspath(tokenizer_path) if tokenizer_path else None,
-                Param.INSPECT_ONLY: 1 if inspect_only else None}
+                Param.INSPECT_ONLY: 1 if inspect_only else None,
+                Param.WEIGHT_TYPE: _enum_value(weights, _WEIGHT_TYPES, "weight type"),
+                Param.LOW_MEMORY: 1 if low_memory else None}
             if components is not None:
                 if isinstance(components, int):
                     mask = int(components)
@@ -1300,6 +1330,13 @@ class Pipeline:
     @property
     def arena_bytes(self) -> int:
         return self.get_int(Info.ARENA_BYTES)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes the networks' weights take as loaded (SF_INFO_WEIGHT_BYTES): packed
+        convolution and linear weights in their WeightType, norms, embeddings. With
+        low_memory, those of the networks resident now."""
+        return self.get_int(Info.WEIGHT_BYTES)
 
     @property
     def last_macs(self) -> float:

@@ -455,6 +455,96 @@ fun testFiles(model: String) {
     check(NativeHandle.live.get() == live0, "all sets freed (live ${NativeHandle.live.get() - live0})")
 }
 
+/** The 1.1 memory options: Pipeline.load(weights = WeightType, lowMemory = true) and
+ * Pipeline.weightBytes (SF_PARAM_WEIGHT_TYPE, SF_PARAM_LOW_MEMORY, SF_INFO_WEIGHT_BYTES) on
+ * tiny-sd, an f32 checkpoint. */
+fun testMemoryOptions(model: String, tmpDir: String, headerPath: String) {
+    // WeightType mirrors sf_weight_type.
+    val header = File(headerPath).readText()
+    val members = Regex("\\bSF_WEIGHT_(\\w+)\\s*=\\s*(\\d+)").findAll(header).map { it.groupValues[1] to it.groupValues[2].toInt() }.toList()
+    check(members.size == 4 && members.all { (n, v) -> WeightType.valueOf(n).code == v } && WeightType.values().size == 4,
+          "WeightType == sf_weight_type $members")
+    check(WeightType.fromName("q8") == WeightType.Q8 && WeightType.fromName("F16") == WeightType.F16 &&
+          WeightType.F32.typeName == "f32", "WeightType names")
+
+    val o = GenerationOptions(prompt = "a photo of an astronaut riding a horse", negativePrompt = "blurry", steps = 2,
+                              guidanceScale = 7.5, seed = 5L, sampler = Sampler.DDIM)
+    val bytes = HashMap<WeightType?, Long>()
+    val images = HashMap<WeightType?, ByteArray>()
+    for (w in listOf(null, WeightType.F32, WeightType.F16, WeightType.Q8)) {
+        Pipeline.load(model, threads = 1, weights = w).use { pipe ->
+            bytes[w] = pipe.weightBytes
+            pipe.txt2img(o).use { images[w] = it.pixels; check(it.width == 64 && it.height == 64, "2-step image with $w") }
+        }
+    }
+    val f32 = bytes[WeightType.F32]!!; val f16 = bytes[WeightType.F16]!!; val q8 = bytes[WeightType.Q8]!!
+    check(f32 > f16 && f16 > q8 && q8 > 0, "weightBytes f32 $f32 > f16 $f16 > q8 $q8")
+    check(f16 < 0.6 * f32 && q8 < 0.8 * f16, "f16 nearly halves, q8 shrinks again: $f32 $f16 $q8")
+    check(bytes[null] == f32, "default == f32 on an f32 checkpoint: ${bytes[null]} $f32")
+    val ref = images[null]!!
+    check(images[WeightType.F32]!!.contentEquals(ref), "weights = F32 makes the default image bit for bit")
+    for ((w, bound) in listOf(WeightType.F16 to 0.5, WeightType.Q8 to 4.0)) {  // measured: 0.05, 0.8
+        val img = images[w]!!
+        val meanDiff = img.indices.sumByDouble { Math.abs((img[it].toInt() and 255) - (ref[it].toInt() and 255)).toDouble() } / img.size
+        check(meanDiff < bound, "$w image close to f32: mean |diff| $meanDiff")
+    }
+
+    // Low memory: nothing packed at load, the same images, one network resident after a run.
+    Pipeline.load(model, threads = 1, lowMemory = true).use { pipe ->
+        val afterLoad = pipe.weightBytes
+        check(afterLoad < f32 / 4, "lowMemory weightBytes after load $afterLoad << $f32")
+        pipe.txt2img(o).use { check(it.pixels.contentEquals(ref), "lowMemory image == normal image") }
+        check(pipe.weightBytes < f32, "lowMemory: one network resident after a run (${pipe.weightBytes})")
+        pipe.start(o).use { job ->
+            check(pipe.steps(job).count() == 2, "lowMemory steps")
+            check(job.image!!.pixels.contentEquals(ref), "lowMemory step-wise == normal image")
+            job.image!!.close()
+        }
+    }
+    val emb = Pipeline.load(model, threads = 1, components = setOf(Network.TEXT_ENCODER)).use { it.encodePrompt("a red fox") }
+    Pipeline.load(model, threads = 1, lowMemory = true).use { pipe ->
+        check(pipe.encodePrompt("a red fox").contentEquals(emb), "lowMemory building blocks == normal")
+    }
+    Pipeline.load(model, threads = 1, lowMemory = true, weights = WeightType.Q8).use { pipe ->
+        pipe.txt2img(o).use { check(it.pixels.contentEquals(images[WeightType.Q8]!!), "lowMemory + Q8 == Q8 image") }
+    }
+    Files.fromFolder(model).use { files ->
+        Pipeline.loadFiles(files, threads = 1, weights = WeightType.Q8).use { pipe ->
+            check(pipe.weightBytes == q8, "loadFiles(weights = Q8) bytes")
+            pipe.txt2img(o).use { check(it.pixels.contentEquals(images[WeightType.Q8]!!), "loadFiles Q8 image") }
+        }
+        Pipeline.loadFiles(files, threads = 1, lowMemory = true).use { pipe ->
+            check(pipe.weightBytes < f32 / 4, "loadFiles(lowMemory = true) bytes after load")
+            pipe.txt2img(o).use { check(it.pixels.contentEquals(ref), "loadFiles lowMemory image") }
+        }
+    }
+
+    // The example's --weights q8 --low-memory (run.sh ran it before this program, if it did).
+    val example = File(tmpDir, "example-q8.png")
+    if (example.exists()) {
+        Pipeline.load(model, threads = 1, weights = WeightType.Q8).use { pipe ->
+            val want = pipe.txt2img(GenerationOptions(prompt = "a red fox", steps = 2, seed = 5L, guidanceScale = 7.5))
+            Image.open(example.path).use { check(it.pixels.contentEquals(want.pixels), "Txt2ImgKt --weights q8 --low-memory image") }
+            want.close()
+        }
+    }
+
+    // An invalid weight type is refused: by name in the binding, by number in the library.
+    val bad = throws<SnapFusionException>("unknown weight type name") { Pipeline.load(model, threads = 1, weights = WeightType.fromName("q4")) }
+    check(bad?.status == Status.INVALID_ARGUMENT && bad.message!!.contains("q4") && bad.message!!.contains("f16"),
+          "unknown weight type message: ${bad?.message}")
+    val c = SfLib.lib
+    val ctx = PointerByReference().also { c.sf_context_create(it) }.value
+    val p = PointerByReference().also { c.sf_params_create(it) }.value
+    check(c.sf_params_set_int(p, 107, 9) == 0, "SF_PARAM_WEIGHT_TYPE is an int key")
+    val out = PointerByReference()
+    val st = c.sf_pipeline_load(ctx, model, p, out)
+    check(st == Status.INVALID_ARGUMENT.code && c.sf_last_error().contains("SF_PARAM_WEIGHT_TYPE"),
+          "the library refuses weight type 9: $st ${c.sf_last_error()}")
+    c.sf_params_destroy(p)
+    c.sf_context_destroy(ctx)
+}
+
 fun main(args: Array<String>) {
     val model = args[0]
     val tmp = args[1]
@@ -566,6 +656,7 @@ fun main(args: Array<String>) {
     }
     testSchedule(model)
     testFiles(model)
+    testMemoryOptions(model, tmp, args[2])
     check(NativeHandle.live.get() == live0, "all native objects closed (live ${NativeHandle.live.get()} vs $live0)")
     // Unclosed objects are freed by the Cleaner once unreachable.
     run {

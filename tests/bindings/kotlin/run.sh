@@ -33,6 +33,15 @@ rt=$(dirname "$(readlink -f "$(command -v kotlinc)")")/../lib/kotlin-stdlib.jar
 [ -f "$rt" ] || rt=/usr/share/java/kotlin-stdlib.jar
 cp="$repo/snapfusion-kotlin.jar:$jna:$rt:$work/programs.jar"
 export SNAPFUSION_LIBRARY="$lib"
+# The example's memory options; the test program compares its image with Pipeline.load(weights = Q8).
+java -cp "$repo/snapfusion-kotlin.jar:$repo/txt2img.jar:$jna:$rt" Txt2ImgKt --weights q8 --low-memory \
+  "$fx/public/tiny-sd" "a red fox" "$work/example-q8.png" 2 5 > "$work/example-q8.out"
+cat "$work/example-q8.out"
+grep -q "example-q8.png: 64x64, weights in memory " "$work/example-q8.out" || { echo "Txt2ImgKt --weights q8 --low-memory: no summary line"; exit 1; }
+if java -cp "$repo/snapfusion-kotlin.jar:$repo/txt2img.jar:$jna:$rt" Txt2ImgKt --weights q4 "$fx/public/tiny-sd" x "$work/x.png" 2> "$work/example-q4.err"; then
+  echo "Txt2ImgKt --weights q4 was accepted"; exit 1
+fi
+grep -q "unknown weight type 'q4'" "$work/example-q4.err" || { echo "Txt2ImgKt --weights q4: $(cat "$work/example-q4.err")"; exit 1; }
 java -cp "$cp" BindingTestKt "$fx/public/tiny-sd" "$work" "$src/include/snapfusion.h"
 # The snippet loads "models/tiny-sd": the sandbox links it to the fixture model.
 (cd "$repo" && rm -f astronaut.png second.png fox-from-memory.png && java -cp "$cp" ReadmeExampleKt)

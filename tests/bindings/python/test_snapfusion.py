@@ -279,6 +279,24 @@ class TestLibrary(unittest.TestCase):
         for old in ("sf_unet_predict", "sf_decode_latents", "sf_encode_image"):  # declared, deprecated
             self.assertIn(old, names)
 
+    def test_enums_match_the_header(self):
+        """Every member of the header's enums has a Python member of the same name and value."""
+        with open(os.path.join(SOURCE_DIR, "include", "snapfusion.h"), encoding="utf-8") as f:
+            header = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
+        bodies = dict((m.group(2), m.group(1)) for m in re.finditer(r"typedef enum \w+ \{([^}]*)\} (\w+);", header))
+        pairs = (("sf_param", "SF_PARAM_", sf.Param), ("sf_param_array", "SF_PARAM_", sf.Param),
+                 ("sf_info", "SF_INFO_", sf.Info), ("sf_weight_type", "SF_WEIGHT_", sf.WeightType),
+                 ("sf_network", "SF_NET_", sf.Network), ("sf_sampler", "SF_SAMPLER_", sf.Sampler),
+                 ("sf_prediction", "SF_PREDICTION_", sf.Prediction),
+                 ("sf_timestep_spacing", "SF_SPACING_", sf.TimestepSpacing), ("sf_log_level", "SF_LOG_", sf.LogLevel),
+                 ("sf_layout", "SF_LAYOUT_", sf.Layout), ("sf_schedule_table", "SF_TABLE_", sf.ScheduleTable))
+        for c_enum, prefix, py_enum in pairs:
+            members = re.findall(r"\b%s(\w+)\s*=\s*(\d+)" % prefix, bodies[c_enum])
+            self.assertTrue(members, c_enum)
+            for name, value in members:
+                self.assertIn(name, py_enum.__members__, "%s%s has no %s member" % (prefix, name, py_enum.__name__))
+                self.assertEqual(int(py_enum[name]), int(value), "%s%s" % (prefix, name))
+
     def test_status_codes_map_to_exceptions(self):
         seen = set()
         for status in range(1, 11):
@@ -1395,6 +1413,131 @@ class TestGeneration(unittest.TestCase):
             del job, step
         self.pipe.txt2img(**dict(self.options, steps=1))
         self.assertEqual(sf.live_handles(), base)
+
+
+@needs_fixtures
+class TestMemoryOptions(unittest.TestCase):
+    """The 1.1 load options SF_PARAM_WEIGHT_TYPE (weights=) and SF_PARAM_LOW_MEMORY
+    (low_memory=), and SF_INFO_WEIGHT_BYTES (weight_bytes), on tiny-sd (an f32 checkpoint)."""
+
+    OPTIONS = dict(prompt="a photo of an astronaut riding a horse", negative_prompt="blurry", steps=2,
+                   guidance_scale=7.5, seed=5, sampler="ddim")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.images, cls.bytes = {}, {}
+        for weights in (None, "f32", "f16", "q8"):
+            with sf.Pipeline.load(TINY_SD, threads=THREADS, weights=weights) as p:
+                cls.bytes[weights] = p.weight_bytes
+                cls.images[weights] = p.txt2img(**cls.OPTIONS).pixels
+
+    def test_weight_types_shrink_the_weights(self):
+        b = self.bytes
+        self.assertGreater(b["f32"], b["f16"])
+        self.assertGreater(b["f16"], b["q8"])
+        self.assertGreater(b["q8"], 0)
+        self.assertEqual(b[None], b["f32"])  # an f32 checkpoint is held as f32 by default
+        # Convolution and linear weights are most of tiny-sd's: f16 nearly halves the total,
+        # q8 at least halves it again for the layers it quantizes.
+        self.assertLess(b["f16"], 0.6 * b["f32"])
+        self.assertLess(b["q8"], 0.8 * b["f16"])
+
+    def test_generation_with_each_weight_type(self):
+        ref = self.images[None]
+        self.assertEqual(self.images["f32"], ref)  # the checkpoint's own type: bit for bit
+        # Rounded weights move the image a little (measured mean |diff| of the RGB8 values:
+        # f16 0.05, q8 0.8), not a lot.
+        for weights, bound in (("f16", 0.5), ("q8", 4.0)):
+            img = self.images[weights]
+            self.assertEqual(len(img), 64 * 64 * 3)
+            mean_diff = sum(abs(a - b) for a, b in zip(img, ref)) / len(ref)
+            self.assertLess(mean_diff, bound, weights)
+
+    def test_weight_type_spellings(self):
+        for weights in (sf.WeightType.F16, "F16"):
+            with sf.Pipeline.load(TINY_SD, threads=THREADS, weights=weights, components=["unet"]) as p:
+                unet_f16 = p.weight_bytes
+        with sf.Pipeline.load(TINY_SD, threads=THREADS, weights="f16", components=["unet"]) as p:
+            self.assertEqual(p.weight_bytes, unet_f16)
+        with sf.Pipeline.load(TINY_SD, threads=THREADS, weights="default", components=["unet"]) as p:
+            with sf.Pipeline.load(TINY_SD, threads=THREADS, weights=sf.WeightType.DEFAULT, components=["unet"]) as q:
+                self.assertEqual(p.weight_bytes, q.weight_bytes)
+            self.assertGreater(p.weight_bytes, unet_f16)
+        # The fp16 variant is held as f16 by default, exactly: forcing f16 changes nothing.
+        with sf.Pipeline.load(TINY_SD, threads=THREADS, variant="fp16", components=["unet"]) as p:
+            self.assertEqual(p.weight_bytes, unet_f16)
+
+    def test_load_files_takes_the_options(self):
+        with sf.Files.from_folder(TINY_SD) as files:
+            with sf.Pipeline.load_files(files, threads=THREADS, weights="q8") as p:
+                self.assertEqual(p.weight_bytes, self.bytes["q8"])
+                self.assertEqual(p.txt2img(**self.OPTIONS).pixels, self.images["q8"])
+            with sf.Pipeline.load_files(files, threads=THREADS, low_memory=True) as p:
+                self.assertLess(p.weight_bytes, self.bytes[None] // 4)
+                self.assertEqual(p.txt2img(**self.OPTIONS).pixels, self.images[None])
+
+    def test_low_memory(self):
+        with sf.Pipeline.load(TINY_SD, threads=THREADS, low_memory=True) as p:
+            after_load = p.weight_bytes
+            self.assertLess(after_load, self.bytes[None] // 4)  # nothing packed before a run needs it
+            self.assertEqual(p.txt2img(**self.OPTIONS).pixels, self.images[None])
+            self.assertLess(p.weight_bytes, self.bytes[None])  # one network resident: the decoder
+            self.assertEqual(p.txt2img(**self.OPTIONS).pixels, self.images[None])  # again, repacked
+            job = p.generate(**self.OPTIONS)  # the step-wise API too
+            for _ in job:
+                pass
+            self.assertEqual(job.finish().pixels, self.images[None])
+            job.close()
+        with sf.Pipeline.load(TINY_SD, threads=THREADS) as normal:
+            emb = normal.encode_prompt("a red fox")
+        with sf.Pipeline.load(TINY_SD, threads=THREADS, low_memory=True) as p:
+            self.assertEqual(p.encode_prompt("a red fox"), emb)  # building blocks pack what they use
+        with sf.Pipeline.load(TINY_SD, threads=THREADS, low_memory=True, weights="q8") as p:
+            self.assertEqual(p.txt2img(**self.OPTIONS).pixels, self.images["q8"])
+            self.assertLessEqual(p.weight_bytes, self.bytes["q8"])
+
+    def test_invalid_weight_type(self):
+        gc.collect()
+        base = sf.live_handles()
+        with self.assertRaises(sf.InvalidArgumentError) as cm:
+            sf.Pipeline.load(TINY_SD, threads=THREADS, weights="q4")
+        self.assertIn("q4", str(cm.exception))
+        self.assertIn("f16", str(cm.exception))  # the known names
+        with self.assertRaises(sf.InvalidArgumentError) as cm:  # a number the library refuses
+            sf.Pipeline.load(TINY_SD, threads=THREADS, weights=9)
+        self.assertIn("SF_PARAM_WEIGHT_TYPE", str(cm.exception))
+        with sf.Files.from_folder(TINY_SD) as files:
+            with self.assertRaises(sf.InvalidArgumentError):
+                sf.Pipeline.load_files(files, threads=THREADS, weights="int4")
+        with self.assertRaises(ValueError):  # InvalidArgumentError is a ValueError
+            sf.Pipeline.load(TINY_SD, threads=THREADS, weights="")
+        gc.collect()
+        self.assertEqual(sf.live_handles(), base)  # the contexts made for the loads are closed
+
+    def test_example_command_line(self):
+        """examples/python/txt2img.py --weights q8 --low-memory makes the image of
+        Pipeline.load(weights="q8") and tells the weights' memory."""
+        env = dict(os.environ, PYTHONPATH=os.path.join(SOURCE_DIR, "bindings", "python"))
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "q8.png")
+            r = subprocess.run([sys.executable, os.path.join(SOURCE_DIR, "examples", "python", "txt2img.py"),
+                                "-m", TINY_SD, "-p", "a red fox", "--steps", "2", "--seed", "5", "-t", str(THREADS),
+                                "--weights", "q8", "--low-memory", "-o", out], env=env, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertRegex(r.stdout, r"weights in memory \d+\.\d\d MB")
+            got = sf.Image.open(out).pixels
+        with sf.Pipeline.load(TINY_SD, threads=THREADS, weights="q8") as p:
+            self.assertEqual(got, p.txt2img("a red fox", steps=2, seed=5, guidance_scale=7.5).pixels)
+        r = subprocess.run([sys.executable, os.path.join(SOURCE_DIR, "examples", "python", "txt2img.py"),
+                            "-m", TINY_SD, "-p", "x", "--weights", "q4"], env=env, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)  # argparse refuses it, naming the choices
+        self.assertIn("'q4'", r.stderr)
+
+    def test_params_keys(self):
+        p = sf.Params({sf.Param.WEIGHT_TYPE: sf.WeightType.Q8, sf.Param.LOW_MEMORY: 1})
+        self.assertEqual(p.get(sf.Param.WEIGHT_TYPE), 3)
+        self.assertEqual(p.get(sf.Param.LOW_MEMORY), 1)
+        p.close()
 
 
 def main():

@@ -29,7 +29,10 @@ for lang in c objective-c; do
     echo "  _Static_assert(SF_SEED_RANDOM == -1, \"seed\");"
     echo "  unsigned flags = SF_LATENTS_UNSCALED | SF_IMAGE_RAW; (void)flags;"
     echo "  sf_layout l = SF_LAYOUT_NHWC; sf_schedule_table t = SF_TABLE_ALPHAS_CUMPROD; (void)l; (void)t;"
-    echo "  sf_info i = SF_INFO_SIZE_MULTIPLE; i = SF_INFO_ACTIVE_RUNS; i = SF_INFO_SCALE_FACTOR; (void)i;"
+    echo "  sf_info i = SF_INFO_SIZE_MULTIPLE; i = SF_INFO_ACTIVE_RUNS; i = SF_INFO_SCALE_FACTOR; i = SF_INFO_WEIGHT_BYTES; (void)i;"
+    echo "  sf_weight_type w = SF_WEIGHT_DEFAULT; w = SF_WEIGHT_F32; w = SF_WEIGHT_F16; w = SF_WEIGHT_Q8; (void)w;"
+    echo "  _Static_assert(SF_WEIGHT_Q8 == 3, \"weight types\");"
+    echo "  (void)sf_params_set_int(p, SF_PARAM_WEIGHT_TYPE, SF_WEIGHT_Q8); (void)sf_params_set_int(p, SF_PARAM_LOW_MEMORY, 1);"
     echo "  sf_files *files = 0; sf_pipeline *pipe = 0; (void)sf_files_add(files, \"a\", 0, 0, 1);"
     echo "  (void)sf_pipeline_load_files(ctx, files, p, &pipe); sf_files_destroy(files);"
     for fn in $funcs; do echo "  (void)&$fn;"; done

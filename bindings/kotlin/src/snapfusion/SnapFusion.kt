@@ -240,11 +240,32 @@ enum class Layout(val code: Int) {
 /** sf_schedule_table. */
 enum class ScheduleTable(val code: Int) { BETAS(1), ALPHAS_CUMPROD(2) }
 
+/** sf_weight_type (Pipeline.load(weights = ...)): how convolution and linear weights are held in
+ * memory. DEFAULT keeps the checkpoint's type (f16 for F16 tensors, e.g. variant = "fp16", else
+ * f32); F16 halves the memory (exact for an fp16 checkpoint, rounded to nearest even for an f32
+ * one); Q8 quarters it (int8 per output channel; the layers next to the latents and the pixels and
+ * the time embedding kept in f16). Activations are always f32. See Pipeline.weightBytes. */
+enum class WeightType(val code: Int) {
+    DEFAULT(0), F32(1), F16(2), Q8(3);
+
+    /** "default", "f32", "f16", "q8": the names of the CLIs' --weights. */
+    val typeName: String get() = name.toLowerCase(java.util.Locale.ROOT)
+
+    companion object {
+        /** A type by name ("f32", "f16", "q8" or "default", any case); INVALID_ARGUMENT otherwise. */
+        @JvmStatic
+        fun fromName(name: String): WeightType = values().firstOrNull { it.typeName == name.toLowerCase(java.util.Locale.ROOT) }
+            ?: throw SnapFusionException(Status.INVALID_ARGUMENT, Status.INVALID_ARGUMENT.code,
+                                         "unknown weight type '$name' (known: default, f32, f16, q8)")
+    }
+}
+
 
 internal object Keys {
     const val THREADS = 1; const val LOG_LEVEL = 2
     const val VARIANT = 100; const val RANDOM_WEIGHTS = 101; const val RANDOM_SEED = 102; const val INSPECT_ONLY = 103
     const val TAESD_PATH = 104; const val COMPONENTS = 105; const val TOKENIZER_PATH = 106
+    const val WEIGHT_TYPE = 107; const val LOW_MEMORY = 108
     const val PROMPT = 200; const val NEGATIVE_PROMPT = 201; const val WIDTH = 202; const val HEIGHT = 203
     const val STEPS = 204; const val GUIDANCE_SCALE = 205; const val SEED = 206; const val SAMPLER = 207
     const val KARRAS_SIGMAS = 208; const val CLIP_SKIP = 209; const val BATCH_COUNT = 210; const val STRENGTH = 211
@@ -256,6 +277,7 @@ internal object Keys {
     const val INFO_VAE_SCALE = 7; const val INFO_PARAMETERS = 9; const val INFO_SIZE_MULTIPLE = 12
     const val INFO_ACTIVE_RUNS = 13
     const val INFO_SCALE_FACTOR = 14
+    const val INFO_WEIGHT_BYTES = 15
     const val LATENTS_UNSCALED = 1; const val IMAGE_RAW = 2
 }
 
@@ -567,6 +589,10 @@ class Pipeline private constructor(val context: Context, private val ownContext:
     val activeRuns: Int get() = infoInt(Keys.INFO_ACTIVE_RUNS).toInt()
     /** Image pixels per latent pixel of the pipeline's decoder (8 for SD-1.x). */
     val scaleFactor: Int get() = infoInt(Keys.INFO_SCALE_FACTOR).toInt()
+    /** Bytes the networks' weights take as loaded (SF_INFO_WEIGHT_BYTES): packed convolution and
+     * linear weights in their WeightType, norms, embeddings. With lowMemory, those of the networks
+     * resident now (none right after loading). */
+    val weightBytes: Long get() = infoInt(Keys.INFO_WEIGHT_BYTES)
 
     /** Text (or JSON with json = true) description of the model. */
     @JvmOverloads
@@ -719,13 +745,18 @@ class Pipeline private constructor(val context: Context, private val ownContext:
     internal fun callFor(status: Int) = call(status)
 
     companion object {
-        /** Loads a diffusers folder; without a context the pipeline makes (and closes) its own. */
+        /** Loads a diffusers folder; without a context the pipeline makes (and closes) its own.
+         * weights: how the networks' weights are held (null: as the checkpoint stores them; see
+         * weightBytes). lowMemory: one network resident at a time, each packed when a run needs it
+         * (less memory, the packing time of every network per generation). */
         @JvmStatic
         @JvmOverloads
         fun load(path: String, context: Context? = null, threads: Int? = null, variant: String? = null,
                  randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
-                 components: Set<Network>? = null, tokenizerPath: String? = null): Pipeline =
-            loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath, null) { ctx, options, out ->
+                 components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
+                 lowMemory: Boolean = false): Pipeline =
+            loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
+                     weights, lowMemory, null) { ctx, options, out ->
                 C.sf_pipeline_load(ctx, path, options, out)
             }
 
@@ -738,17 +769,20 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         @JvmOverloads
         fun loadFiles(files: Files, context: Context? = null, threads: Int? = null, variant: String? = null,
                       randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
-                      components: Set<Network>? = null, tokenizerPath: String? = null): Pipeline =
+                      components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
+                      lowMemory: Boolean = false): Pipeline =
             files.locked {  // a set is used by one thread at a time
                 val set = files.ptr()
                 val borrows = if (files.borrowed) files.handle else null
-                loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath, borrows) { ctx, options, out ->
+                loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
+                         weights, lowMemory, borrows) { ctx, options, out ->
                     C.sf_pipeline_load_files(ctx, set, options, out)
                 }
             }
 
         private fun loadWith(context: Context?, threads: Int?, variant: String?, randomWeights: Boolean, randomSeed: Long?,
-                         taesdPath: String?, components: Set<Network>?, tokenizerPath: String?, borrows: NativeHandle?,
+                         taesdPath: String?, components: Set<Network>?, tokenizerPath: String?, weights: WeightType?,
+                         lowMemory: Boolean, borrows: NativeHandle?,
                          call: (Pointer, Pointer, PointerByReference) -> Int): Pipeline {
             val ctx = context ?: Context(threads)
             if (context != null && threads != null) ctx.threads = threads
@@ -761,6 +795,8 @@ class Pipeline private constructor(val context: Context, private val ownContext:
                     p.string(Keys.TAESD_PATH, taesdPath)
                     p.string(Keys.TOKENIZER_PATH, tokenizerPath)
                     p.int(Keys.COMPONENTS, components?.fold(0L) { m, n -> m or n.bit.toLong() })
+                    p.int(Keys.WEIGHT_TYPE, weights?.code?.toLong())
+                    if (lowMemory) p.int(Keys.LOW_MEMORY, 1)
                     call(ctx.ptr(), p.ptr, out)
                 }
                 ctx.call(status)

@@ -276,6 +276,35 @@ public struct Networks: OptionSet {
     public static let taesdEncoder = Networks(rawValue: 32)
 }
 
+/// sf_weight_type (LoadOptions.weights): how convolution and linear weights are held in memory.
+/// .default keeps the checkpoint's type (f16 for F16 tensors, e.g. variant "fp16", else f32); .f16
+/// halves the memory (exact for an fp16 checkpoint, rounded to nearest even for an f32 one); .q8
+/// quarters it (int8 per output channel; the layers next to the latents and the pixels and the time
+/// embedding kept in f16). Activations are always f32. See Pipeline.weightBytes.
+public enum WeightType: UInt32 {
+    case `default` = 0, f32, f16, q8
+
+    /// "default", "f32", "f16" or "q8" (any case), as the CLIs' --weights; nil for another name.
+    public init?(name: String) {
+        switch name.lowercased() {
+        case "default": self = .default
+        case "f32": self = .f32
+        case "f16": self = .f16
+        case "q8": self = .q8
+        default: return nil
+        }
+    }
+
+    public var name: String {
+        switch self {
+        case .default: return "default"
+        case .f32: return "f32"
+        case .f16: return "f16"
+        case .q8: return "q8"
+        }
+    }
+}
+
 /// The options of loading a pipeline (sf_pipeline_load, sf_pipeline_load_files); nil and false
 /// mean the library's default.
 public struct LoadOptions {
@@ -292,10 +321,15 @@ public struct LoadOptions {
     public var tokenizerPath: String?
     /// A TAESD folder for previews and decoding: a path in the file system, also for Files.
     public var taesdPath: String?
+    /// How the networks' weights are held (nil: as the checkpoint stores them).
+    public var weights: WeightType?
+    /// One network resident at a time, each packed when a run needs it and freed when another one
+    /// is needed (less memory, the packing time of every network per generation).
+    public var lowMemory: Bool
 
     public init(variant: String? = nil, randomWeights: Bool = false, randomSeed: UInt64? = nil,
                 inspectOnly: Bool = false, components: Networks? = nil, tokenizerPath: String? = nil,
-                taesdPath: String? = nil) {
+                taesdPath: String? = nil, weights: WeightType? = nil, lowMemory: Bool = false) {
         self.variant = variant
         self.randomWeights = randomWeights
         self.randomSeed = randomSeed
@@ -303,6 +337,8 @@ public struct LoadOptions {
         self.components = components
         self.tokenizerPath = tokenizerPath
         self.taesdPath = taesdPath
+        self.weights = weights
+        self.lowMemory = lowMemory
     }
 
     func makeParams() throws -> Params {
@@ -314,6 +350,8 @@ public struct LoadOptions {
         try p.set(SF_PARAM_COMPONENTS, components.map { Int64($0.rawValue) })
         try p.set(SF_PARAM_TOKENIZER_PATH, tokenizerPath)
         try p.set(SF_PARAM_TAESD_PATH, taesdPath)
+        try p.set(SF_PARAM_WEIGHT_TYPE, weights.map { Int64($0.rawValue) })
+        if lowMemory { try p.set(SF_PARAM_LOW_MEMORY, Int64(1)) }
         return p
     }
 }
@@ -419,8 +457,9 @@ public final class Pipeline {
 
     /// Loads a diffusers folder; without a context the pipeline makes its own.
     public convenience init(path: String, context: Context? = nil, threads: Int? = nil, variant: String? = nil,
-                            randomWeights: Bool = false) throws {
-        try self.init(path: path, options: LoadOptions(variant: variant, randomWeights: randomWeights),
+                            randomWeights: Bool = false, weights: WeightType? = nil, lowMemory: Bool = false) throws {
+        try self.init(path: path, options: LoadOptions(variant: variant, randomWeights: randomWeights, weights: weights,
+                                                       lowMemory: lowMemory),
                       context: context, threads: threads)
     }
 
@@ -470,6 +509,10 @@ public final class Pipeline {
     public var activeRuns: Int { Int((try? info(SF_INFO_ACTIVE_RUNS)) ?? 0) }
     /// Image pixels per latent pixel of the pipeline's decoder (8 for SD-1.x).
     public var scaleFactor: Int { Int((try? info(SF_INFO_SCALE_FACTOR)) ?? 8) }
+    /// Bytes the networks' weights take as loaded (SF_INFO_WEIGHT_BYTES): packed convolution and
+    /// linear weights in their WeightType, norms, embeddings. With lowMemory, those of the networks
+    /// resident now (none right after loading).
+    public var weightBytes: Int { Int((try? info(SF_INFO_WEIGHT_BYTES)) ?? 0) }
     private var hasTextEncoder: Bool {
         (((try? info(SF_INFO_NETWORKS)) ?? 0) & Int64(SF_NET_TEXT_ENCODER.rawValue)) != 0
     }
