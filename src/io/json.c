@@ -83,6 +83,20 @@ static void arena_shrink_last(sf_json_doc *doc, const void *block, size_t used) 
 
 /* ---- errors ----------------------------------------------------------------------------- */
 
+/* The line and column of a byte (1-based), for messages. */
+static void line_col(const parser *P, const unsigned char *at, size_t *line, size_t *col) {
+  *line = 1;
+  *col = 1;
+  for (const unsigned char *q = P->start; q < at; q++) {
+    if (*q == '\n') {
+      (*line)++;
+      *col = 1;
+    } else {
+      (*col)++;
+    }
+  }
+}
+
 static sf_json *fail_at(parser *P, const unsigned char *at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -92,18 +106,20 @@ static sf_json *fail_at(parser *P, const unsigned char *at, const char *fmt, ...
   va_start(ap, fmt);
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
-  size_t line = 1, col = 1;
-  for (const unsigned char *q = P->start; q < at; q++) {
-    if (*q == '\n') {
-      line++;
-      col = 1;
-    } else {
-      col++;
-    }
-  }
+  size_t line, col;
+  line_col(P, at, &line, &col);
   sf_diag_set(P->d, SF_ERR_BAD_MODEL, "invalid JSON: %s at byte %zu (line %zu, column %zu)", what,
               (size_t)(at - P->start), line, col);
   return NULL;
+}
+
+/* Input that ends inside a string, array or object: where it was cut, and where the open one
+ * began. */
+static void fail_cut(parser *P, const unsigned char *open, const char *what) {
+  size_t line, col;
+  line_col(P, open, &line, &col);
+  fail_at(P, P->end, "unterminated %s (the input is cut off inside the %s opened at line %zu, column %zu)", what,
+          what, line, col);
 }
 
 static int fail_oom(parser *P) {
@@ -237,7 +253,7 @@ static int parse_string(parser *P, const char **out, size_t *out_len) {
     q++;
   }
   if (q >= P->end || *q != '"') {
-    fail_at(P, open, "unterminated string");
+    fail_cut(P, open, "string");
     return 0;
   }
   const unsigned char *close = q;
@@ -530,7 +546,7 @@ static int parse_array(parser *P, sf_json *out) {
       if (!parse_value(P, &v) || !push_val(P, &v)) return 0;
       skip_ws(P);
       if (P->p >= P->end) {
-        fail_at(P, open, "unterminated array");
+        fail_cut(P, open, "array");
         return 0;
       }
       if (*P->p == ']') {
@@ -578,7 +594,7 @@ static int parse_object(parser *P, sf_json *out) {
   } else {
     for (;;) {
       if (P->p >= P->end) {
-        fail_at(P, open, "unterminated object");
+        fail_cut(P, open, "object");
         return 0;
       }
       if (*P->p != '"') {
@@ -600,7 +616,7 @@ static int parse_object(parser *P, sf_json *out) {
         return 0;
       skip_ws(P);
       if (P->p >= P->end) {
-        fail_at(P, open, "unterminated object");
+        fail_cut(P, open, "object");
         return 0;
       }
       if (*P->p == '}') {
