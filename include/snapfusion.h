@@ -139,7 +139,15 @@ typedef enum sf_param {
   SF_PARAM_VARIANT = 100,       /* string: prefer *.VARIANT.safetensors, e.g. "fp16" */
   SF_PARAM_RANDOM_WEIGHTS = 101,/* int 0/1: ignore checkpoints, use seeded random weights */
   SF_PARAM_RANDOM_SEED = 102,   /* int: seed for SF_PARAM_RANDOM_WEIGHTS (default 0) */
-  SF_PARAM_INSPECT_ONLY = 103,  /* int 0/1: parse and validate, build no network */
+  SF_PARAM_INSPECT_ONLY = 103,  /* int 0/1: check the folder without loading it: every config
+                                 * parsed, every network's architecture built and every
+                                 * checkpoint tensor checked against it (names, shapes, types,
+                                 * tensors left over) without reading or packing a weight; every
+                                 * problem found is logged (SF_LOG_ERROR) and counted in the
+                                 * error, whose message lists as many as fit. The pipeline runs
+                                 * nothing (SF_INFO_NETWORKS is 0) but answers the shape queries,
+                                 * SF_INFO_WEIGHT_BYTES (what the load would pack) and
+                                 * sf_pipeline_estimate_memory. */
   SF_PARAM_TAESD_PATH = 104,    /* string: a TAESD folder used for previews/decoding */
   SF_PARAM_COMPONENTS = 105,    /* int: bit mask of sf_network to build (default all); without
                                  * SF_NET_TEXT_ENCODER the folder's tokenizer may be absent */
@@ -328,13 +336,41 @@ typedef enum sf_info {
   SF_INFO_ACTIVE_RUNS = 13,    /* int: runs in flight now (jobs alive, calls in progress) */
   SF_INFO_SCALE_FACTOR = 14,   /* int: image pixels per latent pixel of the pipeline's decoder
                                 * (the VAE's, else TAESD's; 8 for SD-1.x) */
-  SF_INFO_WEIGHT_BYTES = 15    /* int: bytes the networks' weights take as loaded (packed
+  SF_INFO_WEIGHT_BYTES = 15,   /* int: bytes the resident networks' weights take (packed
                                 * convolution/linear weights in their sf_weight_type, norms,
-                                * embeddings) */
+                                * embeddings). With SF_PARAM_LOW_MEMORY only the networks
+                                * resident now count (0 right after the load); with
+                                * SF_PARAM_INSPECT_ONLY what a load would pack. */
+  SF_INFO_WEIGHT_TYPE = 16     /* int sf_weight_type the UNet's layers are held in (F32, F16 or
+                                * Q8; an fp16 checkpoint's default is F16). Since 1.1. */
 } sf_info;
 
 SF_API sf_status sf_pipeline_get_int(const sf_pipeline *pipeline, sf_info key, int64_t *out_value);
 SF_API sf_status sf_pipeline_get_float(const sf_pipeline *pipeline, sf_info key, double *out_value);
+
+/* Memory a generation will take, in bytes (sf_pipeline_estimate_memory). Since 1.1. */
+typedef enum sf_memory {
+  SF_MEMORY_PEAK = 0,          /* expected peak resident set of the process from the load to the
+                                * end of the generation (the library's share plus a fixed base
+                                * for code and libraries) */
+  SF_MEMORY_WEIGHTS = 1,       /* packed weights resident at that peak */
+  SF_MEMORY_WORKSPACE = 2,     /* activation workspace resident at that peak */
+  SF_MEMORY_OTHER = 3,         /* the rest of the peak: weights being packed (staging, checkpoint
+                                * pages), the run's buffers, the base */
+  SF_MEMORY_WEIGHTS_TOTAL = 4, /* packed weights of all the pipeline's networks */
+  SF_MEMORY_WORKSPACE_RUN = 5  /* the largest workspace the generation plans */
+} sf_memory;
+
+/* What a generation with params (the sf_generate parameters: size, guidance, init image,
+ * decoder, batch count; the prompt may be absent) will need on this pipeline, as loaded (weight
+ * type, low-memory mode) and on the context's thread count: *out_bytes receives the figure
+ * `what`. Works on a pipeline loaded with SF_PARAM_INSPECT_ONLY, which reads no weight: load that
+ * way first to know, before anything is packed, whether a model fits (e.g. against iOS's
+ * os_proc_available_memory()). The estimate comes from the networks' packed sizes and planned
+ * workspaces, not from a measurement; the README's Memory section compares it with measured
+ * peaks. Since 1.1. */
+SF_API sf_status sf_pipeline_estimate_memory(const sf_pipeline *pipeline, const sf_params *params, sf_memory what,
+                                             int64_t *out_bytes);
 
 /* ---------------------------------------------------------------------------------- */
 /* Building blocks, for apps that cache embeddings or drive their own loops            */

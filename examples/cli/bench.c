@@ -153,6 +153,10 @@ static void report_json(FILE *f, const bench_opts *o, const char *command, size_
                  "\"weights\":\"%s\",\"peak_rss_bytes\":%.0f,\"peak_anon_bytes\":%.0f,\"load_s\":%.3f",
               r->macs * 1e-9, r->attention_macs * 1e-9, r->arena_bytes, r->weights_bytes, cli_weights_name(o->weights),
               r->peak_rss_bytes, cli_peak_anon_bytes(), r->load_s);
+      if (r->est_peak > 0)
+        fprintf(f, ",\"estimate_peak_bytes\":%.0f,\"estimate_weights_bytes\":%.0f,\"estimate_workspace_bytes\":%.0f,"
+                   "\"estimate_other_bytes\":%.0f,\"estimate_over_measured\":%.4f",
+                r->est_peak, r->est_weights, r->est_workspace, r->est_other, r->est_peak / r->peak_rss_bytes);
       if (r->rss_budget_bytes > 0)
         fprintf(f, ",\"rss_budget_bytes\":%.0f,\"rss_goal_met\":%s", r->rss_budget_bytes,
                 r->peak_rss_bytes <= r->rss_budget_bytes ? "true" : "false");
@@ -208,6 +212,13 @@ static void report_text(FILE *f, const bench_opts *o, const char *command, size_
       fprintf(f, "%s: peak RSS %.0f MB, budget (f32 weights + 1 GiB) %.0f MB: %s; load %.1f s\n", rows[i].name,
               rows[i].peak_rss_bytes / 1048576.0, rows[i].rss_budget_bytes / 1048576.0,
               rows[i].peak_rss_bytes <= rows[i].rss_budget_bytes ? "ok" : "OVER", rows[i].load_s);
+  for (size_t i = 0; i < n_rows; i++)
+    if (rows[i].network && rows[i].est_peak > 0)
+      fprintf(f, "%s: memory estimate before the load %.1f MiB (weights %.1f, workspace %.1f, other %.1f); "
+                 "measured peak RSS %.1f MiB; estimate/measured %.3f\n",
+              rows[i].name, rows[i].est_peak / 1048576.0, rows[i].est_weights / 1048576.0,
+              rows[i].est_workspace / 1048576.0, rows[i].est_other / 1048576.0, rows[i].peak_rss_bytes / 1048576.0,
+              rows[i].est_peak / rows[i].peak_rss_bytes);
   fprintf(f, "(ratio: of the FMA peak; S: of the stream bandwidth. GF/s counts 2 FLOPs per multiply-add;\n"
              " attention counts 4*Tq*Tk*d per head.)\n");
 }
@@ -260,6 +271,8 @@ int cmd_bench(int argc, char **argv) {
       o.json = 1;
     } else if (strcmp(a, "--profile") == 0) {
       o.profile = 1;
+    } else if (strcmp(a, "--low-memory") == 0) {
+      o.low_memory = 1;
     } else if (v == NULL) {
       return bad("an option is missing its value");
     } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
@@ -289,8 +302,6 @@ int cmd_bench(int argc, char **argv) {
       o.only = argv[++i];
     } else if (strcmp(a, "--taesd") == 0) {
       o.taesd = argv[++i];
-    } else if (strcmp(a, "--low-memory") == 0) {
-      o.low_memory = 1;
     } else if (strcmp(a, "--weights") == 0) {
       if (!cli_parse_weights(v, &o.weights)) return bad("--weights takes f32, f16 or q8");
       i++;

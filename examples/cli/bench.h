@@ -42,6 +42,8 @@ typedef struct bench_row {
   /* networks only */
   double macs, attention_macs;
   double arena_bytes, weights_bytes, peak_rss_bytes, rss_budget_bytes, load_s;
+  /* sf_pipeline_estimate_memory before the load (txt2img); est_peak 0: none */
+  double est_peak, est_weights, est_workspace, est_other;
   int network;
 } bench_row;
 

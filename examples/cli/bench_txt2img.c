@@ -44,19 +44,50 @@ static sf_status generate_timed(sf_pipeline *p, const sf_params *gen, run_times 
   return s;
 }
 
+/* sf_pipeline_estimate_memory on an inspect-only load with the same options: peak, weights,
+ * workspace, other. */
+static sf_status load_options(const bench_opts *o, const char *tokenizer, int inspect, sf_params **out) {
+  sf_status s = sf_params_create(out);
+  sf_params *load = *out;
+  if (s == SF_OK) s = sf_params_set_int(load, SF_PARAM_RANDOM_WEIGHTS, 1);
+  if (s == SF_OK) s = sf_params_set_int(load, SF_PARAM_COMPONENTS, SF_NET_TEXT_ENCODER | SF_NET_UNET | SF_NET_VAE_DECODER);
+  if (s == SF_OK) s = sf_params_set_string(load, SF_PARAM_TOKENIZER_PATH, tokenizer);
+  if (s == SF_OK && o->weights != SF_WEIGHT_DEFAULT) s = sf_params_set_int(load, SF_PARAM_WEIGHT_TYPE, o->weights);
+  if (s == SF_OK && o->low_memory) s = sf_params_set_int(load, SF_PARAM_LOW_MEMORY, 1);
+  if (s == SF_OK && inspect) s = sf_params_set_int(load, SF_PARAM_INSPECT_ONLY, 1);
+  return s;
+}
+
+static sf_status estimate(sf_context *ctx, const bench_opts *o, const char *tokenizer, const sf_params *gen,
+                          int64_t out[4]) {
+  sf_params *inspect = NULL;
+  sf_pipeline *p = NULL;
+  sf_status s = load_options(o, tokenizer, 1, &inspect);
+  if (s == SF_OK) s = sf_pipeline_load(ctx, o->config, inspect, &p);
+  static const sf_memory what[4] = {SF_MEMORY_PEAK, SF_MEMORY_WEIGHTS, SF_MEMORY_WORKSPACE, SF_MEMORY_OTHER};
+  for (int i = 0; s == SF_OK && i < 4; i++) s = sf_pipeline_estimate_memory(p, gen, what[i], &out[i]);
+  if (s != SF_OK) cli_fail("memory estimate", s, ctx);
+  sf_pipeline_destroy(p);
+  sf_params_destroy(inspect);
+  return s;
+}
+
 int bench_txt2img(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_row *rows, size_t *n_rows) {
   (void)refs;
   char tokbuf[4096];
   const char *tokenizer = o->tokenizer ? o->tokenizer : bench_default_tokenizer(tokbuf, sizeof tokbuf);
   sf_params *load = NULL, *gen = NULL;
   sf_pipeline *p = NULL;
-  sf_status s = sf_params_create(&load);
+  sf_status s = load_options(o, tokenizer, 0, &load);
   if (s == SF_OK) s = sf_params_create(&gen);
-  if (s == SF_OK) s = sf_params_set_int(load, SF_PARAM_RANDOM_WEIGHTS, 1);
-  if (s == SF_OK) s = sf_params_set_int(load, SF_PARAM_COMPONENTS, SF_NET_TEXT_ENCODER | SF_NET_UNET | SF_NET_VAE_DECODER);
-  if (s == SF_OK) s = sf_params_set_string(load, SF_PARAM_TOKENIZER_PATH, tokenizer);
-  if (s == SF_OK && o->weights != SF_WEIGHT_DEFAULT) s = sf_params_set_int(load, SF_PARAM_WEIGHT_TYPE, o->weights);
-  if (s == SF_OK && o->low_memory) s = sf_params_set_int(load, SF_PARAM_LOW_MEMORY, 1);
+  sf_params_set_string(gen, SF_PARAM_PROMPT, "a photo of an astronaut riding a horse on mars");
+  sf_params_set_int(gen, SF_PARAM_WIDTH, o->size);
+  sf_params_set_int(gen, SF_PARAM_HEIGHT, o->size);
+  sf_params_set_float(gen, SF_PARAM_GUIDANCE_SCALE, o->cfg_scale);
+  sf_params_set_int(gen, SF_PARAM_SEED, 1);
+  /* What the library expects the generation to need, asked before anything is packed. */
+  int64_t est[4] = {0, 0, 0, 0};
+  if (s == SF_OK) s = estimate(ctx, o, tokenizer, gen, est);
   double t0 = bench_now();
   if (s == SF_OK) s = sf_pipeline_load(ctx, o->config, load, &p);
   double load_s = bench_now() - t0;
@@ -66,12 +97,6 @@ int bench_txt2img(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_
     sf_params_destroy(gen);
     return CLI_EXIT_FAIL;
   }
-  sf_params_set_string(gen, SF_PARAM_PROMPT, "a photo of an astronaut riding a horse on mars");
-  sf_params_set_int(gen, SF_PARAM_WIDTH, o->size);
-  sf_params_set_int(gen, SF_PARAM_HEIGHT, o->size);
-  sf_params_set_float(gen, SF_PARAM_GUIDANCE_SCALE, o->cfg_scale);
-  sf_params_set_int(gen, SF_PARAM_SEED, 1);
-
   int rc = CLI_EXIT_FAIL;
   size_t n_times = (size_t)o->repeat;
   double *totals = calloc(n_times, sizeof *totals), *texts = calloc(n_times, sizeof *texts),
@@ -118,6 +143,10 @@ int bench_txt2img(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_
       row->arena_bytes = (double)ws_bytes;
       row->peak_rss_bytes = bench_peak_rss_bytes();
       row->load_s = load_s;
+      row->est_peak = (double)est[0];
+      row->est_weights = (double)est[1];
+      row->est_workspace = (double)est[2];
+      row->est_other = (double)est[3];
 
       bench_row *text = &rows[1];
       snprintf(text->name, sizeof text->name, "  text encoder");

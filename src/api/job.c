@@ -15,7 +15,7 @@ sf_status sf_job_start(sf_pipeline *p, const sf_params *params, sf_job **out_job
     return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_job_start: NULL argument");
   sf_diag d = {0};
   sf_request rq;
-  if (sf_request_from_params(params, &rq, &d) != SF_OK) return fail(p, &d, "sf_job_start");
+  if (sf_request_for_generation(params, &rq, &d) != SF_OK) return fail(p, &d, "sf_job_start");
   if (rq.batch_count != 1)
     return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT,
                         "sf_job_start: SF_PARAM_BATCH_COUNT %d: a job makes one image (use sf_generate_batch)",
@@ -106,7 +106,7 @@ sf_status sf_generate(sf_pipeline *p, const sf_params *params, sf_progress_fn pr
     return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_generate: NULL argument");
   sf_diag d = {0};
   sf_request rq;
-  if (sf_request_from_params(params, &rq, &d) != SF_OK) return fail(p, &d, "sf_generate");
+  if (sf_request_for_generation(params, &rq, &d) != SF_OK) return fail(p, &d, "sf_generate");
   if (rq.batch_count != 1)
     return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT,
                         "sf_generate: SF_PARAM_BATCH_COUNT %d: sf_generate makes one image (use sf_generate_batch)",
@@ -125,7 +125,7 @@ sf_status sf_generate_batch(sf_pipeline *p, const sf_params *params, sf_progress
     return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_generate_batch: NULL argument");
   sf_diag d = {0};
   sf_request rq;
-  if (sf_request_from_params(params, &rq, &d) != SF_OK) return fail(p, &d, "sf_generate_batch");
+  if (sf_request_for_generation(params, &rq, &d) != SF_OK) return fail(p, &d, "sf_generate_batch");
   if ((size_t)rq.batch_count > capacity)
     return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_generate_batch: room for %zu images, %d asked for",
                         capacity, rq.batch_count);

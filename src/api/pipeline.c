@@ -9,6 +9,8 @@
 #include "graph/wsrc.h"
 #include "models/vae.h"
 #include "pipeline/engine.h"
+#include "pipeline/estimate.h"
+#include "pipeline/request.h"
 
 #define SF_ALL_NETWORKS                                                                              \
   (SF_NET_TEXT_ENCODER | SF_NET_UNET | SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER | SF_NET_TAESD_DECODER | \
@@ -67,6 +69,27 @@ static sf_model_folder *open_any(const sf_vfs *fs, const char *dir, const char *
   return sf_model_folder_open_vfs(fs, dir, variant, flags, d); /* reports what is missing */
 }
 
+/* SF_PARAM_INSPECT_ONLY: every network checked against its checkpoint without packing anything,
+ * every problem found logged and counted in the error (whose message holds as many as fit). */
+static sf_status inspect(sf_pipeline *p, const sf_vfs *fs, unsigned networks, const char *taesd_path, sf_diag *d) {
+  sf_problems pr = {0};
+  sf_status s = sf_pipeline_inspect_networks(p, networks, &pr, d);
+  unsigned taesd = 0;
+  if (s == SF_OK && sf_pipeline_load_taesd(p, fs, networks, taesd_path, &taesd, d) != SF_OK) {
+    if (d->status == SF_ERR_OUT_OF_MEMORY) s = d->status;
+    else sf_problems_add(&pr, "%s", d->msg);
+    sf_diag_clear(d);
+  }
+  p->configured |= taesd;
+  if (s == SF_OK && sf_problems_count(&pr) > 0) {
+    for (size_t i = 0; i < pr.n; i++) sf_ctx_log(p->ctx, SF_LOG_ERROR, "%s", pr.msg[i]);
+    if (pr.dropped) sf_ctx_log(p->ctx, SF_LOG_ERROR, "%zu more problems", pr.dropped);
+    s = sf_problems_summary(&pr, SF_ERR_BAD_MODEL, "", d);
+  }
+  sf_problems_free(&pr);
+  return s;
+}
+
 /* sf_pipeline_load and sf_pipeline_load_files: the folder dir of fs. fn names the public
  * function in messages about its arguments. */
 static sf_status load(sf_context *ctx, const sf_vfs *fs, const char *dir, const sf_params *options,
@@ -117,13 +140,13 @@ static sf_status load(sf_context *ctx, const sf_vfs *fs, const char *dir, const 
     sf_pipeline_destroy(p);
     return sf_ctx_take_diag(ctx, &d);
   }
-  if (!sf_params_int_or(options, SF_PARAM_INSPECT_ONLY, 0)) {
-    sf_status s = sf_pipeline_build_networks(p, fs, (unsigned)networks,
-                                             sf_params_string_or(options, SF_PARAM_TAESD_PATH, NULL), &d);
-    if (s != SF_OK) {
-      sf_pipeline_destroy(p);
-      return sf_ctx_take_diag(ctx, &d);
-    }
+  const char *taesd_path = sf_params_string_or(options, SF_PARAM_TAESD_PATH, NULL);
+  p->inspect_only = sf_params_int_or(options, SF_PARAM_INSPECT_ONLY, 0) != 0;
+  sf_status s = p->inspect_only ? inspect(p, fs, (unsigned)networks, taesd_path, &d)
+                                : sf_pipeline_build_networks(p, fs, (unsigned)networks, taesd_path, &d);
+  if (s != SF_OK) {
+    sf_pipeline_destroy(p);
+    return sf_ctx_take_diag(ctx, &d);
   }
   *out_pipeline = p;
   return SF_OK;
@@ -165,8 +188,8 @@ sf_status sf_pipeline_get_int(const sf_pipeline *cp, sf_info key, int64_t *out) 
     case SF_INFO_NETWORKS: *out = p->networks; return SF_OK;
     case SF_INFO_TEXT_TOKENS: *out = SF_CLIP_TOKENS; return SF_OK;
     case SF_INFO_TEXT_HIDDEN:
-      if (!(p->networks & (SF_NET_TEXT_ENCODER | SF_NET_UNET))) break;
-      *out = (int64_t)((p->networks & SF_NET_TEXT_ENCODER) ? sf_engine_text_hidden(p) : sf_engine_unet_text_hidden(p));
+      if (!(p->configured & (SF_NET_TEXT_ENCODER | SF_NET_UNET))) break;
+      *out = (int64_t)((p->configured & SF_NET_TEXT_ENCODER) ? sf_engine_text_hidden(p) : sf_engine_unet_text_hidden(p));
       return SF_OK;
     case SF_INFO_LATENT_CHANNELS:
       if (sf_engine_latent_channels(p) == 0) break;
@@ -179,8 +202,12 @@ sf_status sf_pipeline_get_int(const sf_pipeline *cp, sf_info key, int64_t *out) 
     case SF_INFO_SIZE_MULTIPLE: *out = (int64_t)sf_engine_size_multiple(p); return SF_OK;
     case SF_INFO_ACTIVE_RUNS: *out = (int64_t)sf_run_count_active(p); return SF_OK;
     case SF_INFO_WEIGHT_BYTES: *out = (int64_t)sf_engine_weight_bytes(p); return SF_OK;
+    case SF_INFO_WEIGHT_TYPE:
+      if (!(p->configured & SF_NET_UNET)) break;
+      *out = (int64_t)sf_engine_weight_type(p);
+      return SF_OK;
     case SF_INFO_SCALE_FACTOR:
-      if (!(p->networks & (SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER | SF_NET_TAESD_DECODER | SF_NET_TAESD_ENCODER)))
+      if (!(p->configured & (SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER | SF_NET_TAESD_DECODER | SF_NET_TAESD_ENCODER)))
         break;
       *out = (int64_t)sf_engine_default_scale_factor(p);
       return SF_OK;
@@ -190,7 +217,7 @@ sf_status sf_pipeline_get_int(const sf_pipeline *cp, sf_info key, int64_t *out) 
       return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_int: %d is a float (sf_pipeline_get_float)",
                           (int)key);
   }
-  if ((int)key < SF_INFO_NETWORKS || (int)key > SF_INFO_WEIGHT_BYTES)
+  if ((int)key < SF_INFO_NETWORKS || (int)key > SF_INFO_WEIGHT_TYPE)
     return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_int: %d is not a sf_info key", (int)key);
   return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "sf_pipeline_get_int: %d is not available for this pipeline", (int)key);
 }
@@ -200,7 +227,7 @@ sf_status sf_pipeline_get_float(const sf_pipeline *cp, sf_info key, double *out)
     return sf_ctx_error(cp ? cp->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_get_float: NULL argument");
   sf_pipeline *p = (sf_pipeline *)cp;
   if (key == SF_INFO_VAE_SCALE) {
-    if (!(p->networks & (SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER)))
+    if (!(p->configured & (SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER)))
       return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "sf_pipeline_get_float: no VAE");
     *out = p->vae_cfg.scaling_factor;
     return SF_OK;
@@ -230,5 +257,27 @@ sf_status sf_pipeline_describe(const sf_pipeline *pipeline, sf_format format, ch
     buffer[n] = '\0';
   }
   free(text);
+  return SF_OK;
+}
+
+sf_status sf_pipeline_estimate_memory(const sf_pipeline *cp, const sf_params *params, sf_memory what,
+                                      int64_t *out_bytes) {
+  if (out_bytes) *out_bytes = 0;
+  if (cp == NULL || out_bytes == NULL)
+    return sf_ctx_error(cp ? cp->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_estimate_memory: NULL argument");
+  if ((int)what < SF_MEMORY_PEAK || (int)what > SF_MEMORY_WORKSPACE_RUN)
+    return sf_ctx_error(cp->ctx, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_estimate_memory: %d is not a sf_memory figure",
+                        (int)what);
+  sf_pipeline *p = (sf_pipeline *)cp; /* dry builds take the residency lock */
+  sf_diag d = {0};
+  sf_request rq;
+  if (sf_request_from_params(params, &rq, &d) != SF_OK) return sf_ctx_take_diag(p->ctx, &d);
+  pthreadpool_t pool = sf_ctx_pool_acquire(p->ctx);
+  size_t threads = pool ? pthreadpool_get_threads_count(pool) : 1;
+  sf_ctx_pool_release(p->ctx);
+  sf_memory_figures m;
+  if (sf_pipeline_estimate(p, &rq, threads, &m, &d) != SF_OK) return sf_ctx_take_diag(p->ctx, &d);
+  const uint64_t v[] = {m.peak, m.weights, m.workspace, m.other, m.weights_total, m.workspace_run};
+  *out_bytes = (int64_t)v[what];
   return SF_OK;
 }

@@ -32,6 +32,7 @@ sf_vid sf_g_conv2d_asym(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, 
   /* pad: for the planner's (symmetric) shape inference, see the header */
   const sf_conv_params cp = {
       .kernel = kernel, .stride = stride, .pad = pad, .pad_top = pad_top, .pad_left = pad_left};
+  if (sf_wsrc_is_dry(ws)) return sf_dry_layer_add(g, x, out_ch, in_ch, kk, bias, &cp, wt);
   if (igemm) return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix, wt);
   const float *ohwi = w;
   xnn_operator_t *ops = calloc(1, sizeof *ops);

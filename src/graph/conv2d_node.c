@@ -19,6 +19,21 @@ int sf_conv_fetch(sf_graph *g, sf_wsrc *ws, const char *prefix, size_t out_ch, s
   snprintf(name, sizeof name, "%s.weight", prefix);
   int64_t wshape[4] = {(int64_t)out_ch, (int64_t)in_ch, (int64_t)kernel, (int64_t)kernel};
   size_t kk = kernel * kernel, fan_in = in_ch * kk, count = out_ch * kk * in_ch;
+  *w_out = *b_out = NULL;
+  if (sf_wsrc_is_dry(ws)) { /* checked, not read */
+    sf_wsrc_note_stage(ws, 0, count);
+    if (to_ohwi) sf_wsrc_note_stage(ws, 1, count);
+    int64_t bshape[1] = {(int64_t)out_ch};
+    int ok = sf_wsrc_check(ws, name, 4, wshape);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    if (ok && bias) ok = sf_wsrc_check(ws, name, 1, bshape);
+    if (!ok) {
+      sf_diag tmp = {0};
+      sf_wsrc_status(ws, 0, &tmp);
+      sf_graph_fail(g, tmp.status != SF_OK ? tmp.status : SF_ERR_INTERNAL, "%s", tmp.msg);
+    }
+    return ok;
+  }
   float *w = sf_wsrc_stage(ws, 0, count);
   int ok = w != NULL && sf_wsrc_fetch_into(ws, name, 4, wshape, SF_INIT_FAN_IN, fan_in, w);
   float *b = NULL;
@@ -59,10 +74,9 @@ sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_
   if (!sf_conv_fetch(g, ws, prefix, out_ch, in_ch, kernel, bias, !igemm, &w, &b)) return -1;
   size_t kk = kernel * kernel;
   size_t K = kk * in_ch;
-  if (igemm) {
-    const sf_conv_params cp = {.kernel = kernel, .stride = stride, .pad = pad, .pad_top = pad, .pad_left = pad};
-    return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix, wt);
-  }
+  const sf_conv_params cp = {.kernel = kernel, .stride = stride, .pad = pad, .pad_top = pad, .pad_left = pad};
+  if (sf_wsrc_is_dry(ws)) return sf_dry_layer_add(g, x, out_ch, in_ch, kk, bias, &cp, wt);
+  if (igemm) return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix, wt);
   const float *ohwi = w;
   size_t panel_oc = sf_xnn_panel_channels(out_ch, K * sizeof(float), SF_CONV_PANEL_BUDGET);
   size_t n_panels = (out_ch + panel_oc - 1) / panel_oc;
@@ -79,7 +93,7 @@ sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_
   sf_node *n = sf_xnn_node_add(g, SF_OP_CONV2D, x, out_ch, ops, n_panels, panel_oc, xs,
                                "xnn_create_convolution2d_nhwc_f32", prefix);
   if (n == NULL) return -1;
-  n->p.conv = (sf_conv_params){.kernel = kernel, .stride = stride, .pad = pad, .pad_top = pad, .pad_left = pad};
+  n->p.conv = cp;
   g->weights_bytes += (out_ch * kk * in_ch + (bias ? out_ch : 0)) * sizeof(float);
   return n->out;
 }

@@ -114,6 +114,9 @@ typedef struct sf_exec {
  * ex->ws. */
 sf_status sf_graph_prepare(const sf_graph *g, sf_plan *pl, const sf_shape *input_shapes, size_t n_inputs,
                            const sf_exec *ex, sf_diag *d);
+/* The same plan without a workspace (memory estimates: sf_plan_arena_bytes). */
+sf_status sf_graph_plan(const sf_graph *g, sf_plan *pl, const sf_shape *input_shapes, size_t n_inputs, size_t threads,
+                        sf_diag *d);
 /* Buffer of a value in the prepared plan: write inputs here before run, read outputs after.
  * Valid until the workspace grows (the next prepare of any graph on it). */
 float *sf_plan_data(const sf_plan *pl, const sf_exec *ex, sf_vid v);

@@ -91,6 +91,7 @@ struct sf_graph {
   pthread_mutex_t xnn_lock;
   int xnnpack_gemm;     /* conv / linear on XNNPACK even where the own GEMM is available */
   int sensitive;        /* layers being built now are sensitive to quantisation */
+  int dry;              /* built from a dry weight source (wsrc.h): planned, never run */
 };
 
 /* The storage type of a conv / linear layer whose weight tensor is `tensor`. */
@@ -168,5 +169,11 @@ sf_status sf_xnn_run(const sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag 
 sf_vid sf_igemm_node_add(sf_graph *g, sf_vid x, size_t out_ch, const float *w, float *b, size_t cin, size_t taps,
                          const sf_conv_params *conv, const char *prefix, sf_wtype type);
 sf_status sf_igemm_node_run(const sf_plan *pl, void *arena, const sf_node *n, pthreadpool_t pool);
+
+/* ---- dry builds (graph/dry_node.c) ---- */
+/* The conv (conv != NULL) / linear node a layer of weights [out_ch][cin][taps] of type would be,
+ * counting the bytes its packed weights would take, with none packed; marks the graph dry. */
+sf_vid sf_dry_layer_add(sf_graph *g, sf_vid x, size_t out_ch, size_t cin, size_t taps, int bias,
+                        const sf_conv_params *conv, sf_wtype type);
 
 #endif

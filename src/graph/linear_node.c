@@ -17,6 +17,28 @@ static sf_vid add_linear(sf_graph *g, sf_wsrc *ws, const char *const *prefixes, 
   if (!sf_graph_valid(g, x)) return -1;
   size_t in_f = sf_graph_channels(g, x);
   size_t out_f = out_each * count;
+  char wname[256];
+  snprintf(wname, sizeof wname, "%s.weight", prefixes[0]);
+  const sf_wtype wt = sf_graph_layer_wtype(g, ws, wname);
+  if (sf_wsrc_is_dry(ws)) { /* checked, not read */
+    sf_wsrc_note_stage(ws, 0, out_f * in_f);
+    int ok = 1;
+    for (size_t i = 0; ok && i < count; i++) {
+      char name[256];
+      snprintf(name, sizeof name, "%s.weight", prefixes[i]);
+      int64_t wshape[2] = {(int64_t)out_each, (int64_t)in_f}, bshape[1] = {(int64_t)out_each};
+      ok = sf_wsrc_check(ws, name, 2, wshape);
+      snprintf(name, sizeof name, "%s.bias", prefixes[i]);
+      if (ok && bias) ok = sf_wsrc_check(ws, name, 1, bshape);
+    }
+    if (!ok) {
+      sf_diag tmp = {0};
+      sf_wsrc_status(ws, 0, &tmp);
+      sf_graph_fail(g, tmp.status != SF_OK ? tmp.status : SF_ERR_INTERNAL, "%s", tmp.msg);
+      return -1;
+    }
+    return sf_dry_layer_add(g, x, out_f, in_f, 1, bias, NULL, wt);
+  }
   /* The fused parts (e.g. q, k, v) are fetched side by side into one staged matrix. */
   float *w = sf_wsrc_stage(ws, 0, out_f * in_f);
   float *b = bias ? malloc(out_f * sizeof *b) : NULL;
@@ -40,9 +62,6 @@ static sf_vid add_linear(sf_graph *g, sf_wsrc *ws, const char *const *prefixes, 
     else sf_graph_fail(g, SF_ERR_OUT_OF_MEMORY, "out of memory packing %s", prefixes[0]);
     return -1;
   }
-  char wname[256];
-  snprintf(wname, sizeof wname, "%s.weight", prefixes[0]);
-  const sf_wtype wt = sf_graph_layer_wtype(g, ws, wname);
   if (sf_graph_uses_igemm_for(g, wt)) return sf_igemm_node_add(g, x, out_f, w, b, in_f, 1, NULL, prefixes[0], wt);
   size_t panel_oc = sf_xnn_panel_channels(out_f, in_f * sizeof(float), SF_FC_PANEL_BUDGET);
   size_t n_panels = (out_f + panel_oc - 1) / panel_oc;

@@ -243,6 +243,13 @@ sf_status sf_graph_prepare(const sf_graph *g, sf_plan *pl, const sf_shape *input
   return s;
 }
 
+sf_status sf_graph_plan(const sf_graph *g, sf_plan *pl, const sf_shape *input_shapes, size_t n_inputs, size_t threads,
+                        sf_diag *d) {
+  if (g == NULL || pl == NULL || threads == 0) return sf_diag_set(d, SF_ERR_INTERNAL, "graph plan: NULL argument");
+  if (plan_matches(pl, g, input_shapes, n_inputs, threads)) return SF_OK;
+  return plan_graph(g, pl, input_shapes, n_inputs, threads, d);
+}
+
 size_t sf_plan_arena_bytes(const sf_plan *pl) { return pl && pl->serial ? pl->arena_bytes : 0; }
 size_t sf_plan_naive_bytes(const sf_plan *pl) { return pl && pl->serial ? pl->naive_bytes : 0; }
 

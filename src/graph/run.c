@@ -39,6 +39,7 @@ static sf_status run_nodes(const sf_graph *g, const sf_plan *pl, const sf_exec *
 
 sf_status sf_graph_execute(sf_graph *g, const sf_plan *pl, const sf_exec *ex, sf_diag *d) {
   if (pl == NULL || pl->serial != g->serial) return sf_diag_set(d, SF_ERR_INTERNAL, "%s: run before plan", g->name);
+  if (g->dry) return sf_diag_set(d, SF_ERR_BAD_STATE, "%s: built for inspection only: it has no weights", g->name);
   if (ex->ws == NULL || ex->ws->base == NULL || ex->ws->cap < pl->arena_bytes)
     return sf_diag_set(d, SF_ERR_INTERNAL, "%s: the workspace does not hold the plan", g->name);
   if (sf_pool_threads(ex->pool) != pl->threads)

@@ -1,6 +1,7 @@
 #include "graph/wsrc.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,9 @@ struct sf_wsrc {
   sf_diag diag;
   uint64_t params;
   sf_weight_policy policy;
+  sf_problems *problems; /* dry mode (sf_wsrc_set_dry) */
   float *stage[SF_WSRC_STAGES];
+  size_t stage_max[SF_WSRC_STAGES]; /* floats, largest asked for (dry builds: noted) */
   size_t stage_cap[SF_WSRC_STAGES];
 };
 
@@ -45,6 +48,7 @@ float *sf_wsrc_stage(sf_wsrc *ws, int slot, size_t n) {
     return NULL;
   }
   if (n == 0) n = 1;
+  if (n > ws->stage_max[slot]) ws->stage_max[slot] = n;
   if (n > ws->stage_cap[slot]) {
     free(ws->stage[slot]);
     ws->stage_cap[slot] = 0;
@@ -59,6 +63,18 @@ float *sf_wsrc_stage(sf_wsrc *ws, int slot, size_t n) {
   return ws->stage[slot];
 }
 int sf_wsrc_is_random(const sf_wsrc *ws) { return ws->w == NULL; }
+
+void sf_wsrc_note_stage(sf_wsrc *ws, int slot, size_t n) {
+  if (slot >= 0 && slot < SF_WSRC_STAGES && n > ws->stage_max[slot]) ws->stage_max[slot] = n;
+}
+
+size_t sf_wsrc_stage_bytes(const sf_wsrc *ws) {
+  size_t total = 0;
+  for (int i = 0; i < SF_WSRC_STAGES; i++) total += ws->stage_max[i] * sizeof(float);
+  return total;
+}
+void sf_wsrc_set_dry(sf_wsrc *ws, sf_problems *problems) { ws->problems = problems; }
+int sf_wsrc_is_dry(const sf_wsrc *ws) { return ws->problems != NULL; }
 
 void sf_wsrc_set_weight_policy(sf_wsrc *ws, sf_weight_policy policy) { ws->policy = policy; }
 sf_weight_policy sf_wsrc_weight_policy(const sf_wsrc *ws) { return ws->policy; }
@@ -115,34 +131,43 @@ static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
   if (off < cap) snprintf(buf + off, cap - off, "]");
 }
 
+/* A problem with the checkpoint: the first failure in a normal build; one more entry in the
+ * list in dry mode (then the build goes on). Returns what check_tensor returns. */
+static int problem(sf_wsrc *ws, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int problem(sf_wsrc *ws, const char *fmt, ...) {
+  char msg[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (ws->problems == NULL) {
+    sf_diag_set(&ws->diag, SF_ERR_BAD_MODEL, "%s: %s", ws->component, msg);
+    return 0;
+  }
+  sf_problems_add(ws->problems, "%s: %s", ws->component, msg);
+  return 1;
+}
+
 /* The checkpoint tensor `name` if it has the shape and a float type (NULL for random
- * sources); sets ws->diag and returns 0 otherwise. */
+ * sources, and in dry mode for a tensor with a problem); sets ws->diag and returns 0 otherwise. */
 static int check_tensor(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape,
                         const sf_st_tensor **out) {
   *out = NULL;
   if (ws->w != NULL) {
     const sf_st_tensor *t = sf_weights_find(ws->w, name);
-    if (t == NULL) {
-      sf_diag_set(&ws->diag, SF_ERR_BAD_MODEL, "%s: checkpoint has no tensor '%s' that the config requires",
-                  ws->component, name);
-      return 0;
-    }
+    if (t == NULL) return problem(ws, "checkpoint has no tensor '%s' that the config requires", name);
+    sf_weights_mark_used(ws->w, t);
     int same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
     if (!same) {
       char want[128], got[128];
       shape_str(want, sizeof want, ndim, shape);
       shape_str(got, sizeof got, t->ndim, t->shape);
-      sf_diag_set(&ws->diag, SF_ERR_BAD_MODEL, "%s: tensor '%s' has shape %s, the config implies %s",
-                  ws->component, name, got, want);
-      return 0;
+      return problem(ws, "tensor '%s' has shape %s, the config implies %s", name, got, want);
     }
     if (t->dtype != SF_DTYPE_F32 && t->dtype != SF_DTYPE_F16 && t->dtype != SF_DTYPE_BF16 &&
-        t->dtype != SF_DTYPE_F64) {
-      sf_diag_set(&ws->diag, SF_ERR_BAD_MODEL, "%s: tensor '%s' has dtype %s, expected a float type",
-                  ws->component, name, sf_dtype_name(t->dtype));
-      return 0;
-    }
+        t->dtype != SF_DTYPE_F64)
+      return problem(ws, "tensor '%s' has dtype %s, expected a float type", name, sf_dtype_name(t->dtype));
     *out = t;
   }
   return 1;
@@ -156,13 +181,17 @@ static uint64_t shape_count(int ndim, const int64_t *shape) {
 
 static void fill(sf_wsrc *ws, const sf_st_tensor *t, const char *name, uint64_t n, sf_init init, size_t fan_in,
                  float *out) {
-  if (t != NULL) {
-    sf_st_to_f32(t, out);
-    sf_weights_mark_used(ws->w, t);
-  } else {
-    fill_random(out, n, ws->seed, name, init, fan_in);
-  }
+  if (ws->problems != NULL) memset(out, 0, (size_t)n * sizeof *out); /* dry: nothing is read */
+  else if (t != NULL) sf_st_to_f32(t, out);
+  else fill_random(out, n, ws->seed, name, init, fan_in);
   ws->params += n;
+}
+
+int sf_wsrc_check(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape) {
+  const sf_st_tensor *t = NULL;
+  if (ws->diag.status != SF_OK || !check_tensor(ws, name, ndim, shape, &t)) return 0;
+  ws->params += shape_count(ndim, shape);
+  return 1;
 }
 
 int sf_wsrc_fetch_into(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape, sf_init init,
@@ -178,19 +207,29 @@ float *sf_wsrc_fetch(sf_wsrc *ws, const char *name, int ndim, const int64_t *sha
   const sf_st_tensor *t = NULL;
   if (ws->diag.status != SF_OK || !check_tensor(ws, name, ndim, shape, &t)) return NULL;
   uint64_t n = shape_count(ndim, shape);
-  float *out = malloc((size_t)(n ? n : 1) * sizeof(float));
+  /* dry mode: zeros from calloc (large ones are untouched pages) */
+  float *out = ws->problems != NULL ? calloc((size_t)(n ? n : 1), sizeof(float))
+                                    : malloc((size_t)(n ? n : 1) * sizeof(float));
   if (out == NULL) {
     sf_diag_set(&ws->diag, SF_ERR_OUT_OF_MEMORY, "%s: out of memory for tensor '%s' (%llu values)",
                 ws->component, name, (unsigned long long)n);
     return NULL;
   }
-  fill(ws, t, name, n, init, fan_in, out);
+  if (ws->problems != NULL) ws->params += n;
+  else fill(ws, t, name, n, init, fan_in, out);
   return out;
 }
 
 sf_status sf_wsrc_status(const sf_wsrc *ws, int check_unused, sf_diag *d) {
   if (ws->diag.status != SF_OK) return sf_diag_set(d, ws->diag.status, "%s", ws->diag.msg);
   if (check_unused && ws->w != NULL) {
+    if (ws->problems != NULL) { /* dry: every one (weights' used marks are set by check_tensor) */
+      for (size_t i = 0; i < sf_weights_count(ws->w); i++)
+        if (!sf_weights_used_at(ws->w, i))
+          sf_problems_add(ws->problems, "%s: checkpoint tensor '%s' is not used by the architecture its config describes",
+                          ws->component, sf_weights_at(ws->w, i)->name);
+      return SF_OK;
+    }
     const sf_st_tensor *t = sf_weights_first_unused(ws->w);
     if (t != NULL)
       return sf_diag_set(d, SF_ERR_BAD_MODEL,

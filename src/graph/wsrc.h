@@ -60,6 +60,22 @@ sf_weight_policy sf_wsrc_weight_policy(const sf_wsrc *ws);
 /* Whether a checkpoint stores tensor name as IEEE half (F16): such weights are exactly
  * representable as f16 panels. 0 for random sources and for tensors it lacks. */
 int sf_wsrc_is_f16(const sf_wsrc *ws, const char *name);
+/* Dry mode (inspect-only loads, memory estimates): the architecture is built and every tensor
+ * it asks for is checked against the checkpoint, but no value is read, converted or packed.
+ * Every problem goes to `problems` (missing, misshapen or non-float tensors, and the tensors no
+ * layer asked for, at sf_wsrc_status(.., 1, ..)) and the build goes on, so one inspection
+ * reports them all; fetches succeed with buffers of zeros (norm scales, biases). Builders must not
+ * pack in dry mode: they call sf_wsrc_check instead of staging and fetching layer weights. */
+void sf_wsrc_set_dry(sf_wsrc *ws, sf_problems *problems);
+int sf_wsrc_is_dry(const sf_wsrc *ws);
+/* Checks tensor name as a fetch would, without reading it (counted as used and as parameters).
+ * 1 when the build may go on (in dry mode also after a recorded problem). */
+int sf_wsrc_check(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape);
+/* What a real build would stage in slot (n floats): dry builders note it instead of staging, so
+ * sf_wsrc_stage_bytes is the same for dry and real builds. */
+void sf_wsrc_note_stage(sf_wsrc *ws, int slot, size_t n);
+/* Bytes of the largest staging of each slot so far (what a build holds besides its weights). */
+size_t sf_wsrc_stage_bytes(const sf_wsrc *ws);
 /* Parameters handed out so far. */
 uint64_t sf_wsrc_param_count(const sf_wsrc *ws);
 

@@ -197,6 +197,18 @@ size_t sf_weights_unused_count(const sf_weights *w) {
   return n;
 }
 
+void sf_weights_drop_pages(const sf_weights *w) {
+  for (size_t i = 0; w && i < w->n_files; i++) sf_st_drop_pages(w->files[i]);
+}
+
+uint64_t sf_weights_data_bytes(const sf_weights *w) {
+  uint64_t n = 0;
+  for (size_t i = 0; w && i < w->n; i++) n += w->e[i].t->nbytes;
+  return n;
+}
+
+int sf_weights_used_at(const sf_weights *w, size_t index) { return w && index < w->n && w->used[index]; }
+
 const sf_st_tensor *sf_weights_first_unused(const sf_weights *w) {
   for (size_t i = 0; w && i < w->n; i++)
     if (!w->used[i]) return w->e[i].t;
@@ -443,6 +455,7 @@ static void component_free_fields(sf_component *c) {
   free(c->class_name);
   free(c->dir);
   free(c->config_path);
+  free(c->config_shown);
   sf_json_free(c->config);
   sf_weights_close(c->weights);
   free(c->weights_file);
@@ -513,13 +526,15 @@ static sf_status component_load(const sf_vfs *fs, sf_component *c, const char *r
     /* Configs are written by Python's json module, which spells float('-inf') -Infinity. */
     c->config = sf_json_parse_vfs(fs, cfg, cfg_shown, SF_CONFIG_MAX_BYTES, SF_JSON_ALLOW_NONFINITE, d);
     c->config_path = cfg;
+    c->config_shown = cfg_shown;
     cfg = NULL;
+    cfg_shown = NULL;
     if (c->config == NULL) {
       s = d ? d->status : SF_ERR_BAD_MODEL;
       goto done;
     }
     if (sf_json_root(c->config)->type != SF_JSON_OBJECT) {
-      s = sf_diag_set(d, SF_ERR_BAD_MODEL, "%s: not a JSON object", cfg_shown);
+      s = sf_diag_set(d, SF_ERR_BAD_MODEL, "%s: not a JSON object", c->config_shown);
       goto done;
     }
     if (c->class_name == NULL) {

@@ -41,6 +41,12 @@ const sf_safetensors *sf_weights_file(const sf_weights *w, size_t index);
 void sf_weights_mark_used(sf_weights *w, const sf_st_tensor *t);
 void sf_weights_clear_used(sf_weights *w);
 size_t sf_weights_unused_count(const sf_weights *w);
+/* Drops the mapped pages of every file (sf_st_drop_pages): after a network is packed. */
+void sf_weights_drop_pages(const sf_weights *w);
+/* Bytes of the tensors' data in the files (what reading them all maps in). */
+uint64_t sf_weights_data_bytes(const sf_weights *w);
+/* Whether the tensor at index (sf_weights_at) was used. */
+int sf_weights_used_at(const sf_weights *w, size_t index);
 /* First unused tensor in name order, NULL if all were used. */
 const sf_st_tensor *sf_weights_first_unused(const sf_weights *w);
 
@@ -71,6 +77,7 @@ typedef struct sf_component {
   char *dir;         /* the component folder, as a path in the file source it came from */
   sf_component_kind kind;
   char *config_path; /* in the same source; NULL only for a tokenizer without tokenizer_config.json */
+  char *config_shown; /* config_path as messages name it (the folder's path, or "memory:unet/config.json") */
   sf_json_doc *config;
   /* NULL for schedulers, tokenizers, processors and config-only models. */
   sf_weights *weights;

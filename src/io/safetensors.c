@@ -541,3 +541,7 @@ int sf_st_to_i64(const sf_st_tensor *t, int64_t *out) {
     default: return -1;
   }
 }
+
+void sf_st_drop_pages(const sf_safetensors *st) {
+  if (st != NULL) sf_vfs_drop_pages(&st->map);
+}

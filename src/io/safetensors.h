@@ -71,6 +71,10 @@ void sf_st_to_f32(const sf_st_tensor *t, float *out);
 /* Integer dtypes to int64 (0 on success, -1 for float dtypes). */
 int sf_st_to_i64(const sf_st_tensor *t, int64_t *out);
 
+/* Drops the file's mapped pages from the resident set once its tensors are packed
+ * (sf_vfs_drop_pages); they are read again from the page cache if needed. */
+void sf_st_drop_pages(const sf_safetensors *st);
+
 /* Float conversions used across the library. */
 float sf_f16_to_f32(uint16_t h);
 float sf_bf16_to_f32(uint16_t h);

@@ -424,6 +424,11 @@ sf_vfs_map_result sf_vfs_map_file(const sf_vfs *fs, const char *path, sf_vfs_map
   return SF_VFS_MAPPED;
 }
 
+void sf_vfs_drop_pages(const sf_vfs_map *m) {
+  /* A private read-only file mapping never holds pages of its own: dropping them loses nothing. */
+  if (m != NULL && m->os_addr != NULL) (void)madvise(m->os_addr, m->os_len, MADV_DONTNEED);
+}
+
 void sf_vfs_unmap(sf_vfs_map *m) {
   if (m == NULL) return;
   if (m->os_addr) munmap(m->os_addr, m->os_len);

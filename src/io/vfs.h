@@ -106,6 +106,10 @@ typedef enum sf_vfs_map_result {
 
 /* On failure *out is cleared (except size for SF_VFS_MAP_FAILED) and needs no unmap. */
 sf_vfs_map_result sf_vfs_map_file(const sf_vfs *fs, const char *path, sf_vfs_map *out, int *err);
+/* Drops the pages of a file mapping from the process's resident set (they stay in the page
+ * cache and come back when read again): a checkpoint's bytes once they are packed. No-op for
+ * memory files. */
+void sf_vfs_drop_pages(const sf_vfs_map *m);
 /* Releases the view (clears *m); a cleared map is a no-op. */
 void sf_vfs_unmap(sf_vfs_map *m);
 

@@ -19,6 +19,7 @@ struct sf_clip_text {
   sf_vid *layer_out; /* [layers], each a graph output */
   float *tok_emb;    /* [vocab, D], or NULL when held as tok_emb16 */
   uint16_t *tok_emb16; /* [vocab, D] as IEEE half: under f16/q8 weights (graph/wsrc.h), or as stored */
+  int tok_half;        /* held as half (set also by dry builds, which hold neither) */
   float *pos_emb;    /* [max_positions, D] */
   float *final_gamma, *final_beta;
 };
@@ -185,14 +186,18 @@ sf_clip_text *sf_clip_text_build(const sf_clip_text_config *c, sf_wsrc *ws, sf_d
   int64_t pos_shape[2] = {(int64_t)c->max_positions, (int64_t)dm};
   int64_t ln_shape[1] = {(int64_t)dm};
   static const char tok_name[] = "text_model.embeddings.token_embedding.weight";
-  m->tok_emb = sf_wsrc_fetch(ws, tok_name, 2, tok_shape, SF_INIT_FAN_IN, dm);
   /* The token embedding is the text encoder's largest tensor (49408 x 768: 152 MB as f32): it is
    * held as half when the weights are f16 or q8, or stored as F16 (then exactly: the gather
    * widens it back bit for bit). */
   sf_weight_policy pol = sf_wsrc_weight_policy(ws);
-  if (m->tok_emb != NULL &&
-      (pol == SF_WEIGHTS_FORCE_F16 || pol == SF_WEIGHTS_FORCE_Q8 ||
-       (pol == SF_WEIGHTS_AS_STORED && sf_wsrc_is_f16(ws, tok_name)))) {
+  m->tok_half = pol == SF_WEIGHTS_FORCE_F16 || pol == SF_WEIGHTS_FORCE_Q8 ||
+                (pol == SF_WEIGHTS_AS_STORED && sf_wsrc_is_f16(ws, tok_name));
+  if (sf_wsrc_is_dry(ws)) { /* neither copy is held; a real build holds the f32 one for a while */
+    sf_wsrc_check(ws, tok_name, 2, tok_shape);
+    if (m->tok_half) sf_wsrc_note_stage(ws, 0, c->vocab * dm);
+  }
+  else m->tok_emb = sf_wsrc_fetch(ws, tok_name, 2, tok_shape, SF_INIT_FAN_IN, dm);
+  if (m->tok_emb != NULL && m->tok_half) {
     size_t n = c->vocab * dm;
     m->tok_emb16 = malloc(n * sizeof *m->tok_emb16);
     if (m->tok_emb16 != NULL) {
@@ -231,6 +236,16 @@ sf_clip_text *sf_clip_text_build(const sf_clip_text_config *c, sf_wsrc *ws, sf_d
 
 /* ---- run ---------------------------------------------------------------------------------- */
 
+static sf_shape text_input(const sf_clip_text *m, size_t batch, size_t tokens) {
+  return (sf_shape){batch, 1, tokens, m->cfg.hidden};
+}
+
+sf_status sf_clip_text_plan(const sf_clip_text *m, sf_plan *pl, size_t batch, size_t tokens, size_t threads,
+                            sf_diag *d) {
+  sf_shape shape = text_input(m, batch, tokens);
+  return sf_graph_plan(m->g, pl, &shape, 1, threads, d);
+}
+
 sf_status sf_clip_text_run(sf_clip_text *m, const sf_exec *ex, sf_plan *pl, const int32_t *ids, size_t batch,
                            size_t tokens, int clip_skip, float *out, sf_diag *d) {
   if (m == NULL || ex == NULL || pl == NULL || ids == NULL || out == NULL)
@@ -248,7 +263,9 @@ sf_status sf_clip_text_run(sf_clip_text *m, const sf_exec *ex, sf_plan *pl, cons
                          "text_encoder: token id %ld at [%zu, %zu] is outside the vocabulary (0..%zu)", (long)ids[i],
                          i / tokens, i % tokens, c->vocab - 1);
 
-  sf_shape shape = {batch, 1, tokens, c->hidden};
+  if (m->tok_emb == NULL && m->tok_emb16 == NULL)
+    return sf_diag_set(d, SF_ERR_BAD_STATE, "text_encoder: built for inspection only: it has no weights");
+  sf_shape shape = text_input(m, batch, tokens);
   sf_status s = sf_graph_prepare(m->g, pl, &shape, 1, ex, d);
   if (s != SF_OK) return s;
 
@@ -304,7 +321,7 @@ sf_status sf_clip_text_pooled(const sf_clip_text *m, const int32_t *ids, size_t 
 size_t sf_clip_text_hidden(const sf_clip_text *m) { return m ? m->cfg.hidden : 0; }
 size_t sf_clip_text_extra_bytes(const sf_clip_text *m) {
   if (m == NULL) return 0;
-  size_t tok = m->cfg.vocab * m->cfg.hidden * (m->tok_emb16 ? sizeof(uint16_t) : sizeof(float));
+  size_t tok = m->cfg.vocab * m->cfg.hidden * (m->tok_half ? sizeof(uint16_t) : sizeof(float));
   return tok + (m->cfg.max_positions + 2) * m->cfg.hidden * sizeof(float);
 }
 const sf_clip_text_config *sf_clip_text_get_config(const sf_clip_text *m) { return m ? &m->cfg : NULL; }

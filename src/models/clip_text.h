@@ -62,6 +62,10 @@ void sf_clip_text_accept_buffers(struct sf_weights *w);
 sf_status sf_clip_text_run(sf_clip_text *m, const sf_exec *ex, sf_plan *pl, const int32_t *ids, size_t batch,
                            size_t tokens, int clip_skip, float *out, sf_diag *d);
 
+/* Plans pl as sf_clip_text_run would for batch x tokens, without a workspace (estimates). */
+sf_status sf_clip_text_plan(const sf_clip_text *m, sf_plan *pl, size_t batch, size_t tokens, size_t threads,
+                            sf_diag *d);
+
 /* transformers' pooler_output from a last_hidden_state [batch, tokens, hidden] (clip_skip 0)
  * of the same ids: the row at argmax(ids) when eos_token_id == 2 (legacy configs such as
  * SD-1.5's), else at the first id == eos_token_id (row 0 if none). pooled [batch, hidden].

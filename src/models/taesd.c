@@ -385,6 +385,13 @@ size_t sf_taesd_scale_factor(const sf_taesd *t, int encoder) {
   return (size_t)1 << ((encoder ? t->cfg.n_enc : t->cfg.n_dec) - 1);
 }
 
+sf_status sf_taesd_plan(const sf_taesd *t, sf_plan *pl, int encoder, size_t b, size_t h, size_t w, size_t threads, sf_diag *d) {
+  const sf_graph *g = encoder ? t->enc.g : t->dec.g;
+  if (g == NULL) return sf_diag_set(d, SF_ERR_BAD_STATE, "taesd: the %s was not built", encoder ? "encoder" : "decoder");
+  sf_shape in = {b, h, w, encoder ? t->cfg.in_channels : t->cfg.latent_channels};
+  return sf_graph_plan(g, pl, &in, 1, threads, d);
+}
+
 sf_status sf_taesd_decode(sf_taesd *t, const sf_exec *ex, sf_plan *pl, const float *latents, size_t b, size_t h,
                           size_t w, unsigned flags, float *image, sf_diag *d) {
   if (t == NULL || ex == NULL || pl == NULL || latents == NULL || image == NULL)

@@ -76,6 +76,10 @@ void sf_taesd_destroy(sf_taesd *t);
  * network's own output (~[0, 1]). Runs in the caller's run state (ex; pl: the state's plan
  * of the decoder graph). */
 enum { SF_TAESD_LATENTS_UNSCALED = 1, SF_TAESD_IMAGE_RAW = 2, SF_TAESD_RAW = 3 };
+/* Plans pl as the decoder (encoder = 0; latent sides h, w) or the encoder (encoder = 1; image
+ * sides h, w) would run b images, without a workspace (estimates). BAD_STATE without that part. */
+sf_status sf_taesd_plan(const sf_taesd *t, sf_plan *pl, int encoder, size_t b, size_t h, size_t w, size_t threads, sf_diag *d);
+
 sf_status sf_taesd_decode(sf_taesd *t, const sf_exec *ex, sf_plan *pl, const float *latents, size_t b, size_t h,
                           size_t w, unsigned flags, float *image, sf_diag *d);
 /* image NCHW [b, in_channels, H, W], H and W multiples of f -> latents [b, L, H/f, W/f].

@@ -198,6 +198,20 @@ const sf_unet_config *sf_unet_get_config(const sf_unet *u) { return u ? &u->cfg 
 size_t sf_unet_size_multiple(const sf_unet *u) { return u ? (size_t)1 << u->cfg.n_downsamplers : 1; }
 sf_graph *sf_unet_graph(const sf_unet *u) { return u ? u->g : NULL; }
 
+static void unet_inputs(const sf_unet *u, size_t batch, size_t h, size_t w, size_t tokens, sf_shape shapes[3]) {
+  const sf_unet_config *c = &u->cfg;
+  shapes[0] = (sf_shape){batch, h, w, c->in_channels};
+  shapes[1] = (sf_shape){batch, 1, 1, c->time_proj_dim};
+  shapes[2] = (sf_shape){batch, 1, tokens, c->cross_attention_dim};
+}
+
+sf_status sf_unet_plan(const sf_unet *u, sf_plan *pl, size_t batch, size_t h, size_t w, size_t tokens, size_t threads,
+                       sf_diag *d) {
+  sf_shape shapes[3];
+  unet_inputs(u, batch, h, w, tokens, shapes);
+  return sf_graph_plan(u->g, pl, shapes, 3, threads, d);
+}
+
 sf_status sf_unet_run(sf_unet *u, const sf_exec *ex, sf_plan *pl, const float *latents, size_t batch, size_t h,
                       size_t w, const float *timesteps, const float *text, size_t tokens, float *out, sf_diag *d) {
   if (u == NULL || ex == NULL || pl == NULL || latents == NULL || timesteps == NULL || text == NULL || out == NULL)
@@ -213,8 +227,8 @@ sf_status sf_unet_run(sf_unet *u, const sf_exec *ex, sf_plan *pl, const float *l
                        "image sides must be multiples of %zu",
                        h, w, factor, c->n_downsamplers, factor * 8);
 
-  sf_shape shapes[3] = {
-      {batch, h, w, c->in_channels}, {batch, 1, 1, c->time_proj_dim}, {batch, 1, tokens, c->cross_attention_dim}};
+  sf_shape shapes[3];
+  unet_inputs(u, batch, h, w, tokens, shapes);
   sf_status s = sf_graph_prepare(u->g, pl, shapes, 3, ex, d);
   if (s != SF_OK) return s;
 

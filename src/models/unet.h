@@ -90,6 +90,10 @@ void sf_unet_destroy(sf_unet *u);
 sf_status sf_unet_run(sf_unet *u, const sf_exec *ex, sf_plan *pl, const float *latents, size_t batch, size_t h,
                       size_t w, const float *timesteps, const float *text, size_t tokens, float *out, sf_diag *d);
 
+/* Plans pl as sf_unet_run would, without a workspace (estimates). */
+sf_status sf_unet_plan(const sf_unet *u, sf_plan *pl, size_t batch, size_t h, size_t w, size_t tokens, size_t threads,
+                       sf_diag *d);
+
 const sf_unet_config *sf_unet_get_config(const sf_unet *u);
 /* Latent sides must be multiples of this (2^n_downsamplers). */
 size_t sf_unet_size_multiple(const sf_unet *u);

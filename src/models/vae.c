@@ -368,6 +368,13 @@ static int sane_size(size_t a, size_t b, size_t c, size_t e) {
 
 size_t sf_vae_scale_factor(const sf_vae *v) { return v ? (size_t)1 << (v->cfg.n_levels - 1) : 0; }
 
+sf_status sf_vae_plan(const sf_vae *v, sf_plan *pl, int encoder, size_t b, size_t h, size_t w, size_t threads, sf_diag *d) {
+  const sf_graph *g = encoder ? v->enc.g : v->dec.g;
+  if (g == NULL) return sf_diag_set(d, SF_ERR_BAD_STATE, "vae: the %s was not built", encoder ? "encoder" : "decoder");
+  sf_shape in = {b, h, w, encoder ? v->cfg.in_channels : v->cfg.latent_channels};
+  return sf_graph_plan(g, pl, &in, 1, threads, d);
+}
+
 sf_status sf_vae_decode(sf_vae *v, const sf_exec *ex, sf_plan *pl, const float *z, size_t b, size_t h, size_t w,
                         int z_is_scaled, float *image, sf_diag *d) {
   if (v == NULL || ex == NULL || pl == NULL || z == NULL || image == NULL) return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "vae decode: NULL argument");

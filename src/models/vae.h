@@ -62,6 +62,10 @@ void sf_vae_destroy(sf_vae *v);
  * z_is_scaled = 0: z is pipeline-space latents and is divided by scaling_factor first;
  * 1: z was already divided. image must not alias z. Runs in the caller's run state: ex, and
  * pl, the state's plan of the decoder graph. */
+/* Plans pl as the decoder (encoder = 0; latent sides h, w) or the encoder (encoder = 1; image
+ * sides h, w) would run b images, without a workspace (estimates). BAD_STATE without that part. */
+sf_status sf_vae_plan(const sf_vae *v, sf_plan *pl, int encoder, size_t b, size_t h, size_t w, size_t threads, sf_diag *d);
+
 sf_status sf_vae_decode(sf_vae *v, const sf_exec *ex, sf_plan *pl, const float *z, size_t b, size_t h, size_t w,
                         int z_is_scaled, float *image, sf_diag *d);
 

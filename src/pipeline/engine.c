@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "graph/wsrc.h"
+#include "io/safetensors.h"
 #include "models/clip_text.h"
 #include "models/taesd.h"
 #include "models/unet.h"
@@ -16,7 +18,7 @@
 /* ---- shapes ---------------------------------------------------------------------------------- */
 
 /* Shapes come from the configs, so they hold whether or not the networks are resident. */
-#define HAS(net) ((p->networks & (net)) != 0)
+#define HAS(net) ((p->configured & (net)) != 0)
 #define HAS_VAE() HAS(SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER)
 
 size_t sf_engine_latent_channels(const sf_pipeline *p) {
@@ -47,8 +49,8 @@ size_t sf_engine_scale_factor(const sf_pipeline *p, unsigned network) {
 }
 
 size_t sf_engine_default_scale_factor(const sf_pipeline *p) {
-  if (p->networks & SF_NET_VAE_DECODER) return sf_engine_scale_factor(p, SF_NET_VAE_DECODER);
-  if (p->networks & SF_NET_TAESD_DECODER) return sf_engine_scale_factor(p, SF_NET_TAESD_DECODER);
+  if (p->configured & SF_NET_VAE_DECODER) return sf_engine_scale_factor(p, SF_NET_VAE_DECODER);
+  if (p->configured & SF_NET_TAESD_DECODER) return sf_engine_scale_factor(p, SF_NET_TAESD_DECODER);
   if (HAS_VAE()) return sf_engine_scale_factor(p, SF_NET_VAE_DECODER);
   return 8;
 }
@@ -71,6 +73,20 @@ static size_t graph_weight_bytes(const sf_graph *g) {
   sf_graph_stats st;
   sf_graph_get_stats(g, NULL, &st);
   return st.weights_bytes;
+}
+
+int sf_engine_weight_type(const sf_pipeline *p) {
+  switch ((sf_weight_policy)p->weight_policy) {
+    case SF_WEIGHTS_FORCE_F32: return SF_WEIGHT_F32;
+    case SF_WEIGHTS_FORCE_F16: return SF_WEIGHT_F16;
+    case SF_WEIGHTS_FORCE_Q8: return SF_WEIGHT_Q8;
+    case SF_WEIGHTS_AS_STORED: break;
+  }
+  /* as stored: the UNet's first convolution tells (a checkpoint is saved in one precision) */
+  const sf_component *c = sf_model_folder_find(p->folder, "unet");
+  if (p->random_weights || c == NULL || c->weights == NULL) return SF_WEIGHT_F32;
+  const sf_st_tensor *t = sf_weights_find(c->weights, "conv_in.weight");
+  return t != NULL && t->dtype == SF_DTYPE_F16 ? SF_WEIGHT_F16 : SF_WEIGHT_F32;
 }
 
 size_t sf_engine_weight_bytes(const sf_pipeline *cp) {
@@ -107,8 +123,11 @@ static sf_status leave(sf_pipeline *p, sf_run *r, sf_status s, const sf_graph *g
   return s;
 }
 
-static sf_status need(const sf_pipeline *p, unsigned network, sf_diag *d) {
+sf_status sf_engine_need(const sf_pipeline *p, unsigned network, sf_diag *d) {
   if (p->networks & network) return SF_OK;
+  if (p->inspect_only)
+    return sf_diag_set(d, SF_ERR_BAD_STATE, "the pipeline was loaded with SF_PARAM_INSPECT_ONLY: it was checked and "
+                                            "sized, not loaded; load it again without that option to run it");
   static const char *names[] = {"text encoder",  "UNet",          "VAE decoder",
                                 "VAE encoder",   "TAESD decoder", "TAESD encoder"};
   int bit = 0;
@@ -133,7 +152,7 @@ sf_status sf_engine_tokenize(const sf_pipeline *p, const char *prompt, int32_t *
 
 sf_status sf_engine_encode_ids(sf_pipeline *p, sf_run *r, const int32_t *ids, size_t batch, size_t tokens,
                                int clip_skip, float *out, sf_diag *d) {
-  sf_status s = need(p, SF_NET_TEXT_ENCODER, d);
+  sf_status s = sf_engine_need(p, SF_NET_TEXT_ENCODER, d);
   if (s != SF_OK) return s;
   size_t layers = p->text_cfg.layers;
   /* clip skip k reads the output of layer layers-k+1; layers+1 reads the embeddings. */
@@ -161,7 +180,7 @@ sf_status sf_engine_encode_prompt(sf_pipeline *p, sf_run *r, const char *prompt,
 
 sf_status sf_engine_unet(sf_pipeline *p, sf_run *r, const float *latents, size_t batch, size_t height, size_t width,
                          const float *timesteps, const float *text, size_t tokens, float *out, sf_diag *d) {
-  sf_status s = need(p, SF_NET_UNET, d);
+  sf_status s = sf_engine_need(p, SF_NET_UNET, d);
   if (s != SF_OK) return s;
   if ((s = sf_pipeline_acquire_network(p, SF_NET_UNET, d)) != SF_OK) return s;
   sf_plan *pl = r->plans[SF_SLOT_UNET];
@@ -191,7 +210,7 @@ sf_status sf_engine_decode(sf_pipeline *p, sf_run *r, unsigned decoder, const fl
                            size_t height, size_t width, uint32_t flags, float *image, sf_diag *d) {
   if (decoder != SF_NET_VAE_DECODER && decoder != SF_NET_TAESD_DECODER)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "%u is not a decoder", decoder);
-  sf_status s = need(p, decoder, d);
+  sf_status s = sf_engine_need(p, decoder, d);
   if (s != SF_OK) return s;
   size_t f = sf_engine_scale_factor(p, decoder);
   s = check_image_size(batch, height > SIZE_MAX / f ? SIZE_MAX : height * f, width > SIZE_MAX / f ? SIZE_MAX : width * f,
@@ -220,7 +239,7 @@ sf_status sf_engine_encode_image(sf_pipeline *p, sf_run *r, unsigned encoder, co
                                  sf_diag *d) {
   if (encoder != SF_NET_VAE_ENCODER && encoder != SF_NET_TAESD_ENCODER)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "%u is not an encoder", encoder);
-  sf_status s = need(p, encoder, d);
+  sf_status s = sf_engine_need(p, encoder, d);
   if (s != SF_OK) return s;
   s = check_image_size(batch, height, width, "encode", d);
   if (s != SF_OK) return s;

@@ -49,6 +49,10 @@ sf_status sf_engine_encode_image(sf_pipeline *p, sf_run *r, unsigned encoder, co
 
 /* Bytes of all the networks' weights as loaded (SF_INFO_WEIGHT_BYTES). */
 size_t sf_engine_weight_bytes(const sf_pipeline *p);
+/* The sf_weight_type the UNet's layers are held in (SF_WEIGHT_F32, _F16 or _Q8). */
+int sf_engine_weight_type(const sf_pipeline *p);
+/* SF_OK when the pipeline has network (an sf_network bit) to run, else BAD_STATE saying why. */
+sf_status sf_engine_need(const sf_pipeline *p, unsigned network, sf_diag *d);
 
 /* For tools (bench, tests): the pipeline's idle run state, whose plans and workspace are those
  * of the last finished run; NULL if none. Not while runs are in flight. */

@@ -177,7 +177,8 @@ void sf_job_free(sf_job *job) {
 
 static sf_status job_start(sf_job *j, const sf_request *rq, int64_t seed_offset, sf_diag *d) {
   sf_pipeline *p = j->p;
-  if (!(p->networks & SF_NET_UNET)) return sf_diag_set(d, SF_ERR_BAD_STATE, "the pipeline has no UNet");
+  sf_status need = sf_engine_need(p, SF_NET_UNET, d);
+  if (need != SF_OK) return need;
   unsigned decoder = rq->decoder;
   if (decoder == 0) decoder = (p->networks & SF_NET_VAE_DECODER) ? SF_NET_VAE_DECODER : SF_NET_TAESD_DECODER;
   if (!(p->networks & decoder))

@@ -13,10 +13,13 @@
 #include "text/tokenizer.h"
 
 /* A weight source for a component: its checkpoint, or random values when asked for
- * (each component gets its own stream so adding one does not change the others). */
-static sf_wsrc *component_wsrc(sf_pipeline *p, const sf_component *c, sf_diag *d) {
+ * (each component gets its own stream so adding one does not change the others). dry (an
+ * inspection or a memory estimate, graph/wsrc.h): nothing is read or packed and every problem
+ * goes to the list; a component with a config and no weights is then checked as architecture
+ * only. */
+static sf_wsrc *component_wsrc(sf_pipeline *p, const sf_component *c, sf_problems *dry, sf_diag *d) {
   sf_wsrc *ws = NULL;
-  if (p->random_weights) {
+  if (p->random_weights || (dry != NULL && c->weights == NULL)) {
     uint64_t h = 1469598103934665603ull;
     for (const char *s = c->name; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
     ws = sf_wsrc_random(p->random_seed ^ h, c->name);
@@ -29,8 +32,12 @@ static sf_wsrc *component_wsrc(sf_pipeline *p, const sf_component *c, sf_diag *d
     sf_weights_clear_used(c->weights);
     ws = sf_wsrc_from_weights(c->weights, c->name);
   }
-  if (ws == NULL) sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", c->name);
-  else sf_wsrc_set_weight_policy(ws, (sf_weight_policy)p->weight_policy);
+  if (ws == NULL) {
+    sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", c->name);
+    return NULL;
+  }
+  sf_wsrc_set_weight_policy(ws, (sf_weight_policy)p->weight_policy);
+  if (dry) sf_wsrc_set_dry(ws, dry);
   return ws;
 }
 
@@ -40,43 +47,78 @@ static const sf_json *component_config(const sf_component *c, sf_diag *d) {
   return cfg;
 }
 
+/* The status of parsing component c's config; its errors name the file. */
+static sf_status named(const sf_pipeline *p, const sf_component *c, sf_status parsed, sf_diag *d) {
+  if (parsed == SF_OK || c->config_shown == NULL) return parsed;
+  /* a memory set's names are complete ("memory:unet/config.json"); a folder's are relative to it */
+  if (strncmp(c->config_shown, "memory:", 7) == 0) sf_diag_prefix(d, "%s: ", c->config_shown);
+  else sf_diag_prefix(d, "%s/%s: ", p->folder->dir, c->config_shown);
+  return parsed;
+}
+
 /* ---- building one network from its stored config ---- */
 
-static sf_status build_text_encoder(sf_pipeline *p, sf_diag *d) {
-  const sf_component *c = sf_model_folder_find(p->folder, "text_encoder");
-  sf_wsrc *ws = component_wsrc(p, c, d);
-  if (ws == NULL) return d->status;
-  if (!p->random_weights) sf_clip_text_accept_buffers(c->weights);
-  p->text = sf_clip_text_build(&p->text_cfg, ws, d);
-  if (!(p->counted & SF_NET_TEXT_ENCODER)) p->parameters += sf_wsrc_param_count(ws);
-  p->counted |= SF_NET_TEXT_ENCODER;
-  sf_wsrc_destroy(ws);
-  return p->text ? SF_OK : d->status;
+/* After a build: what it held besides the network (its staging, and the checkpoint's pages it
+ * read, file-backed), then those pages are dropped from the resident set. */
+static void end_build(const sf_component *c, sf_problems *dry, sf_net_build *nb, const sf_wsrc *ws) {
+  if (nb) {
+    nb->stage_bytes = sf_wsrc_stage_bytes(ws);
+    nb->file_bytes = c->weights && !sf_wsrc_is_random(ws) ? sf_weights_data_bytes(c->weights) : 0;
+  }
+  if (dry == NULL && c->weights) sf_weights_drop_pages(c->weights);
 }
 
-static sf_status build_unet(sf_pipeline *p, sf_diag *d) {
-  const sf_component *c = sf_model_folder_find(p->folder, "unet");
-  sf_wsrc *ws = component_wsrc(p, c, d);
-  if (ws == NULL) return d->status;
-  p->unet = sf_unet_build(&p->unet_cfg, ws, d);
-  if (!(p->counted & SF_NET_UNET)) p->parameters += sf_wsrc_param_count(ws);
-  p->counted |= SF_NET_UNET;
-  sf_wsrc_destroy(ws);
-  return p->unet ? SF_OK : d->status;
-}
-
-/* parts: 1 decoder, 2 encoder. */
-static sf_status build_vae(sf_pipeline *p, int parts, sf_diag *d) {
-  const sf_component *c = sf_model_folder_find(p->folder, "vae");
-  sf_wsrc *ws = component_wsrc(p, c, d);
-  if (ws == NULL) return d->status;
-  if (!p->random_weights) sf_vae_accept_unbuilt(c->weights, parts);
-  p->vae = sf_vae_build(&p->vae_cfg, ws, parts, d);
-  unsigned bits = ((parts & 1) ? SF_NET_VAE_DECODER : 0) | ((parts & 2) ? SF_NET_VAE_ENCODER : 0);
+/* Parameters of the networks loaded (or inspected); not for the dry builds of estimates. */
+static void count_parameters(sf_pipeline *p, unsigned bits, const sf_wsrc *ws) {
+  if (sf_wsrc_is_dry(ws) && !p->inspect_only) return;
   if ((p->counted & bits) != bits) p->parameters += sf_wsrc_param_count(ws);
   p->counted |= bits;
+}
+
+sf_status sf_pipeline_build_text_encoder(sf_pipeline *p, sf_problems *dry, sf_clip_text **out, sf_net_build *nb,
+                                         sf_diag *d) {
+  const sf_component *c = sf_model_folder_find(p->folder, "text_encoder");
+  sf_wsrc *ws = component_wsrc(p, c, dry, d);
+  if (ws == NULL) return d->status;
+  if (!p->random_weights && c->weights) sf_clip_text_accept_buffers(c->weights);
+  *out = sf_clip_text_build(&p->text_cfg, ws, d);
+  if (*out) count_parameters(p, SF_NET_TEXT_ENCODER, ws);
+  end_build(c, dry, nb, ws);
   sf_wsrc_destroy(ws);
-  return p->vae ? SF_OK : d->status;
+  return *out ? SF_OK : d->status;
+}
+
+sf_status sf_pipeline_build_unet(sf_pipeline *p, sf_problems *dry, sf_unet **out, sf_net_build *nb, sf_diag *d) {
+  const sf_component *c = sf_model_folder_find(p->folder, "unet");
+  sf_wsrc *ws = component_wsrc(p, c, dry, d);
+  if (ws == NULL) return d->status;
+  *out = sf_unet_build(&p->unet_cfg, ws, d);
+  if (*out) count_parameters(p, SF_NET_UNET, ws);
+  end_build(c, dry, nb, ws);
+  sf_wsrc_destroy(ws);
+  return *out ? SF_OK : d->status;
+}
+
+sf_status sf_pipeline_build_vae(sf_pipeline *p, int parts, sf_problems *dry, sf_vae **out, sf_net_build *nb,
+                                sf_diag *d) {
+  const sf_component *c = sf_model_folder_find(p->folder, "vae");
+  sf_wsrc *ws = component_wsrc(p, c, dry, d);
+  if (ws == NULL) return d->status;
+  if (!p->random_weights && c->weights) sf_vae_accept_unbuilt(c->weights, parts);
+  *out = sf_vae_build(&p->vae_cfg, ws, parts, d);
+  if (*out) count_parameters(p, ((parts & 1) ? SF_NET_VAE_DECODER : 0) | ((parts & 2) ? SF_NET_VAE_ENCODER : 0), ws);
+  end_build(c, dry, nb, ws);
+  sf_wsrc_destroy(ws);
+  return *out ? SF_OK : d->status;
+}
+
+static sf_status build_text_encoder(sf_pipeline *p, sf_diag *d) {
+  return sf_pipeline_build_text_encoder(p, NULL, &p->text, NULL, d);
+}
+static sf_status build_unet(sf_pipeline *p, sf_diag *d) { return sf_pipeline_build_unet(p, NULL, &p->unet, NULL, d); }
+/* parts: 1 decoder, 2 encoder. */
+static sf_status build_vae(sf_pipeline *p, int parts, sf_diag *d) {
+  return sf_pipeline_build_vae(p, parts, NULL, &p->vae, NULL, d);
 }
 
 /* A diffusers AutoencoderTiny folder, or the raw taesd.py weight files, in fs. */
@@ -117,6 +159,7 @@ void sf_pipeline_free_networks(sf_pipeline *p) {
   p->vae = NULL;
   p->taesd = NULL;
   p->networks = 0;
+  p->configured = 0;
 }
 
 sf_status sf_pipeline_build_networks(sf_pipeline *p, const sf_vfs *fs, unsigned networks, const char *taesd_path,
@@ -126,18 +169,15 @@ sf_status sf_pipeline_build_networks(sf_pipeline *p, const sf_vfs *fs, unsigned 
   const sf_json *cfg;
   /* Every config first, so a bad one is reported at load in either residency mode. */
   if ((networks & SF_NET_TEXT_ENCODER) && (c = sf_model_folder_find(m, "text_encoder")) != NULL) {
-    if ((cfg = component_config(c, d)) == NULL || sf_clip_text_config_parse(cfg, &p->text_cfg, d) != SF_OK)
-      return d->status;
+    if ((cfg = component_config(c, d)) == NULL || named(p, c, sf_clip_text_config_parse(cfg, &p->text_cfg, d), d) != SF_OK) return d->status;
     p->networks |= SF_NET_TEXT_ENCODER;
   }
   if ((networks & SF_NET_UNET) && (c = sf_model_folder_find(m, "unet")) != NULL) {
-    if ((cfg = component_config(c, d)) == NULL || sf_unet_config_parse(cfg, &p->unet_cfg, d) != SF_OK)
-      return d->status;
+    if ((cfg = component_config(c, d)) == NULL || named(p, c, sf_unet_config_parse(cfg, &p->unet_cfg, d), d) != SF_OK) return d->status;
     p->networks |= SF_NET_UNET;
   }
   if ((networks & (SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER)) && (c = sf_model_folder_find(m, "vae")) != NULL) {
-    if ((cfg = component_config(c, d)) == NULL || sf_vae_config_parse(cfg, &p->vae_cfg, d) != SF_OK)
-      return d->status;
+    if ((cfg = component_config(c, d)) == NULL || named(p, c, sf_vae_config_parse(cfg, &p->vae_cfg, d), d) != SF_OK) return d->status;
     p->networks |= networks & (SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER);
   }
   /* Resident from the start unless low-memory mode builds them when they run. */
@@ -148,20 +188,67 @@ sf_status sf_pipeline_build_networks(sf_pipeline *p, const sf_vfs *fs, unsigned 
     if (vae_parts && build_vae(p, vae_parts, d) != SF_OK) return d->status;
   }
   /* TAESD (a few MB) is always resident. */
+  unsigned taesd = 0;
+  if (sf_pipeline_load_taesd(p, fs, networks, taesd_path, &taesd, d) != SF_OK) return d->status;
+  p->networks |= taesd;
+  p->configured = p->networks;
+  return SF_OK;
+}
+
+sf_status sf_pipeline_load_taesd(sf_pipeline *p, const sf_vfs *fs, unsigned networks, const char *taesd_path,
+                                 unsigned *built, sf_diag *d) {
+  *built = 0;
   int taesd_parts = ((networks & SF_NET_TAESD_DECODER) ? 1 : 0) | ((networks & SF_NET_TAESD_ENCODER) ? 2 : 0);
-  if (taesd_parts) {
-    const char *dir = taesd_path; /* a path in the file system */
-    const sf_vfs *taesd_fs = sf_vfs_os();
-    if (dir == NULL && (c = sf_model_folder_find(m, "taesd")) != NULL) {
-      dir = c->dir;
-      taesd_fs = fs;
-    }
-    if (dir != NULL) {
-      p->taesd = open_taesd(taesd_fs, dir, taesd_parts, d);
-      if (p->taesd == NULL) return d->status;
-      int built = sf_taesd_parts(p->taesd);
-      p->networks |= ((built & 1) ? SF_NET_TAESD_DECODER : 0) | ((built & 2) ? SF_NET_TAESD_ENCODER : 0);
-    }
+  if (!taesd_parts) return SF_OK;
+  const char *dir = taesd_path; /* a path in the file system */
+  const sf_vfs *taesd_fs = sf_vfs_os();
+  const sf_component *c;
+  if (dir == NULL && (c = sf_model_folder_find(p->folder, "taesd")) != NULL) {
+    dir = c->dir;
+    taesd_fs = fs;
+  }
+  if (dir == NULL) return SF_OK;
+  p->taesd = open_taesd(taesd_fs, dir, taesd_parts, d);
+  if (p->taesd == NULL) return d->status;
+  int parts = sf_taesd_parts(p->taesd);
+  *built = ((parts & 1) ? SF_NET_TAESD_DECODER : 0) | ((parts & 2) ? SF_NET_TAESD_ENCODER : 0);
+  return SF_OK;
+}
+
+/* ---- inspection ---- */
+
+/* A problem of the inspection: its message (d, then cleared) joins the list. Only a failure of the
+ * inspection itself (out of memory) stops it. */
+static sf_status inspect_problem(sf_problems *pr, sf_diag *d) {
+  sf_status s = d->status;
+  if (s == SF_OK) return SF_OK;
+  if (s == SF_ERR_OUT_OF_MEMORY) return s;
+  sf_problems_add(pr, "%s", d->msg);
+  sf_diag_clear(d);
+  return SF_OK;
+}
+
+sf_status sf_pipeline_inspect_networks(sf_pipeline *p, unsigned networks, sf_problems *pr, sf_diag *d) {
+  const sf_model_folder *m = p->folder;
+  const sf_component *c;
+  const sf_json *cfg;
+  sf_status s;
+  if ((networks & SF_NET_TEXT_ENCODER) && (c = sf_model_folder_find(m, "text_encoder")) != NULL) {
+    if ((cfg = component_config(c, d)) != NULL && named(p, c, sf_clip_text_config_parse(cfg, &p->text_cfg, d), d) == SF_OK)
+      if (sf_pipeline_build_text_encoder(p, pr, &p->text, NULL, d) == SF_OK) p->configured |= SF_NET_TEXT_ENCODER;
+    if ((s = inspect_problem(pr, d)) != SF_OK) return s;
+  }
+  if ((networks & SF_NET_UNET) && (c = sf_model_folder_find(m, "unet")) != NULL) {
+    if ((cfg = component_config(c, d)) != NULL && named(p, c, sf_unet_config_parse(cfg, &p->unet_cfg, d), d) == SF_OK)
+      if (sf_pipeline_build_unet(p, pr, &p->unet, NULL, d) == SF_OK) p->configured |= SF_NET_UNET;
+    if ((s = inspect_problem(pr, d)) != SF_OK) return s;
+  }
+  int vae_parts = ((networks & SF_NET_VAE_DECODER) ? 1 : 0) | ((networks & SF_NET_VAE_ENCODER) ? 2 : 0);
+  if (vae_parts && (c = sf_model_folder_find(m, "vae")) != NULL) {
+    if ((cfg = component_config(c, d)) != NULL && named(p, c, sf_vae_config_parse(cfg, &p->vae_cfg, d), d) == SF_OK)
+      if (sf_pipeline_build_vae(p, vae_parts, pr, &p->vae, NULL, d) == SF_OK)
+        p->configured |= networks & (SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER);
+    if ((s = inspect_problem(pr, d)) != SF_OK) return s;
   }
   return SF_OK;
 }

@@ -29,6 +29,8 @@ struct sf_pipeline {
   uint64_t random_seed;
   int weight_policy; /* sf_weight_policy (graph/wsrc.h) for every network's conv / linear layers */
   unsigned networks; /* sf_network bits available (built, or buildable in low-memory mode) */
+  unsigned configured; /* bits whose configs are parsed (shapes known): networks, or what an
+                        * inspection checked */
   /* The configs of the networks available (valid for the bits in networks). */
   sf_clip_text_config text_cfg;
   sf_unet_config unet_cfg;
@@ -42,6 +44,8 @@ struct sf_pipeline {
   struct sf_vae *vae;
   struct sf_taesd *taesd;
   int low_memory;
+  int inspect_only;   /* SF_PARAM_INSPECT_ONLY: the networks are dry builds (graph/wsrc.h): checked and
+                       * sized, never run; `networks` stays 0 */
   pthread_mutex_t resident_lock;
   int users[4];       /* runs using the text encoder, UNet, VAE decoder, VAE encoder now */
   unsigned counted;   /* networks whose parameters are in `parameters` */
@@ -65,6 +69,32 @@ char *sf_pipeline_describe_alloc(const sf_pipeline *p, int format);
 sf_status sf_pipeline_build_networks(sf_pipeline *p, const sf_vfs *fs, unsigned networks, const char *taesd_path,
                                      sf_diag *d);
 void sf_pipeline_free_networks(sf_pipeline *p);
+/* TAESD's parts asked for in networks, from taesd_path (a file system folder) or else the folder's
+ * taesd component (in fs), if either exists; *built: the sf_network bits built. */
+sf_status sf_pipeline_load_taesd(sf_pipeline *p, const sf_vfs *fs, unsigned networks, const char *taesd_path,
+                                 unsigned *built, sf_diag *d);
+/* SF_PARAM_INSPECT_ONLY: parses the configs of the networks asked for and dry-builds them (every
+ * tensor of the checkpoint checked against the architecture, nothing read or packed), going on
+ * after each problem; every problem found is in `problems`. The dry networks stay in p (their
+ * sizes answer SF_INFO_WEIGHT_BYTES and memory estimates); p->networks stays 0. Non-OK only when
+ * the inspection itself failed (out of memory). */
+sf_status sf_pipeline_inspect_networks(sf_pipeline *p, unsigned networks, sf_problems *problems, sf_diag *d);
+
+/* One network built from p's folder (its config parsed at load) into *out, with p's weight
+ * policy: real, or dry when `dry` is given (problems go there). nb (may be NULL) receives what
+ * the build held besides the network. The caller serialises builds (resident_lock once loaded:
+ * they mark the folder's tensors used). */
+typedef struct sf_net_build {
+  size_t stage_bytes; /* staging buffers held during the build */
+  uint64_t file_bytes; /* checkpoint bytes read (mapped in) during the build, dropped after it */
+} sf_net_build;
+sf_status sf_pipeline_build_text_encoder(sf_pipeline *p, sf_problems *dry, struct sf_clip_text **out,
+                                         sf_net_build *nb, sf_diag *d);
+sf_status sf_pipeline_build_unet(sf_pipeline *p, sf_problems *dry, struct sf_unet **out, sf_net_build *nb,
+                                 sf_diag *d);
+/* parts: 1 decoder, 2 encoder, 3 both. */
+sf_status sf_pipeline_build_vae(sf_pipeline *p, int parts, sf_problems *dry, struct sf_vae **out, sf_net_build *nb,
+                                sf_diag *d);
 /* A network for the duration of one call: in low-memory mode builds it if it is not resident
  * (first freeing every other network no run is using) and keeps it while in use; otherwise a
  * no-op (the networks were built at load). */

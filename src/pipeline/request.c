@@ -94,7 +94,12 @@ sf_status sf_request_from_params(const sf_params *params, sf_request *r, sf_diag
   if (r->latents && !all_finite(r->latents, r->n_latents))
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "SF_PARAM_LATENTS holds NaN or infinite values");
   r->init_rgb = sf_params_init_image(params, &r->init_width, &r->init_height);
-  if (r->prompt == NULL && r->prompt_embeds == NULL)
-    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "no prompt: set SF_PARAM_PROMPT or SF_PARAM_PROMPT_EMBEDS");
   return SF_OK;
+}
+
+sf_status sf_request_for_generation(const sf_params *params, sf_request *out, sf_diag *d) {
+  sf_status s = sf_request_from_params(params, out, d);
+  if (s == SF_OK && out->prompt == NULL && out->prompt_embeds == NULL)
+    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "no prompt: set SF_PARAM_PROMPT or SF_PARAM_PROMPT_EMBEDS");
+  return s;
 }

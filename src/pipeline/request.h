@@ -34,7 +34,10 @@ typedef struct sf_request {
 /* Scheduler overrides only (SF_PARAM_SAMPLER is not among them: sf_schedule_create takes the
  * sampler as an argument). params may be NULL. */
 sf_status sf_request_sched_from_params(const sf_params *params, sf_sched_request *out, sf_diag *d);
-/* Everything a generation reads. params may be NULL (all defaults; a prompt is then missing). */
+/* Everything a generation reads; the prompt may be missing (estimates). params may be NULL (all
+ * defaults). */
 sf_status sf_request_from_params(const sf_params *params, sf_request *out, sf_diag *d);
+/* The same for a generation, which needs a prompt (text or embeddings). */
+sf_status sf_request_for_generation(const sf_params *params, sf_request *out, sf_diag *d);
 
 #endif

@@ -127,14 +127,28 @@ static void store_weight(void *row, size_t j, float v, sf_wtype type, float sc) 
   }
 }
 
-int sf_igemm_pack_typed(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,
-                        sf_igemm_isa isa, sf_wtype type) {
+int sf_igemm_layout(sf_igemm_weights *pw, size_t n, size_t cin, size_t taps, sf_igemm_isa isa, sf_wtype type) {
   memset(pw, 0, sizeof *pw);
   if (isa == SF_IGEMM_ISA_BEST) isa = best_isa_for(type);
   if (!sf_igemm_isa_supports_type(isa, type)) return 0;
   const sf_igemm_ukernel *uk = ukernel_of(isa);
-  const size_t nr = uk->nr, tiles = (n + nr - 1) / nr, k = cin * taps, es = sf_wtype_bytes(type);
+  const size_t nr = uk->nr, tiles = (n + nr - 1) / nr, k = cin * taps;
   if (n == 0 || cin == 0 || taps == 0 || k / taps != cin || tiles > SIZE_MAX / nr / k / sizeof(float)) return 0;
+  pw->uk = uk;
+  pw->type = type;
+  pw->n = n;
+  pw->k = k;
+  pw->nr = nr;
+  pw->n_tiles = tiles;
+  return 1;
+}
+
+int sf_igemm_pack_typed(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,
+                        sf_igemm_isa isa, sf_wtype type) {
+  if (!sf_igemm_layout(pw, n, cin, taps, isa, type)) return 0;
+  const sf_igemm_ukernel *uk = pw->uk;
+  const size_t nr = uk->nr, tiles = pw->n_tiles, k = pw->k, es = sf_wtype_bytes(type);
+  memset(pw, 0, sizeof *pw);
   char *packed = (char *)alloc_packed(tiles * k * nr * es);
   float *b = alloc_packed(tiles * nr * sizeof(float));
   float *sc = type == SF_WTYPE_Q8 ? alloc_packed(tiles * nr * sizeof(float)) : NULL;
@@ -193,7 +207,7 @@ int sf_igemm_pack(sf_igemm_weights *pw, const float *w, const float *bias, size_
 
 size_t sf_igemm_weights_bytes(const sf_igemm_weights *pw) {
   size_t cols = pw->n_tiles * pw->nr;
-  return cols * pw->k * sf_wtype_bytes(pw->type) + cols * sizeof(float) * (pw->scale ? 2 : 1);
+  return cols * pw->k * sf_wtype_bytes(pw->type) + cols * sizeof(float) * (pw->type == SF_WTYPE_Q8 ? 2 : 1);
 }
 
 void sf_igemm_free(sf_igemm_weights *pw) {
