@@ -1,6 +1,6 @@
 /* Runs on one loaded pipeline (API 1.1): per-run cancel tokens (no sticky cancel), the sized
  * building blocks, several runs at once from different threads with the same results as
- * alone, thread-count changes between steps, batches, random seeds, float images and the
+ * alone (on one pipeline, and on two contexts each with its own), thread-count changes between steps, batches, random seeds, float images and the
  * size checks. Public API only, on the tiny-sd fixture.
  *
  * SF_TEST_THREADS (default: the context's default) sets the context's worker threads; the
@@ -234,6 +234,53 @@ static void test_concurrent_runs(void) {
   sf_job_destroy(j2);
   sf_params_destroy(p1);
   sf_params_destroy(p2);
+}
+
+/* Two contexts, each with its own pipeline of the same model, generating on two threads at
+ * once (and a low-memory pipeline on the second): each image equals the one made alone. */
+typedef struct ctx_worker {
+  const char *threads;
+  uint64_t seed;
+  int low_memory;
+  sf_image *img;
+  sf_status status;
+} ctx_worker;
+
+static void *ctx_work(void *arg) {
+  ctx_worker *w = arg;
+  sf_context *c = NULL;
+  sf_pipeline *p = NULL;
+  sf_params *load = NULL, *gen = params_for(w->seed, 3);
+  w->status = sf_context_create(&c);
+  if (w->status == SF_OK && w->threads) w->status = sf_context_set_int(c, SF_PARAM_THREADS, atoi(w->threads));
+  if (w->status == SF_OK) w->status = sf_params_create(&load);
+  if (w->status == SF_OK && w->low_memory) w->status = sf_params_set_int(load, SF_PARAM_LOW_MEMORY, 1);
+  if (w->status == SF_OK) w->status = sf_pipeline_load(c, tiny_dir, load, &p);
+  for (int round = 0; w->status == SF_OK && round < 2; round++) { /* the second reuses the run state */
+    sf_image_destroy(w->img);
+    w->img = NULL;
+    w->status = sf_generate(p, gen, NULL, NULL, &w->img);
+  }
+  sf_params_destroy(gen);
+  sf_params_destroy(load);
+  sf_pipeline_destroy(p);
+  sf_context_destroy(c);
+  return NULL;
+}
+
+static void test_two_contexts(void) {
+  sf_image *alone1 = generate_seed(21, 3), *alone2 = generate_seed(22, 3);
+  const char *threads = getenv("SF_TEST_THREADS");
+  ctx_worker w[2] = {{.threads = threads, .seed = 21}, {.threads = threads, .seed = 22, .low_memory = 1}};
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, ctx_work, &w[i]);
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < 2; i++) CHECK_MSG(w[i].status == SF_OK, "context %d: %s", i, sf_status_string(w[i].status));
+  CHECK_MSG(same_image(w[0].img, alone1), "the first context's image differs from the one made alone");
+  CHECK_MSG(same_image(w[1].img, alone2), "the second context's image differs from the one made alone");
+  for (int i = 0; i < 2; i++) sf_image_destroy(w[i].img);
+  sf_image_destroy(alone1);
+  sf_image_destroy(alone2);
 }
 
 /* The thread count may change between steps (no network call runs then): the job replans, and
@@ -655,6 +702,7 @@ int main(void) {
   test_cancel_is_per_run();
   test_cancel_from_another_thread();
   test_concurrent_runs();
+  test_two_contexts();
   if (threads == NULL) test_threads_between_steps();
   test_sized_buffers();
   test_batch_and_seeds();
