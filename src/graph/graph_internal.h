@@ -106,6 +106,8 @@ struct sf_plan {
   sf_shape *shapes;     /* per value */
   size_t *offsets;      /* per value */
   int *first, *last;    /* per value: liveness in node indices */
+  int *over;            /* per value: the input value whose buffer it is computed over (in place:
+                         * the input dies at that node), or -1 */
   size_t *scratch_bytes, *scratch_offsets; /* per node */
   sf_shape inputs[SF_PLAN_MAX_INPUTS];
   size_t n_inputs, threads;

@@ -17,6 +17,7 @@ void sf_plan_destroy(sf_plan *pl) {
   free(pl->offsets);
   free(pl->first);
   free(pl->last);
+  free(pl->over);
   free(pl->scratch_bytes);
   free(pl->scratch_offsets);
   free(pl);
@@ -34,7 +35,9 @@ static sf_status plan_reserve(sf_plan *pl, const sf_graph *g, sf_diag *d) {
     if (first) pl->first = first;
     int *last = realloc(pl->last, n * sizeof *last);
     if (last) pl->last = last;
-    if (!shapes || !offsets || !first || !last)
+    int *over = realloc(pl->over, n * sizeof *over);
+    if (over) pl->over = over;
+    if (!shapes || !offsets || !first || !last || !over)
       return sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: planner out of memory", g->name);
     pl->cap_values = n;
   }
@@ -158,9 +161,39 @@ static size_t assign_offsets(interval *iv, size_t n, sf_diag *d, int *ok) {
   return total;
 }
 
+static int same_shape(sf_shape a, sf_shape b) { return a.n == b.n && a.h == b.h && a.w == b.w && a.c == b.c; }
+
 static size_t round_up(size_t x) { return (x + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN; }
 
-static int same_shape(sf_shape a, sf_shape b) { return a.n == b.n && a.h == b.h && a.w == b.w && a.c == b.c; }
+/* The input of node i its output may be computed over (in place), or -1: kernels that allow
+ * y == x (graph/ops/kernels.h: group norm takes its statistics in a first pass; layer norm and
+ * the activations handle it; same-shape add), and an input that dies at this node, is no graph
+ * output and has the output's size. The workspace then holds one buffer for both: in the VAE
+ * decoder's full-resolution blocks that is a whole 512x512x128 activation less. */
+static int in_place_input(const sf_graph *g, const sf_plan *pl, size_t i) {
+  const sf_node *n = &g->nodes[i];
+  switch (n->op) {
+    case SF_OP_GROUPNORM:
+    case SF_OP_LAYERNORM:
+      break;
+    case SF_OP_ACT:
+      if (n->p.act == SF_ACT_RELU) return -1; /* its kernel takes x as restrict */
+      break;
+    case SF_OP_ADD: /* a broadcast add (a [n,1,1,c] second operand) over its first operand only */
+      break;
+    default:
+      return -1;
+  }
+  size_t out_bytes = sf_shape_numel(pl->shapes[n->out]) * sizeof(float);
+  size_t n_in = n->op == SF_OP_ADD && !same_shape(pl->shapes[n->in[0]], pl->shapes[n->in[1]]) ? 1 : n->n_in;
+  for (size_t k = 0; k < n_in; k++) {
+    sf_vid v = n->in[k];
+    if (pl->last[v] == (int)i && !g->values[v].is_output && sf_shape_numel(pl->shapes[v]) * sizeof(float) == out_bytes)
+      return v;
+  }
+  return -1;
+}
+
 
 static int plan_matches(const sf_plan *pl, const sf_graph *g, const sf_shape *in, size_t n_in, size_t threads) {
   if (pl->serial != g->serial || pl->n_inputs != n_in || pl->threads != threads) return 0;
@@ -201,26 +234,45 @@ static sf_status plan_graph(const sf_graph *g, sf_plan *pl, const sf_shape *inpu
       sf_vid v = g->nodes[i].in[k];
       if ((int)i > pl->last[v]) pl->last[v] = (int)i;
     }
+  /* In place: a node's output takes over the buffer of an input that dies there; the buffer (kept
+   * by the first value of such a chain) then lives until the last value of the chain dies. */
+  for (size_t v = 0; v < g->n_values; v++) pl->over[v] = -1;
+  for (size_t i = 0; i < g->n_nodes; i++) pl->over[g->nodes[i].out] = in_place_input(g, pl, i);
   size_t n_iv = g->n_values + g->n_nodes;
   interval *iv = calloc(n_iv ? n_iv : 1, sizeof *iv);
-  if (iv == NULL) return sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: planner out of memory", g->name);
+  int *buffer_last = calloc(g->n_values ? g->n_values : 1, sizeof *buffer_last);
+  if (iv == NULL || buffer_last == NULL) {
+    free(iv);
+    free(buffer_last);
+    return sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: planner out of memory", g->name);
+  }
+  /* values come in creation order, so a chain's first value precedes the rest */
+  for (size_t v = 0; v < g->n_values; v++) buffer_last[v] = pl->last[v];
+  for (size_t v = g->n_values; v-- > 0;) {
+    size_t root = v;
+    while (pl->over[root] >= 0) root = (size_t)pl->over[root];
+    if (buffer_last[v] > buffer_last[root]) buffer_last[root] = buffer_last[v];
+  }
   size_t k = 0;
   pl->naive_bytes = 0;
   for (size_t v = 0; v < g->n_values; v++) {
-    iv[k] = (interval){round_up(sf_shape_numel(pl->shapes[v]) * sizeof(float)), pl->first[v], pl->last[v],
-                       &pl->offsets[v]};
-    pl->naive_bytes += iv[k].bytes;
-    k++;
+    size_t bytes = round_up(sf_shape_numel(pl->shapes[v]) * sizeof(float));
+    pl->naive_bytes += bytes;
+    if (pl->over[v] >= 0) continue; /* placed with its chain's first value */
+    iv[k++] = (interval){bytes, pl->first[v], buffer_last[v], &pl->offsets[v]};
   }
+  free(buffer_last);
   for (size_t i = 0; i < g->n_nodes; i++) {
     pl->scratch_bytes[i] = round_up(sf_node_scratch_bytes(g, pl, &g->nodes[i], threads));
     iv[k++] = (interval){pl->scratch_bytes[i], (int)i, (int)i, &pl->scratch_offsets[i]};
     pl->naive_bytes += pl->scratch_bytes[i];
   }
   int ok;
-  size_t total = assign_offsets(iv, n_iv, d, &ok);
+  size_t total = assign_offsets(iv, k, d, &ok);
   free(iv);
   if (!ok) return d->status;
+  for (size_t v = 0; v < g->n_values; v++) /* in creation order: over[v] < v is placed already */
+    if (pl->over[v] >= 0) pl->offsets[v] = pl->offsets[pl->over[v]];
   pl->arena_bytes = total;
   for (size_t i = 0; i < n_inputs; i++) pl->inputs[i] = input_shapes[i];
   pl->n_inputs = n_inputs;
@@ -326,7 +378,10 @@ int sf_plan_check(const sf_graph *g, const sf_plan *pl, sf_diag *d) {
       int fj, lj;
       plan_buffer(pl, j, &oj, &bj, &fj, &lj);
       if (bj == 0) continue;
-      if (fi <= lj && fj <= li && oi < oj + bj && oj < oi + bi) {
+      /* a value computed over another (in place) shares its buffer at the node that hands it on */
+      int handoff = i < pl->n_values && j < pl->n_values && oi == oj &&
+                    ((pl->over[j] == (int)i && li == fj) || (pl->over[i] == (int)j && lj == fi));
+      if (fi <= lj && fj <= li && oi < oj + bj && oj < oi + bi && !handoff) {
         sf_diag_set(d, SF_ERR_INTERNAL, "%s: buffers %zu and %zu overlap while both alive", g->name, i, j);
         return 1;
       }

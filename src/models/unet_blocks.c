@@ -28,6 +28,12 @@ sf_vid sf_unet_resnet(const sf_unet_ctx *c, const char *prefix, sf_vid x, size_t
   sf_graph *g = c->g;
   char n[256];
   size_t in_ch = sf_graph_channels(g, x);
+  /* The shortcut conv first: the input then dies at norm1, computed over in place (graph/plan.c). */
+  sf_vid shortcut = x;
+  if (in_ch != out_ch) {
+    NAME(n, "%s.conv_shortcut", prefix);
+    shortcut = sf_g_conv2d(g, c->ws, n, x, out_ch, 1, 1, 0, 1);
+  }
 
   NAME(n, "%s.norm1", prefix);
   sf_vid h = sf_g_groupnorm(g, c->ws, n, x, c->groups, c->eps, 1);
@@ -43,11 +49,6 @@ sf_vid sf_unet_resnet(const sf_unet_ctx *c, const char *prefix, sf_vid x, size_t
   NAME(n, "%s.conv2", prefix);
   h = sf_g_conv2d(g, c->ws, n, h, out_ch, 3, 1, 1, 1);
 
-  sf_vid shortcut = x;
-  if (in_ch != out_ch) {
-    NAME(n, "%s.conv_shortcut", prefix);
-    shortcut = sf_g_conv2d(g, c->ws, n, x, out_ch, 1, 1, 0, 1);
-  }
   sf_vid y = sf_g_add(g, shortcut, h);
   if (output_scale_factor != 1.0f) y = sf_g_scale(g, y, 1.0f / output_scale_factor);
   return y;

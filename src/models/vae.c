@@ -148,10 +148,17 @@ sf_status sf_vae_config_parse(const sf_json *cfg, sf_vae_config *out, sf_diag *d
 /* ---- build -------------------------------------------------------------------------------- */
 
 /* ResnetBlock2D without a time embedding: GN-SiLU-conv, GN-SiLU-conv, plus the input
- * (through a 1x1 conv when the width changes). */
+ * (through a 1x1 conv when the width changes). The shortcut conv comes first: the input then
+ * dies at norm1, which computes over it in place (graph/plan.c), one activation less at the
+ * decoder's widest resolution. */
 static sf_vid resnet(sf_graph *g, sf_wsrc *ws, const sf_vae_config *c, const char *prefix, sf_vid x, size_t out) {
   char p[256];
   size_t in = sf_graph_channels(g, x);
+  sf_vid shortcut = x;
+  if (in != out) {
+    snprintf(p, sizeof p, "%s.conv_shortcut", prefix);
+    shortcut = sf_g_conv2d(g, ws, p, x, out, 1, 1, 0, 1);
+  }
   snprintf(p, sizeof p, "%s.norm1", prefix);
   sf_vid h = sf_g_groupnorm(g, ws, p, x, c->norm_num_groups, VAE_EPS, 1);
   snprintf(p, sizeof p, "%s.conv1", prefix);
@@ -160,11 +167,7 @@ static sf_vid resnet(sf_graph *g, sf_wsrc *ws, const sf_vae_config *c, const cha
   h = sf_g_groupnorm(g, ws, p, h, c->norm_num_groups, VAE_EPS, 1);
   snprintf(p, sizeof p, "%s.conv2", prefix);
   h = sf_g_conv2d(g, ws, p, h, out, 3, 1, 1, 1);
-  if (in != out) {
-    snprintf(p, sizeof p, "%s.conv_shortcut", prefix);
-    x = sf_g_conv2d(g, ws, p, x, out, 1, 1, 0, 1);
-  }
-  return sf_g_add(g, x, h);
+  return sf_g_add(g, shortcut, h);
 }
 
 /* The mid block's Attention: single head over all h*w positions, GroupNorm inside,
