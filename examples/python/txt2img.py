@@ -11,6 +11,8 @@ PNG's parameters); -b N makes N images from consecutive seeds (OUT-0.png, OUT-1.
 Memory: --weights f16 halves the weights' memory, q8 quarters it (default: as the checkpoint
 stores them); --low-memory keeps one network resident at a time. The last line tells the
 weights' memory at the end (with --low-memory: of the network resident then, the decoder).
+--estimate only checks the model (Pipeline.inspect: no weight is read) and prints the memory
+a generation with these options would need (Pipeline.estimate_memory); no prompt needed.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ except ImportError:  # run from a source tree without installing the package
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-m", "--model", required=True, help="diffusers model folder")
-    ap.add_argument("-p", "--prompt", required=True)
+    ap.add_argument("-p", "--prompt", help="required unless --estimate")
     ap.add_argument("-n", "--negative", default=None, help="negative prompt")
     ap.add_argument("-W", "--width", type=int, default=None)
     ap.add_argument("-H", "--height", type=int, default=None)
@@ -44,12 +46,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="how the networks' weights are held (default: as the checkpoint stores them)")
     ap.add_argument("--low-memory", action="store_true",
                     help="one network resident at a time, each packed when needed")
+    ap.add_argument("--estimate", action="store_true",
+                    help="print the memory the generation would need (no weight is read) and exit")
     ap.add_argument("--preview-dir", default=None, help="write a preview PNG after every step")
     ap.add_argument("-t", "--threads", type=int, default=None, help="worker threads (default: one per core)")
     ap.add_argument("-o", "--output", default="output.png")
     ap.add_argument("-v", "--verbose", action="store_true", help="show the library's log")
     args = ap.parse_args(argv)
+    if args.prompt is None and not args.estimate:
+        ap.error("the following arguments are required: -p/--prompt")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if args.estimate:
+        return estimate(args)
 
     start = time.monotonic()
     try:
@@ -94,6 +102,36 @@ def main(argv: list[str] | None = None) -> int:
     done = time.monotonic()
     print("%s: %dx%d, load %.2f s, generate %.2f s, weights in memory %.2f MB"
           % (args.output, size[0], size[1], loaded - start, done - loaded, weight_bytes / 1e6))
+    return 0
+
+
+def estimate(args: argparse.Namespace) -> int:
+    """--estimate: the model checked, not loaded, and the memory the generation would need."""
+    try:
+        with snapfusion.Pipeline.inspect(args.model, threads=args.threads, variant=args.variant,
+                                         weights=args.weights, low_memory=args.low_memory) as probe:
+            width = args.width or probe.default_width
+            height = args.height or probe.default_height
+            need = probe.estimate_memory(args.prompt, args.negative, width=width, height=height,
+                                      guidance_scale=args.cfg_scale, batch_count=args.batch_count)
+            weights = probe.weight_type.name.lower()
+    except snapfusion.SnapFusionError as e:
+        if not e.problems:
+            print("txt2img: %s: %s" % (type(e).__name__, e), file=sys.stderr)
+        else:  # an inspection reports every problem it finds: one line each
+            print("txt2img: %s: %d problem%s in %s:" % (type(e).__name__, len(e.problems),
+                                                       "s" if len(e.problems) > 1 else "", args.model),
+                  file=sys.stderr)
+            for problem in e.problems:
+                print("  " + problem, file=sys.stderr)
+        return 1
+
+    def mb(n: int) -> str:
+        return "%.2f MB" % (n / 1e6)
+    print("%dx%d, cfg scale %g, %s weights%s: peak %s (weights %s, workspace %s, other %s); all weights %s, "
+          "workspace of the run %s" % (width, height, args.cfg_scale, weights, ", low memory" if args.low_memory else "",
+                                       mb(need.peak), mb(need.weights), mb(need.workspace), mb(need.other),
+                                       mb(need.weights_total), mb(need.workspace_run)))
     return 0
 
 

@@ -68,7 +68,8 @@ if(NOT SF_SANITIZE)
                      --build $<TARGET_FILE_DIR:snapfusion> --fixtures ${SF_FIXTURES_DEFAULT}
                      --work ${CMAKE_CURRENT_BINARY_DIR}/bindings-docs-python --python ${Python3_EXECUTABLE}
                      run python-readme-example python-readme-v11 python-readme-files python-readme-memory
-                     python-example python-example-memory python-help)
+                     python-readme-inspect python-example python-example-memory python-example-estimate
+                     python-help)
     set_tests_properties(bindings_python_docs PROPERTIES ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1"
                          SKIP_RETURN_CODE 77 TIMEOUT 300)
 

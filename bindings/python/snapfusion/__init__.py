@@ -24,7 +24,7 @@ import re
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, Tuple, TypeVar, Union
 
 from . import _lib as _c
 from .errors import (BackendError, BadModelError, BadStateError, CancelledError, FileIOError, InternalError,
@@ -41,7 +41,7 @@ __version__ = "0.1.0"  # this package's; the same as pyproject.toml (a test chec
 __all__ = [
     "Context", "Pipeline", "Files", "Job", "Step", "Image", "Params", "Rng", "Schedule", "TokenIds",
     "Param", "Network", "Sampler", "Prediction", "TimestepSpacing", "LogLevel", "Info", "Layout", "ScheduleTable",
-    "WeightType",
+    "WeightType", "Memory", "MemoryEstimate",
     "SEED_RANDOM",
     "SnapFusionError", "InvalidArgumentError", "FileIOError", "BadModelError", "UnsupportedError",
     "OutOfMemoryError", "CancelledError", "BackendError", "BadStateError", "InternalError", "NotFoundError",
@@ -122,6 +122,7 @@ class Info(enum.IntEnum):
     ACTIVE_RUNS = 13
     SCALE_FACTOR = 14
     WEIGHT_BYTES = 15
+    WEIGHT_TYPE = 16
 
 
 class WeightType(enum.IntEnum):
@@ -135,6 +136,36 @@ class WeightType(enum.IntEnum):
     F32 = 1
     F16 = 2
     Q8 = 3
+
+
+class Memory(enum.IntEnum):
+    """sf_memory: the figures of a memory estimate (Pipeline.estimate_memory), in bytes; also
+    the index of each in a MemoryEstimate (estimate[Memory.PEAK] is estimate.peak)."""
+
+    PEAK = 0           # expected peak resident set of the process, from the load to the end of the generation
+    WEIGHTS = 1        # packed weights resident at that peak
+    WORKSPACE = 2      # activation workspace resident at that peak
+    OTHER = 3          # the rest of the peak: weights being packed, the run's buffers, a fixed base
+    WEIGHTS_TOTAL = 4  # packed weights of all the pipeline's networks
+    WORKSPACE_RUN = 5  # the largest workspace the generation plans
+
+
+class MemoryEstimate(NamedTuple):
+    """What a generation will need, in bytes (Pipeline.estimate_memory; sf_memory's figures
+    in its order, so estimate[Memory.X] works too). peak = weights + workspace + other: the
+    process's expected peak resident set from the load to the end of the generation (the
+    library's share plus a fixed base for code and libraries); weights and workspace are the
+    packed weights and the activation workspace resident at that peak; weights_total the
+    packed weights of all the pipeline's networks (= weight_bytes of the full load);
+    workspace_run the largest workspace the generation plans (= arena_bytes once it ran). An
+    estimate from the networks' packed sizes and planned workspaces, not a measurement."""
+
+    peak: int
+    weights: int
+    workspace: int
+    other: int
+    weights_total: int
+    workspace_run: int
 
 
 class Layout(enum.IntEnum):
@@ -616,7 +647,9 @@ class Context:
     effective level); a callable(level: LogLevel, message: str) receives them instead; False
     turns logging off.
     A failure is reported once, as the exception the failing call raises: its ERROR-level
-    log message, which says the same, is not delivered to the logger or the callable.
+    log message, which says the same, is not delivered to the logger or the callable, and
+    neither are the problems the call reported one by one before failing (an inspect-only
+    load reports every problem of a folder): the exception carries them as `problems`.
     Closing a context closes the pipelines made with it."""
 
     def __init__(self, threads: int | None = None, log_level: LogLevel | int | str | None = None,
@@ -634,13 +667,17 @@ class Context:
                 self._install_log(log)
                 if log_level is None:
                     log_level = _sf_level_for(_logger.getEffectiveLevel()) if log is None else LogLevel.INFO
+            else:  # nothing is delivered, but failures still collect their problems
+                self._install_log(None, deliver_logs=False)
+                if log_level is None:
+                    log_level = LogLevel.ERROR
             if log_level is not None:
                 self._set_log_level(log_level)
         except BaseException:
             self.close()
             raise
 
-    def _install_log(self, callback: LogCallback | None) -> None:
+    def _install_log(self, callback: LogCallback | None, deliver_logs: bool = True) -> None:
         sink = self._sink
         held = self._held
         logger = _logger
@@ -662,33 +699,42 @@ class Context:
                 # returns a failing status (src/core/context.c), and the binding raises that
                 # message as the call's exception. Logging it too would show each failure twice
                 # (e.g. once through logging.basicConfig, once in the traceback), so _call drops
-                # the message its exception carries and delivers any other ERROR message.
+                # the message its exception carries, puts the other ERROR messages of a failing
+                # call (the problems it reported one by one) into the exception's `problems`, and
+                # delivers those of a call that succeeded.
                 held.messages.append(text)
-            else:
+            elif deliver_logs:
                 deliver(level, text)
 
         thunk = _c.LOG_FN(on_log)
         _check(_clib.sf_context_set_log_callback(self._h.get(), thunk, None))
         self._h.keep = thunk  # the C side points at it for as long as the context lives
-        self._deliver = deliver
+        self._deliver = deliver if deliver_logs else None
 
     def _call(self, status: int, callback_sink: _CallbackSink | None = None) -> None:
         """After a C call on this context (or a pipeline of it): raises, once, what went wrong.
         callback_sink holds an exception a progress callback raised during the call; it wins
-        over the failure it caused (and that failure's message is not logged either)."""
+        over the failure it caused (and that failure's message is not logged either). The
+        exception of a failed status carries the call's other ERROR messages as `problems`."""
         held = self._held.take()
+        callback_failed = callback_sink is not None and callback_sink.pending is not None
+        problems: list[str] = []
         if held:
-            failed = status != 0 or (callback_sink is not None and callback_sink.pending is not None)
-            duplicate = _message() if failed else None
+            duplicate = _message() if status != 0 or callback_failed else None
             for text in held:
                 if text == duplicate:
                     duplicate = None  # one message per failure
+                elif status != 0 and not callback_failed:
+                    problems.append(text)  # raised with the failure below
                 elif self._deliver is not None:
                     self._deliver(LogLevel.ERROR, text)
         if callback_sink is not None:
             callback_sink.reraise()
         self._sink.reraise()
-        _check(status)
+        if status != 0:
+            error = error_for(status, _message() or status_string(status))
+            error.problems = tuple(problems)
+            raise error
 
     def _get_int(self, key: int) -> int:
         out = ctypes.c_int64()
@@ -1137,6 +1183,7 @@ class Pipeline:
     _ctx: Context
     _own_ctx: bool
     _h: _Handle
+    _inspect_only: bool
     path: str
 
     def __init__(self, *a: object, **k: object) -> None:
@@ -1156,7 +1203,8 @@ class Pipeline:
         of the model's (which may be absent). weights: "f32", "f16", "q8" or a WeightType,
         how the networks' weights are held (None: as the checkpoint stores them); see
         weight_bytes. low_memory: one network resident at a time, each packed when a run
-        needs it (less memory, the packing time of every network per generation)."""
+        needs it (less memory, the packing time of every network per generation).
+        inspect_only: check the folder without loading it (see Pipeline.inspect)."""
         folder = _cstr(os.fspath(path), "path")
 
         def call(ctx: Any, params: Any, out: Any) -> int:
@@ -1242,7 +1290,33 @@ class Pipeline:
         self._own_ctx = own
         self._h = _Handle(out, _clib.sf_pipeline_destroy, "pipeline", parent=ctx._h)
         self.path = path
+        self._inspect_only = bool(inspect_only)
         return self
+
+    @classmethod
+    def inspect(cls, source: str | os.PathLike[str] | Files, *, context: Context | None = None,
+                threads: int | None = None, variant: str | None = None, random_weights: bool = False,
+                random_seed: int | None = None, taesd_path: str | os.PathLike[str] | None = None,
+                tokenizer_path: str | os.PathLike[str] | None = None,
+                components: Network | int | Sequence[str | Network] | None = None,
+                weights: WeightsLike | None = None, low_memory: bool = False) -> Pipeline:
+        """Checks a model without loading it (SF_PARAM_INSPECT_ONLY): a folder (or a Files set)
+        with the options of load. Every config is parsed, every network's architecture built
+        and every checkpoint tensor checked against it (names, shapes, types, tensors left
+        over), without reading or packing a weight. A folder with problems raises (usually
+        BadModelError) with all of them in the exception's `problems` (its message counts them
+        and lists as many as fit). The pipeline returned runs nothing (generating raises
+        BadStateError; `inspect_only` is True) but answers the shape queries, weight_bytes,
+        parameter_count and weight_type as the load with the same options would, and
+        estimate_memory: load this way first to know whether a model fits before anything is
+        packed. Pipeline.load(..., inspect_only=True) is the same."""
+        options: dict[str, Any] = dict(
+            context=context, threads=threads, variant=variant, random_weights=random_weights,
+            random_seed=random_seed, inspect_only=True, taesd_path=taesd_path, tokenizer_path=tokenizer_path,
+            components=components, weights=weights, low_memory=low_memory)
+        if isinstance(source, Files):
+            return cls.load_files(source, **options)
+        return cls.load(source, **options)
 
     # -- lifetime --
 
@@ -1337,6 +1411,59 @@ class Pipeline:
         convolution and linear weights in their WeightType, norms, embeddings. With
         low_memory, those of the networks resident now."""
         return self.get_int(Info.WEIGHT_BYTES)
+
+    @property
+    def weight_type(self) -> WeightType:
+        """The WeightType the UNet's layers are held in (F32, F16 or Q8; never DEFAULT: the
+        checkpoint's type is resolved, so an fp16 checkpoint's default is F16)
+        (SF_INFO_WEIGHT_TYPE). BadStateError for a pipeline without a UNet."""
+        return WeightType(self.get_int(Info.WEIGHT_TYPE))
+
+    @property
+    def inspect_only(self) -> bool:
+        """True for a pipeline that was checked, not loaded (Pipeline.inspect): it runs
+        nothing but answers the shape queries, weight_bytes, weight_type and estimate_memory."""
+        return self._inspect_only
+
+    def estimate_memory(self, prompt: str | None = None, negative_prompt: str | None = None, *,
+                        width: int | None = None, height: int | None = None, steps: int | None = None,
+                        guidance_scale: float | None = None, seed: int | None = None,
+                        sampler: str | Sampler | None = None, karras_sigmas: bool | None = None,
+                        clip_skip: int | None = None, batch_count: int | None = None,
+                        strength: float | None = None, prediction_type: str | Prediction | None = None,
+                        decoder: Literal["vae", "taesd"] | Network | None = None, eta: float | None = None,
+                        timestep_spacing: str | TimestepSpacing | None = None, latents: FloatsLike | None = None,
+                        prompt_embeds: FloatsLike | None = None, negative_prompt_embeds: FloatsLike | None = None,
+                        init_image: ImageLike | None = None) -> MemoryEstimate:
+        """The memory a generation with these options (those of txt2img; what counts is the
+        size, guidance_scale, init_image, decoder and batch_count, and the prompt may be left
+        out) will need on this pipeline as loaded (its weight type, low-memory mode) and with
+        its context's thread count (sf_pipeline_estimate_memory), as a MemoryEstimate in
+        bytes. Works on an inspected pipeline (Pipeline.inspect), which has read no weight:
+
+            with snapfusion.Pipeline.inspect("models/sd-v1-5", weights="q8") as probe:
+                if probe.estimate_memory(width=512, height=512).peak > budget: ...
+
+        The same options give the same estimate on an inspected and on a loaded pipeline. It
+        comes from the networks' packed sizes and planned workspaces, not from a measurement.
+        Sides that are no multiples of size_multiple are an InvalidArgumentError, a pipeline
+        without a UNet or decoder a BadStateError."""
+        params = _generation_params(
+            prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
+            guidance_scale=guidance_scale, seed=seed, sampler=sampler, karras_sigmas=karras_sigmas,
+            clip_skip=clip_skip, batch_count=batch_count, strength=strength, prediction_type=prediction_type,
+            decoder=decoder, eta=eta, timestep_spacing=timestep_spacing, latents=latents,
+            prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, init_image=init_image)
+        figures: list[int] = []
+        try:
+            out = ctypes.c_int64()
+            for what in Memory:  # one figure per call
+                self._call(_clib.sf_pipeline_estimate_memory(self._p(), params._h.get(), int(what),
+                                                             ctypes.byref(out)))
+                figures.append(out.value)
+        finally:
+            params.close()
+        return MemoryEstimate(*figures)
 
     @property
     def last_macs(self) -> float:

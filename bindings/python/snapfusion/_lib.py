@@ -100,6 +100,7 @@ FUNCTIONS = {
     "sf_pipeline_describe": (status, [P(Pipeline), c_int, c_void_p, c_size_t, P(c_size_t)]),
     "sf_pipeline_get_int": (status, [P(Pipeline), c_int, P(c_int64)]),
     "sf_pipeline_get_float": (status, [P(Pipeline), c_int, P(c_double)]),
+    "sf_pipeline_estimate_memory": (status, [P(Pipeline), P(Params), c_int, P(c_int64)]),
     # building blocks
     "sf_tokenize": (status, [P(Pipeline), c_char_p, P(c_int32), c_size_t, P(c_size_t)]),
     "sf_encode_ids": (status, [P(Pipeline), P(c_int32), c_size_t, c_size_t, c_int, P(c_float), c_size_t]),

@@ -8,10 +8,15 @@ from typing import Any
 class SnapFusionError(Exception):
     """A libsnapfusion call failed. `status` is the sf_status code, `message` the
     library's description of this failure (names the file, tensor or argument). `images`:
-    the snapfusion.Image objects a batch (Pipeline.txt2img_batch) finished before failing."""
+    the snapfusion.Image objects a batch (Pipeline.txt2img_batch) finished before failing.
+    `problems`: the problems the call reported one by one (the library logs each at ERROR
+    level) before failing: an inspect-only load (Pipeline.inspect) reports every problem it
+    finds in the folder, and `message` counts them and lists as many as fit; () when the
+    failure is its message alone."""
 
     status: int | None = None
     images: Sequence[Any] = ()
+    problems: Sequence[str] = ()
 
     def __init__(self, message: str, status: int | None = None) -> None:
         if status is not None:

@@ -545,6 +545,160 @@ fun testMemoryOptions(model: String, tmpDir: String, headerPath: String) {
     c.sf_context_destroy(ctx)
 }
 
+/** A copy of the model with three problems: unet/config.json without "block_out_channels", and the
+ * VAE's tensor decoder.conv_in.bias renamed decoder.conv_in.biaz (missing + left over). */
+fun brokenCopy(model: String, tmpDir: String): String {
+    val src = java.nio.file.Paths.get(model)
+    val dst = java.nio.file.Paths.get(tmpDir, "broken-tiny-sd")
+    if (java.nio.file.Files.exists(dst)) dst.toFile().deleteRecursively()
+    val walk = java.nio.file.Files.walk(src)
+    try {
+        for (f in walk.toArray()) {
+            val from = f as java.nio.file.Path
+            val to = dst.resolve(src.relativize(from).toString())
+            if (java.nio.file.Files.isDirectory(from)) java.nio.file.Files.createDirectories(to)
+            else java.nio.file.Files.copy(from, to)
+        }
+    } finally {
+        walk.close()
+    }
+    val config = dst.resolve("unet/config.json").toFile()
+    val edited = config.readText().replace(Regex("\"block_out_channels\"\\s*:\\s*\\[[^\\]]*\\]\\s*,"), "")
+    check(edited != config.readText(), "block_out_channels removed from the copy's unet/config.json")
+    config.writeText(edited)
+    val vae = dst.resolve("vae/diffusion_pytorch_model.safetensors").toFile()
+    val bytes = vae.readBytes()
+    val name = "\"decoder.conv_in.bias\"".toByteArray()
+    val at = (8 until bytes.size - name.size).first { i -> name.indices.all { bytes[i + it] == name[it] } }
+    bytes[at + name.size - 2] = 'z'.toByte()  // same length: the header stays valid
+    vae.writeBytes(bytes)
+    return dst.toString()
+}
+
+/** Pipeline.inspect / inspectFiles (SF_PARAM_INSPECT_ONLY), estimateMemory
+ * (sf_pipeline_estimate_memory), weightType (SF_INFO_WEIGHT_TYPE) and arenaBytes on tiny-sd. */
+fun testInspectAndEstimate(model: String, tmpDir: String, headerPath: String) {
+    val header = File(headerPath).readText()
+    val figures = Regex("\\bSF_MEMORY_(\\w+)\\s*=\\s*(\\d+)").findAll(header).map { it.groupValues[1] to it.groupValues[2].toInt() }.toList()
+    check(figures.size == 6 && figures.all { (n, v) -> MemoryFigure.valueOf(n).code == v } && MemoryFigure.values().size == 6,
+          "MemoryFigure == sf_memory $figures")
+    val gen = GenerationOptions(width = 64, height = 64, guidanceScale = 7.5)
+    val live0 = NativeHandle.live.get()
+
+    // An inspected pipeline tells what the load with the same options has; the estimates are equal.
+    for ((w, want) in listOf(null to WeightType.F32, WeightType.F32 to WeightType.F32, WeightType.F16 to WeightType.F16,
+                             WeightType.Q8 to WeightType.Q8)) {
+        Pipeline.inspect(model, threads = 1, weights = w).use { probe ->
+            Pipeline.load(model, threads = 1, weights = w).use { full ->
+                check(probe.isInspectOnly && !full.isInspectOnly, "isInspectOnly")
+                check(probe.networks.isEmpty(), "an inspected pipeline has no network: ${probe.networks}")
+                check(probe.weightType == want && full.weightType == want, "weightType $w: ${probe.weightType} ${full.weightType}")
+                check(probe.weightBytes == full.weightBytes && probe.parameterCount == full.parameterCount,
+                      "inspect == load: weight bytes ${probe.weightBytes} ${full.weightBytes}, parameters")
+                check(probe.sizeMultiple == full.sizeMultiple && probe.defaultWidth == full.defaultWidth &&
+                      probe.latentChannels == full.latentChannels, "inspect == load: shapes")
+                for (o in listOf(gen, GenerationOptions(width = 32, height = 48, guidanceScale = 1.0), GenerationOptions())) {
+                    val e = probe.estimateMemory(o)
+                    check(full.estimateMemory(o) == e, "estimate on inspect == on load ($w, $o): $e ${full.estimateMemory(o)}")
+                    check(e.peak == e.weights + e.workspace + e.other && e[MemoryFigure.PEAK] == e.peak &&
+                          e[MemoryFigure.WORKSPACE_RUN] == e.workspaceRun, "peak = weights + workspace + other: $e")
+                    check(e.weightsTotal == full.weightBytes && e.peak > e.weightsTotal, "weightsTotal = weightBytes: $e")
+                }
+            }
+        }
+    }
+    Pipeline.load(model, threads = 1, inspectOnly = true).use { p ->
+        check(p.isInspectOnly && p.estimateMemory(gen) == Pipeline.inspect(model, threads = 1).use { it.estimateMemory(gen) },
+              "load(inspectOnly = true) == inspect")
+    }
+    // workspaceRun: the arena a generation with the same size and guidance then holds.
+    for (o in listOf(gen, GenerationOptions(width = 32, height = 48, guidanceScale = 1.0), GenerationOptions(width = 96, height = 96))) {
+        val e = Pipeline.inspect(model, threads = 1).use { it.estimateMemory(o) }
+        Pipeline.load(model, threads = 1).use { full ->
+            check(full.arenaBytes == 0L, "no arena before a run")
+            full.txt2img(o.copy(prompt = "a red fox", steps = 2, seed = 1L)).close()
+            check(full.arenaBytes == e.workspaceRun, "workspaceRun ${e.workspaceRun} == arenaBytes ${full.arenaBytes} ($o)")
+        }
+    }
+    // Weight types, low memory, bigger images, the batch count.
+    val est = listOf(WeightType.F32, WeightType.F16, WeightType.Q8).associate { w ->
+        w to Pipeline.inspect(model, threads = 1, weights = w).use { it.estimateMemory(gen) }
+    }
+    check(est.getValue(WeightType.F32).weightsTotal > est.getValue(WeightType.F16).weightsTotal &&
+          est.getValue(WeightType.F16).weightsTotal > est.getValue(WeightType.Q8).weightsTotal, "weightsTotal f32 > f16 > q8")
+    Pipeline.inspect(model, threads = 1, lowMemory = true).use { low ->
+        val lo = low.estimateMemory(gen)
+        val f32 = est.getValue(WeightType.F32)
+        check(lo.peak < f32.peak && lo.weights < f32.weights && lo.weightsTotal == f32.weightsTotal, "lowMemory lowers the peak: $lo vs $f32")
+    }
+    Pipeline.inspect(model, threads = 1).use { probe ->
+        check(probe.estimateMemory(GenerationOptions(width = 256, height = 256)).workspaceRun > probe.estimateMemory(gen).workspaceRun,
+              "a bigger image needs more workspace")
+        check(probe.estimateMemory(GenerationOptions(guidanceScale = 7.5)) == probe.estimateMemory(gen), "default size 64x64")
+        check(probe.estimateMemory(gen, batchCount = 2).peak > 0, "a batch's estimate")
+        val odd = throws<SnapFusionException>("estimate of 72x64") { probe.estimateMemory(GenerationOptions(width = 72, height = 64)) }
+        check(odd?.status == Status.INVALID_ARGUMENT, "72x64: ${odd?.message}")
+        // Runs are refused with a message that says why.
+        for ((what, run) in listOf<Pair<String, () -> Unit>>(
+                "txt2img" to { probe.txt2img(GenerationOptions("a cat", steps = 1)).close() },
+                "start" to { probe.start(GenerationOptions("a cat", steps = 1)).close() },
+                "encodePrompt" to { probe.encodePrompt("a cat"); Unit })) {
+            val e = throws<SnapFusionException>("$what on an inspected pipeline") { run() }
+            check(e?.status == Status.BAD_STATE && e.message!!.contains("SF_PARAM_INSPECT_ONLY"), "$what refused: ${e?.message}")
+        }
+        val raw = SfLib.lib.sf_pipeline_estimate_memory(probe.nativePointer, null, 99, LongByReference())
+        check(raw == Status.INVALID_ARGUMENT.code && SfLib.lib.sf_last_error().contains("99"), "raw estimate of figure 99: ${SfLib.lib.sf_last_error()}")
+    }
+    Pipeline.inspect(model, threads = 1, components = setOf(Network.TEXT_ENCODER)).use { probe ->
+        val e = throws<SnapFusionException>("estimate without a UNet") { probe.estimateMemory() }
+        check(e?.status == Status.BAD_STATE, "no UNet: ${e?.message}")
+        throws<SnapFusionException>("weightType without a UNet") { probe.weightType }
+    }
+    Pipeline.inspect(model, threads = 1, variant = "fp16").use { check(it.weightType == WeightType.F16, "fp16 variant: ${it.weightType}") }
+
+    // SD-1.5's architecture (config-only folder, random weights): peaks f32 > f16 > q8.
+    val sd15 = File(model).absoluteFile.parentFile.parentFile.parentFile.resolve("configs/sd-v1-5")
+    if (File(sd15, "model_index.json").exists()) {
+        val peaks = listOf(WeightType.F32, WeightType.F16, WeightType.Q8).map { w ->
+            Pipeline.inspect(sd15.path, threads = 1, randomWeights = true, weights = w,
+                             tokenizerPath = File(model).absoluteFile.parentFile.resolve("tokenizer").path).use {
+                it.estimateMemory(GenerationOptions(guidanceScale = 7.5)).peak
+            }
+        }
+        check(peaks[0] > peaks[1] && peaks[1] > peaks[2], "SD-1.5 peaks f32 > f16 > q8: $peaks")
+    } else {
+        println("note: $sd15 not found, SD-1.5 peaks not checked")
+    }
+
+    // A broken folder: every problem in exception.problems; a full load stops at the first.
+    val broken = brokenCopy(model, tmpDir)
+    val e = throws<SnapFusionException>("inspect of a broken folder") { Pipeline.inspect(broken, threads = 1) }
+    val problems = e?.problems ?: emptyList()
+    check(e?.status == Status.BAD_MODEL && e.message!!.startsWith("3 problems: ") && problems.size == 3, "problems: ${e?.message} $problems")
+    check(problems.size == 3 && problems[0].contains("unet/config.json") && problems[0].contains("block_out_channels") &&
+          problems.any { it.contains("'decoder.conv_in.bias'") } && problems.any { it.contains("'decoder.conv_in.biaz'") },
+          "the three problems: $problems")
+    val full = throws<SnapFusionException>("load of a broken folder") { Pipeline.load(broken, threads = 1) }
+    check(full?.status == Status.BAD_MODEL && full.message in problems && full.problems.isEmpty(), "full load: ${full?.message} ${full?.problems}")
+    val logged = Collections.synchronizedList(ArrayList<String>())
+    Context(threads = 1, log = { level, msg -> if (level == LogLevel.ERROR) logged.add(msg) }).use { ctx ->
+        val e2 = throws<SnapFusionException>("inspect with a log") { Pipeline.inspect(broken, context = ctx) }
+        check(e2?.problems == problems, "problems with a log function: ${e2?.problems}")
+        check(problems.all { it in logged }, "the log function saw each problem: $logged")
+        Pipeline.inspect(model, context = ctx).use { check(it.weightType == WeightType.F32, "the context goes on") }
+    }
+    Files.fromFolder(broken).use { files ->
+        val e3 = throws<SnapFusionException>("inspectFiles of a broken set") { Pipeline.inspectFiles(files, threads = 1) }
+        check(e3?.problems?.size == 3 && e3.problems[0].contains("memory:unet/config.json"), "inspectFiles problems: ${e3?.problems}")
+    }
+    Files.fromFolder(model).use { files ->
+        Pipeline.inspectFiles(files, threads = 1, weights = WeightType.Q8).use {
+            check(it.isInspectOnly && it.weightBytes == est.getValue(WeightType.Q8).weightsTotal, "inspectFiles of tiny-sd")
+        }
+    }
+    check(NativeHandle.live.get() == live0, "inspect: all native objects closed (live ${NativeHandle.live.get() - live0})")
+}
+
 fun main(args: Array<String>) {
     val model = args[0]
     val tmp = args[1]
@@ -657,6 +811,7 @@ fun main(args: Array<String>) {
     testSchedule(model)
     testFiles(model)
     testMemoryOptions(model, tmp, args[2])
+    testInspectAndEstimate(model, tmp, args[2])
     check(NativeHandle.live.get() == live0, "all native objects closed (live ${NativeHandle.live.get()} vs $live0)")
     // Unclosed objects are freed by the Cleaner once unreachable.
     run {

@@ -19,6 +19,7 @@ import logging
 import mmap
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -280,7 +281,8 @@ class TestLibrary(unittest.TestCase):
             self.assertIn(old, names)
 
     def test_enums_match_the_header(self):
-        """Every member of the header's enums has a Python member of the same name and value."""
+        """Every member of the header's enums has a Python member of the same name and value;
+        every enum of the header is mirrored, or said here how the package covers it."""
         with open(os.path.join(SOURCE_DIR, "include", "snapfusion.h"), encoding="utf-8") as f:
             header = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
         bodies = dict((m.group(2), m.group(1)) for m in re.finditer(r"typedef enum \w+ \{([^}]*)\} (\w+);", header))
@@ -289,7 +291,15 @@ class TestLibrary(unittest.TestCase):
                  ("sf_network", "SF_NET_", sf.Network), ("sf_sampler", "SF_SAMPLER_", sf.Sampler),
                  ("sf_prediction", "SF_PREDICTION_", sf.Prediction),
                  ("sf_timestep_spacing", "SF_SPACING_", sf.TimestepSpacing), ("sf_log_level", "SF_LOG_", sf.LogLevel),
-                 ("sf_layout", "SF_LAYOUT_", sf.Layout), ("sf_schedule_table", "SF_TABLE_", sf.ScheduleTable))
+                 ("sf_layout", "SF_LAYOUT_", sf.Layout), ("sf_schedule_table", "SF_TABLE_", sf.ScheduleTable),
+                 ("sf_memory", "SF_MEMORY_", sf.Memory))
+        covered_otherwise = {"sf_status": "exception classes (test_status_codes_map_to_exceptions)",
+                             "sf_format": "describe('text' / 'json')", "sf_rng_kind": "Rng(kind='cpu' / 'scalar')"}
+        self.assertEqual(set(bodies) - {c for c, _, _ in pairs} - set(covered_otherwise), set(),
+                         "enums of the header the package does not mirror")
+        # MemoryEstimate's fields are sf_memory's figures in its order.
+        self.assertEqual([f.upper() for f in sf.MemoryEstimate._fields], [m.name for m in sf.Memory])
+        self.assertEqual([int(m) for m in sf.Memory], list(range(len(sf.Memory))))
         for c_enum, prefix, py_enum in pairs:
             members = re.findall(r"\b%s(\w+)\s*=\s*(\d+)" % prefix, bodies[c_enum])
             self.assertTrue(members, c_enum)
@@ -1538,6 +1548,260 @@ class TestMemoryOptions(unittest.TestCase):
         self.assertEqual(p.get(sf.Param.WEIGHT_TYPE), 3)
         self.assertEqual(p.get(sf.Param.LOW_MEMORY), 1)
         p.close()
+
+
+def broken_copy(tmp):
+    """A copy of tiny-sd with three problems: unet/config.json without "block_out_channels", and
+    the VAE's tensor decoder.conv_in.bias renamed decoder.conv_in.biaz (missing + left over)."""
+    folder = os.path.join(tmp, "broken-tiny-sd")
+    shutil.copytree(TINY_SD, folder)
+    path = os.path.join(folder, "unet", "config.json")
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    del config["block_out_channels"]
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    path = os.path.join(folder, "vae", "diffusion_pytorch_model.safetensors")
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    (n,) = struct.unpack("<Q", data[:8])
+    at = data.find(b'"decoder.conv_in.bias"', 8, 8 + n)
+    assert at > 0
+    data[at + len(b'"decoder.conv_in.bia')] = ord("z")  # same length: the header stays valid
+    with open(path, "wb") as f:
+        f.write(data)
+    return folder
+
+
+SD15_CONFIGS = os.path.join(SOURCE_DIR, "..", "shared", "configs", "sd-v1-5")
+
+
+@needs_fixtures
+class TestInspectAndEstimate(unittest.TestCase):
+    """Pipeline.inspect (SF_PARAM_INSPECT_ONLY), Pipeline.estimate_memory
+    (sf_pipeline_estimate_memory) and Pipeline.weight_type (SF_INFO_WEIGHT_TYPE) on tiny-sd."""
+
+    GEN = dict(width=64, height=64, guidance_scale=7.5)
+
+    def test_inspect_answers_as_the_load(self):
+        """An inspected pipeline runs nothing but tells what the load with the same options has:
+        weight bytes, parameters, weight type, shapes; and the estimates are the same on both."""
+        for weights, want in ((None, sf.WeightType.F32), ("f32", sf.WeightType.F32), ("f16", sf.WeightType.F16),
+                              ("q8", sf.WeightType.Q8)):
+            with sf.Pipeline.inspect(TINY_SD, threads=THREADS, weights=weights) as probe, \
+                    sf.Pipeline.load(TINY_SD, threads=THREADS, weights=weights) as full:
+                self.assertTrue(probe.inspect_only)
+                self.assertFalse(full.inspect_only)
+                self.assertEqual(int(probe.networks), 0)
+                self.assertEqual(probe.weight_type, want)
+                self.assertIsInstance(probe.weight_type, sf.WeightType)
+                self.assertEqual(full.weight_type, want)
+                self.assertEqual(probe.weight_bytes, full.weight_bytes)
+                self.assertEqual(probe.parameter_count, full.parameter_count)
+                for name in ("default_width", "default_height", "size_multiple", "scale_factor", "latent_channels",
+                             "text_tokens", "text_hidden"):
+                    self.assertEqual(getattr(probe, name), getattr(full, name), name)
+                for options in (self.GEN, dict(width=32, height=48, guidance_scale=1.0), {}):
+                    e = probe.estimate_memory(**options)
+                    self.assertIsInstance(e, sf.MemoryEstimate)
+                    self.assertEqual(full.estimate_memory(**options), e, (weights, options))
+                    self.assertEqual(e.peak, e.weights + e.workspace + e.other)
+                    self.assertEqual(e.weights_total, full.weight_bytes)
+                    self.assertGreater(e.peak, e.weights_total)
+                    self.assertEqual(e[sf.Memory.PEAK], e.peak)
+                    self.assertEqual(e[sf.Memory.WORKSPACE_RUN], e.workspace_run)
+            # Pipeline.load(inspect_only=True) is the same thing.
+            with sf.Pipeline.load(TINY_SD, threads=THREADS, weights=weights, inspect_only=True) as probe2:
+                self.assertTrue(probe2.inspect_only)
+                with sf.Pipeline.inspect(TINY_SD, threads=THREADS, weights=weights) as probe:
+                    self.assertEqual(probe2.estimate_memory(**self.GEN), probe.estimate_memory(**self.GEN))
+
+    def test_workspace_is_what_a_generation_holds(self):
+        """workspace_run is the arena a generation of the same size and guidance then holds
+        (arena_bytes), weights_total the loaded weight bytes; bigger images need more."""
+        for options in (self.GEN, dict(width=32, height=48, guidance_scale=1.0), dict(width=96, height=96)):
+            with sf.Pipeline.inspect(TINY_SD, threads=THREADS) as probe:
+                e = probe.estimate_memory(**options)
+            with sf.Pipeline.load(TINY_SD, threads=THREADS) as full:
+                self.assertEqual(full.arena_bytes, 0)  # nothing ran yet
+                image = full.txt2img("a red fox", steps=2, seed=1, **options)
+                self.assertEqual(image.size, (options.get("width", 64), options.get("height", 64)))
+                self.assertEqual(full.arena_bytes, e.workspace_run, options)
+                self.assertEqual(full.weight_bytes, e.weights_total)
+        with sf.Pipeline.inspect(TINY_SD, threads=THREADS) as probe:
+            small, big = probe.estimate_memory(**self.GEN), probe.estimate_memory(width=256, height=256)
+            self.assertGreater(big.workspace_run, small.workspace_run)
+            self.assertGreater(big.peak, small.peak)
+            # The prompt does not matter; the default size is the model's.
+            self.assertEqual(probe.estimate_memory("a cat", "blurry", steps=30, seed=5, **self.GEN), small)
+            self.assertEqual(probe.estimate_memory(guidance_scale=7.5), small)  # tiny-sd's default is 64x64
+
+    def test_weight_types_and_low_memory(self):
+        """f32 > f16 > q8 weights; low_memory lowers the peak and the weights resident at it."""
+        est = {}
+        for weights in ("f32", "f16", "q8"):
+            with sf.Pipeline.inspect(TINY_SD, threads=THREADS, weights=weights) as probe:
+                est[weights] = probe.estimate_memory(**self.GEN)
+        self.assertGreater(est["f32"].weights_total, est["f16"].weights_total)
+        self.assertGreater(est["f16"].weights_total, est["q8"].weights_total)
+        # (The peaks of tiny-sd are not in that order: its weights are a few MB next to the process
+        # base, and converting its f32 checkpoint takes staging; measured peak RSS agrees.)
+        with sf.Pipeline.inspect(TINY_SD, threads=THREADS, low_memory=True) as low:
+            lo = low.estimate_memory(**self.GEN)
+        self.assertLess(lo.peak, est["f32"].peak)
+        self.assertLess(lo.weights, est["f32"].weights)
+        self.assertEqual(lo.weights_total, est["f32"].weights_total)
+        with sf.Pipeline.load(TINY_SD, threads=THREADS, low_memory=True) as loaded:
+            self.assertEqual(loaded.estimate_memory(**self.GEN), lo)
+        # The weight type of the fp16 variant is f16 by default.
+        with sf.Pipeline.inspect(TINY_SD, threads=THREADS, variant="fp16") as probe:
+            self.assertEqual(probe.weight_type, sf.WeightType.F16)
+        with sf.Pipeline.load(TINY_SD, threads=THREADS, variant="fp16", components=["unet"]) as full:
+            self.assertEqual(full.weight_type, sf.WeightType.F16)
+
+    @unittest.skipUnless(os.path.isfile(os.path.join(SD15_CONFIGS, "model_index.json")),
+                         "no ../shared/configs/sd-v1-5")
+    def test_sd15_peaks(self):
+        """On SD-1.5's architecture (config-only folder, random weights: nothing to read) the peak
+        is f32 > f16 > q8, and low_memory lowers it."""
+        peaks = {}
+        for weights, low in (("f32", False), ("f16", False), ("q8", False), ("f32", True)):
+            with sf.Pipeline.inspect(SD15_CONFIGS, threads=THREADS, random_weights=True, weights=weights,
+                                     low_memory=low, tokenizer_path=os.path.join(PUBLIC, "tokenizer")) as probe:
+                self.assertEqual(probe.default_width, 512)
+                peaks[weights, low] = e = probe.estimate_memory(guidance_scale=7.5)
+                self.assertEqual(e.peak, e.weights + e.workspace + e.other)
+        self.assertGreater(peaks["f32", False].peak, peaks["f16", False].peak)
+        self.assertGreater(peaks["f16", False].peak, peaks["q8", False].peak)
+        self.assertLess(peaks["f32", True].peak, peaks["f32", False].peak)
+        self.assertGreater(peaks["f32", False].weights_total, 3e9)  # SD-1.5's ~1.07 G parameters in f32
+
+    def test_inspected_pipelines_refuse_to_run(self):
+        gc.collect()
+        base = sf.live_handles()
+        with sf.Pipeline.inspect(TINY_SD, threads=THREADS) as probe:
+            runs = (lambda: probe.txt2img("a cat", steps=1), lambda: probe.generate("a cat", steps=1),
+                    lambda: probe.txt2img_batch("a cat", batch_count=2, steps=1),
+                    lambda: probe.encode_prompt("a cat"))
+            for run in runs:
+                with self.assertRaises(sf.BadStateError) as cm:
+                    run()
+                self.assertIn("SF_PARAM_INSPECT_ONLY", str(cm.exception))  # inspect_only=True
+                self.assertIn("load it again", str(cm.exception))
+            # The networks' own calls say that the network is not there.
+            blocks = (lambda: probe.unet_predict(array.array("f", [0.0] * 256), 1.0, [0.0] * 77 * 32),
+                      lambda: probe.decode(array.array("f", [0.0] * 256)),
+                      lambda: probe.encode_image(array.array("f", [0.0] * 3 * 64 * 64), height=64, width=64))
+            for run in blocks:
+                with self.assertRaises(sf.BadStateError) as cm:
+                    run()
+                self.assertIn("has no", str(cm.exception))
+            self.assertEqual(probe.tokenize("a cat")[:4], [49406, 320, 2368, 49407])  # the tokenizer is data
+            self.assertEqual(probe.active_runs, 0)
+            self.assertEqual(probe.estimate_memory(**self.GEN).weights_total, probe.weight_bytes)  # still usable
+        with self.assertRaises(sf.BadStateError):
+            probe.estimate_memory()  # closed
+        gc.collect()
+        self.assertEqual(sf.live_handles(), base)
+
+    def test_estimate_refusals(self):
+        with sf.Pipeline.inspect(TINY_SD, threads=THREADS) as probe:
+            with self.assertRaises(sf.InvalidArgumentError) as cm:
+                probe.estimate_memory(width=72, height=64)  # not a multiple of 16
+            self.assertIn("72", str(cm.exception))
+        with sf.Pipeline.inspect(TINY_SD, threads=THREADS, components=["text_encoder"]) as probe:
+            with self.assertRaises(sf.BadStateError) as cm:
+                probe.estimate_memory()
+            self.assertIn("UNet", str(cm.exception))
+            with self.assertRaises(sf.BadStateError):
+                probe.weight_type  # no UNet
+
+    def test_sound_folder_reports_nothing(self):
+        got = []
+        with sf.Context(threads=THREADS, log=lambda level, msg: got.append((level, msg))) as ctx:
+            sf.Pipeline.inspect(TINY_SD, context=ctx).close()
+        self.assertEqual([m for level, m in got if level >= sf.LogLevel.WARN], [])
+
+    def test_broken_folder_lists_every_problem(self):
+        records = []
+
+        class Keep(logging.Handler):
+            def emit(self, record):
+                records.append(record)
+
+        logger = logging.getLogger("snapfusion")
+        handler = Keep(level=logging.DEBUG)
+        logger.addHandler(handler)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = broken_copy(tmp)
+                with self.assertRaises(sf.BadModelError) as cm:
+                    sf.Pipeline.inspect(folder, threads=THREADS)
+                e = cm.exception
+                self.assertEqual(len(e.problems), 3, e.problems)
+                self.assertTrue(e.message.startswith("3 problems: "), e.message)
+                self.assertIn("unet/config.json", e.problems[0])
+                self.assertIn("block_out_channels", e.problems[0])
+                self.assertTrue(any("'decoder.conv_in.bias'" in p for p in e.problems), e.problems)
+                self.assertTrue(any("'decoder.conv_in.biaz'" in p for p in e.problems), e.problems)
+                for p in e.problems:
+                    self.assertIn(p, e.message)  # these fit in the message
+                # Reported once, as the exception: the problems are not logged too.
+                self.assertEqual([r.getMessage() for r in records if r.levelno >= logging.ERROR], [])
+                # A full load stops at the first problem, one of those.
+                with self.assertRaises(sf.BadModelError) as cm:
+                    sf.Pipeline.load(folder, threads=THREADS)
+                self.assertIn(cm.exception.message, e.problems)
+                self.assertEqual(cm.exception.problems, ())  # just its message
+                # The same through a log callable, a context without logging, and a set in memory.
+                got = []
+                with sf.Context(threads=THREADS, log=lambda level, msg: got.append(msg)) as ctx:
+                    with self.assertRaises(sf.BadModelError) as cm:
+                        sf.Pipeline.inspect(folder, context=ctx)
+                    self.assertEqual(tuple(cm.exception.problems), tuple(e.problems))
+                    self.assertFalse(any("conv_in" in m for m in got), got)
+                    self.assertEqual(sf.Pipeline.inspect(TINY_SD, context=ctx).weight_type, sf.WeightType.F32)
+                with sf.Context(threads=THREADS, log=False) as ctx:
+                    with self.assertRaises(sf.BadModelError) as cm:
+                        sf.Pipeline.inspect(folder, context=ctx)
+                    self.assertEqual(tuple(cm.exception.problems), tuple(e.problems))
+                with sf.Files.from_folder(folder) as files, self.assertRaises(sf.BadModelError) as cm:
+                    sf.Pipeline.inspect(files, threads=THREADS)
+                self.assertEqual(len(cm.exception.problems), 3)
+                self.assertIn("memory:unet/config.json", cm.exception.problems[0])
+                # One problem: it is the message, and the only one of `problems`.
+                os.rename(os.path.join(folder, "vae"), os.path.join(tmp, "vae"))
+                shutil.copytree(os.path.join(TINY_SD, "vae"), os.path.join(folder, "vae"))
+                with self.assertRaises(sf.BadModelError) as cm:
+                    sf.Pipeline.inspect(folder, threads=THREADS)
+                self.assertEqual(cm.exception.problems, (cm.exception.message,))
+        finally:
+            logger.removeHandler(handler)
+
+    def test_example_estimate(self):
+        """examples/python/txt2img.py --estimate prints Pipeline.inspect(...).estimate_memory(...)
+        and writes nothing; on a broken folder, one line per problem."""
+        env = dict(os.environ, PYTHONPATH=os.path.join(SOURCE_DIR, "bindings", "python"))
+        script = os.path.join(SOURCE_DIR, "examples", "python", "txt2img.py")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "x.png")
+            r = subprocess.run([sys.executable, script, "-m", TINY_SD, "--estimate", "--weights", "q8", "-W", "64",
+                                "-H", "96", "--cfg-scale", "7.5", "-t", str(THREADS), "-o", out],
+                               env=env, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertFalse(os.path.exists(out))
+            with sf.Pipeline.inspect(TINY_SD, threads=THREADS, weights="q8") as probe:
+                e = probe.estimate_memory(width=64, height=96, guidance_scale=7.5)
+            self.assertIn("64x96, cfg scale 7.5, q8 weights: peak %.2f MB (weights %.2f MB, workspace %.2f MB, "
+                          "other %.2f MB); all weights %.2f MB, workspace of the run %.2f MB"
+                          % tuple(x / 1e6 for x in e), r.stdout)
+            r = subprocess.run([sys.executable, script, "-m", broken_copy(tmp), "--estimate", "-t", str(THREADS)],
+                               env=env, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            lines = r.stderr.splitlines()
+            self.assertTrue(lines[0].startswith("txt2img: BadModelError: 3 problems in "), r.stderr)
+            self.assertEqual(len(lines), 4, r.stderr)
+            self.assertIn("block_out_channels", lines[1])
 
 
 def main():

@@ -33,6 +33,14 @@ for lang in c objective-c; do
     echo "  sf_weight_type w = SF_WEIGHT_DEFAULT; w = SF_WEIGHT_F32; w = SF_WEIGHT_F16; w = SF_WEIGHT_Q8; (void)w;"
     echo "  _Static_assert(SF_WEIGHT_Q8 == 3, \"weight types\");"
     echo "  (void)sf_params_set_int(p, SF_PARAM_WEIGHT_TYPE, SF_WEIGHT_Q8); (void)sf_params_set_int(p, SF_PARAM_LOW_MEMORY, 1);"
+    # Inspection and memory estimates (Pipeline.inspect, estimateMemory, weightType, arenaBytes).
+    echo "  (void)sf_params_set_int(p, SF_PARAM_INSPECT_ONLY, 1); (void)sf_params_set_int(p, SF_PARAM_BATCH_COUNT, 2);"
+    echo "  i = SF_INFO_WEIGHT_TYPE; i = SF_INFO_ARENA_BYTES; (void)i;"
+    echo "  sf_memory m = SF_MEMORY_PEAK; m = SF_MEMORY_WEIGHTS; m = SF_MEMORY_WORKSPACE; m = SF_MEMORY_OTHER;"
+    echo "  m = SF_MEMORY_WEIGHTS_TOTAL; m = SF_MEMORY_WORKSPACE_RUN;"
+    echo "  _Static_assert(SF_MEMORY_PEAK == 0 && SF_MEMORY_WORKSPACE_RUN == 5, \"memory figures\");"
+    echo "  _Static_assert(SF_LOG_ERROR == 3, \"log levels\");"
+    echo "  { int64_t bytes = 0; (void)sf_pipeline_estimate_memory((const sf_pipeline *)0, (const sf_params *)p, m, &bytes); }"
     echo "  sf_files *files = 0; sf_pipeline *pipe = 0; (void)sf_files_add(files, \"a\", 0, 0, 1);"
     echo "  (void)sf_pipeline_load_files(ctx, files, p, &pipe); sf_files_destroy(files);"
     for fn in $funcs; do echo "  (void)&$fn;"; done

@@ -99,6 +99,7 @@ interface SfLib : Library {
     fun sf_pipeline_describe(p: Pointer, format: Int, buffer: ByteArray?, capacity: SizeT, needed: SizeTByReference?): Int
     fun sf_pipeline_get_int(p: Pointer, key: Int, out: LongByReference): Int
     fun sf_pipeline_get_float(p: Pointer, key: Int, out: DoubleByReference): Int
+    fun sf_pipeline_estimate_memory(p: Pointer, params: Pointer?, what: Int, out: LongByReference): Int
 
     fun sf_tokenize(p: Pointer, prompt: String, ids: IntArray, capacity: SizeT, untruncated: SizeTByReference?): Int
     fun sf_encode_ids(p: Pointer, ids: IntArray, batch: SizeT, tokens: SizeT, clipSkip: Int, out: FloatArray, count: SizeT): Int
@@ -207,6 +208,13 @@ open class SnapFusionException(val status: Status, val code: Int, message: Strin
     /** Pipeline.txt2imgBatch: the images finished before the failure (the caller closes them). */
     var images: List<Image> = emptyList()
         internal set
+
+    /** A failed load: the problems it reported one by one (the library logs each at ERROR level)
+     * besides its message. An inspection (Pipeline.inspect) reports every problem it finds in the
+     * folder, and the message counts them and lists as many as fit; empty when the failure is its
+     * message alone. */
+    var problems: List<String> = emptyList()
+        internal set
 }
 
 /** Stopped by cancel() or a progress callback. */
@@ -230,6 +238,41 @@ enum class Sampler(val code: Int) {
 }
 
 enum class Network(val bit: Int) { TEXT_ENCODER(1), UNET(2), VAE_DECODER(4), VAE_ENCODER(8), TAESD_DECODER(16), TAESD_ENCODER(32) }
+
+/** sf_memory: the figures of a memory estimate (Pipeline.estimateMemory), in bytes. (Not "Memory":
+ * that is JNA's class.) */
+enum class MemoryFigure(val code: Int) {
+    /** Expected peak resident set of the process from the load to the end of the generation. */
+    PEAK(0),
+    /** Packed weights resident at that peak. */
+    WEIGHTS(1),
+    /** Activation workspace resident at that peak. */
+    WORKSPACE(2),
+    /** The rest of the peak: weights being packed (staging, checkpoint pages), the run's buffers, a fixed base. */
+    OTHER(3),
+    /** Packed weights of all the pipeline's networks. */
+    WEIGHTS_TOTAL(4),
+    /** The largest workspace the generation plans. */
+    WORKSPACE_RUN(5)
+}
+
+/** What a generation will need, in bytes (Pipeline.estimateMemory): peak = weights + workspace +
+ * other, the process's expected peak resident set from the load to the end of the generation (the
+ * library's share plus a fixed base for code and libraries), weights and workspace resident at that
+ * peak; weightsTotal the packed weights of all the networks (the full load's weightBytes);
+ * workspaceRun the largest workspace the generation plans (arenaBytes once it ran). An estimate
+ * from the networks' packed sizes and planned workspaces, not a measurement. */
+data class MemoryEstimate(val peak: Long, val weights: Long, val workspace: Long, val other: Long,
+                          val weightsTotal: Long, val workspaceRun: Long) {
+    operator fun get(figure: MemoryFigure): Long = when (figure) {
+        MemoryFigure.PEAK -> peak
+        MemoryFigure.WEIGHTS -> weights
+        MemoryFigure.WORKSPACE -> workspace
+        MemoryFigure.OTHER -> other
+        MemoryFigure.WEIGHTS_TOTAL -> weightsTotal
+        MemoryFigure.WORKSPACE_RUN -> workspaceRun
+    }
+}
 
 /** sf_layout: the order of Job.imageF32's floats. */
 enum class Layout(val code: Int) {
@@ -274,10 +317,12 @@ internal object Keys {
     const val LATENTS = 300; const val PROMPT_EMBEDS = 301; const val NEGATIVE_EMBEDS = 302
     const val INFO_NETWORKS = 1; const val INFO_TEXT_TOKENS = 2; const val INFO_TEXT_HIDDEN = 3
     const val INFO_LATENT_CHANNELS = 4; const val INFO_DEFAULT_WIDTH = 5; const val INFO_DEFAULT_HEIGHT = 6
+    const val INFO_ARENA_BYTES = 8
     const val INFO_VAE_SCALE = 7; const val INFO_PARAMETERS = 9; const val INFO_SIZE_MULTIPLE = 12
     const val INFO_ACTIVE_RUNS = 13
     const val INFO_SCALE_FACTOR = 14
     const val INFO_WEIGHT_BYTES = 15
+    const val INFO_WEIGHT_TYPE = 16
     const val LATENTS_UNSCALED = 1; const val IMAGE_RAW = 2
 }
 
@@ -386,7 +431,9 @@ internal class Params : AutoCloseable {
 
 // ---- context -----------------------------------------------------------------------------------------
 
-/** Threads, logging and error state shared by the pipelines made with it. */
+/** Threads, logging and error state shared by the pipelines made with it. log receives the library's
+ * messages (every level); without it only ERROR messages are taken, for the problems of a failed load
+ * (SnapFusionException.problems). */
 class Context @JvmOverloads constructor(threads: Int? = null, log: ((LogLevel, String) -> Unit)? = null) :
     NativeObject(create()) {
     // A callback cannot throw through C: the first exception is kept and rethrown after the
@@ -394,6 +441,7 @@ class Context @JvmOverloads constructor(threads: Int? = null, log: ((LogLevel, S
     // logs, and calls on other threads of this context must not see it. (A separate object: the
     // callback must not reference the Context, or the Cleaner could never see it unreachable.)
     private val sink = Sink()
+    private val held = Held()
 
     internal class Sink {
         private val pending = ThreadLocal<Throwable?>()
@@ -405,10 +453,23 @@ class Context @JvmOverloads constructor(threads: Int? = null, log: ((LogLevel, S
         fun take(): Throwable? = pending.get()?.also { pending.remove() }
     }
 
-    private class LogAdapter(val log: (LogLevel, String) -> Unit, val sink: Sink) : SfLib.LogFn {
+    /** The ERROR messages of the call this thread is making through collecting(), per thread. */
+    internal class Held {
+        private val messages = ThreadLocal<ArrayList<String>?>()
+
+        fun arm() = messages.set(ArrayList())
+        fun add(message: String) {
+            messages.get()?.add(message)
+        }
+        fun take(): List<String> = (messages.get() ?: ArrayList<String>()).also { messages.remove() }
+    }
+
+    private class LogAdapter(val log: ((LogLevel, String) -> Unit)?, val sink: Sink, val held: Held) : SfLib.LogFn {
         override fun invoke(user: Pointer?, level: Int, message: String?) {
+            if (level >= 3) held.add(message ?: "")
+            if (log == null) return
             try {
-                log(LogLevel.values()[level.coerceIn(0, 3)], message ?: "")
+                log.invoke(LogLevel.values()[level.coerceIn(0, 3)], message ?: "")
             } catch (t: Throwable) {
                 sink.store(t)
             }
@@ -418,15 +479,35 @@ class Context @JvmOverloads constructor(threads: Int? = null, log: ((LogLevel, S
     init {
         try {
             threads?.let { this.threads = it }
-            if (log != null) {
-                val fn = LogAdapter(log, sink)
-                call(C.sf_context_set_log_callback(handle.get(), fn, null))
-                handle.keep = fn
-                call(C.sf_context_set_int(handle.get(), Keys.LOG_LEVEL, 0))
-            }
+            val fn = LogAdapter(log, sink, held)
+            call(C.sf_context_set_log_callback(handle.get(), fn, null))
+            handle.keep = fn
+            call(C.sf_context_set_int(handle.get(), Keys.LOG_LEVEL, if (log != null) 0L else 3L))
         } catch (t: Throwable) {
             close()
             throw t
+        }
+    }
+
+    /** Runs block (a C call of this context, returning its status) like call(status), and gives the
+     * exception of a failure the ERROR messages logged during the call besides its own message as
+     * `problems`. */
+    internal fun collecting(block: () -> Int) {
+        held.arm()
+        val status = try {
+            block()
+        } catch (t: Throwable) {
+            held.take()
+            throw t
+        }
+        val messages = held.take()
+        try {
+            call(status)
+        } catch (e: SnapFusionException) {
+            val problems = ArrayList(messages)
+            problems.remove(e.message)  // the failure's own message, logged as every failure is
+            e.problems = problems
+            throw e
         }
     }
 
@@ -564,7 +645,9 @@ class EncodedLatents(val mean: FloatArray, val logvar: FloatArray?)
  * context's worker threads. Each Job is used by one thread at a time (cancel() excepted); close
  * the pipeline once no thread uses it. */
 class Pipeline private constructor(val context: Context, private val ownContext: Boolean, p: Pointer,
-                                   files: NativeHandle?) :
+                                   files: NativeHandle?,
+                                   /** True for a pipeline that was checked, not loaded (Pipeline.inspect). */
+                                   val isInspectOnly: Boolean) :
     NativeObject(NativeHandle(p, { C.sf_pipeline_destroy(it) }, "pipeline", context.handle, files)) {
 
     override fun close() {
@@ -593,6 +676,33 @@ class Pipeline private constructor(val context: Context, private val ownContext:
      * linear weights in their WeightType, norms, embeddings. With lowMemory, those of the networks
      * resident now (none right after loading). */
     val weightBytes: Long get() = infoInt(Keys.INFO_WEIGHT_BYTES)
+    /** The WeightType the UNet's layers are held in: F32, F16 or Q8, never DEFAULT (an fp16
+     * checkpoint's default is F16) (SF_INFO_WEIGHT_TYPE). BAD_STATE for a pipeline without a UNet. */
+    val weightType: WeightType get() = infoInt(Keys.INFO_WEIGHT_TYPE).let { code -> WeightType.values().first { it.code.toLong() == code } }
+    /** Activation memory held by the runs' workspaces (SF_INFO_ARENA_BYTES): one per run in flight
+     * plus one kept for the next run. */
+    val arenaBytes: Long get() = infoInt(Keys.INFO_ARENA_BYTES)
+
+    /** The memory a generation with these options (what counts: the size, guidanceScale, initImage,
+     * decoder and the batch count; the prompt may be left out) will need on this pipeline as loaded
+     * (weight type, low-memory mode) and with its context's thread count
+     * (sf_pipeline_estimate_memory). Works on an inspected pipeline (Pipeline.inspect), which read no
+     * weight: check that a model fits before anything is packed. The same options give the same
+     * estimate on an inspected and on a loaded pipeline. INVALID_ARGUMENT for sides that are no
+     * multiples of sizeMultiple, BAD_STATE for a pipeline without a UNet or decoder. */
+    @JvmOverloads
+    fun estimateMemory(options: GenerationOptions = GenerationOptions(), batchCount: Int? = null): MemoryEstimate {
+        val v = LongArray(MemoryFigure.values().size)
+        options.toParams().use { p ->
+            p.int(Keys.BATCH_COUNT, batchCount?.toLong())
+            val out = LongByReference()
+            for (figure in MemoryFigure.values()) {  // one figure per call
+                call(C.sf_pipeline_estimate_memory(ptr(), p.ptr, figure.code, out))
+                v[figure.ordinal] = out.value
+            }
+        }
+        return MemoryEstimate(v[0], v[1], v[2], v[3], v[4], v[5])
+    }
 
     /** Text (or JSON with json = true) description of the model. */
     @JvmOverloads
@@ -748,17 +858,45 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         /** Loads a diffusers folder; without a context the pipeline makes (and closes) its own.
          * weights: how the networks' weights are held (null: as the checkpoint stores them; see
          * weightBytes). lowMemory: one network resident at a time, each packed when a run needs it
-         * (less memory, the packing time of every network per generation). */
+         * (less memory, the packing time of every network per generation). inspectOnly: check the
+         * folder without loading it (see inspect). */
         @JvmStatic
         @JvmOverloads
         fun load(path: String, context: Context? = null, threads: Int? = null, variant: String? = null,
                  randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
                  components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
-                 lowMemory: Boolean = false): Pipeline =
+                 lowMemory: Boolean = false, inspectOnly: Boolean = false): Pipeline =
             loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
-                     weights, lowMemory, null) { ctx, options, out ->
+                     weights, lowMemory, inspectOnly, null) { ctx, options, out ->
                 C.sf_pipeline_load(ctx, path, options, out)
             }
+
+        /** Checks a model folder without loading it (SF_PARAM_INSPECT_ONLY), with the options of load:
+         * every config parsed, every network's architecture built and every checkpoint tensor checked
+         * against it (names, shapes, types, tensors left over), without reading or packing a weight. A
+         * folder with problems throws (BAD_MODEL, usually) with all of them in exception.problems (the
+         * message counts them and lists as many as fit). The pipeline returned runs nothing (generating
+         * throws BAD_STATE; isInspectOnly is true) but answers the shape queries, weightBytes,
+         * parameterCount and weightType as the load with the same options would, and estimateMemory:
+         * inspect first to know whether a model fits before anything is packed. */
+        @JvmStatic
+        @JvmOverloads
+        fun inspect(path: String, context: Context? = null, threads: Int? = null, variant: String? = null,
+                    randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
+                    components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
+                    lowMemory: Boolean = false): Pipeline =
+            load(path, context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
+                 weights, lowMemory, inspectOnly = true)
+
+        /** inspect for a set of files in memory (the options of loadFiles). */
+        @JvmStatic
+        @JvmOverloads
+        fun inspectFiles(files: Files, context: Context? = null, threads: Int? = null, variant: String? = null,
+                         randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
+                         components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
+                         lowMemory: Boolean = false): Pipeline =
+            loadFiles(files, context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
+                      weights, lowMemory, inspectOnly = true)
 
         /** Loads a model from a set of files in memory (sf_pipeline_load_files), with the options of
          * load (taesdPath and tokenizerPath stay paths in the file system). Messages name the set's
@@ -770,37 +908,39 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         fun loadFiles(files: Files, context: Context? = null, threads: Int? = null, variant: String? = null,
                       randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
                       components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
-                      lowMemory: Boolean = false): Pipeline =
+                      lowMemory: Boolean = false, inspectOnly: Boolean = false): Pipeline =
             files.locked {  // a set is used by one thread at a time
                 val set = files.ptr()
                 val borrows = if (files.borrowed) files.handle else null
                 loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
-                         weights, lowMemory, borrows) { ctx, options, out ->
+                         weights, lowMemory, inspectOnly, borrows) { ctx, options, out ->
                     C.sf_pipeline_load_files(ctx, set, options, out)
                 }
             }
 
         private fun loadWith(context: Context?, threads: Int?, variant: String?, randomWeights: Boolean, randomSeed: Long?,
                          taesdPath: String?, components: Set<Network>?, tokenizerPath: String?, weights: WeightType?,
-                         lowMemory: Boolean, borrows: NativeHandle?,
+                         lowMemory: Boolean, inspectOnly: Boolean, borrows: NativeHandle?,
                          call: (Pointer, Pointer, PointerByReference) -> Int): Pipeline {
             val ctx = context ?: Context(threads)
             if (context != null && threads != null) ctx.threads = threads
             try {
                 val out = PointerByReference()
-                val status = Params().use { p ->
-                    p.string(Keys.VARIANT, variant)
-                    if (randomWeights) p.int(Keys.RANDOM_WEIGHTS, 1)
-                    p.int(Keys.RANDOM_SEED, randomSeed)
-                    p.string(Keys.TAESD_PATH, taesdPath)
-                    p.string(Keys.TOKENIZER_PATH, tokenizerPath)
-                    p.int(Keys.COMPONENTS, components?.fold(0L) { m, n -> m or n.bit.toLong() })
-                    p.int(Keys.WEIGHT_TYPE, weights?.code?.toLong())
-                    if (lowMemory) p.int(Keys.LOW_MEMORY, 1)
-                    call(ctx.ptr(), p.ptr, out)
+                ctx.collecting {  // a failed inspection's problems go into the exception
+                    Params().use { p ->
+                        p.string(Keys.VARIANT, variant)
+                        if (randomWeights) p.int(Keys.RANDOM_WEIGHTS, 1)
+                        p.int(Keys.RANDOM_SEED, randomSeed)
+                        if (inspectOnly) p.int(Keys.INSPECT_ONLY, 1)
+                        p.string(Keys.TAESD_PATH, taesdPath)
+                        p.string(Keys.TOKENIZER_PATH, tokenizerPath)
+                        p.int(Keys.COMPONENTS, components?.fold(0L) { m, n -> m or n.bit.toLong() })
+                        p.int(Keys.WEIGHT_TYPE, weights?.code?.toLong())
+                        if (lowMemory) p.int(Keys.LOW_MEMORY, 1)
+                        call(ctx.ptr(), p.ptr, out)
+                    }
                 }
-                ctx.call(status)
-                return Pipeline(ctx, context == null, out.value, borrows)
+                return Pipeline(ctx, context == null, out.value, borrows, inspectOnly)
             } catch (t: Throwable) {
                 if (context == null) ctx.close()
                 throw t

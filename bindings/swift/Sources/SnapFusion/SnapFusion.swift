@@ -8,6 +8,11 @@
 // its pipeline, so deinit order never matters. Failures throw SnapFusionError with the
 // library's message. Not compiled here (no Swift toolchain on the CI machine): see README.
 import CSnapFusion
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
 
 // MARK: - Errors
 
@@ -25,6 +30,11 @@ public struct SnapFusionError: Error, CustomStringConvertible {
     public let message: String
     /// Pipeline.txt2imgBatch: the images finished before the failure.
     public internal(set) var images: [Image] = []
+    /// A failed load: the problems it reported one by one (the library logs each at ERROR level)
+    /// besides its message. An inspection (Pipeline.inspect) reports every problem it finds in the
+    /// folder, and the message counts them and lists as many as fit; empty when the failure is its
+    /// message alone.
+    public internal(set) var problems: [String] = []
     public var description: String { "\(code): \(message)" }
 
     static func invalidArgument(_ message: String) -> SnapFusionError {
@@ -60,26 +70,74 @@ public enum SnapFusion {
 
 public enum LogLevel: UInt32 { case debug = 0, info, warn, error }
 
+/// The ERROR messages of the calls made through Context.collecting, per thread: a thread's list
+/// exists from its arm() to its take(), so messages of other calls are not kept.
+private final class ErrorCollector {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private var armed: [pthread_t: [String]] = [:]
+
+    init() {
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deinitialize(count: 1)
+        mutex.deallocate()
+    }
+
+    func arm() {
+        pthread_mutex_lock(mutex)
+        armed[pthread_self()] = []
+        pthread_mutex_unlock(mutex)
+    }
+
+    func add(_ message: String) {
+        pthread_mutex_lock(mutex)
+        let thread = pthread_self()
+        if armed[thread] != nil { armed[thread]!.append(message) }
+        pthread_mutex_unlock(mutex)
+    }
+
+    func take() -> [String] {
+        pthread_mutex_lock(mutex)
+        let messages = armed.removeValue(forKey: pthread_self()) ?? []
+        pthread_mutex_unlock(mutex)
+        return messages
+    }
+}
+
 private final class LogBox {
-    let handler: (LogLevel, String) -> Void
-    init(_ handler: @escaping (LogLevel, String) -> Void) { self.handler = handler }
+    let handler: ((LogLevel, String) -> Void)?
+    let errors: ErrorCollector
+    init(_ handler: ((LogLevel, String) -> Void)?, errors: ErrorCollector) {
+        self.handler = handler
+        self.errors = errors
+    }
 }
 
 private let logTrampoline: sf_log_fn = { user, level, message in
     guard let user = user, let message = message else { return }
     let box = Unmanaged<LogBox>.fromOpaque(user).takeUnretainedValue()
-    box.handler(LogLevel(rawValue: level.rawValue) ?? .error, String(cString: message))
+    let text = String(cString: message)
+    if level.rawValue >= SF_LOG_ERROR.rawValue { box.errors.add(text) }
+    box.handler?(LogLevel(rawValue: level.rawValue) ?? .error, text)
 }
 
-/// Threads, logging and error state shared by the pipelines made with it.
+/// Threads, logging and error state shared by the pipelines made with it. Without a log handler
+/// only the library's ERROR messages are taken, for the problems of a failed load
+/// (SnapFusionError.problems).
 public final class Context {
     let ptr: OpaquePointer
-    private var logBox: LogBox?  // the C side points at it while set
+    private let errors = ErrorCollector()
+    private var logBox: LogBox?  // the C side points at it
 
     public init(threads: Int? = nil) throws {
         var out: OpaquePointer?
         try check(sf_context_create(&out))
         ptr = out!
+        try setLogHandler(nil)
         if let threads = threads { try setThreads(threads) }
     }
 
@@ -95,17 +153,28 @@ public final class Context {
         return Int(v)
     }
 
-    /// Receives the library's log (handler must not throw); nil stops logging.
+    /// Receives the library's log (handler must not throw); nil stops logging (ERROR messages are
+    /// still taken for SnapFusionError.problems). Not while runs of the context are in flight.
     public func setLogHandler(level: LogLevel = .info, _ handler: ((LogLevel, String) -> Void)?) throws {
-        guard let handler = handler else {
-            try check(sf_context_set_log_callback(ptr, nil, nil))
-            logBox = nil
-            return
-        }
-        let box = LogBox(handler)
+        let box = LogBox(handler, errors: errors)
         try check(sf_context_set_log_callback(ptr, logTrampoline, Unmanaged.passUnretained(box).toOpaque()))
-        logBox = box
-        try check(sf_context_set_int(ptr, SF_PARAM_LOG_LEVEL, Int64(level.rawValue)))
+        logBox = box  // the previous box goes: the C side points at the new one
+        let least = handler == nil ? LogLevel.error : level
+        try check(sf_context_set_int(ptr, SF_PARAM_LOG_LEVEL, Int64(least.rawValue)))
+    }
+
+    /// Makes a C call of this context (call returns its status) and throws its failure, with the
+    /// ERROR messages logged during the call besides the failure's own as `problems`.
+    func collecting(_ call: () -> sf_status) throws {
+        errors.arm()
+        let status = call()
+        let messages = errors.take()
+        if status == SF_OK { return }
+        var error = makeError(status)
+        var problems = messages
+        if let own = problems.firstIndex(of: error.message) { problems.remove(at: own) }
+        error.problems = problems
+        throw error
     }
 
     /// The last failure of any call made with this context: shared by all its threads (with
@@ -305,6 +374,48 @@ public enum WeightType: UInt32 {
     }
 }
 
+/// sf_memory: the figures of a memory estimate (Pipeline.estimateMemory), in bytes.
+public enum MemoryFigure: UInt32, CaseIterable {
+    /// Expected peak resident set of the process from the load to the end of the generation.
+    case peak = 0
+    /// Packed weights resident at that peak.
+    case weights
+    /// Activation workspace resident at that peak.
+    case workspace
+    /// The rest of the peak: weights being packed (staging, checkpoint pages), the run's buffers, a base.
+    case other
+    /// Packed weights of all the pipeline's networks.
+    case weightsTotal
+    /// The largest workspace the generation plans.
+    case workspaceRun
+}
+
+/// What a generation will need, in bytes (Pipeline.estimateMemory): peak = weights + workspace +
+/// other, the process's expected peak resident set from the load to the end of the generation (the
+/// library's share plus a fixed base for code and libraries), weights and workspace resident at that
+/// peak; weightsTotal the packed weights of all the networks (the full load's weightBytes);
+/// workspaceRun the largest workspace the generation plans (arenaBytes once it ran). An estimate from
+/// the networks' packed sizes and planned workspaces, not a measurement.
+public struct MemoryEstimate: Equatable {
+    public let peak: Int
+    public let weights: Int
+    public let workspace: Int
+    public let other: Int
+    public let weightsTotal: Int
+    public let workspaceRun: Int
+
+    public subscript(figure: MemoryFigure) -> Int {
+        switch figure {
+        case .peak: return peak
+        case .weights: return weights
+        case .workspace: return workspace
+        case .other: return other
+        case .weightsTotal: return weightsTotal
+        case .workspaceRun: return workspaceRun
+        }
+    }
+}
+
 /// The options of loading a pipeline (sf_pipeline_load, sf_pipeline_load_files); nil and false
 /// mean the library's default.
 public struct LoadOptions {
@@ -313,7 +424,7 @@ public struct LoadOptions {
     /// Ignore the checkpoints, use seeded random weights (the files may be configs only).
     public var randomWeights: Bool
     public var randomSeed: UInt64?
-    /// Parse and validate, build no network.
+    /// Check the model without loading it (see Pipeline.inspect).
     public var inspectOnly: Bool
     /// The networks to build (default: all); without .textEncoder the tokenizer may be absent.
     public var components: Networks?
@@ -448,11 +559,14 @@ public final class Pipeline {
     /// The set of lent bytes this pipeline was loaded from (it may read them): released after
     /// sf_pipeline_destroy, in deinit. nil for a folder or a set of copied files.
     private let files: Files?
+    /// True for a pipeline that was checked, not loaded (Pipeline.inspect).
+    public let isInspectOnly: Bool
 
-    private init(context: Context, ptr: OpaquePointer, files: Files?) {
+    private init(context: Context, ptr: OpaquePointer, files: Files?, inspectOnly: Bool) {
         self.context = context
         self.ptr = ptr
         self.files = files
+        self.isInspectOnly = inspectOnly
     }
 
     /// Loads a diffusers folder; without a context the pipeline makes its own.
@@ -470,9 +584,9 @@ public final class Pipeline {
         let params = try options.makeParams()
         var out: OpaquePointer?
         try withExtendedLifetime(params) {
-            try check(sf_pipeline_load(ctx.ptr, path, params.ptr, &out))
+            try ctx.collecting { sf_pipeline_load(ctx.ptr, path, params.ptr, &out) }
         }
-        self.init(context: ctx, ptr: out!, files: nil)
+        self.init(context: ctx, ptr: out!, files: nil, inspectOnly: options.inspectOnly)
     }
 
     /// Loads a model from a set of files in memory (sf_pipeline_load_files), with the options of a
@@ -486,9 +600,33 @@ public final class Pipeline {
         let params = try options.makeParams()
         var out: OpaquePointer?
         try withExtendedLifetime(params) {
-            try check(sf_pipeline_load_files(ctx.ptr, files.ptr, params.ptr, &out))
+            try ctx.collecting { sf_pipeline_load_files(ctx.ptr, files.ptr, params.ptr, &out) }
         }
-        self.init(context: ctx, ptr: out!, files: files.borrowed ? files : nil)
+        self.init(context: ctx, ptr: out!, files: files.borrowed ? files : nil, inspectOnly: options.inspectOnly)
+    }
+
+    /// Checks a model folder without loading it (SF_PARAM_INSPECT_ONLY), with the options of a load:
+    /// every config parsed, every network's architecture built and every checkpoint tensor checked
+    /// against it (names, shapes, types, tensors left over), without reading or packing a weight. A
+    /// folder with problems throws (.badModel, usually) with all of them in the error's `problems`
+    /// (its message counts them and lists as many as fit). The pipeline returned runs nothing
+    /// (generating throws .badState; isInspectOnly is true) but answers the shape queries,
+    /// weightBytes, weightType and estimateMemory as the load with the same options would: inspect
+    /// first to know whether a model fits (e.g. against os_proc_available_memory()) before anything
+    /// is packed.
+    public static func inspect(path: String, options: LoadOptions = LoadOptions(), context: Context? = nil,
+                               threads: Int? = nil) throws -> Pipeline {
+        var inspecting = options
+        inspecting.inspectOnly = true
+        return try Pipeline(path: path, options: inspecting, context: context, threads: threads)
+    }
+
+    /// inspect(path:...) for a set of files in memory.
+    public static func inspect(files: Files, options: LoadOptions = LoadOptions(), context: Context? = nil,
+                               threads: Int? = nil) throws -> Pipeline {
+        var inspecting = options
+        inspecting.inspectOnly = true
+        return try Pipeline(files: files, options: inspecting, context: context, threads: threads)
     }
 
     deinit { sf_pipeline_destroy(ptr) }
@@ -513,6 +651,34 @@ public final class Pipeline {
     /// linear weights in their WeightType, norms, embeddings. With lowMemory, those of the networks
     /// resident now (none right after loading).
     public var weightBytes: Int { Int((try? info(SF_INFO_WEIGHT_BYTES)) ?? 0) }
+    /// The WeightType the UNet's layers are held in: .f32, .f16 or .q8, never .default (an fp16
+    /// checkpoint's default is .f16) (SF_INFO_WEIGHT_TYPE); nil for a pipeline without a UNet.
+    public var weightType: WeightType? {
+        (try? info(SF_INFO_WEIGHT_TYPE)).flatMap { WeightType(rawValue: UInt32($0)) }
+    }
+    /// Activation memory held by the runs' workspaces (SF_INFO_ARENA_BYTES): one per run in flight
+    /// plus one kept for the next run.
+    public var arenaBytes: Int { Int((try? info(SF_INFO_ARENA_BYTES)) ?? 0) }
+
+    /// The memory a generation with these options (what counts: the size, guidanceScale, initImage
+    /// and the batch count; the prompt may be left out) will need on this pipeline as loaded (weight
+    /// type, low-memory mode) and with its context's thread count (sf_pipeline_estimate_memory).
+    /// Works on an inspected pipeline (Pipeline.inspect), which read no weight. The same options give
+    /// the same estimate on an inspected and on a loaded pipeline. Throws .invalidArgument for sides
+    /// that are no multiples of sizeMultiple, .badState for a pipeline without a UNet or decoder.
+    public func estimateMemory(_ options: GenerationOptions = GenerationOptions(),
+                               batchCount: Int? = nil) throws -> MemoryEstimate {
+        let params = try options.makeParams()
+        try params.set(SF_PARAM_BATCH_COUNT, batchCount.map { Int64($0) })
+        var figures = [Int](repeating: 0, count: MemoryFigure.allCases.count)
+        for figure in MemoryFigure.allCases {  // one figure per call
+            var bytes: Int64 = 0
+            try check(sf_pipeline_estimate_memory(ptr, params.ptr, sf_memory(rawValue: figure.rawValue), &bytes))
+            figures[Int(figure.rawValue)] = Int(bytes)
+        }
+        return MemoryEstimate(peak: figures[0], weights: figures[1], workspace: figures[2], other: figures[3],
+                              weightsTotal: figures[4], workspaceRun: figures[5])
+    }
     private var hasTextEncoder: Bool {
         (((try? info(SF_INFO_NETWORKS)) ?? 0) & Int64(SF_NET_TEXT_ENCODER.rawValue)) != 0
     }
