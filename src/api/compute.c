@@ -96,22 +96,32 @@ static sf_status unet_predict(sf_pipeline *p, const float *latents, size_t batch
   return finish(p, r, s, &d, "sf_unet_predict");
 }
 
+/* SF_OK when p has network to run, else the engine's reason (no such network, or an inspect-only
+ * load) as fn's error. */
+static sf_status need(sf_pipeline *p, unsigned network, const char *fn) {
+  sf_diag d = {0};
+  if (sf_engine_need(p, network, &d) == SF_OK) return SF_OK;
+  sf_diag_prefix(&d, "%s: ", fn);
+  return sf_ctx_take_diag(p->ctx, &d);
+}
+
 static sf_status unet_common_checks(sf_pipeline *p, const float *latents, size_t batch, size_t height, size_t width,
-                                    const float *timesteps, const float *text, size_t tokens, const float *out) {
+                                    const float *timesteps, const float *text, size_t tokens, const float *out,
+                                    const char *fn) {
   if (p == NULL || latents == NULL || timesteps == NULL || text == NULL || out == NULL || batch == 0 || tokens == 0 ||
       height == 0 || width == 0)
-    return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_unet_predict: NULL or empty argument");
-  if (!(p->networks & SF_NET_UNET))
-    return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "sf_unet_predict: the pipeline has no UNet");
+    return sf_ctx_error(p ? p->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "%s: NULL or empty argument", fn);
+  sf_status s = need(p, SF_NET_UNET, fn);
+  if (s != SF_OK) return s;
   for (size_t i = 0; i < batch; i++)
     if (!isfinite(timesteps[i]))
-      return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "sf_unet_predict: timestep %zu is not finite", i);
+      return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "%s: timestep %zu is not finite", fn, i);
   return SF_OK;
 }
 
 sf_status sf_unet_predict(sf_pipeline *p, const float *latents, size_t batch, size_t height, size_t width,
                           const float *timesteps, const float *text, size_t tokens, float *out) {
-  sf_status s = unet_common_checks(p, latents, batch, height, width, timesteps, text, tokens, out);
+  sf_status s = unet_common_checks(p, latents, batch, height, width, timesteps, text, tokens, out, "sf_unet_predict");
   if (s != SF_OK) return s;
   return unet_predict(p, latents, batch, height, width, timesteps, text, tokens, out);
 }
@@ -125,7 +135,7 @@ static size_t count4(size_t a, size_t b, size_t c, size_t e) {
 sf_status sf_unet_predict_v2(sf_pipeline *p, const float *latents, size_t latents_count, size_t batch, size_t height,
                              size_t width, const float *timesteps, size_t timesteps_count, const float *text,
                              size_t text_count, size_t tokens, float *out, size_t out_capacity) {
-  sf_status s = unet_common_checks(p, latents, batch, height, width, timesteps, text, tokens, out);
+  sf_status s = unet_common_checks(p, latents, batch, height, width, timesteps, text, tokens, out, "sf_unet_predict_v2");
   if (s != SF_OK) return s;
   size_t c = sf_engine_latent_channels(p), hidden = sf_engine_unet_text_hidden(p);
   size_t want = count4(batch, c, height, width), want_text = count4(batch, tokens, hidden, 1);
@@ -157,13 +167,7 @@ static sf_status coder_checks(sf_pipeline *p, unsigned net, int decoder, const v
   if (decoder ? (net != SF_NET_VAE_DECODER && net != SF_NET_TAESD_DECODER)
               : (net != SF_NET_VAE_ENCODER && net != SF_NET_TAESD_ENCODER))
     return sf_ctx_error(p->ctx, SF_ERR_INVALID_ARGUMENT, "%s: %u is not %s", fn, net, decoder ? "a decoder" : "an encoder");
-  if (!(p->networks & net))
-    return sf_ctx_error(p->ctx, SF_ERR_BAD_STATE, "%s: the pipeline has no %s (not in the folder, or not loaded)", fn,
-                        net == SF_NET_VAE_DECODER   ? "VAE decoder"
-                        : net == SF_NET_VAE_ENCODER ? "VAE encoder"
-                        : net == SF_NET_TAESD_DECODER ? "TAESD decoder"
-                                                      : "TAESD encoder");
-  return SF_OK;
+  return need(p, net, fn);
 }
 
 static sf_status decode(sf_pipeline *p, sf_network decoder, const float *latents, size_t batch, size_t height,

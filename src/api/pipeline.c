@@ -82,7 +82,9 @@ static sf_status inspect(sf_pipeline *p, const sf_vfs *fs, unsigned networks, co
   }
   p->configured |= taesd;
   if (s == SF_OK && sf_problems_count(&pr) > 0) {
-    for (size_t i = 0; i < pr.n; i++) sf_ctx_log(p->ctx, SF_LOG_ERROR, "%s", pr.msg[i]);
+    /* one line per problem when there are several (the error, logged as every error is, counts
+     * them and holds as many as fit); a single one is the error */
+    for (size_t i = 0; sf_problems_count(&pr) > 1 && i < pr.n; i++) sf_ctx_log(p->ctx, SF_LOG_ERROR, "%s", pr.msg[i]);
     if (pr.dropped) sf_ctx_log(p->ctx, SF_LOG_ERROR, "%zu more problems", pr.dropped);
     s = sf_problems_summary(&pr, SF_ERR_BAD_MODEL, "", d);
   }

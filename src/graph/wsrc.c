@@ -13,7 +13,7 @@
 struct sf_wsrc {
   struct sf_weights *w; /* NULL: random */
   uint64_t seed;
-  char component[64];
+  char component[512]; /* how messages name the source: its checkpoint file, or the component */
   sf_diag diag;
   uint64_t params;
   sf_weight_policy policy;

@@ -12,6 +12,12 @@
 #include "pipeline/pipeline.h"
 #include "text/tokenizer.h"
 
+/* Whether the component comes from a set of files in memory (sf_files): its names are shown as
+ * "memory:PATH", a folder's relative to the folder. */
+static int from_memory(const sf_component *c) {
+  return c->config_shown != NULL && strncmp(c->config_shown, "memory:", 7) == 0;
+}
+
 /* A weight source for a component: its checkpoint, or random values when asked for
  * (each component gets its own stream so adding one does not change the others). dry (an
  * inspection or a memory estimate, graph/wsrc.h): nothing is read or packed and every problem
@@ -30,7 +36,12 @@ static sf_wsrc *component_wsrc(sf_pipeline *p, const sf_component *c, sf_problem
     return NULL;
   } else {
     sf_weights_clear_used(c->weights);
-    ws = sf_wsrc_from_weights(c->weights, c->name);
+    /* messages about tensors name the checkpoint file (a memory set's names are complete) */
+    char label[512];
+    if (c->weights_file == NULL) snprintf(label, sizeof label, "%s", c->name);
+    else if (from_memory(c)) snprintf(label, sizeof label, "memory:%s", c->weights_file);
+    else snprintf(label, sizeof label, "%s/%s", p->folder->dir, c->weights_file);
+    ws = sf_wsrc_from_weights(c->weights, label);
   }
   if (ws == NULL) {
     sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", c->name);
@@ -51,7 +62,7 @@ static const sf_json *component_config(const sf_component *c, sf_diag *d) {
 static sf_status named(const sf_pipeline *p, const sf_component *c, sf_status parsed, sf_diag *d) {
   if (parsed == SF_OK || c->config_shown == NULL) return parsed;
   /* a memory set's names are complete ("memory:unet/config.json"); a folder's are relative to it */
-  if (strncmp(c->config_shown, "memory:", 7) == 0) sf_diag_prefix(d, "%s: ", c->config_shown);
+  if (from_memory(c)) sf_diag_prefix(d, "%s: ", c->config_shown);
   else sf_diag_prefix(d, "%s/%s: ", p->folder->dir, c->config_shown);
   return parsed;
 }

@@ -57,6 +57,10 @@ struct sf_pipeline {
   sf_run *idle_run;    /* kept between runs */
   /* Graph statistics of the last successful network call (SF_INFO_LAST_MACS). */
   double last_macs, last_attention_macs;
+  /* The last memory estimate (pipeline/estimate.c): the bindings ask for its figures one by one. */
+  uint64_t estimate_key[8];
+  int estimate_valid;
+  uint64_t estimate_figures[6];
 };
 
 /* Text description used by sf_pipeline_describe (format: SF_FORMAT_*). Returns a

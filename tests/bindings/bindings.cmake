@@ -22,7 +22,7 @@ if(NOT SF_SANITIZE)
     add_test(NAME bindings_python
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/python/test_snapfusion.py)
     set_tests_properties(bindings_python PROPERTIES ENVIRONMENT "${SF_BIND_PY_ENV}"
-                         SKIP_RETURN_CODE 77 TIMEOUT 300)
+                         SKIP_RETURN_CODE 77 TIMEOUT 900)
 
     # `pip install bindings/python` offline (in-tree, stdlib-only build backend), then the
     # installed copy imports and finds the library. Skipped when the interpreter has no pip.
@@ -31,7 +31,7 @@ if(NOT SF_SANITIZE)
       "set -e; if ! \"$0\" -m pip --version >/dev/null 2>&1; then echo 'SKIPPED: no pip for' \"$0\"; exit 77; fi; rm -rf \"$1\"; \"$0\" -m pip install --quiet --no-index --no-deps --disable-pip-version-check --target \"$1\" \"$2\"; cd \"$1\"; PYTHONPATH=\"$1\" \"$0\" -c 'import snapfusion, sys; assert snapfusion.__file__.startswith(sys.argv[1]), snapfusion.__file__; assert snapfusion.abi_version() == 1; print(\"installed\", snapfusion.__file__, \"library\", snapfusion.version())' \"$1\""
       ${Python3_EXECUTABLE} ${SF_BIND_PIP_DIR} ${SF_BIND_SRC}/bindings/python)
     set_tests_properties(bindings_python_pip_install PROPERTIES ENVIRONMENT "${SF_BIND_PY_ENV}"
-                         SKIP_RETURN_CODE 77 TIMEOUT 300)
+                         SKIP_RETURN_CODE 77 TIMEOUT 900)
 
     # Without $SNAPFUSION_LIBRARY the package finds a `cmake --install`ed library through
     # PKG_CONFIG_PATH alone, through CMAKE_PREFIX_PATH alone, and otherwise says where it looked.
@@ -39,7 +39,7 @@ if(NOT SF_SANITIZE)
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/python/test_find_installed.py)
     set_tests_properties(bindings_python_find_installed PROPERTIES
                          ENVIRONMENT "SNAPFUSION_SOURCE_DIR=${SF_BIND_SRC};SNAPFUSION_BUILD_DIR=${PROJECT_BINARY_DIR};CMAKE_COMMAND=${CMAKE_COMMAND};PYTHONDONTWRITEBYTECODE=1"
-                         SKIP_RETURN_CODE 77 TIMEOUT 300)
+                         SKIP_RETURN_CODE 77 TIMEOUT 900)
 
     # The package's build backend: a plain wheel is pure Python and never bundles a stray
     # libsnapfusion; the library it builds for `bundle-library=true` is configured with
@@ -53,7 +53,7 @@ if(NOT SF_SANITIZE)
     # `mypy --strict` over the package and the example; skipped when no mypy is installed.
     add_test(NAME bindings_python_typecheck
              COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/python/typecheck.sh ${SF_BIND_SRC} ${Python3_EXECUTABLE})
-    set_tests_properties(bindings_python_typecheck PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
+    set_tests_properties(bindings_python_typecheck PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 900)
 
     # The bindings' docs: every sh block is run by a test (doc-test tag) or says why not, the
     # copies of a tagged block agree, and no example hard-codes a thread count.
@@ -71,7 +71,7 @@ if(NOT SF_SANITIZE)
                      python-readme-inspect python-example python-example-memory python-example-estimate
                      python-help)
     set_tests_properties(bindings_python_docs PROPERTIES ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1"
-                         SKIP_RETURN_CODE 77 TIMEOUT 300)
+                         SKIP_RETURN_CODE 77 TIMEOUT 900)
 
     # The example CLI on the fixture model: a PNG that the library reads back.
     add_test(NAME bindings_python_example COMMAND sh -c
@@ -79,7 +79,7 @@ if(NOT SF_SANITIZE)
       ${Python3_EXECUTABLE} ${SF_BIND_SRC}/examples/python/txt2img.py
       ${CMAKE_CURRENT_BINARY_DIR}/bindings-python-example.png ${SF_BIND_SRC}/bindings/python)
     set_tests_properties(bindings_python_example PROPERTIES ENVIRONMENT "${SF_BIND_PY_ENV}"
-                         SKIP_RETURN_CODE 77 TIMEOUT 300)
+                         SKIP_RETURN_CODE 77 TIMEOUT 900)
   else()
     message(STATUS "bindings: no python3 interpreter, Python binding tests not registered")
   endif()
