@@ -386,21 +386,25 @@ static sf_pack *parse(sf_pack *pk, sf_diag *d) {
   const char *L = pk->label;
   if (size < 8 || memcmp(p, SF_PACK_MAGIC, 8) != 0) return BAD("%s: not a snapfusion pack file (no SFPACK magic)", L);
   if (size < 16) return BAD("%s: truncated: %zu bytes, a pack header takes %d", L, size, SF_PACK_HEADER_BYTES);
+  /* What every format version keeps: the header's size at 12 and its CRC in its last 4 bytes, so a
+   * damaged header is told from a newer format before the version is believed. */
+  const uint32_t header_bytes = get32(p + 12);
+  if (header_bytes < 64 || header_bytes > 65536 || header_bytes % 4 != 0)
+    return BAD("%s: header size %u is not a pack header's", L, (unsigned)header_bytes);
+  if (size < header_bytes) return BAD("%s: truncated: %zu bytes, its header takes %u", L, size, (unsigned)header_bytes);
+  const uint32_t hcrc = crc_of(p, header_bytes - 4);
+  if (hcrc != get32(p + header_bytes - 4))
+    return BAD("%s: header checksum mismatch (stored %08x, computed %08x): the file is damaged", L,
+               (unsigned)get32(p + header_bytes - 4), (unsigned)hcrc);
   const uint32_t version = get32(p + SF_PACK_OFF_VERSION);
   if (version != SF_PACK_VERSION) {
     sf_diag_set(d, SF_ERR_UNSUPPORTED, "%s: pack format version %u; this library (%s) reads version %d: pack the model "
                 "again with it", L, (unsigned)version, SF_VERSION_STRING, SF_PACK_VERSION);
     return NULL;
   }
-  if (get32(p + 12) != SF_PACK_HEADER_BYTES)
-    return BAD("%s: header size %u, version %d headers take %d bytes", L, (unsigned)get32(p + 12), SF_PACK_VERSION,
+  if (header_bytes != SF_PACK_HEADER_BYTES)
+    return BAD("%s: header size %u, version %d headers take %d bytes", L, (unsigned)header_bytes, SF_PACK_VERSION,
                SF_PACK_HEADER_BYTES);
-  if (size < SF_PACK_HEADER_BYTES)
-    return BAD("%s: truncated: %zu bytes, a pack header takes %d", L, size, SF_PACK_HEADER_BYTES);
-  const uint32_t hcrc = crc_of(p, SF_PACK_OFF_HEADER_CRC);
-  if (hcrc != get32(p + SF_PACK_OFF_HEADER_CRC))
-    return BAD("%s: header checksum mismatch (stored %08x, computed %08x): the file is damaged", L,
-               (unsigned)get32(p + SF_PACK_OFF_HEADER_CRC), (unsigned)hcrc);
   sf_pack_info *in = &pk->info;
   in->version = version;
   in->library_version = get32(p + SF_PACK_OFF_LIBRARY);

@@ -34,6 +34,8 @@
  *   208  u32      CRC-32 (zlib) of the index
  *   212  zero     reserved
  *   508  u32      CRC-32 of header bytes 0..508
+ * Every format version keeps the magic, the version at 8, the header size at 12 and the header's
+ * CRC-32 in its last 4 bytes, so a damaged header is told apart from a newer version.
  * Index entry (one blob):
  *     0  char[160] name: printable ASCII, 1..159 bytes, NUL-terminated and NUL-padded
  *   160  u32      network: one sf_network bit
