@@ -138,8 +138,10 @@ static int name_ok(const char *name, size_t *len) {
 }
 
 /* The blob's fields without its place: kind, dtype, dims, size = product * dtype size (no
- * overflow), param. NULL when fine, else what is wrong. nr: the file's panel width. */
-static const char *blob_fields_problem(const sf_pack_blob *b, uint32_t nr, uint32_t networks) {
+ * overflow), param. NULL when fine, else what is wrong. Whether panels fit a layout (the header's
+ * NR, the architecture's shapes) is the weight source's check (graph/wsrc.h), made after the
+ * pipeline has checked that this CPU runs the layout at all. */
+static const char *blob_fields_problem(const sf_pack_blob *b, uint32_t networks) {
   if (net_bit_index(b->network) < 0) return "its network is not one sf_network bit";
   if ((b->network & networks) == 0) return "its network is not among the header's networks";
   if (b->kind < SF_PACK_PANELS || b->kind > SF_PACK_TENSOR) return "unknown kind";
@@ -158,15 +160,14 @@ static const char *blob_fields_problem(const sf_pack_blob *b, uint32_t nr, uint3
   }
   if (count > UINT64_MAX / es || count * es != b->size) return "its size is not its shape times its dtype's size";
   switch (b->kind) {
-    case SF_PACK_PANELS:
-      if (b->ndim != 3 || b->shape[2] != nr) return "panels are not [tiles, k, NR] with the header's NR";
-      /* tiles = ceil(n / nr) */
-      if (b->param == 0 || b->param > b->shape[0] * (uint64_t)nr || b->param <= (b->shape[0] - 1) * (uint64_t)nr)
+    case SF_PACK_PANELS: /* [tiles, k, nr], tiles = ceil(n / nr) (their product does not overflow) */
+      if (b->ndim != 3) return "panels are not [tiles, k, NR]";
+      if (b->param == 0 || b->param > b->shape[0] * b->shape[2] || b->param <= (b->shape[0] - 1) * b->shape[2])
         return "its output channels do not fill its last tile";
       break;
     case SF_PACK_BIAS:
     case SF_PACK_SCALE:
-      if (b->ndim != 1 || b->dtype != SF_PACK_F32 || b->shape[0] % nr != 0) return "not an f32 vector of whole tiles";
+      if (b->ndim != 1 || b->dtype != SF_PACK_F32) return "not an f32 vector";
       if (b->param != 0) return "param is not 0";
       break;
     default:
@@ -269,7 +270,7 @@ sf_status sf_pack_write(const char *path, const sf_pack_info *info, const sf_pac
     sorted[i] = &out[i];
     const char *why = NULL;
     if (!name_ok(out[i].name, NULL)) why = "its name is empty, too long or not printable ASCII";
-    else if ((why = blob_fields_problem(&out[i], info->nr, info->networks)) == NULL && out[i].size > 0 &&
+    else if ((why = blob_fields_problem(&out[i], info->networks)) == NULL && out[i].size > 0 &&
              out[i].data == NULL)
       why = "no data";
     if (why != NULL) {
@@ -480,7 +481,7 @@ static sf_pack *parse(sf_pack *pk, sf_diag *d) {
     b->offset = get64(e + SF_PACK_E_OFFSET);
     b->size = get64(e + SF_PACK_E_SIZE);
     b->crc = get32(e + SF_PACK_E_CRC);
-    const char *why = blob_fields_problem(b, in->nr, in->networks);
+    const char *why = blob_fields_problem(b, in->networks);
     if (why == NULL && !all_zero(e + SF_PACK_E_CRC + 4, SF_PACK_ENTRY_BYTES - SF_PACK_E_CRC - 4))
       why = "reserved bytes are not zero";
     if (why == NULL && b->offset % SF_PACK_ALIGN != 0) why = "its offset is not 64-byte aligned";

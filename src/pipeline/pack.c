@@ -49,11 +49,6 @@ sf_status sf_pipeline_open_pack(sf_pipeline *p, const char *path, int64_t weight
                        "%s was packed for the panel layout '%s' (NR %u), which this library does not know; this CPU "
                        "uses %s (NR %zu): pack the model again on this machine (snapfusion pack)",
                        path, in->isa, (unsigned)in->nr, sf_igemm_isa_name(here), here_nr);
-  size_t mr = 0, nr = 0;
-  sf_igemm_isa_tile(isa, &mr, &nr);
-  if (nr != in->nr || mr != in->mr)
-    return sf_diag_set(d, SF_ERR_BAD_MODEL, "%s: header: the %s layout has %zu x %zu tiles, the header says %u x %u",
-                       path, in->isa, mr, nr, (unsigned)in->mr, (unsigned)in->nr);
   /* Every weight type the file holds panels of must run in its layout here. */
   int types = 0;
   for (size_t i = 0; i < sf_pack_count(p->pack); i++) {
@@ -67,6 +62,11 @@ sf_status sf_pipeline_open_pack(sf_pipeline *p, const char *path, int64_t weight
                          "layout, NR %zu): pack the model again on this machine (snapfusion pack)",
                          path, sf_wtype_name((sf_wtype)t), in->isa, (unsigned)in->nr, sf_igemm_isa_name(here),
                          here_nr);
+  size_t mr = 0, nr = 0;
+  sf_igemm_isa_tile(isa, &mr, &nr);
+  if (nr != in->nr || mr != in->mr)
+    return sf_diag_set(d, SF_ERR_BAD_MODEL, "%s: header: the %s layout has %zu x %zu tiles, the header says %u x %u",
+                       path, in->isa, mr, nr, (unsigned)in->mr, (unsigned)in->nr);
   if (isa != here)
     sf_ctx_log(p->ctx, SF_LOG_INFO,
                "%s holds panels for the %s kernels; this CPU's best are %s: the results are the same, a pack made "
