@@ -400,8 +400,8 @@ static void test_config_hash(void) {
   const char *texts[] = {
       "{\"_class_name\":\"UNet2DConditionModel\",\"in_channels\":4,\"block_out_channels\":[32,64]}",
       /* formatting and a saving tool's keys do not count */
-      "{ \"_class_name\" : \"UNet2DConditionModel\",\n  \"_diffusers_version\": \"0.30.3\", \"in_channels\": 4,\n"
-      "  \"block_out_channels\": [ 32, 64 ], \"_name_or_path\": \"/home/x\" }",
+      ("{ \"_class_name\" : \"UNet2DConditionModel\",\n  \"_diffusers_version\": \"0.30.3\", \"in_channels\": 4,\n"
+       "  \"block_out_channels\": [ 32, 64 ], \"_name_or_path\": \"/home/x\" }"),
       /* values, keys, the class and order do */
       "{\"_class_name\":\"UNet2DConditionModel\",\"in_channels\":9,\"block_out_channels\":[32,64]}",
       "{\"_class_name\":\"UNet2DConditionModel\",\"in_channels\":4,\"block_out_channels\":[32,64],\"x\":null}",
