@@ -160,6 +160,26 @@ typedef enum sf_param {
                                  * needed and no run uses it (the text encoder after encoding,
                                  * the UNet before the decoder is packed); costs the packing
                                  * time of every network per generation */
+  SF_PARAM_PACK_PATH = 109,     /* string: a pack file (sf_pipeline_write_pack, `snapfusion pack`)
+                                 * the weights come from (since 1.1): the networks are built from
+                                 * the folder's configs (the folder needs no checkpoints) and the
+                                 * file is mapped read-only and used in place: no copy, no packing,
+                                 * so the weights are clean file-backed pages, which a phone does
+                                 * not count against the app and the kernel may drop and read
+                                 * back. The file must stay unchanged while the pipeline lives.
+                                 * Without SF_PARAM_COMPONENTS the networks are the pack's (TAESD,
+                                 * never packed, loads as usual). Refused: a pack of another model
+                                 * (its configs differ: SF_ERR_BAD_MODEL), one whose weight type
+                                 * differs from SF_PARAM_WEIGHT_TYPE when that is set
+                                 * (SF_ERR_INVALID_ARGUMENT), one packed for a panel layout this
+                                 * CPU cannot run, e.g. AVX-512 panels on an AVX2-only CPU or f16
+                                 * panels without F16C (SF_ERR_UNSUPPORTED; the message names the
+                                 * file's layout and this CPU's: pack again on this machine), a
+                                 * malformed or truncated file (SF_ERR_BAD_MODEL), and the
+                                 * combinations with SF_PARAM_RANDOM_WEIGHTS or
+                                 * SF_PARAM_INSPECT_ONLY. Works with SF_PARAM_LOW_MEMORY (a
+                                 * network's pages leave the resident set when it is freed).
+                                 * Results are bit for bit those of the load that wrote the pack. */
 
   /* Generation (sf_generate / sf_job_start). */
   SF_PARAM_PROMPT = 200,        /* string */
@@ -273,13 +293,26 @@ typedef enum sf_weight_type {
  * *.safetensors, tokenizer vocab.json + merges.txt, scheduler config). options may be
  * NULL; it is read during the call only (SF_PARAM_VARIANT, SF_PARAM_RANDOM_WEIGHTS,
  * SF_PARAM_RANDOM_SEED, SF_PARAM_INSPECT_ONLY, SF_PARAM_TAESD_PATH, SF_PARAM_COMPONENTS,
- * SF_PARAM_TOKENIZER_PATH, SF_PARAM_WEIGHT_TYPE, SF_PARAM_LOW_MEMORY). With SF_PARAM_RANDOM_WEIGHTS the folder may hold configs only
+ * SF_PARAM_TOKENIZER_PATH, SF_PARAM_WEIGHT_TYPE, SF_PARAM_LOW_MEMORY, SF_PARAM_PACK_PATH). With
+ * SF_PARAM_RANDOM_WEIGHTS or SF_PARAM_PACK_PATH the folder may hold configs only
  * (a tokenizer is data, not weights: a config-only folder without tokenizer/ needs
  * SF_PARAM_TOKENIZER_PATH to accept prompts). The pipeline keeps a
  * pointer to ctx, which must outlive it. */
 SF_API sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_params *options,
                                   sf_pipeline **out_pipeline);
 SF_API void sf_pipeline_destroy(sf_pipeline *pipeline);
+
+/* Writes the weights of a loaded pipeline to a pack file at path (replaced if it exists; written
+ * to path + ".partial" first, so a failure leaves no file at path), for loads with
+ * SF_PARAM_PACK_PATH: every parameter of its text encoder, UNet, VAE decoder and encoder (TAESD is
+ * not packed), the convolution and linear weights as the GEMM panels they run from, in the
+ * pipeline's weight type and this CPU's panel layout. The file has a versioned header with a
+ * checksum, naming the library version, panel layout, weight type and a hash of each network's
+ * config, and an index of 64-byte aligned blobs (README "Pack files"). SF_ERR_BAD_STATE for
+ * pipelines loaded with SF_PARAM_INSPECT_ONLY or SF_PARAM_LOW_MEMORY (load without them to pack),
+ * SF_ERR_UNSUPPORTED when f32 layers run on XNNPACK (a CPU without AVX2+FMA: pack f16 or q8
+ * weights), SF_ERR_IO. May run while runs of the pipeline are in flight. Since 1.1. */
+SF_API sf_status sf_pipeline_write_pack(const sf_pipeline *pipeline, const char *path);
 
 /* A set of model files held in memory: a diffusers folder's files by their relative paths
  * ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",

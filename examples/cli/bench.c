@@ -12,6 +12,7 @@
 #include "core/context.h"
 #include "graph/ops/igemm.h"
 #include "graph/ops/kernels.h"
+#include "io/pack.h"
 
 static void bench_usage(FILE *f) {
   fprintf(f,
@@ -26,7 +27,10 @@ static void bench_usage(FILE *f) {
           "         or ../shared/fixtures/public/tokenizer)\n"
           "  txt2img a whole generation, timed per stage (text, UNet step, VAE decoder):\n"
           "         --config DIR [--steps 8] [--cfg-scale 7.5] [--size 512] [--tokenizer DIR]\n"
-          "         [--low-memory]\n"
+          "         [--low-memory] [--pack FILE]\n"
+          "         --pack FILE: the weights from a pack file (snapfusion pack --random-weights DIR\n"
+          "         -o FILE --weights q8 --tokenizer TOK), mapped in place; write it in another\n"
+          "         process first, so this one's peak memory is the mapped load's\n"
           "         (warm-up: one 1-step generation; --repeat full generations, default 1)\n"
           "options: --json  -t|--threads N (1..1024; more than the online CPUs: a warning, and\n"
           "         much slower)  --repeat N (timed runs after one warm-up)\n"
@@ -153,6 +157,11 @@ static void report_json(FILE *f, const bench_opts *o, const char *command, size_
                  "\"weights\":\"%s\",\"peak_rss_bytes\":%.0f,\"peak_anon_bytes\":%.0f,\"load_s\":%.3f",
               r->macs * 1e-9, r->attention_macs * 1e-9, r->arena_bytes, r->weights_bytes, cli_weights_name(o->weights),
               r->peak_rss_bytes, cli_peak_anon_bytes(), r->load_s);
+      if (r->first_step_s > 0) fprintf(f, ",\"first_step_s\":%.3f", r->first_step_s);
+      if (o->pack) {
+        fprintf(f, ",\"pack\":");
+        json_str(f, o->pack);
+      }
       if (r->est_peak > 0)
         fprintf(f, ",\"estimate_peak_bytes\":%.0f,\"estimate_weights_bytes\":%.0f,\"estimate_workspace_bytes\":%.0f,"
                    "\"estimate_other_bytes\":%.0f,\"estimate_over_measured\":%.4f",
@@ -169,8 +178,9 @@ static void report_json(FILE *f, const bench_opts *o, const char *command, size_
 static void report_text(FILE *f, const bench_opts *o, const char *command, size_t threads, const char *load,
                         const bench_refs *refs, const bench_row *rows, size_t n_rows) {
   fprintf(f, "snapfusion bench %s: libsnapfusion %s, %zu thread%s, median of %lld after 1 warm-up, load %s, conv/linear on %s, "
-          "weights %s\n",
-          command, sf_version(), threads, threads == 1 ? "" : "s", o->repeat, load, gemm_name(), cli_weights_name(o->weights));
+          "weights %s%s%s\n",
+          command, sf_version(), threads, threads == 1 ? "" : "s", o->repeat, load, gemm_name(), cli_weights_name(o->weights),
+          o->pack ? " mapped from " : "", o->pack ? o->pack : "");
   fprintf(f, "FMA peak %.1f GFLOP/s", refs->fma_gflops);
   if (refs->have_fc) fprintf(f, "; XNNPACK fully-connected best %.1f GFLOP/s (%s)", refs->fc_best_gflops,
                              refs->fc_best_shape);
@@ -212,6 +222,10 @@ static void report_text(FILE *f, const bench_opts *o, const char *command, size_
       fprintf(f, "%s: peak RSS %.0f MB, budget (f32 weights + 1 GiB) %.0f MB: %s; load %.1f s\n", rows[i].name,
               rows[i].peak_rss_bytes / 1048576.0, rows[i].rss_budget_bytes / 1048576.0,
               rows[i].peak_rss_bytes <= rows[i].rss_budget_bytes ? "ok" : "OVER", rows[i].load_s);
+  for (size_t i = 0; i < n_rows; i++)
+    if (rows[i].network && rows[i].first_step_s > 0)
+      fprintf(f, "%s: load %.3f s; from the load's start to the end of the first UNet step %.3f s\n", rows[i].name,
+              rows[i].load_s, rows[i].first_step_s);
   for (size_t i = 0; i < n_rows; i++)
     if (rows[i].network && rows[i].est_peak > 0)
       fprintf(f, "%s: memory estimate before the load %.1f MiB (weights %.1f, workspace %.1f, other %.1f); "
@@ -302,6 +316,8 @@ int cmd_bench(int argc, char **argv) {
       o.only = argv[++i];
     } else if (strcmp(a, "--taesd") == 0) {
       o.taesd = argv[++i];
+    } else if (strcmp(a, "--pack") == 0) {
+      o.pack = argv[++i];
     } else if (strcmp(a, "--weights") == 0) {
       if (!cli_parse_weights(v, &o.weights)) return bad("--weights takes f32, f16 or q8");
       i++;
@@ -317,6 +333,17 @@ int cmd_bench(int argc, char **argv) {
   }
   if (o.repeat == 0) o.repeat = subs[sub].default_repeat;
   if (sub != 0 && o.config == NULL && !(sub == 2 && o.taesd != NULL)) return bad("this benchmark needs --config DIR");
+  if (o.pack && sub != 4) return bad("--pack is an option of bench txt2img");
+  if (o.pack) { /* the pack's weight type, unless --weights names it (the load refuses another) */
+    sf_diag d = {0};
+    sf_pack *pk = sf_pack_open(o.pack, &d);
+    if (pk == NULL) {
+      fprintf(stderr, "snapfusion: %s: %s\n", sf_status_string(d.status), d.msg);
+      return CLI_EXIT_FAIL;
+    }
+    if (o.weights == SF_WEIGHT_DEFAULT) o.weights = (int)sf_pack_get_info(pk)->weight_type;
+    sf_pack_close(pk);
+  }
 
   sf_context *ctx = cli_context((int)o.threads);
   if (ctx == NULL) return CLI_EXIT_FAIL;

@@ -26,6 +26,7 @@ typedef struct bench_opts {
   const char *only;     /* ops: only the rows whose name or shape contains this */
   int weights;          /* sf_weight_type for the networks (random weights: default f32) */
   int low_memory;       /* txt2img: SF_PARAM_LOW_MEMORY */
+  const char *pack;     /* txt2img: SF_PARAM_PACK_PATH (weights mapped from a pack file) */
 } bench_opts;
 
 /* One timed measurement: a single operator or a whole network call. */
@@ -42,6 +43,7 @@ typedef struct bench_row {
   /* networks only */
   double macs, attention_macs;
   double arena_bytes, weights_bytes, peak_rss_bytes, rss_budget_bytes, load_s;
+  double first_step_s; /* txt2img: from the start of the load to the end of the first UNet step */
   /* sf_pipeline_estimate_memory before the load (txt2img); est_peak 0: none */
   double est_peak, est_weights, est_workspace, est_other;
   int network;

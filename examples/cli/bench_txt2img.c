@@ -49,7 +49,9 @@ static sf_status generate_timed(sf_pipeline *p, const sf_params *gen, run_times 
 static sf_status load_options(const bench_opts *o, const char *tokenizer, int inspect, sf_params **out) {
   sf_status s = sf_params_create(out);
   sf_params *load = *out;
-  if (s == SF_OK) s = sf_params_set_int(load, SF_PARAM_RANDOM_WEIGHTS, 1);
+  /* a pack holds the weights; the estimate (inspect) sizes the same architecture and type */
+  if (s == SF_OK && o->pack && !inspect) s = sf_params_set_string(load, SF_PARAM_PACK_PATH, o->pack);
+  else if (s == SF_OK) s = sf_params_set_int(load, SF_PARAM_RANDOM_WEIGHTS, 1);
   if (s == SF_OK) s = sf_params_set_int(load, SF_PARAM_COMPONENTS, SF_NET_TEXT_ENCODER | SF_NET_UNET | SF_NET_VAE_DECODER);
   if (s == SF_OK) s = sf_params_set_string(load, SF_PARAM_TOKENIZER_PATH, tokenizer);
   if (s == SF_OK && o->weights != SF_WEIGHT_DEFAULT) s = sf_params_set_int(load, SF_PARAM_WEIGHT_TYPE, o->weights);
@@ -102,9 +104,12 @@ int bench_txt2img(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_
   double *totals = calloc(n_times, sizeof *totals), *texts = calloc(n_times, sizeof *texts),
          *decodes = calloc(n_times, sizeof *decodes), *steps = calloc(n_times * (size_t)o->steps, sizeof *steps);
   run_times t = {0};
+  double first_step = 0.0;
   if (totals && texts && decodes && steps) {
     s = sf_params_set_int(gen, SF_PARAM_STEPS, 1);
+    t.steps = &first_step;
     if (s == SF_OK) s = generate_timed(p, gen, &t); /* warm-up */
+    first_step = load_s + t.text + first_step; /* the load's start to the first step's end */
     if (s == SF_OK) s = sf_params_set_int(gen, SF_PARAM_STEPS, o->steps);
     size_t n_steps = 0;
     for (size_t r = 0; s == SF_OK && r < n_times; r++) {
@@ -143,6 +148,7 @@ int bench_txt2img(const bench_opts *o, sf_context *ctx, bench_refs *refs, bench_
       row->arena_bytes = (double)ws_bytes;
       row->peak_rss_bytes = bench_peak_rss_bytes();
       row->load_s = load_s;
+      row->first_step_s = first_step;
       row->est_peak = (double)est[0];
       row->est_weights = (double)est[1];
       row->est_workspace = (double)est[2];

@@ -13,6 +13,7 @@ int cmd_check(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_txt2img(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_pack(int argc, char **argv);
 
 /* Prints "snapfusion: <what>: <library message>" to stderr; returns CLI_EXIT_FAIL. */
 int cli_fail(const char *what, sf_status s, const sf_context *ctx);

@@ -18,6 +18,7 @@ static const command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "print the CLIP token ids of a prompt"},
     {"txt2img", cmd_txt2img, "generate an image from a prompt"},
     {"bench", cmd_bench, "benchmarks of operators and networks against the machine's peak"},
+    {"pack", cmd_pack, "prepack a model's weights into one file that loads map in place"},
 };
 
 static void usage(FILE *f) {

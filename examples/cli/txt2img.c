@@ -51,6 +51,9 @@ static void txt2img_usage(FILE *f) {
           "                         as the checkpoint stores them, f16 for fp16 files; random\n"
           "                         weights: f32)\n"
           "  --low-memory           one network resident at a time (each packed when needed)\n"
+          "  --pack FILE            take the weights from a pack file (snapfusion pack), mapped in place:\n"
+          "                         no packing at load, weights in clean file-backed memory; -m DIR\n"
+          "                         then needs configs only (--weights, if given, must be the pack's)\n"
           "  -t, --threads N        worker threads, 1..1024 (default: one per core; more threads\n"
           "                         than online CPUs make runs much slower, with a warning)\n"
           "  -o, --output PNG       output file, a name ending in .png: only PNG is written (default\n"
@@ -108,7 +111,7 @@ static int takes_value(const char *a) {
   static const char *const names[] = {"-m", "--model", "--random-weights", "-p", "--prompt", "-n", "--negative",
                                       "-W", "--width", "-H", "--height", "--steps", "--cfg-scale", "--sampler",
                                       "--prediction", "--seed", "--batch-count", "--init-img", "--strength",
-                                      "--taesd", "--tokenizer", "--decoder", "--clip-skip", "--variant", "--weights", "-t",
+                                      "--taesd", "--tokenizer", "--decoder", "--clip-skip", "--variant", "--weights", "--pack", "-t",
                                       "--threads", "-o", "--output", "--preview"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strcmp(a, names[i]) == 0) return 1;
@@ -332,7 +335,7 @@ static int check_writable(const char *path) {
 
 int cmd_txt2img(int argc, char **argv) {
   const char *model = NULL, *config = NULL, *prompt = NULL, *negative = NULL, *out = "output.png";
-  const char *preview = NULL;
+  const char *preview = NULL, *pack = NULL;
   const char *init_img = NULL, *taesd = NULL, *tokenizer = NULL, *variant = NULL, *decoder = "vae", *sampler_name = NULL,
              *prediction = NULL;
   long long width = 0, height = 0, steps = 8, seed = 0, threads = 0, batch = 1, clip_skip = 0;
@@ -391,6 +394,7 @@ int cmd_txt2img(int argc, char **argv) {
     else if (TAKE("-t") || TAKE("--threads")) { if (!cli_parse_int(v, &threads) || threads < 1 || threads > 1024) return bad_arg("-t takes 1..1024"); }
     else if (TAKE("-o") || TAKE("--output")) out = v;
     else if (TAKE("--preview")) preview = v;
+    else if (TAKE("--pack")) pack = v;
     else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) quiet = 1;
     else if (strcmp(a, "--low-memory") == 0) low_memory = 1;
     else if (v == NULL && takes_value(a)) {
@@ -403,6 +407,7 @@ int cmd_txt2img(int argc, char **argv) {
 #undef TAKE
   }
   if ((model == NULL) == (config == NULL)) return bad_arg("give exactly one of -m MODEL_DIR and --random-weights CONFIG_DIR");
+  if (pack && config) return bad_arg("--pack holds the weights: use -m CONFIG_DIR with it, not --random-weights");
   if (prompt == NULL) return bad_arg("missing -p PROMPT");
   int out_indexed = 0;
   const char *bad_out = check_output_pattern(out, &out_indexed);
@@ -445,6 +450,7 @@ int cmd_txt2img(int argc, char **argv) {
   if (s == SF_OK && variant) s = sf_params_set_string(load, SF_PARAM_VARIANT, variant);
   if (s == SF_OK && weights != SF_WEIGHT_DEFAULT) s = sf_params_set_int(load, SF_PARAM_WEIGHT_TYPE, weights);
   if (s == SF_OK && low_memory) s = sf_params_set_int(load, SF_PARAM_LOW_MEMORY, 1);
+  if (s == SF_OK && pack) s = sf_params_set_string(load, SF_PARAM_PACK_PATH, pack);
   if (s == SF_OK && taesd) s = sf_params_set_string(load, SF_PARAM_TAESD_PATH, taesd);
   if (s == SF_OK && tokenizer) s = sf_params_set_string(load, SF_PARAM_TOKENIZER_PATH, tokenizer);
   if (s == SF_OK && !init_img) /* the encoders are only needed for img2img */
@@ -571,14 +577,16 @@ int cmd_txt2img(int argc, char **argv) {
     int64_t weight_bytes = 0; /* what is resident now (low memory: the decoder) */
     sf_pipeline_get_int(pipe, SF_INFO_WEIGHT_BYTES, &weight_bytes);
     const double weight_mib = (double)weight_bytes / 1048576.0;
+    int64_t held = weights; /* the type the pipeline holds (a pack's, or as stored) */
+    if (sf_pipeline_get_int(pipe, SF_INFO_WEIGHT_TYPE, &held) != SF_OK) held = weights;
     char preview_time[48] = "";
     if (preview) snprintf(preview_time, sizeof preview_time, "previews %.2f s, ", t_preview);
     fprintf(stderr,
             "wrote %s (seed %llu): load %.2f s, text %.2f s, UNet %.2f s (%.3f s/step x %d), %sdecode %.2f s, "
             "total %.2f s, weights %s%s (%.0f MiB), peak RSS %.0f MiB, peak anonymous %.0f MiB\n",
             path, image_seed, b == 0 ? t_load : 0.0, t_text, t_unet, total ? t_unet / total : 0.0, total,
-            preview_time, t_dec, now() - ts + (b == 0 ? t_load : 0.0), cli_weights_name(weights),
-            low_memory ? ", low memory" : "", weight_mib, peak_rss_mib(), cli_peak_anon_bytes() / 1048576.0);
+            preview_time, t_dec, now() - ts + (b == 0 ? t_load : 0.0), cli_weights_name((int)held),
+            low_memory ? ", low memory" : pack ? ", mapped from the pack" : "", weight_mib, peak_rss_mib(), cli_peak_anon_bytes() / 1048576.0);
     if (config && b == 0)
       fprintf(stderr, "note: random weights: the image is noise; the run shows the speed and memory of %s\n", config);
   }

@@ -7,9 +7,11 @@
 #include "api/files.h"
 #include "core/params.h"
 #include "graph/wsrc.h"
+#include "io/pack.h"
 #include "models/vae.h"
 #include "pipeline/engine.h"
 #include "pipeline/estimate.h"
+#include "pipeline/pack.h"
 #include "pipeline/request.h"
 
 #define SF_ALL_NETWORKS                                                                              \
@@ -96,6 +98,7 @@ static sf_status inspect(sf_pipeline *p, const sf_vfs *fs, unsigned networks, co
  * function in messages about its arguments. */
 static sf_status load(sf_context *ctx, const sf_vfs *fs, const char *dir, const sf_params *options,
                       sf_pipeline **out_pipeline, const char *fn) {
+  const int components_given = sf_params_int_or(options, SF_PARAM_COMPONENTS, -1) != -1;
   int64_t networks = sf_params_int_or(options, SF_PARAM_COMPONENTS, SF_ALL_NETWORKS);
   if (networks <= 0 || (networks & ~(int64_t)SF_ALL_NETWORKS) != 0)
     return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "SF_PARAM_COMPONENTS: %lld is not a set of sf_network bits",
@@ -122,7 +125,30 @@ static sf_status load(sf_context *ctx, const sf_vfs *fs, const char *dir, const 
   p->low_memory = sf_params_int_or(options, SF_PARAM_LOW_MEMORY, 0) != 0;
   p->random_weights = sf_params_int_or(options, SF_PARAM_RANDOM_WEIGHTS, 0) != 0;
   p->random_seed = (uint64_t)sf_params_int_or(options, SF_PARAM_RANDOM_SEED, 0);
+  p->inspect_only = sf_params_int_or(options, SF_PARAM_INSPECT_ONLY, 0) != 0;
   sf_diag d = {0};
+  /* A pack file: opened (and checked against this CPU and the options) before the folder, whose
+   * networks it may narrow down (without SF_PARAM_COMPONENTS: the pack's). */
+  const char *pack_path = sf_params_string_or(options, SF_PARAM_PACK_PATH, NULL);
+  if (pack_path != NULL) {
+    sf_status ps = SF_OK;
+    if (p->random_weights)
+      ps = sf_diag_set(&d, SF_ERR_INVALID_ARGUMENT,
+                       "SF_PARAM_PACK_PATH and SF_PARAM_RANDOM_WEIGHTS exclude each other (a pack holds weights)");
+    else if (p->inspect_only)
+      ps = sf_diag_set(&d, SF_ERR_UNSUPPORTED,
+                       "SF_PARAM_PACK_PATH with SF_PARAM_INSPECT_ONLY is not supported: load the pack to check it");
+    else if (sf_pipeline_open_pack(p, pack_path, wtype, &d) == SF_OK && !components_given) {
+      unsigned nets = (unsigned)networks;
+      sf_pipeline_pack_networks(p, &nets, 0, &d);
+      networks = nets;
+    }
+    if (ps == SF_OK) ps = d.status;
+    if (ps != SF_OK) {
+      sf_pipeline_destroy(p);
+      return sf_ctx_take_diag(ctx, &d);
+    }
+  }
   const char *tokenizer_dir = sf_params_string_or(options, SF_PARAM_TOKENIZER_PATH, NULL);
   /* The folder's tokenizer is needed only to encode prompts, i.e. with the text encoder and
    * without a tokenizer named elsewhere; config-only folders list one they do not ship. */
@@ -130,10 +156,16 @@ static sf_status load(sf_context *ctx, const sf_vfs *fs, const char *dir, const 
   p->folder = open_any(fs, dir, sf_params_string_or(options, SF_PARAM_VARIANT, NULL),
                        need_tokenizer ? 0 : SF_FOLDER_TOKENIZER_OPTIONAL, &d);
   if (p->folder == NULL) {
-    pthread_mutex_destroy(&p->resident_lock);
-    pthread_mutex_destroy(&p->runs_lock);
-    free(p);
+    sf_pipeline_destroy(p);
     return sf_ctx_take_diag(ctx, &d);
+  }
+  if (p->pack != NULL) {
+    unsigned nets = (unsigned)networks;
+    if ((components_given && sf_pipeline_pack_networks(p, &nets, 1, &d) != SF_OK) ||
+        sf_pipeline_check_pack_configs(p, nets, &d) != SF_OK) {
+      sf_pipeline_destroy(p);
+      return sf_ctx_take_diag(ctx, &d);
+    }
   }
   for (size_t i = 0; i < p->folder->n_components; i++)
     if (p->folder->components[i].note)
@@ -143,7 +175,6 @@ static sf_status load(sf_context *ctx, const sf_vfs *fs, const char *dir, const 
     return sf_ctx_take_diag(ctx, &d);
   }
   const char *taesd_path = sf_params_string_or(options, SF_PARAM_TAESD_PATH, NULL);
-  p->inspect_only = sf_params_int_or(options, SF_PARAM_INSPECT_ONLY, 0) != 0;
   sf_status s = p->inspect_only ? inspect(p, fs, (unsigned)networks, taesd_path, &d)
                                 : sf_pipeline_build_networks(p, fs, (unsigned)networks, taesd_path, &d);
   if (s != SF_OK) {
@@ -175,6 +206,7 @@ void sf_pipeline_destroy(sf_pipeline *pipeline) {
   if (pipeline == NULL) return;
   sf_run_free_idle(pipeline);
   sf_pipeline_free_networks(pipeline);
+  sf_pack_close(pipeline->pack); /* after the networks, which point into it */
   sf_model_folder_close(pipeline->folder);
   pthread_mutex_destroy(&pipeline->resident_lock);
   pthread_mutex_destroy(&pipeline->runs_lock);
@@ -281,5 +313,13 @@ sf_status sf_pipeline_estimate_memory(const sf_pipeline *cp, const sf_params *pa
   if (sf_pipeline_estimate(p, &rq, threads, &m, &d) != SF_OK) return sf_ctx_take_diag(p->ctx, &d);
   const uint64_t v[] = {m.peak, m.weights, m.workspace, m.other, m.weights_total, m.workspace_run};
   *out_bytes = (int64_t)v[what];
+  return SF_OK;
+}
+
+sf_status sf_pipeline_write_pack(const sf_pipeline *pipeline, const char *path) {
+  if (pipeline == NULL || path == NULL)
+    return sf_ctx_error(pipeline ? pipeline->ctx : NULL, SF_ERR_INVALID_ARGUMENT, "sf_pipeline_write_pack: NULL argument");
+  sf_diag d = {0};
+  if (sf_pipeline_write_pack_file(pipeline, path, &d) != SF_OK) return sf_ctx_take_diag(pipeline->ctx, &d);
   return SF_OK;
 }

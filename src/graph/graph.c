@@ -49,11 +49,15 @@ void sf_node_release(sf_node *n) {
   n->n_panels = 0;
   if (n->ig) sf_igemm_free(n->ig);
   free(n->ig);
-  free(n->gamma);
-  free(n->beta);
+  if (!n->params_external) {
+    free((void *)n->gamma);
+    free((void *)n->beta);
+  }
+  free(n->name);
   n->ig = NULL;
   n->xop = NULL;
   n->gamma = n->beta = NULL;
+  n->name = NULL;
 }
 
 void sf_graph_destroy(sf_graph *g) {

@@ -137,6 +137,21 @@ typedef struct sf_graph_stats {
 } sf_graph_stats;
 void sf_graph_get_stats(const sf_graph *g, const sf_plan *pl, sf_graph_stats *out);
 
+/* ---- parameters, for pack files (io/pack.h) ---------------------------------------------- */
+
+struct sf_pack_blob;
+struct sf_igemm_weights;
+/* Called for each parameter blob: b names it (network set, data pointing at the graph's own
+ * bytes); layer is the GEMM layer a PANELS, BIAS or SCALE blob belongs to (NULL for tensors).
+ * A status other than SF_OK stops the walk and is returned. */
+typedef sf_status (*sf_graph_param_fn)(void *user, const struct sf_pack_blob *b, const struct sf_igemm_weights *layer);
+/* Every parameter of g's nodes in build order: per GEMM layer its panels ("<prefix>.weight"),
+ * padded bias ("<prefix>.bias") and q8 scales ("<prefix>.weight_scale"); per norm its scale and
+ * shift ("<prefix>.weight", "<prefix>.bias"), as blobs of network (an sf_network bit).
+ * SF_ERR_UNSUPPORTED for a layer on XNNPACK (its weights live in XNNPACK's operators: f32 weights
+ * on a CPU without the library's GEMM kernels), SF_ERR_BAD_STATE for a dry graph. */
+sf_status sf_graph_params(const sf_graph *g, unsigned network, sf_graph_param_fn fn, void *user, sf_diag *d);
+
 /* Debug check: no two values alive at the same time overlap in the workspace (1 = overlap
  * found, with d set). Runs in tests. */
 int sf_plan_check(const sf_graph *g, const sf_plan *pl, sf_diag *d);

@@ -3,6 +3,7 @@
  * Layering inside graph/ (each file only uses those listed after it):
  *   plan.c, run.c        planning and running (graph.h's plan/run API)
  *   node_run.c           per-op scratch sizes and run dispatch
+ *   params.c             the nodes' parameters as pack blobs (graph.h, sf_graph_params)
  *   *_node.c, norm_nodes.c builders of parameterised nodes (and the GEMM/XNNPACK node runs)
  *   graph.c              the graph itself: values, nodes, parameter-free builders, release
  *   ops/                 the kernels */
@@ -64,7 +65,9 @@ typedef struct sf_node {
   int panels_in_tasks;
   /* conv / linear on the library's own indirect GEMM (graph/ops/igemm.h): no setup, no state. */
   sf_igemm_weights *ig;
-  float *gamma, *beta;  /* norms */
+  const float *gamma, *beta; /* norms */
+  int params_external;  /* gamma and beta belong to a mapped pack (not freed) */
+  char *name;           /* the layer's checkpoint prefix (GEMM and norm nodes), for packs */
   union {
     sf_conv_params conv;
     struct { size_t groups; float eps; int silu; } gn;
@@ -171,6 +174,9 @@ sf_status sf_xnn_run(const sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag 
 sf_vid sf_igemm_node_add(sf_graph *g, sf_vid x, size_t out_ch, const float *w, float *b, size_t cin, size_t taps,
                          const sf_conv_params *conv, const char *prefix, sf_wtype type);
 sf_status sf_igemm_node_run(const sf_plan *pl, void *arena, const sf_node *n, pthreadpool_t pool);
+/* The same node with its weights prepacked in ws, a pack source (graph/wsrc.h), used in place. */
+sf_vid sf_igemm_node_add_packed(sf_graph *g, sf_wsrc *ws, sf_vid x, size_t out_ch, size_t cin, size_t taps,
+                                const sf_conv_params *conv, const char *prefix, sf_wtype type, int bias);
 
 /* ---- dry builds (graph/dry_node.c) ---- */
 /* The conv (conv != NULL) / linear node a layer of weights [out_ch][cin][taps] of type would be,

@@ -20,6 +20,8 @@ static sf_vid add_linear(sf_graph *g, sf_wsrc *ws, const char *const *prefixes, 
   char wname[256];
   snprintf(wname, sizeof wname, "%s.weight", prefixes[0]);
   const sf_wtype wt = sf_graph_layer_wtype(g, ws, wname);
+  /* A pack holds the fused layer as one, named after its first part. */
+  if (sf_wsrc_is_pack(ws)) return sf_igemm_node_add_packed(g, ws, x, out_f, in_f, 1, NULL, prefixes[0], wt, bias);
   if (sf_wsrc_is_dry(ws)) { /* checked, not read */
     sf_wsrc_note_stage(ws, 0, out_f * in_f);
     int ok = 1;

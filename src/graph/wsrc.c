@@ -8,10 +8,15 @@
 #include <string.h>
 
 #include "io/model_folder.h"
+#include "io/pack.h"
 #include "io/safetensors.h"
 
 struct sf_wsrc {
-  struct sf_weights *w; /* NULL: random */
+  struct sf_weights *w; /* NULL: random (or a pack) */
+  const sf_pack *pack;  /* a pack source */
+  unsigned pack_nets;   /* sf_network bits served */
+  sf_igemm_isa pack_isa;
+  unsigned char *pack_used; /* per blob of the pack */
   uint64_t seed;
   char component[512]; /* how messages name the source: its checkpoint file, or the component */
   sf_diag diag;
@@ -36,10 +41,38 @@ sf_wsrc *sf_wsrc_from_weights(struct sf_weights *w, const char *component) {
   return w ? wsrc_new(w, 0, component) : NULL;
 }
 sf_wsrc *sf_wsrc_random(uint64_t seed, const char *component) { return wsrc_new(NULL, seed, component); }
+sf_wsrc *sf_wsrc_from_pack(const sf_pack *pk, unsigned networks, sf_igemm_isa isa, const char *component) {
+  if (pk == NULL) return NULL;
+  sf_wsrc *ws = wsrc_new(NULL, 0, component);
+  if (ws == NULL) return NULL;
+  ws->pack_used = calloc(sf_pack_count(pk) ? sf_pack_count(pk) : 1, 1);
+  if (ws->pack_used == NULL) {
+    free(ws);
+    return NULL;
+  }
+  ws->pack = pk;
+  ws->pack_nets = networks;
+  ws->pack_isa = isa;
+  return ws;
+}
+
 void sf_wsrc_destroy(sf_wsrc *ws) {
   if (ws == NULL) return;
   for (int i = 0; i < SF_WSRC_STAGES; i++) free(ws->stage[i]);
+  free(ws->pack_used);
   free(ws);
+}
+
+int sf_wsrc_is_pack(const sf_wsrc *ws) { return ws->pack != NULL; }
+
+/* The blob name of the source's networks (NULL if none has it). */
+static const sf_pack_blob *pack_find(const sf_wsrc *ws, const char *name) {
+  for (unsigned bit = 1; bit <= 8; bit <<= 1) {
+    if (!(ws->pack_nets & bit)) continue;
+    const sf_pack_blob *b = sf_pack_find(ws->pack, bit, name);
+    if (b != NULL) return b;
+  }
+  return NULL;
 }
 
 float *sf_wsrc_stage(sf_wsrc *ws, int slot, size_t n) {
@@ -62,7 +95,7 @@ float *sf_wsrc_stage(sf_wsrc *ws, int slot, size_t n) {
   }
   return ws->stage[slot];
 }
-int sf_wsrc_is_random(const sf_wsrc *ws) { return ws->w == NULL; }
+int sf_wsrc_is_random(const sf_wsrc *ws) { return ws->w == NULL && ws->pack == NULL; }
 
 void sf_wsrc_note_stage(sf_wsrc *ws, int slot, size_t n) {
   if (slot >= 0 && slot < SF_WSRC_STAGES && n > ws->stage_max[slot]) ws->stage_max[slot] = n;
@@ -80,6 +113,10 @@ void sf_wsrc_set_weight_policy(sf_wsrc *ws, sf_weight_policy policy) { ws->polic
 sf_weight_policy sf_wsrc_weight_policy(const sf_wsrc *ws) { return ws->policy; }
 
 int sf_wsrc_is_f16(const sf_wsrc *ws, const char *name) {
+  if (ws->pack != NULL) {
+    const sf_pack_blob *b = pack_find(ws, name);
+    return b != NULL && b->dtype == SF_PACK_F16;
+  }
   if (ws->w == NULL) return 0;
   const sf_st_tensor *t = sf_weights_find(ws->w, name);
   return t != NULL && t->dtype == SF_DTYPE_F16;
@@ -87,6 +124,7 @@ int sf_wsrc_is_f16(const sf_wsrc *ws, const char *name) {
 uint64_t sf_wsrc_param_count(const sf_wsrc *ws) { return ws->params; }
 
 int sf_wsrc_has(const sf_wsrc *ws, const char *name, int dflt) {
+  if (ws->pack != NULL) return pack_find(ws, name) != NULL;
   if (ws->w == NULL) return dflt;
   return sf_weights_find(ws->w, name) != NULL;
 }
@@ -222,6 +260,15 @@ float *sf_wsrc_fetch(sf_wsrc *ws, const char *name, int ndim, const int64_t *sha
 
 sf_status sf_wsrc_status(const sf_wsrc *ws, int check_unused, sf_diag *d) {
   if (ws->diag.status != SF_OK) return sf_diag_set(d, ws->diag.status, "%s", ws->diag.msg);
+  if (check_unused && ws->pack != NULL)
+    for (size_t i = 0; i < sf_pack_count(ws->pack); i++) {
+      const sf_pack_blob *b = sf_pack_at(ws->pack, i);
+      if ((b->network & ws->pack_nets) && !ws->pack_used[i])
+        return sf_diag_set(d, SF_ERR_BAD_MODEL,
+                           "%s: %s: blob '%s' is not used by the architecture its config describes (a pack of "
+                           "another model?)",
+                           ws->component, sf_pack_label(ws->pack), b->name);
+    }
   if (check_unused && ws->w != NULL) {
     if (ws->problems != NULL) { /* dry: every one (weights' used marks are set by check_tensor) */
       for (size_t i = 0; i < sf_weights_count(ws->w); i++)
@@ -237,4 +284,102 @@ sf_status sf_wsrc_status(const sf_wsrc *ws, int check_unused, sf_diag *d) {
                          ws->component, t->name);
   }
   return SF_OK;
+}
+
+/* ---- pack sources ---- */
+
+static void dims_str(char *buf, size_t cap, uint32_t ndim, const uint64_t *shape) {
+  int64_t s[SF_PACK_MAX_DIMS];
+  for (uint32_t i = 0; i < ndim && i < SF_PACK_MAX_DIMS; i++) s[i] = shape[i] > INT64_MAX ? -1 : (int64_t)shape[i];
+  shape_str(buf, cap, (int)ndim, s);
+}
+
+/* The blob name of kind, unused so far; a problem (and NULL) otherwise. */
+static const sf_pack_blob *pack_take(sf_wsrc *ws, const char *name, uint32_t kind, const char *what) {
+  if (ws->diag.status != SF_OK) return NULL;
+  const sf_pack_blob *b = pack_find(ws, name);
+  if (b == NULL) {
+    problem(ws, "%s has no %s '%s' that the config requires (a pack of another model?)", sf_pack_label(ws->pack),
+            what, name);
+    return NULL;
+  }
+  if (b->kind != kind) {
+    problem(ws, "%s: blob '%s' holds %s, the architecture needs %s there", sf_pack_label(ws->pack), name,
+            sf_pack_kind_name(b->kind), sf_pack_kind_name(kind));
+    return NULL;
+  }
+  const size_t i = sf_pack_index_of(ws->pack, b);
+  if (ws->pack_used[i]) {
+    problem(ws, "%s: blob '%s' is asked for twice", sf_pack_label(ws->pack), name);
+    return NULL;
+  }
+  if ((uintptr_t)b->data % 64 != 0) {
+    problem(ws, "%s: blob '%s' is not 64-byte aligned in memory", sf_pack_label(ws->pack), name);
+    return NULL;
+  }
+  ws->pack_used[i] = 1;
+  return b;
+}
+
+/* A blob of exactly these dims and dtype; a problem (0) otherwise. */
+static int pack_shape(sf_wsrc *ws, const sf_pack_blob *b, uint32_t dtype, uint32_t ndim, const uint64_t *want) {
+  int same = b->ndim == ndim && b->dtype == dtype;
+  for (uint32_t i = 0; same && i < ndim; i++) same = b->shape[i] == want[i];
+  if (same) return 1;
+  char w[128], g[128];
+  dims_str(w, sizeof w, ndim, want);
+  dims_str(g, sizeof g, b->ndim, b->shape);
+  problem(ws, "%s: blob '%s' is %s %s, the config and weight type imply %s %s", sf_pack_label(ws->pack), b->name,
+          sf_pack_dtype_name(b->dtype), g, sf_pack_dtype_name(dtype), w);
+  return 0;
+}
+
+int sf_wsrc_pack_gemm(sf_wsrc *ws, const char *layer, size_t n, size_t cin, size_t taps, sf_wtype type, int bias,
+                      sf_igemm_weights *pw) {
+  memset(pw, 0, sizeof *pw);
+  if (ws->pack == NULL || ws->diag.status != SF_OK) return 0;
+  char name[300];
+  sf_igemm_weights lay;
+  if (!sf_igemm_layout(&lay, n, cin, taps, ws->pack_isa, type)) {
+    sf_diag_set(&ws->diag, SF_ERR_UNSUPPORTED, "%s: %s: layer '%s': %s panels of the %s layout cannot run on this CPU",
+                ws->component, sf_pack_label(ws->pack), layer, sf_wtype_name(type), sf_igemm_isa_name(ws->pack_isa));
+    return 0;
+  }
+  static const uint32_t dtypes[SF_WTYPE_COUNT] = {SF_PACK_F32, SF_PACK_F16, SF_PACK_I8};
+  const uint64_t cols[1] = {(uint64_t)(lay.n_tiles * lay.nr)};
+  const uint64_t panels[3] = {(uint64_t)lay.n_tiles, (uint64_t)lay.k, (uint64_t)lay.nr};
+  snprintf(name, sizeof name, "%s.weight", layer);
+  const sf_pack_blob *w = pack_take(ws, name, SF_PACK_PANELS, "prepacked layer");
+  if (w == NULL || !pack_shape(ws, w, dtypes[type], 3, panels)) return 0;
+  if (w->param != (uint64_t)n) {
+    problem(ws, "%s: layer '%s' has %llu output channels, the config implies %zu", sf_pack_label(ws->pack), layer,
+            (unsigned long long)w->param, n);
+    return 0;
+  }
+  snprintf(name, sizeof name, "%s.bias", layer);
+  const sf_pack_blob *b = pack_take(ws, name, SF_PACK_BIAS, "layer bias");
+  if (b == NULL || !pack_shape(ws, b, SF_PACK_F32, 1, cols)) return 0;
+  const sf_pack_blob *sc = NULL;
+  if (type == SF_WTYPE_Q8) {
+    snprintf(name, sizeof name, "%s.weight_scale", layer);
+    sc = pack_take(ws, name, SF_PACK_SCALE, "layer scale");
+    if (sc == NULL || !pack_shape(ws, sc, SF_PACK_F32, 1, cols)) return 0;
+  }
+  *pw = lay;
+  pw->packed = w->data;
+  pw->bias = b->data;
+  pw->scale = sc ? sc->data : NULL;
+  pw->external = 1;
+  ws->params += (uint64_t)n * lay.k + (bias ? n : 0);
+  return 1;
+}
+
+const void *sf_wsrc_pack_tensor(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape, int half) {
+  if (ws->pack == NULL || ws->diag.status != SF_OK || ndim < 1 || ndim > SF_PACK_MAX_DIMS) return NULL;
+  uint64_t want[SF_PACK_MAX_DIMS];
+  for (int i = 0; i < ndim; i++) want[i] = shape[i] < 0 ? 0 : (uint64_t)shape[i];
+  const sf_pack_blob *b = pack_take(ws, name, SF_PACK_TENSOR, "tensor");
+  if (b == NULL || !pack_shape(ws, b, half ? SF_PACK_F16 : SF_PACK_F32, (uint32_t)ndim, want)) return NULL;
+  ws->params += shape_count(ndim, shape);
+  return b->data;
 }

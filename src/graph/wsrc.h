@@ -1,6 +1,7 @@
 /* Where a network's parameters come from: a checkpoint (a component's safetensors,
- * converted to f32 on the fly, shapes checked, every tensor accounted for) or seeded
- * random values of the same shapes (to benchmark real architectures without weights). */
+ * converted to f32 on the fly, shapes checked, every tensor accounted for), seeded
+ * random values of the same shapes (to benchmark real architectures without weights), or a pack
+ * file (io/pack.h): parameters prepacked by an earlier load, used in place from its mapping. */
 #ifndef SF_GRAPH_WSRC_H
 #define SF_GRAPH_WSRC_H
 
@@ -8,8 +9,10 @@
 #include <stdint.h>
 
 #include "core/diag.h"
+#include "graph/ops/igemm.h"
 
 struct sf_weights;
+struct sf_pack;
 
 typedef enum sf_init {
   SF_INIT_FAN_IN = 0, /* uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default */
@@ -21,7 +24,26 @@ typedef struct sf_wsrc sf_wsrc;
 
 sf_wsrc *sf_wsrc_from_weights(struct sf_weights *w, const char *component);
 sf_wsrc *sf_wsrc_random(uint64_t seed, const char *component);
+/* The blobs of a pack for the networks in `networks` (sf_network bits: a VAE source serves its
+ * decoder and encoder), with GEMM panels laid out for isa (checked to run here by the caller). The
+ * pack must outlive the networks built from it. Builders of pack sources ask for whole layers
+ * (sf_wsrc_pack_gemm) and tensors in place (sf_wsrc_pack_tensor) instead of fetching and packing;
+ * sf_wsrc_has and sf_wsrc_is_f16 answer from the pack's blobs (a layer's panels are named after its
+ * weight tensor), so the builders follow the same architecture and weight types as the load that
+ * wrote it. */
+sf_wsrc *sf_wsrc_from_pack(const struct sf_pack *pk, unsigned networks, sf_igemm_isa isa, const char *component);
 void sf_wsrc_destroy(sf_wsrc *ws);
+int sf_wsrc_is_pack(const sf_wsrc *ws);
+/* Pack sources: the prepacked GEMM weights of layer `layer` (blobs "<layer>.weight" panels,
+ * "<layer>.bias" and for q8 "<layer>.weight_scale"), which must be n output channels of k = cin *
+ * taps values stored as type, in the source's panel layout; *pw then points into the mapping
+ * (pw->external: nothing to free). bias: whether the layer has one (for the parameter count).
+ * 0 on failure (kept, naming the blob and what the architecture needs). */
+int sf_wsrc_pack_gemm(sf_wsrc *ws, const char *layer, size_t n, size_t cin, size_t taps, sf_wtype type, int bias,
+                      sf_igemm_weights *pw);
+/* Pack sources: tensor name (a TENSOR blob) in place, which must have exactly this shape and be
+ * f32 (half 0) or IEEE half (half 1). NULL on failure (kept). */
+const void *sf_wsrc_pack_tensor(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape, int half);
 
 /* A malloc'd f32 copy of tensor `name` (PyTorch layout), which must have exactly the
  * given shape. NULL on failure; the first failure is kept (see sf_wsrc_status). The
@@ -43,8 +65,9 @@ float *sf_wsrc_stage(sf_wsrc *ws, int slot, size_t n);
  * follow optional parts of an architecture (e.g. a 1x1 shortcut conv). */
 int sf_wsrc_has(const sf_wsrc *ws, const char *name, int dflt);
 int sf_wsrc_is_random(const sf_wsrc *ws);
-/* First failure of any fetch, else (when check_unused) the first checkpoint tensor no
- * fetch asked for: a checkpoint that does not match the architecture is an error. */
+/* First failure of any fetch, else (when check_unused) the first checkpoint tensor (pack blob of
+ * the source's networks) no fetch asked for: a checkpoint that does not match the architecture
+ * is an error. */
 sf_status sf_wsrc_status(const sf_wsrc *ws, int check_unused, sf_diag *d);
 /* How the conv / linear layers built from this source store their weights (default
  * SF_WEIGHTS_AS_STORED). */

@@ -9,6 +9,7 @@
 #include "core/context.h"
 #include "graph/ops/kernels.h"
 #include "io/model_folder.h"
+#include "io/pack.h"
 
 #define POSITION_IDS "text_model.embeddings.position_ids"
 
@@ -17,11 +18,12 @@ struct sf_clip_text {
   sf_graph *g;
   sf_vid input;      /* embeddings [n,1,T,D] */
   sf_vid *layer_out; /* [layers], each a graph output */
-  float *tok_emb;    /* [vocab, D], or NULL when held as tok_emb16 */
-  uint16_t *tok_emb16; /* [vocab, D] as IEEE half: under f16/q8 weights (graph/wsrc.h), or as stored */
-  int tok_half;        /* held as half (set also by dry builds, which hold neither) */
-  float *pos_emb;    /* [max_positions, D] */
-  float *final_gamma, *final_beta;
+  const float *tok_emb;      /* [vocab, D], or NULL when held as tok_emb16 */
+  const uint16_t *tok_emb16; /* [vocab, D] as IEEE half: under f16/q8 weights (graph/wsrc.h), or as stored */
+  int tok_half;              /* held as half (set also by dry builds, which hold neither) */
+  const float *pos_emb;      /* [max_positions, D] */
+  const float *final_gamma, *final_beta;
+  int external;              /* the tensors above are in a mapped pack (graph/wsrc.h): not freed */
 };
 
 /* ---- config ------------------------------------------------------------------------------- */
@@ -116,11 +118,13 @@ void sf_clip_text_destroy(sf_clip_text *m) {
   if (m == NULL) return;
   sf_graph_destroy(m->g);
   free(m->layer_out);
-  free(m->tok_emb);
-  free(m->tok_emb16);
-  free(m->pos_emb);
-  free(m->final_gamma);
-  free(m->final_beta);
+  if (!m->external) {
+    free((void *)m->tok_emb);
+    free((void *)m->tok_emb16);
+    free((void *)m->pos_emb);
+    free((void *)m->final_gamma);
+    free((void *)m->final_beta);
+  }
   free(m);
 }
 
@@ -192,25 +196,35 @@ sf_clip_text *sf_clip_text_build(const sf_clip_text_config *c, sf_wsrc *ws, sf_d
   sf_weight_policy pol = sf_wsrc_weight_policy(ws);
   m->tok_half = pol == SF_WEIGHTS_FORCE_F16 || pol == SF_WEIGHTS_FORCE_Q8 ||
                 (pol == SF_WEIGHTS_AS_STORED && sf_wsrc_is_f16(ws, tok_name));
-  if (sf_wsrc_is_dry(ws)) { /* neither copy is held; a real build holds the f32 one for a while */
-    sf_wsrc_check(ws, tok_name, 2, tok_shape);
-    if (m->tok_half) sf_wsrc_note_stage(ws, 0, c->vocab * dm);
-  }
-  else m->tok_emb = sf_wsrc_fetch(ws, tok_name, 2, tok_shape, SF_INIT_FAN_IN, dm);
-  if (m->tok_emb != NULL && m->tok_half) {
-    size_t n = c->vocab * dm;
-    m->tok_emb16 = malloc(n * sizeof *m->tok_emb16);
-    if (m->tok_emb16 != NULL) {
-      for (size_t i = 0; i < n; i++) m->tok_emb16[i] = sf_float_to_half(m->tok_emb[i]);
-      free(m->tok_emb);
-      m->tok_emb = NULL;
+  static const char pos_name[] = "text_model.embeddings.position_embedding.weight";
+  if (sf_wsrc_is_pack(ws)) { /* in place, as the load that wrote the pack held them */
+    m->external = 1;
+    const void *t = sf_wsrc_pack_tensor(ws, tok_name, 2, tok_shape, m->tok_half);
+    if (m->tok_half) m->tok_emb16 = t;
+    else m->tok_emb = t;
+    m->pos_emb = sf_wsrc_pack_tensor(ws, pos_name, 2, pos_shape, 0);
+  } else {
+    if (sf_wsrc_is_dry(ws)) { /* neither copy is held; a real build holds the f32 one for a while */
+      sf_wsrc_check(ws, tok_name, 2, tok_shape);
+      if (m->tok_half) sf_wsrc_note_stage(ws, 0, c->vocab * dm);
     } else {
-      sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "text_encoder: out of memory");
-      sf_clip_text_destroy(m);
-      return NULL;
+      m->tok_emb = sf_wsrc_fetch(ws, tok_name, 2, tok_shape, SF_INIT_FAN_IN, dm);
     }
+    if (m->tok_emb != NULL && m->tok_half) {
+      size_t n = c->vocab * dm;
+      uint16_t *half = malloc(n * sizeof *half);
+      if (half == NULL) {
+        sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "text_encoder: out of memory");
+        sf_clip_text_destroy(m);
+        return NULL;
+      }
+      for (size_t i = 0; i < n; i++) half[i] = sf_float_to_half(m->tok_emb[i]);
+      free((void *)m->tok_emb);
+      m->tok_emb = NULL;
+      m->tok_emb16 = half;
+    }
+    m->pos_emb = sf_wsrc_fetch(ws, pos_name, 2, pos_shape, SF_INIT_FAN_IN, dm);
   }
-  m->pos_emb = sf_wsrc_fetch(ws, "text_model.embeddings.position_embedding.weight", 2, pos_shape, SF_INIT_FAN_IN, dm);
 
   m->input = sf_graph_input(m->g, "embeddings", dm);
   /* Kept alive to the end so clip_skip == layers (the embeddings themselves) can be served. */
@@ -222,8 +236,14 @@ sf_clip_text *sf_clip_text_build(const sf_clip_text_config *c, sf_wsrc *ws, sf_d
     m->layer_out[i] = x;
   }
 
-  m->final_gamma = sf_wsrc_fetch(ws, "text_model.final_layer_norm.weight", 1, ln_shape, SF_INIT_ONES, dm);
-  m->final_beta = sf_wsrc_fetch(ws, "text_model.final_layer_norm.bias", 1, ln_shape, SF_INIT_ZEROS, dm);
+  static const char fg_name[] = "text_model.final_layer_norm.weight", fb_name[] = "text_model.final_layer_norm.bias";
+  if (sf_wsrc_is_pack(ws)) {
+    m->final_gamma = sf_wsrc_pack_tensor(ws, fg_name, 1, ln_shape, 0);
+    m->final_beta = sf_wsrc_pack_tensor(ws, fb_name, 1, ln_shape, 0);
+  } else {
+    m->final_gamma = sf_wsrc_fetch(ws, fg_name, 1, ln_shape, SF_INIT_ONES, dm);
+    m->final_beta = sf_wsrc_fetch(ws, fb_name, 1, ln_shape, SF_INIT_ZEROS, dm);
+  }
 
   /* The weight source holds the first (most specific) cause when a fetch failed. */
   if (sf_wsrc_status(ws, 0, d) != SF_OK || sf_graph_build_status(m->g, d) != SF_OK ||
@@ -326,3 +346,38 @@ size_t sf_clip_text_extra_bytes(const sf_clip_text *m) {
 }
 const sf_clip_text_config *sf_clip_text_get_config(const sf_clip_text *m) { return m ? &m->cfg : NULL; }
 sf_graph *sf_clip_text_graph(const sf_clip_text *m) { return m ? m->g : NULL; }
+
+/* ---- parameters for packs ---------------------------------------------------------------- */
+
+static sf_status tensor_blob(const char *name, uint32_t dtype, size_t rows, size_t cols, const void *data,
+                             sf_graph_param_fn fn, void *user) {
+  sf_pack_blob b;
+  memset(&b, 0, sizeof b);
+  snprintf(b.name, sizeof b.name, "%s", name);
+  b.network = SF_NET_TEXT_ENCODER;
+  b.kind = SF_PACK_TENSOR;
+  b.dtype = dtype;
+  b.ndim = rows ? 2 : 1;
+  b.shape[0] = rows ? rows : cols;
+  b.shape[1] = rows ? cols : 0;
+  b.size = (uint64_t)(rows ? rows : 1) * cols * sf_pack_dtype_bytes(dtype);
+  b.data = data;
+  return fn(user, &b, NULL);
+}
+
+sf_status sf_clip_text_params(const sf_clip_text *m, sf_graph_param_fn fn, void *user, sf_diag *d) {
+  const sf_clip_text_config *c = &m->cfg;
+  if (m->tok_emb == NULL && m->tok_emb16 == NULL)
+    return sf_diag_set(d, SF_ERR_BAD_STATE, "text_encoder: built for inspection only: it has no weights");
+  sf_status s = tensor_blob("text_model.embeddings.token_embedding.weight", m->tok_emb16 ? SF_PACK_F16 : SF_PACK_F32,
+                            c->vocab, c->hidden, m->tok_emb16 ? (const void *)m->tok_emb16 : (const void *)m->tok_emb,
+                            fn, user);
+  if (s == SF_OK)
+    s = tensor_blob("text_model.embeddings.position_embedding.weight", SF_PACK_F32, c->max_positions, c->hidden,
+                    m->pos_emb, fn, user);
+  if (s == SF_OK) s = sf_graph_params(m->g, SF_NET_TEXT_ENCODER, fn, user, d);
+  if (s == SF_OK)
+    s = tensor_blob("text_model.final_layer_norm.weight", SF_PACK_F32, 0, c->hidden, m->final_gamma, fn, user);
+  if (s == SF_OK) s = tensor_blob("text_model.final_layer_norm.bias", SF_PACK_F32, 0, c->hidden, m->final_beta, fn, user);
+  return s;
+}

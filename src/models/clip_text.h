@@ -80,5 +80,8 @@ const sf_clip_text_config *sf_clip_text_get_config(const sf_clip_text *m);
 void sf_clip_text_destroy(sf_clip_text *m);
 /* For statistics (sf_graph_get_stats) and plan checks; the model keeps ownership. */
 sf_graph *sf_clip_text_graph(const sf_clip_text *m);
+/* Every parameter as pack blobs (graph.h, sf_graph_params), in build order: the token and
+ * position embeddings, the layers, the final norm. */
+sf_status sf_clip_text_params(const sf_clip_text *m, sf_graph_param_fn fn, void *user, sf_diag *d);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "graph/wsrc.h"
+#include "io/pack.h"
 #include "io/safetensors.h"
 #include "models/clip_text.h"
 #include "models/taesd.h"
@@ -76,6 +77,7 @@ static size_t graph_weight_bytes(const sf_graph *g) {
 }
 
 int sf_engine_weight_type(const sf_pipeline *p) {
+  if (p->pack != NULL) return (int)sf_pack_get_info(p->pack)->weight_type; /* as the load that wrote it */
   switch ((sf_weight_policy)p->weight_policy) {
     case SF_WEIGHTS_FORCE_F32: return SF_WEIGHT_F32;
     case SF_WEIGHTS_FORCE_F16: return SF_WEIGHT_F16;

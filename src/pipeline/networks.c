@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "graph/wsrc.h"
+#include "io/pack.h"
 #include "models/clip_text.h"
 #include "models/taesd.h"
 #include "models/unet.h"
@@ -18,14 +19,17 @@ static int from_memory(const sf_component *c) {
   return c->config_shown != NULL && strncmp(c->config_shown, "memory:", 7) == 0;
 }
 
-/* A weight source for a component: its checkpoint, or random values when asked for
- * (each component gets its own stream so adding one does not change the others). dry (an
+/* A weight source for a component: the pipeline's pack file, its checkpoint, or random values
+ * when asked for (each component gets its own stream so adding one does not change the others). dry (an
  * inspection or a memory estimate, graph/wsrc.h): nothing is read or packed and every problem
  * goes to the list; a component with a config and no weights is then checked as architecture
  * only. */
-static sf_wsrc *component_wsrc(sf_pipeline *p, const sf_component *c, sf_problems *dry, sf_diag *d) {
+static sf_wsrc *component_wsrc(sf_pipeline *p, const sf_component *c, unsigned nets, sf_problems *dry, sf_diag *d) {
   sf_wsrc *ws = NULL;
-  if (p->random_weights || (dry != NULL && c->weights == NULL)) {
+  if (p->pack != NULL && dry == NULL) {
+    /* nets: the sf_network bits built from this component (the VAE's decoder and encoder) */
+    ws = sf_wsrc_from_pack(p->pack, nets, (sf_igemm_isa)p->pack_isa, c->name);
+  } else if (p->random_weights || (dry != NULL && c->weights == NULL)) {
     uint64_t h = 1469598103934665603ull;
     for (const char *s = c->name; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
     ws = sf_wsrc_random(p->random_seed ^ h, c->name);
@@ -74,7 +78,7 @@ static sf_status named(const sf_pipeline *p, const sf_component *c, sf_status pa
 static void end_build(const sf_component *c, sf_problems *dry, sf_net_build *nb, const sf_wsrc *ws) {
   if (nb) {
     nb->stage_bytes = sf_wsrc_stage_bytes(ws);
-    nb->file_bytes = c->weights && !sf_wsrc_is_random(ws) ? sf_weights_data_bytes(c->weights) : 0;
+    nb->file_bytes = c->weights && !sf_wsrc_is_random(ws) && !sf_wsrc_is_pack(ws) ? sf_weights_data_bytes(c->weights) : 0;
   }
   if (dry == NULL && c->weights) sf_weights_drop_pages(c->weights);
 }
@@ -89,7 +93,7 @@ static void count_parameters(sf_pipeline *p, unsigned bits, const sf_wsrc *ws) {
 sf_status sf_pipeline_build_text_encoder(sf_pipeline *p, sf_problems *dry, sf_clip_text **out, sf_net_build *nb,
                                          sf_diag *d) {
   const sf_component *c = sf_model_folder_find(p->folder, "text_encoder");
-  sf_wsrc *ws = component_wsrc(p, c, dry, d);
+  sf_wsrc *ws = component_wsrc(p, c, SF_NET_TEXT_ENCODER, dry, d);
   if (ws == NULL) return d->status;
   if (!p->random_weights && c->weights) sf_clip_text_accept_buffers(c->weights);
   *out = sf_clip_text_build(&p->text_cfg, ws, d);
@@ -101,7 +105,7 @@ sf_status sf_pipeline_build_text_encoder(sf_pipeline *p, sf_problems *dry, sf_cl
 
 sf_status sf_pipeline_build_unet(sf_pipeline *p, sf_problems *dry, sf_unet **out, sf_net_build *nb, sf_diag *d) {
   const sf_component *c = sf_model_folder_find(p->folder, "unet");
-  sf_wsrc *ws = component_wsrc(p, c, dry, d);
+  sf_wsrc *ws = component_wsrc(p, c, SF_NET_UNET, dry, d);
   if (ws == NULL) return d->status;
   *out = sf_unet_build(&p->unet_cfg, ws, d);
   if (*out) count_parameters(p, SF_NET_UNET, ws);
@@ -113,7 +117,7 @@ sf_status sf_pipeline_build_unet(sf_pipeline *p, sf_problems *dry, sf_unet **out
 sf_status sf_pipeline_build_vae(sf_pipeline *p, int parts, sf_problems *dry, sf_vae **out, sf_net_build *nb,
                                 sf_diag *d) {
   const sf_component *c = sf_model_folder_find(p->folder, "vae");
-  sf_wsrc *ws = component_wsrc(p, c, dry, d);
+  sf_wsrc *ws = component_wsrc(p, c, ((parts & 1) ? SF_NET_VAE_DECODER : 0) | ((parts & 2) ? SF_NET_VAE_ENCODER : 0), dry, d);
   if (ws == NULL) return d->status;
   if (!p->random_weights && c->weights) sf_vae_accept_unbuilt(c->weights, parts);
   *out = sf_vae_build(&p->vae_cfg, ws, parts, d);
@@ -288,18 +292,24 @@ static int resident(const sf_pipeline *p, unsigned net) {
 
 /* Frees every resident network no run is using, except keep. */
 static void evict_idle(sf_pipeline *p, unsigned keep) {
+  unsigned freed = 0;
   if (p->text && keep != SF_NET_TEXT_ENCODER && p->users[0] == 0) {
     sf_clip_text_destroy(p->text);
     p->text = NULL;
+    freed |= SF_NET_TEXT_ENCODER;
   }
   if (p->unet && keep != SF_NET_UNET && p->users[1] == 0) {
     sf_unet_destroy(p->unet);
     p->unet = NULL;
+    freed |= SF_NET_UNET;
   }
   if (p->vae && p->users[2] == 0 && p->users[3] == 0) {
     sf_vae_destroy(p->vae);
     p->vae = NULL;
+    freed |= SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER;
   }
+  /* A pack's pages of the networks freed leave the resident set too (they stay cached). */
+  if (p->pack != NULL && freed) sf_pack_drop_pages(p->pack, freed);
 }
 
 sf_status sf_pipeline_acquire_network(sf_pipeline *p, unsigned net, sf_diag *d) {

@@ -17,6 +17,7 @@
 #include "pipeline/run.h"
 
 struct sf_tokenizer;
+struct sf_pack;
 struct sf_clip_text;
 struct sf_unet;
 struct sf_vae;
@@ -44,6 +45,10 @@ struct sf_pipeline {
   struct sf_vae *vae;
   struct sf_taesd *taesd;
   int low_memory;
+  /* SF_PARAM_PACK_PATH: the networks' parameters come from this mapped pack file (io/pack.h), used
+   * in place, its GEMM panels laid out for pack_isa (an sf_igemm_isa this CPU runs). */
+  struct sf_pack *pack;
+  int pack_isa;
   int inspect_only;   /* SF_PARAM_INSPECT_ONLY: the networks are dry builds (graph/wsrc.h): checked and
                        * sized, never run; `networks` stays 0 */
   pthread_mutex_t resident_lock;

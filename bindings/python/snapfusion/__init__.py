@@ -68,6 +68,7 @@ class Param(enum.IntEnum):
     TOKENIZER_PATH = 106
     WEIGHT_TYPE = 107
     LOW_MEMORY = 108
+    PACK_PATH = 109
     PROMPT = 200
     NEGATIVE_PROMPT = 201
     WIDTH = 202
@@ -526,7 +527,8 @@ class Params:
                  Param.SEED, Param.SAMPLER, Param.KARRAS_SIGMAS, Param.CLIP_SKIP, Param.BATCH_COUNT,
                  Param.PREDICTION_TYPE, Param.DECODER, Param.TIMESTEP_SPACING}
     _FLOAT_KEYS = {Param.GUIDANCE_SCALE, Param.STRENGTH, Param.ETA}
-    _STRING_KEYS = {Param.VARIANT, Param.TAESD_PATH, Param.TOKENIZER_PATH, Param.PROMPT, Param.NEGATIVE_PROMPT}
+    _STRING_KEYS = {Param.VARIANT, Param.TAESD_PATH, Param.TOKENIZER_PATH, Param.PACK_PATH, Param.PROMPT,
+                    Param.NEGATIVE_PROMPT}
     _ARRAY_KEYS = {Param.LATENTS, Param.PROMPT_EMBEDS, Param.NEGATIVE_EMBEDS}
 
     def __init__(self, values: Mapping[Param | int, _ParamValue] | None = None) -> None:
@@ -1195,7 +1197,8 @@ class Pipeline:
              inspect_only: bool = False, taesd_path: str | os.PathLike[str] | None = None,
              tokenizer_path: str | os.PathLike[str] | None = None,
              components: Network | int | Sequence[str | Network] | None = None,
-             weights: WeightsLike | None = None, low_memory: bool = False) -> Pipeline:
+             weights: WeightsLike | None = None, low_memory: bool = False,
+             pack: str | os.PathLike[str] | None = None) -> Pipeline:
         """Loads a diffusers folder. Without `context`, the pipeline makes (and closes) its
         own, with `threads` workers (default: one per core). components: names
         ("text_encoder", "unet", "vae_decoder", "vae_encoder", "taesd_decoder",
@@ -1204,7 +1207,9 @@ class Pipeline:
         how the networks' weights are held (None: as the checkpoint stores them); see
         weight_bytes. low_memory: one network resident at a time, each packed when a run
         needs it (less memory, the packing time of every network per generation).
-        inspect_only: check the folder without loading it (see Pipeline.inspect)."""
+        inspect_only: check the folder without loading it (see Pipeline.inspect). pack: a pack
+        file (write_pack, `snapfusion pack`) the weights come from, mapped read-only and used in
+        place (the folder then needs configs only; weights, if given, must be the pack's)."""
         folder = _cstr(os.fspath(path), "path")
 
         def call(ctx: Any, params: Any, out: Any) -> int:
@@ -1212,7 +1217,7 @@ class Pipeline:
         return cls._load(call, os.fspath(path), context=context, threads=threads, variant=variant,
                          random_weights=random_weights, random_seed=random_seed, inspect_only=inspect_only,
                          taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components,
-                         weights=weights, low_memory=low_memory)
+                         weights=weights, low_memory=low_memory, pack=pack)
 
     @classmethod
     def load_files(cls, files: Files, *, context: Context | None = None, threads: int | None = None,
@@ -1220,7 +1225,8 @@ class Pipeline:
                    inspect_only: bool = False, taesd_path: str | os.PathLike[str] | None = None,
                    tokenizer_path: str | os.PathLike[str] | None = None,
                    components: Network | int | Sequence[str | Network] | None = None,
-                   weights: WeightsLike | None = None, low_memory: bool = False) -> Pipeline:
+                   weights: WeightsLike | None = None, low_memory: bool = False,
+                   pack: str | os.PathLike[str] | None = None) -> Pipeline:
         """Loads a model from a set of files in memory (sf_pipeline_load_files), with the
         options of load (taesd_path and tokenizer_path stay paths in the file system). The
         library's messages name the set's files "memory:PATH" ("memory:model_index.json is
@@ -1237,7 +1243,7 @@ class Pipeline:
             self = cls._load(call, "memory:", context=context, threads=threads, variant=variant,
                              random_weights=random_weights, random_seed=random_seed, inspect_only=inspect_only,
                              taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components,
-                             weights=weights, low_memory=low_memory)
+                             weights=weights, low_memory=low_memory, pack=pack)
             if files.borrowed:
                 # The pipeline may point into any borrowed buffer of the set: it holds the set's
                 # handle (whose keep holds the buffers) until it is closed. As the handle's child,
@@ -1253,7 +1259,8 @@ class Pipeline:
               inspect_only: bool, taesd_path: str | os.PathLike[str] | None,
               tokenizer_path: str | os.PathLike[str] | None,
               components: Network | int | Sequence[str | Network] | None,
-              weights: WeightsLike | None, low_memory: bool) -> Pipeline:
+              weights: WeightsLike | None, low_memory: bool,
+              pack: str | os.PathLike[str] | None = None) -> Pipeline:
         """load and load_files: call(context, options, out) is the C load."""
         own = context is None
         ctx = Context(threads=threads) if context is None else context
@@ -1267,7 +1274,8 @@ class Pipeline:
                 Param.TOKENIZER_PATH: os.fspath(tokenizer_path) if tokenizer_path else None,
                 Param.INSPECT_ONLY: 1 if inspect_only else None,
                 Param.WEIGHT_TYPE: _enum_value(weights, _WEIGHT_TYPES, "weight type"),
-                Param.LOW_MEMORY: 1 if low_memory else None}
+                Param.LOW_MEMORY: 1 if low_memory else None,
+                Param.PACK_PATH: os.fspath(pack) if pack else None}
             if components is not None:
                 if isinstance(components, int):
                     mask = int(components)
@@ -1404,6 +1412,13 @@ class Pipeline:
     @property
     def arena_bytes(self) -> int:
         return self.get_int(Info.ARENA_BYTES)
+
+    def write_pack(self, path: str | os.PathLike[str]) -> None:
+        """Writes the weights of the text encoder, UNet and VAE as loaded (their weight type,
+        this CPU's GEMM panel layout) to a pack file (sf_pipeline_write_pack) that
+        Pipeline.load(..., pack=path) maps and uses in place. Not for inspect_only or
+        low_memory pipelines."""
+        self._call(_clib.sf_pipeline_write_pack(self._p(), _cstr(os.fspath(path), "path")))
 
     @property
     def weight_bytes(self) -> int:

@@ -97,6 +97,7 @@ FUNCTIONS = {
     "sf_files_destroy": (None, [P(Files)]),
     "sf_files_add": (status, [P(Files), c_char_p, c_void_p, c_size_t, c_int]),
     "sf_pipeline_load_files": (status, [P(Context), P(Files), P(Params), P(P(Pipeline))]),
+    "sf_pipeline_write_pack": (status, [P(Pipeline), c_char_p]),
     "sf_pipeline_describe": (status, [P(Pipeline), c_int, c_void_p, c_size_t, P(c_size_t)]),
     "sf_pipeline_get_int": (status, [P(Pipeline), c_int, P(c_int64)]),
     "sf_pipeline_get_float": (status, [P(Pipeline), c_int, P(c_double)]),

@@ -18,6 +18,7 @@
 
 #include <cpuinfo.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,13 @@ static const sf_igemm_ukernel *ukernel_of(sf_igemm_isa isa) {
   return NULL;
 }
 
+static atomic_uint disabled_isas; /* sf_igemm_test_disable_isas */
+
+void sf_igemm_test_disable_isas(unsigned mask) { atomic_store(&disabled_isas, mask); }
+
 int sf_igemm_isa_supports_type(sf_igemm_isa isa, sf_wtype type) {
   const sf_igemm_ukernel *uk = ukernel_of(isa);
+  if ((unsigned)isa < 32 && (atomic_load(&disabled_isas) & (1u << (unsigned)isa)) != 0) return 0;
   if (uk == NULL || (unsigned)type >= SF_WTYPE_COUNT || uk->fn[type] == NULL || uk->scale_bias == NULL) return 0;
   if (isa == SF_IGEMM_ISA_SCALAR) return 1;
   /* cpuinfo_initialize is idempotent and thread-safe (the context calls it too). */
@@ -85,6 +91,26 @@ const char *sf_igemm_isa_name(sf_igemm_isa isa) {
 }
 
 const char *sf_igemm_weights_isa(const sf_igemm_weights *pw) { return pw->uk ? pw->uk->isa : "-"; }
+
+sf_igemm_isa sf_igemm_isa_from_name(const char *name) {
+  static const sf_igemm_isa all[] = {SF_IGEMM_ISA_SCALAR, SF_IGEMM_ISA_AVX2, SF_IGEMM_ISA_AVX512};
+  for (size_t i = 0; name != NULL && i < sizeof all / sizeof all[0]; i++)
+    if (strcmp(name, ukernel_of(all[i])->isa) == 0) return all[i];
+  return SF_IGEMM_ISA_BEST;
+}
+
+void sf_igemm_isa_tile(sf_igemm_isa isa, size_t *mr, size_t *nr) {
+  const sf_igemm_ukernel *uk = ukernel_of(isa == SF_IGEMM_ISA_BEST ? best_isa() : isa);
+  *mr = uk->mr;
+  *nr = uk->nr;
+}
+
+sf_igemm_isa sf_igemm_weights_isa_id(const sf_igemm_weights *pw) {
+  if (pw->uk == &sf_igemm_ukernel_avx512) return SF_IGEMM_ISA_AVX512;
+  if (pw->uk == &sf_igemm_ukernel_avx2) return SF_IGEMM_ISA_AVX2;
+  if (pw->uk == &sf_igemm_ukernel_scalar) return SF_IGEMM_ISA_SCALAR;
+  return SF_IGEMM_ISA_BEST;
+}
 
 /* Packed weights of a large layer start on a 2 MiB boundary and ask for transparent huge
  * pages over their whole 2 MiB extents (not the tail, so no page is backed that the weights
@@ -205,15 +231,19 @@ int sf_igemm_pack(sf_igemm_weights *pw, const float *w, const float *bias, size_
   return sf_igemm_pack_isa(pw, w, bias, n, cin, taps, SF_IGEMM_ISA_BEST);
 }
 
+size_t sf_igemm_panel_bytes(const sf_igemm_weights *pw) { return pw->n_tiles * pw->nr * pw->k * sf_wtype_bytes(pw->type); }
+size_t sf_igemm_column_bytes(const sf_igemm_weights *pw) { return pw->n_tiles * pw->nr * sizeof(float); }
+
 size_t sf_igemm_weights_bytes(const sf_igemm_weights *pw) {
-  size_t cols = pw->n_tiles * pw->nr;
-  return cols * pw->k * sf_wtype_bytes(pw->type) + cols * sizeof(float) * (pw->type == SF_WTYPE_Q8 ? 2 : 1);
+  return sf_igemm_panel_bytes(pw) + sf_igemm_column_bytes(pw) * (pw->type == SF_WTYPE_Q8 ? 2 : 1);
 }
 
 void sf_igemm_free(sf_igemm_weights *pw) {
-  free(pw->packed);
-  free(pw->bias);
-  free(pw->scale);
+  if (!pw->external) {
+    free((void *)pw->packed);
+    free((void *)pw->bias);
+    free((void *)pw->scale);
+  }
   memset(pw, 0, sizeof *pw);
 }
 

@@ -44,9 +44,11 @@ typedef struct sf_igemm_weights {
   size_t k;       /* reduction length: taps * cin (cin for a linear layer) */
   size_t nr;      /* the microkernel's tile width */
   size_t n_tiles; /* ceil(n / nr) */
-  void *packed;   /* [n_tiles][k][nr] of the type, columns past n zero */
-  float *bias;    /* [n_tiles * nr], zero past n and without bias */
-  float *scale;   /* q8: [n_tiles * nr] per output channel, zero past n; else NULL */
+  const void *packed;  /* [n_tiles][k][nr] of the type, columns past n zero */
+  const float *bias;   /* [n_tiles * nr], zero past n and without bias */
+  const float *scale;  /* q8: [n_tiles * nr] per output channel, zero past n; else NULL */
+  int external;        /* packed, bias and scale belong to someone else (a mapped pack file,
+                        * io/pack.h): sf_igemm_free leaves them alone */
 } sf_igemm_weights;
 
 /* 1 when this CPU runs one of the SIMD microkernels (and the build has it); without one the
@@ -60,6 +62,16 @@ int sf_igemm_isa_supports_type(sf_igemm_isa isa, sf_wtype type);
 size_t sf_wtype_bytes(sf_wtype type);
 const char *sf_wtype_name(sf_wtype type);
 const char *sf_igemm_isa_name(sf_igemm_isa isa);
+/* The kernel whose name (sf_igemm_isa_name) is name, SF_IGEMM_ISA_BEST for none; its tile
+ * (MR rows x NR columns: NR is the panel width packed weights are laid out in). */
+sf_igemm_isa sf_igemm_isa_from_name(const char *name);
+void sf_igemm_isa_tile(sf_igemm_isa isa, size_t *mr, size_t *nr);
+/* The kernel packed weights are laid out for. */
+sf_igemm_isa sf_igemm_weights_isa_id(const sf_igemm_weights *pw);
+/* Tests only: the kernels whose bits (1u << isa) are set count as not supported by this CPU
+ * (sf_igemm_isa_supports_type and everything that picks a kernel), to exercise refusals
+ * without such a CPU. 0 (the default) restores the truth. */
+void sf_igemm_test_disable_isas(unsigned mask);
 
 /* Packs w [n][cin][taps] (PyTorch's layouts: a conv's OIHW with taps = kh*kw, or a linear
  * layer's [out][in] with taps = 1) and bias (NULL: zeros) for the best microkernel, as
@@ -80,6 +92,11 @@ int sf_igemm_pack_typed(sf_igemm_weights *pw, const float *w, const float *bias,
 int sf_igemm_layout(sf_igemm_weights *pw, size_t n, size_t cin, size_t taps, sf_igemm_isa isa, sf_wtype type);
 /* Bytes the packed weights, bias and scales take. */
 size_t sf_igemm_weights_bytes(const sf_igemm_weights *pw);
+/* Bytes of each part: panels ([n_tiles][k][nr] of the type), and bias or scale ([n_tiles * nr]
+ * floats). */
+size_t sf_igemm_panel_bytes(const sf_igemm_weights *pw);
+size_t sf_igemm_column_bytes(const sf_igemm_weights *pw);
+/* Frees what packing allocated (nothing of external weights) and clears *pw. */
 void sf_igemm_free(sf_igemm_weights *pw);
 const char *sf_igemm_weights_isa(const sf_igemm_weights *pw);
 

@@ -1477,6 +1477,17 @@ class TestMemoryOptions(unittest.TestCase):
         with sf.Pipeline.load(TINY_SD, threads=THREADS, variant="fp16", components=["unet"]) as p:
             self.assertEqual(p.weight_bytes, unet_f16)
 
+    def test_pack_round_trip(self):
+        """write_pack, then load(pack=...): the same image bit for bit; another weight type is refused."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "tiny-q8.sfpack")
+            with sf.Pipeline.load(TINY_SD, threads=THREADS, weights="q8") as p:
+                p.write_pack(path)
+            with sf.Pipeline.load(TINY_SD, threads=THREADS, pack=path) as p:
+                self.assertEqual(p.txt2img(**self.OPTIONS).pixels, self.images["q8"])
+            with self.assertRaises(sf.InvalidArgumentError):
+                sf.Pipeline.load(TINY_SD, threads=THREADS, pack=path, weights="f16")
+
     def test_load_files_takes_the_options(self):
         with sf.Files.from_folder(TINY_SD) as files:
             with sf.Pipeline.load_files(files, threads=THREADS, weights="q8") as p:

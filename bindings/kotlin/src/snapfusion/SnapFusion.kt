@@ -96,6 +96,7 @@ interface SfLib : Library {
     /** data: the bytes' address (a Memory for a copy, or a direct ByteBuffer's address); NULL with size 0 is an empty file. */
     fun sf_files_add(files: Pointer, path: String, data: Pointer?, size: SizeT, copy: Int): Int
     fun sf_pipeline_load_files(ctx: Pointer, files: Pointer, options: Pointer?, out: PointerByReference): Int
+    fun sf_pipeline_write_pack(p: Pointer, path: String): Int
     fun sf_pipeline_describe(p: Pointer, format: Int, buffer: ByteArray?, capacity: SizeT, needed: SizeTByReference?): Int
     fun sf_pipeline_get_int(p: Pointer, key: Int, out: LongByReference): Int
     fun sf_pipeline_get_float(p: Pointer, key: Int, out: DoubleByReference): Int
@@ -308,7 +309,7 @@ internal object Keys {
     const val THREADS = 1; const val LOG_LEVEL = 2
     const val VARIANT = 100; const val RANDOM_WEIGHTS = 101; const val RANDOM_SEED = 102; const val INSPECT_ONLY = 103
     const val TAESD_PATH = 104; const val COMPONENTS = 105; const val TOKENIZER_PATH = 106
-    const val WEIGHT_TYPE = 107; const val LOW_MEMORY = 108
+    const val WEIGHT_TYPE = 107; const val LOW_MEMORY = 108; const val PACK_PATH = 109
     const val PROMPT = 200; const val NEGATIVE_PROMPT = 201; const val WIDTH = 202; const val HEIGHT = 203
     const val STEPS = 204; const val GUIDANCE_SCALE = 205; const val SEED = 206; const val SAMPLER = 207
     const val KARRAS_SIGMAS = 208; const val CLIP_SKIP = 209; const val BATCH_COUNT = 210; const val STRENGTH = 211
@@ -704,6 +705,11 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         return MemoryEstimate(v[0], v[1], v[2], v[3], v[4], v[5])
     }
 
+    /** Writes the weights of the text encoder, UNet and VAE as loaded (their WeightType, this CPU's
+     * GEMM panel layout) to a pack file (sf_pipeline_write_pack) that load(..., pack = path) maps
+     * and uses in place. Not for lowMemory or inspect-only pipelines. */
+    fun writePack(path: String) { call(C.sf_pipeline_write_pack(ptr(), path)) }
+
     /** Text (or JSON with json = true) description of the model. */
     @JvmOverloads
     fun describe(json: Boolean = false): String {
@@ -859,15 +865,16 @@ class Pipeline private constructor(val context: Context, private val ownContext:
          * weights: how the networks' weights are held (null: as the checkpoint stores them; see
          * weightBytes). lowMemory: one network resident at a time, each packed when a run needs it
          * (less memory, the packing time of every network per generation). inspectOnly: check the
-         * folder without loading it (see inspect). */
+         * folder without loading it (see inspect). pack: a pack file (writePack, `snapfusion pack`)
+         * the weights come from, mapped and used in place (the folder then needs configs only). */
         @JvmStatic
         @JvmOverloads
         fun load(path: String, context: Context? = null, threads: Int? = null, variant: String? = null,
                  randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
                  components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
-                 lowMemory: Boolean = false, inspectOnly: Boolean = false): Pipeline =
+                 lowMemory: Boolean = false, inspectOnly: Boolean = false, pack: String? = null): Pipeline =
             loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
-                     weights, lowMemory, inspectOnly, null) { ctx, options, out ->
+                     weights, lowMemory, inspectOnly, null, pack) { ctx, options, out ->
                 C.sf_pipeline_load(ctx, path, options, out)
             }
 
@@ -908,19 +915,19 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         fun loadFiles(files: Files, context: Context? = null, threads: Int? = null, variant: String? = null,
                       randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
                       components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
-                      lowMemory: Boolean = false, inspectOnly: Boolean = false): Pipeline =
+                      lowMemory: Boolean = false, inspectOnly: Boolean = false, pack: String? = null): Pipeline =
             files.locked {  // a set is used by one thread at a time
                 val set = files.ptr()
                 val borrows = if (files.borrowed) files.handle else null
                 loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
-                         weights, lowMemory, inspectOnly, borrows) { ctx, options, out ->
+                         weights, lowMemory, inspectOnly, borrows, pack) { ctx, options, out ->
                     C.sf_pipeline_load_files(ctx, set, options, out)
                 }
             }
 
         private fun loadWith(context: Context?, threads: Int?, variant: String?, randomWeights: Boolean, randomSeed: Long?,
                          taesdPath: String?, components: Set<Network>?, tokenizerPath: String?, weights: WeightType?,
-                         lowMemory: Boolean, inspectOnly: Boolean, borrows: NativeHandle?,
+                         lowMemory: Boolean, inspectOnly: Boolean, borrows: NativeHandle?, pack: String?,
                          call: (Pointer, Pointer, PointerByReference) -> Int): Pipeline {
             val ctx = context ?: Context(threads)
             if (context != null && threads != null) ctx.threads = threads
@@ -937,6 +944,7 @@ class Pipeline private constructor(val context: Context, private val ownContext:
                         p.int(Keys.COMPONENTS, components?.fold(0L) { m, n -> m or n.bit.toLong() })
                         p.int(Keys.WEIGHT_TYPE, weights?.code?.toLong())
                         if (lowMemory) p.int(Keys.LOW_MEMORY, 1)
+                        p.string(Keys.PACK_PATH, pack)
                         call(ctx.ptr(), p.ptr, out)
                     }
                 }
