@@ -421,9 +421,66 @@ static void test_nonfinite_schedules(void) {
   }
 }
 
+/* Found by fuzz_scheduler. Trailing spacing with 61 of 1000 steps gives 62 timesteps ending at
+ * -1 (numpy's arange with a float step, as diffusers computes them), and DDIM read
+ * alphas_cumprod[-1], before the table. diffusers' torch index counts from the end: the step
+ * at t = -1 and add_noise there use alphas_cumprod[999]. A steps_offset that puts timesteps past
+ * the table (an IndexError in diffusers) is refused. */
+static void test_timesteps_outside_the_table(void) {
+  sf_params *ov = NULL;
+  CHECK(sf_params_create(&ov) == SF_OK);
+  sf_params_set_int(ov, SF_PARAM_TIMESTEP_SPACING, SF_SPACING_TRAILING);
+  sf_schedule *s = NULL;
+  CHECK(sf_schedule_create(SF_SAMPLER_DDIM, NULL, ov, &s) == SF_OK);
+  sf_params_destroy(ov);
+  if (s == NULL) return;
+  CHECK(sf_schedule_set_steps(s, 61, 4) == SF_OK);
+  CHECK_EQ_INT(sf_schedule_evaluations(s), 62);
+  CHECK(sf_schedule_timestep(s, 60) == 15.0 && sf_schedule_timestep(s, 61) == -1.0);
+  float acp[1000];
+  size_t n = 0;
+  CHECK(sf_schedule_get_table(s, SF_TABLE_ALPHAS_CUMPROD, acp, 1000, &n) == SF_OK && n == 1000);
+  const float a_t = acp[999], a_prev = (float)sf_schedule_final_alpha_cumprod(s);
+  CHECK(a_prev == acp[0]); /* set_alpha_to_one false */
+  const float x0[4] = {1.0f, -0.5f, 0.25f, 2.0f}, mo[4] = {0.1f, 0.2f, -0.3f, 0.05f};
+  float x[4];
+  memcpy(x, x0, sizeof x);
+  CHECK(sf_schedule_step(s, 61, mo, x, 4, NULL) == SF_OK); /* the first step may be any i */
+  for (int k = 0; k < 4; k++) {
+    float pred = (x0[k] - sqrtf(1.0f - a_t) * mo[k]) / sqrtf(a_t);
+    float want = sqrtf(a_prev) * pred + sqrtf(1.0f - a_prev) * mo[k];
+    CHECK_MSG(fabsf(x[k] - want) <= 1e-5f * fabsf(want) + 1e-6f, "step at t=-1: x[%d] = %.9g, want %.9g", k, x[k],
+              want);
+  }
+  float noisy[4];
+  CHECK(sf_schedule_add_noise(s, 61, x0, mo, noisy, 4) == SF_OK);
+  for (int k = 0; k < 4; k++) {
+    float want = sqrtf(a_t) * x0[k] + sqrtf(1.0f - a_t) * mo[k];
+    CHECK_MSG(fabsf(noisy[k] - want) <= 1e-5f * fabsf(want) + 1e-6f, "add_noise at t=-1: [%d] = %.9g, want %.9g", k,
+              noisy[k], want);
+  }
+  sf_schedule_destroy(s);
+
+  /* Leading spacing with a steps_offset beyond the table: the config is refused (the check of
+   * every derived table sees it first and names the timestep). */
+  const sf_sampler samplers[2] = {SF_SAMPLER_DDIM, SF_SAMPLER_PNDM}; /* LCM has no offset */
+  for (int i = 0; i < 2; i++) {
+    s = NULL;
+    CHECK(sf_schedule_create(samplers[i], "{\"steps_offset\": 5000, \"timestep_spacing\": \"leading\"}", NULL, &s) ==
+          SF_OK);
+    if (s == NULL) continue;
+    CHECK_EQ_INT(sf_schedule_set_steps(s, 4, 4), SF_ERR_BAD_MODEL);
+    CHECK_MSG(message_has("5750") && message_has("outside"), "%s", sf_last_error());
+    CHECK(sf_schedule_evaluations(s) == 0);
+    CHECK(sf_schedule_step(s, 0, mo, x, 4, NULL) == SF_ERR_BAD_STATE);
+    sf_schedule_destroy(s);
+  }
+}
+
 int main(void) {
   test_names();
   test_nonfinite_schedules();
+  test_timesteps_outside_the_table();
   test_create_errors();
   test_state_errors();
   test_sd15_timesteps();

@@ -7,7 +7,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/resource.h>
+
 #include "io/json.h"
+#include "io/vfs.h"
 #include "test.h"
 #include "text/text_clean.h"
 #include "text/tokenizer.h"
@@ -314,7 +317,65 @@ static void test_load_errors(const char *fx) {
   remove(dir);
 }
 
+static long peak_rss_kb(void) {
+  struct rusage ru;
+  return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+}
+
+/* Found by fuzz_tokenizer_files: ids may leave gaps (up to 2^24), and the symbol table was sized
+ * by the largest id, so one token at id 16777215 in a 6 KB vocab.json made the load write a
+ * 400 MB table (15 s under the fuzzer). It is sized by the tokens there are. */
+static void test_sparse_ids(void) {
+  char *vocab = malloc(16384);
+  size_t n = 0;
+  if (vocab == NULL) {
+    CHECK(0);
+    return;
+  }
+  n += (size_t)snprintf(vocab + n, 16384 - n, "{");
+  for (int eow = 0; eow < 2; eow++)
+    for (int b = 0, other = 0; b < 256; b++) { /* bytes_to_unicode; ids in byte order */
+      int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      int cp = printable ? b : 256 + other++;
+      char u[4] = {0};
+      if (cp == '"' || cp == '\\') snprintf(u, sizeof u, "\\%c", cp);
+      else if (cp < 0x80) u[0] = (char)cp;
+      else {
+        u[0] = (char)(0xC0 | (cp >> 6));
+        u[1] = (char)(0x80 | (cp & 0x3F));
+      }
+      n += (size_t)snprintf(vocab + n, 16384 - n, "\"%s%s\": %d, ", u, eow ? "</w>" : "", eow * 256 + b);
+    }
+  n += (size_t)snprintf(vocab + n, 16384 - n,
+                        "\"<|startoftext|>\": 512, \"<|endoftext|>\": 513, \"zz</w>\": 16777215}");
+  CHECK(n < 16384);
+  static const char merges[] = "#version: 0.2\nz z</w>\n";
+  sf_vfs *fs = sf_vfs_mem_create();
+  sf_diag d = {0};
+  CHECK(fs != NULL && sf_vfs_mem_add(fs, "tok/vocab.json", vocab, n, 0, &d) == SF_OK &&
+        sf_vfs_mem_add(fs, "tok/merges.txt", merges, sizeof merges - 1, 0, &d) == SF_OK);
+  long before = peak_rss_kb();
+  sf_tokenizer *t = sf_tokenizer_load_dir_vfs(fs, "tok", &d);
+  long grew = peak_rss_kb() - before;
+  CHECK_MSG(t != NULL, "%s", d.msg);
+  CHECK_MSG(grew < 150 * 1024, "loading a 6 KB vocabulary raised the peak RSS by %ld MB", grew / 1024);
+  if (t != NULL) {
+    CHECK_EQ_INT(sf_tokenizer_vocab_size(t), 16777216);
+    CHECK(sf_tokenizer_token(t, 16777215) != NULL && strcmp(sf_tokenizer_token(t, 16777215), "zz</w>") == 0);
+    CHECK(sf_tokenizer_token(t, 600) == NULL);
+    int32_t ids[MAXLEN];
+    size_t untrunc = 0;
+    CHECK(sf_tokenizer_encode(t, "zz z", 4, 513, ids, MAXLEN, &untrunc, &d) == SF_OK);
+    CHECK_EQ_INT(untrunc, 4);
+    CHECK(ids[0] == 512 && ids[1] == 16777215 && ids[2] == 256 + 'z' && ids[3] == 513 && ids[4] == 513);
+  }
+  sf_tokenizer_free(t);
+  sf_vfs_mem_destroy(fs);
+  free(vocab);
+}
+
 int main(void) {
+  test_sparse_ids();
   const char *fx = sf_test_fixtures();
   if (fx == NULL) return TEST_SKIP_EXIT_CODE;
   char dir[4200], gz[4200];

@@ -20,11 +20,17 @@ static float acp_at(const sf_scheduler *s, int64_t t) {
   return t >= 0 ? s->alphas_cumprod[t] : s->final_alpha_cumprod;
 }
 
+/* alphas_cumprod[t] as torch indexes the tensor: a negative t counts from the end. Trailing
+ * spacing gives t = -1 when numpy's arange with the float step ratio makes one element more
+ * (DDIM with 61 of 1000 steps), and diffusers then reads alphas_cumprod[-1].
+ * sf_scheduler_set_timesteps keeps every timestep in [-ntrain, ntrain). */
+static float acp_index(const sf_scheduler *s, int64_t t) { return s->alphas_cumprod[t < 0 ? t + s->ntrain : t]; }
+
 void sf_sched_step_ddim(sf_scheduler *s, int i, const float *mo, float *x, size_t n) {
   const sf_sched_config *c = &s->cfg;
   int64_t t = s->timesteps_i[i];
   int64_t prev = t - s->ntrain / s->num_inference_steps;
-  float a_t = s->alphas_cumprod[t];
+  float a_t = acp_index(s, t);
   float a_prev = acp_at(s, prev);
   float b_t = 1.0f - a_t;
   float sa = sqrtf(a_t), sb = sqrtf(b_t), sa_prev = sqrtf(a_prev);
@@ -80,7 +86,7 @@ void sf_sched_step_pndm(sf_scheduler *s, int i, const float *mo, float *x, size_
   } else {
     mode = s->n_ets;
   }
-  float a_t = s->alphas_cumprod[t];
+  float a_t = acp_index(s, t);
   float a_prev = acp_at(s, prev);
   float b_t = 1.0f - a_t;
   float b_prev = 1.0f - a_prev;
@@ -224,7 +230,7 @@ void sf_sched_step_lcm(sf_scheduler *s, int i, const float *mo, float *x, size_t
   const sf_sched_config *c = &s->cfg;
   int64_t t = s->timesteps_i[i];
   int64_t prev = i + 1 < s->nsteps ? s->timesteps_i[i + 1] : t;
-  float a_t = s->alphas_cumprod[t];
+  float a_t = acp_index(s, t);
   float a_prev = acp_at(s, prev);
   float b_t = 1.0f - a_t, b_prev = 1.0f - a_prev;
   float scaled = (float)t * (float)c->timestep_scaling;
@@ -330,7 +336,7 @@ void sf_scheduler_add_noise(const sf_scheduler *s, int index, const float *origi
     break;
   }
   default: {
-    float acp = s->alphas_cumprod[s->timesteps_i[index]];
+    float acp = acp_index(s, s->timesteps_i[index]);
     float sa = sqrtf(acp), sb = sqrtf(1.0f - acp);
     for (size_t k = 0; k < n; k++) out[k] = sa * original[k] + sb * noise[k];
     break;

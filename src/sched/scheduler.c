@@ -497,6 +497,19 @@ sf_status sf_scheduler_set_timesteps(sf_scheduler *s, int num_inference_steps, s
     free_steps(s);
     return st;
   }
+  /* DDIM, PLMS and LCM index alphas_cumprod by timestep (negative ones from the end, as torch
+   * does): a large steps_offset puts leading timesteps past the table (diffusers fails there
+   * with an IndexError). */
+  if (s->cfg.kind == SF_SCHED_DDIM || s->cfg.kind == SF_SCHED_PNDM || s->cfg.kind == SF_SCHED_LCM)
+    for (int i = 0; i < s->nsteps; i++)
+      if (s->timesteps_i[i] >= s->ntrain || s->timesteps_i[i] < -(int64_t)s->ntrain) {
+        int64_t t = s->timesteps_i[i];
+        free_steps(s);
+        return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT,
+                           "scheduler: %d steps with steps_offset %d give timestep %lld, outside the %d training "
+                           "timesteps",
+                           num_inference_steps, s->cfg.steps_offset, (long long)t, s->ntrain);
+      }
   for (int i = 0; i < nhist; i++) {
     s->hist[i] = malloc(latent_count * sizeof(float));
     if (s->hist[i] == NULL) goto oom;

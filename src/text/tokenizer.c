@@ -190,7 +190,11 @@ static sf_tokenizer *build_vocab(char **tok_str, size_t n_vocab, const char *wha
   }
   t->tok_str = tok_str;
   t->n_vocab = n_vocab;
-  t->sym_cap = pow2_at_least(n_vocab * 2 + 1);
+  /* Sized by the tokens there are, not by the largest id: ids may leave gaps (up to 2^24),
+   * and a table for the largest id made one token at id 16777215 cost 400 MB. */
+  size_t n_tokens = 0;
+  for (size_t i = 0; i < n_vocab; i++) n_tokens += tok_str[i] != NULL;
+  t->sym_cap = pow2_at_least(n_tokens * 2 + 1);
   t->syms = malloc(t->sym_cap * sizeof *t->syms);
   if (t->syms == NULL) goto oom;
   for (size_t i = 0; i < t->sym_cap; i++) t->syms[i].id = -1;
