@@ -3,6 +3,7 @@
 #include "core/pool.h"
 
 #include <cpuinfo.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,17 +61,27 @@ static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
 static sf_status backend_status = SF_OK;  /* written once inside pthread_once */
 static char backend_msg[256];
 
+/* cpuinfo and XNNPACK initialise once per process, failure included (their own pthread_once):
+ * a failure here is final, and the message says so. cpuinfo_initialize reports no cause; an
+ * allocation that failed inside it leaves errno at ENOMEM. */
 static void backend_init_once(void) {
+  errno = 0;
   if (!cpuinfo_initialize()) {
-    backend_status = SF_ERR_BACKEND;
-    snprintf(backend_msg, sizeof backend_msg, "cpuinfo_initialize failed");
+    const int oom = errno == ENOMEM;
+    backend_status = oom ? SF_ERR_OUT_OF_MEMORY : SF_ERR_BACKEND;
+    snprintf(backend_msg, sizeof backend_msg, "cpuinfo_initialize failed%s",
+             oom ? ": out of memory (cpuinfo cannot be initialised again in this process)" : "");
     return;
   }
   enum xnn_status xs = xnn_initialize(NULL);
   if (xs != xnn_status_success) {
-    backend_status = xs == xnn_status_unsupported_hardware ? SF_ERR_UNSUPPORTED : SF_ERR_BACKEND;
+    backend_status = xs == xnn_status_unsupported_hardware ? SF_ERR_UNSUPPORTED
+                     : xs == xnn_status_out_of_memory      ? SF_ERR_OUT_OF_MEMORY
+                                                           : SF_ERR_BACKEND;
     snprintf(backend_msg, sizeof backend_msg, "xnn_initialize failed (status %d)%s", (int)xs,
-             xs == xnn_status_unsupported_hardware ? ": this CPU is not supported by XNNPACK" : "");
+             xs == xnn_status_unsupported_hardware ? ": this CPU is not supported by XNNPACK"
+             : xs == xnn_status_out_of_memory      ? ": out of memory"
+                                                   : "");
   }
 }
 
