@@ -327,7 +327,8 @@ static char *read_file(const sf_vfs *fs, const char *path, const char *shown, si
   int open_err = 0;
   sf_vfs_file *f = sf_vfs_open(fs, path, &open_err);
   if (f == NULL) {
-    sf_diag_set(d, SF_ERR_IO, "%s: cannot open: %s", shown, strerror(open_err));
+    sf_diag_set(d, open_err == ENOMEM ? SF_ERR_OUT_OF_MEMORY : SF_ERR_IO, "%s: cannot open: %s", shown,
+                strerror(open_err));
     return NULL;
   }
   size_t cap = 1 << 16, n = 0;
