@@ -117,7 +117,7 @@ void sf_ctx_pool_release(sf_context *ctx) { pthread_rwlock_unlock(&ctx->pool_loc
  * the cache kept fewer: it holds 40 MiB), the caller stops waiting after SF_POOL_START_SECONDS
  * and reports SF_ERR_OUT_OF_MEMORY; the helper, stuck in pthreadpool_create, is then detached and
  * abandoned (it and the pool's memory are lost, but nothing waits forever). */
-#define SF_POOL_START_SECONDS 5
+#define SF_POOL_START_SECONDS 10
 
 typedef struct pool_start {
   pthread_mutex_t lock;
