@@ -17,7 +17,8 @@
  * itself, so every child starts with cpuinfo, XNNPACK and the library uninitialised) runs the
  * sequence with the N-th call failing, and must:
  *  - not crash (no signal; under ASan/UBSan no report), nor hang: alarm() kills a child after
- *    SF_ALLOC_FAIL_TIMEOUT seconds (default 30, or 8 times the counting run's time if more);
+ *    SF_ALLOC_FAIL_TIMEOUT seconds (default 30, or 10 times the counting run's time if more),
+ *    after printing where its main thread is;
  *  - make the call that saw the failure return SF_ERR_OUT_OF_MEMORY with a non-empty
  *    sf_last_error() that says "memory" or "allocate" (or, if the failure was absorbed and the
  *    call succeeded, produce the same embeddings, pixels and PNG bytes as the counting run);
@@ -39,7 +40,8 @@
  * walks just those points (of each sequence run).
  * SF_ALLOC_FAIL_JOBS=n runs n children at a time (default 2). SF_ALLOC_FAIL_THREADS=n gives the
  * txt2img context n threads instead of 2. SF_ALLOC_FAIL_STATS=1 prints the points per call,
- * caller, allocation site and call stack, and the time per call. */
+ * caller, allocation site and call stack, and the time per call; SF_ALLOC_FAIL_VERBOSE=1 the call
+ * stack of every failed call. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <execinfo.h>
@@ -150,6 +152,11 @@ static uint64_t fnv(const void *p, size_t n, uint64_t h) {
   return h;
 }
 
+static int env_int(const char *name, int dflt) {
+  const char *e = getenv(name);
+  return e && *e ? atoi(e) : dflt;
+}
+
 /* ---- one run of a sequence (in a child) ---- */
 
 /* Decides after a call of step `step` that returned s: 1 to go on. */
@@ -184,10 +191,28 @@ static int step_done(int step, sf_status s, outcome *o) {
   return 0;
 }
 
+/* The call in progress, for the watchdog's message. */
+static volatile sig_atomic_t running_step;
+
+/* SIGALRM in a child: says where the main thread is, then dies of the signal. */
+static void on_watchdog(int sig) {
+  static const char head[] = "watchdog: the child is still running; its main thread is in:\n";
+  if (write(2, head, sizeof head - 1) < 0) {
+  }
+  const char *name = step_name(running_step);
+  if (write(2, name, strlen(name)) < 0 || write(2, "\n", 1) < 0) {
+  }
+  void *frames[32];
+  backtrace_symbols_fd(frames, backtrace(frames, 32), 2);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
 #define STEP(id, expr)                   \
   do {                                   \
     if (go) {                            \
       double t0_ = now_s();              \
+      running_step = id;                 \
       af_enable(id);                     \
       sf_status s_ = (expr);             \
       go = step_done(id, s_, o);         \
@@ -241,6 +266,7 @@ static void seq_txt2img(outcome *o) {
   }
   unlink(png);
   free(emb);
+  running_step = S_DESTROY;
   af_enable(S_DESTROY);
   sf_image_destroy(img);
   sf_params_destroy(gp);
@@ -256,6 +282,7 @@ static void seq_threads(outcome *o) {
   STEP(S_CTX, sf_context_create(&ctx));
   STEP(S_THREADS, sf_context_set_int(ctx, SF_PARAM_THREADS, 8));
   o->complete = go;
+  running_step = S_DESTROY;
   af_enable(S_DESTROY);
   sf_context_destroy(ctx);
   af_disable();
@@ -267,6 +294,7 @@ static const scenario scenarios[] = {{"txt2img", seq_txt2img}, {"threads", seq_t
  * recording into record_into (NULL: no recording). Exit codes: 0 pass, 3 pass with the failure
  * absorbed (same outputs), 4 the point was not reached, 1 a defect. */
 static void child(const scenario *sc, uint64_t fail_at, const baseline *b, baseline *record_into) {
+  signal(SIGALRM, on_watchdog);
   alarm(timeout_s);
   point_no = fail_at;
   af_arm(fail_at);
@@ -322,7 +350,7 @@ static void child(const scenario *sc, uint64_t fail_at, const baseline *b, basel
     }
   }
   if (af_overflowed()) REPORT("point %llu: note: the live-block table overflowed", (unsigned long long)fail_at);
-  if (defects && h->happened) {
+  if ((defects || env_int("SF_ALLOC_FAIL_VERBOSE", 0)) && h->happened) {
     REPORT("point %llu: the failed call: %s of %zu bytes by %s during %s; its stack:", (unsigned long long)fail_at,
            af_kind_name(h->kind), h->size, af_dso_name(h->dso), step_name(h->step));
     backtrace_symbols_fd(h->frames, h->n_frames, 2);
@@ -469,11 +497,6 @@ static size_t choose_points(const baseline *b, uint64_t **out, int all, size_t s
   return k;
 }
 
-static int env_int(const char *name, int dflt) {
-  const char *e = getenv(name);
-  return e && *e ? atoi(e) : dflt;
-}
-
 /* Counts, checks and walks one sequence; returns the number of points that failed (or -1 when
  * the sequence could not be set up). */
 static long walk(const scenario *sc, baseline *b, int jobs, int *walked_any) {
@@ -504,7 +527,7 @@ static long walk(const scenario *sc, baseline *b, int jobs, int *walked_any) {
   printf("%s: %zu allocation points; a counting run takes %.2f s\n", sc->name, n_points, t_count);
   if (env_int("SF_ALLOC_FAIL_STATS", 0)) print_stats(&b[0]);
 
-  unsigned t = (unsigned)(t_count * 8 + 1), t_env = (unsigned)env_int("SF_ALLOC_FAIL_TIMEOUT", 0);
+  unsigned t = (unsigned)(t_count * 10 + 1), t_env = (unsigned)env_int("SF_ALLOC_FAIL_TIMEOUT", 0);
   timeout_s = t_env > 0 ? t_env : t > 30 ? t : 30;
 
   uint64_t *list = NULL;
