@@ -37,11 +37,17 @@
  * points, default 250, are walked). tests/CMakeLists.txt sets SF_ALLOC_FAIL_ALL=1 for builds
  * without sanitizers: CI walks every point there and the sample under ASan + UBSan.
  * SF_ALLOC_FAIL_SEQUENCE=txt2img or threads runs one sequence only; SF_ALLOC_FAIL_POINTS=a,b,c
- * walks just those points (of each sequence run).
- * SF_ALLOC_FAIL_JOBS=n runs n children at a time (default 2). SF_ALLOC_FAIL_THREADS=n gives the
+ * walks just those points (of each sequence run). SF_ALLOC_FAIL_JOBS=n runs n children at a
+ * time (default: the online CPUs, at least 2, at most 8). SF_ALLOC_FAIL_THREADS=n gives the
  * txt2img context n threads instead of 2. SF_ALLOC_FAIL_STATS=1 prints the points per call,
- * caller, allocation site and call stack, and the time per call; SF_ALLOC_FAIL_VERBOSE=1 the call
- * stack of every failed call. */
+ * caller, allocation site and call stack, and the time per call; SF_ALLOC_FAIL_VERBOSE=1 the
+ * call stack of every failed call.
+ *
+ * Measured (2-core VM): 1553 txt2img points + 22 threads points in a Release build, all
+ * walked, 4.8 CPU-minutes (13 min wall with the machine loaded 15-20 deep, about half the CPU
+ * time when idle); under ASan + UBSan the sample walks 247 + 22 in 2.9 CPU-minutes (7 min wall
+ * loaded), every point in 32 min wall. Before the tokenizer kept its strings in one block the
+ * txt2img sequence had 99,847 points. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <execinfo.h>
@@ -363,7 +369,8 @@ static void child(const scenario *sc, uint64_t fail_at, const baseline *b, basel
 
 static const char *describe_status(int st, char *buf, size_t cap) {
   if (WIFEXITED(st)) snprintf(buf, cap, "exit %d", WEXITSTATUS(st));
-  else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM) snprintf(buf, cap, "HANG (killed by the %us watchdog)", timeout_s);
+  else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM)
+    snprintf(buf, cap, "HANG (killed by the %us watchdog)", timeout_s);
   else if (WIFSIGNALED(st)) snprintf(buf, cap, "CRASH (signal %d, %s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
   else snprintf(buf, cap, "status 0x%x", st);
   return buf;
@@ -569,6 +576,8 @@ static long walk(const scenario *sc, baseline *b, int jobs, int *walked_any) {
 
   double t0 = now_s();
   pid_t pids[64] = {0};
+  double started[64] = {0}, slowest = 0;
+  uint64_t slowest_point = 0;
   uint64_t pts[64] = {0};
   size_t next = 0, done = 0, passed = 0, absorbed = 0;
   long failed = 0, absorbed_by[AF_DSO_COUNT] = {0};
@@ -586,6 +595,7 @@ static long walk(const scenario *sc, baseline *b, int jobs, int *walked_any) {
       }
       if (pid == 0) child(sc, list[next], &b[0], NULL);
       pids[slot] = pid;
+      started[slot] = now_s();
       pts[slot] = list[next++];
       continue;
     }
@@ -619,6 +629,10 @@ static long walk(const scenario *sc, baseline *b, int jobs, int *walked_any) {
                 describe_status(st, buf, sizeof buf));
       }
       pids[j] = 0;
+      if (now_s() - started[j] > slowest) {
+        slowest = now_s() - started[j];
+        slowest_point = pts[j];
+      }
       done++;
       if (done % 200 == 0) {
         printf("  %zu/%zu walked, %ld failed, %.0f s\n", done, n_list, failed, now_s() - t0);
@@ -630,7 +644,7 @@ static long walk(const scenario *sc, baseline *b, int jobs, int *walked_any) {
          sc->name, n_list, now_s() - t0, passed, absorbed);
   for (int d = 0; d < AF_DSO_COUNT; d++)
     if (absorbed_by[d]) printf("; %ld by %s", absorbed_by[d], af_dso_name(d));
-  printf("), %ld failed\n", failed);
+  printf("), %ld failed; the slowest child: point %llu, %.1f s\n", failed, (unsigned long long)slowest_point, slowest);
   fflush(stdout);
   free(list);
   return failed;
@@ -647,7 +661,8 @@ int main(void) {
   }
   const char *tmp = getenv("TMPDIR");
   snprintf(png_dir, sizeof png_dir, "%s", tmp && *tmp ? tmp : "/tmp");
-  int jobs = env_int("SF_ALLOC_FAIL_JOBS", 2);
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  int jobs = env_int("SF_ALLOC_FAIL_JOBS", cpus > 2 ? (cpus < 8 ? (int)cpus : 8) : 2);
   txt2img_threads = env_int("SF_ALLOC_FAIL_THREADS", 2);
   if (jobs < 1) jobs = 1;
   if (jobs > 64) jobs = 64;
