@@ -18,9 +18,11 @@
   (SF_NET_TEXT_ENCODER | SF_NET_UNET | SF_NET_VAE_DECODER | SF_NET_VAE_ENCODER | SF_NET_TAESD_DECODER | \
    SF_NET_TAESD_ENCODER)
 
+/* 1 if dir/name is a file of fs, 0 if not, -1 when out of memory. */
 static int file_exists(const sf_vfs *fs, const char *dir, const char *name) {
   char *path = sf_vfs_join(fs, dir, name);
-  int found = path != NULL && sf_vfs_is_file(fs, path);
+  if (path == NULL) return -1;
+  int found = sf_vfs_is_file(fs, path);
   free(path);
   return found;
 }
@@ -41,8 +43,17 @@ static const char *role_of_class(const char *cls) {
  * set's root). */
 static sf_model_folder *open_any(const sf_vfs *fs, const char *dir, const char *variant, unsigned flags,
                                  sf_diag *d) {
-  if (file_exists(fs, dir, "model_index.json")) return sf_model_folder_open_vfs(fs, dir, variant, flags, d);
-  if (file_exists(fs, dir, "config.json") || file_exists(fs, dir, "vocab.json")) {
+  /* What the folder holds (an allocation failure must not pass for a missing file). */
+  const int has_index = file_exists(fs, dir, "model_index.json"), has_config = file_exists(fs, dir, "config.json"),
+            has_vocab = file_exists(fs, dir, "vocab.json"),
+            has_taesd_dec = file_exists(fs, dir, "taesd_decoder.safetensors"),
+            has_taesd_enc = file_exists(fs, dir, "taesd_encoder.safetensors");
+  if (has_index < 0 || has_config < 0 || has_vocab < 0 || has_taesd_dec < 0 || has_taesd_enc < 0) {
+    sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "out of memory looking for the folder's files");
+    return NULL;
+  }
+  if (has_index) return sf_model_folder_open_vfs(fs, dir, variant, flags, d);
+  if (has_config || has_vocab) {
     sf_component *c = sf_component_open_vfs(fs, dir, variant, d);
     if (c == NULL) return NULL;
     const char *cls = c->class_name;
@@ -58,7 +69,7 @@ static sf_model_folder *open_any(const sf_vfs *fs, const char *dir, const char *
     }
     return sf_model_folder_from_component_vfs(fs, c, role, d);
   }
-  if (file_exists(fs, dir, "taesd_decoder.safetensors") || file_exists(fs, dir, "taesd_encoder.safetensors")) {
+  if (has_taesd_dec || has_taesd_enc) {
     sf_component *c = calloc(1, sizeof *c);
     if (c == NULL || (c->dir = strdup(dir)) == NULL || (c->name = strdup("taesd")) == NULL) {
       sf_component_close(c);

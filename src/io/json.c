@@ -813,7 +813,8 @@ sf_json_doc *sf_json_parse_vfs(const sf_vfs *fs, const char *path, const char *d
   uint64_t file_size = 0;
   sf_vfs_file *f = sf_vfs_open(fs, path, &open_err);
   if (f == NULL) {
-    sf_diag_set(d, SF_ERR_IO, "%s: cannot open: %s", shown, strerror(open_err));
+    sf_diag_set(d, open_err == ENOMEM ? SF_ERR_OUT_OF_MEMORY : SF_ERR_IO, "%s: cannot open: %s", shown,
+                strerror(open_err));
     goto done;
   }
   if (!sf_vfs_file_size(f, &file_size)) {

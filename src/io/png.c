@@ -54,6 +54,7 @@ sf_status sf_png_write(const sf_image *image, const char *path) {
   if (zs != Z_OK) {
     free(z);
     free(text);
+    if (zs == Z_MEM_ERROR) return sf_ctx_error(NULL, SF_ERR_OUT_OF_MEMORY, "sf_image_write_png: out of memory (zlib)");
     return sf_ctx_error(NULL, SF_ERR_INTERNAL, "sf_image_write_png: zlib compress2 failed (%d)", zs);
   }
   /* tEXt is Latin-1 by the spec, but SD tools write and read the parameters as UTF-8. */
@@ -62,9 +63,11 @@ sf_status sf_png_write(const sf_image *image, const char *path) {
   memcpy(text + 11, image->parameters, text_len - 11);
   FILE *f = fopen(path, "wb");
   if (f == NULL) {
+    const int err = errno;
     free(z);
     free(text);
-    return sf_ctx_error(NULL, SF_ERR_IO, "cannot create %s", path);
+    return sf_ctx_error(NULL, err == ENOMEM ? SF_ERR_OUT_OF_MEMORY : SF_ERR_IO, "cannot create %s: %s", path,
+                        strerror(err));
   }
   static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   uint8_t ihdr[13];
@@ -101,7 +104,11 @@ sf_status sf_png_read(const char *path, sf_image **out_image) {
     return sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "sf_image_read_png: NULL argument");
   *out_image = NULL;
   FILE *f = fopen(path, "rb");
-  if (f == NULL) return sf_ctx_error(NULL, SF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+  if (f == NULL) {
+    const int err = errno;
+    return sf_ctx_error(NULL, err == ENOMEM ? SF_ERR_OUT_OF_MEMORY : SF_ERR_IO, "cannot open %s: %s", path,
+                        strerror(err));
+  }
   struct stat st_file;
   if (fstat(fileno(f), &st_file) != 0 || !S_ISREG(st_file.st_mode)) {
     fclose(f);
@@ -184,7 +191,12 @@ sf_status sf_png_read(const char *path, sf_image **out_image) {
     goto done;
   }
   uLongf expect = raw_len;
-  if (uncompress(raw, &raw_len, idat, (uLong)idat_len) != Z_OK || raw_len != expect) {
+  int zs = uncompress(raw, &raw_len, idat, (uLong)idat_len);
+  if (zs == Z_MEM_ERROR) {
+    st = sf_ctx_error(NULL, SF_ERR_OUT_OF_MEMORY, "%s: out of memory (zlib)", path);
+    goto done;
+  }
+  if (zs != Z_OK || raw_len != expect) {
     st = sf_ctx_error(NULL, SF_ERR_INVALID_ARGUMENT, "%s: corrupt image data", path);
     goto done;
   }

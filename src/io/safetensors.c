@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L /* strdup */
 #include "io/safetensors.h"
 
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -322,7 +323,8 @@ sf_safetensors *sf_st_open_vfs(const sf_vfs *fs, const char *path, const char *d
   switch (sf_vfs_map_file(fs, path, &m, &err)) {
     case SF_VFS_MAPPED: break;
     case SF_VFS_MAP_OPEN_FAILED:
-      sf_diag_set(d, SF_ERR_IO, "file %s: cannot open: %s", shown, strerror(err));
+      sf_diag_set(d, err == ENOMEM ? SF_ERR_OUT_OF_MEMORY : SF_ERR_IO, "file %s: cannot open: %s", shown,
+                  strerror(err));
       return NULL;
     case SF_VFS_MAP_NOT_REGULAR:
       sf_diag_set(d, SF_ERR_IO, "file %s: not a regular file", shown);
@@ -332,7 +334,8 @@ sf_safetensors *sf_st_open_vfs(const sf_vfs *fs, const char *path, const char *d
       return NULL;
     case SF_VFS_MAP_FAILED:
     default:
-      sf_diag_set(d, SF_ERR_IO, "file %s: cannot map %zu bytes: %s", shown, m.size, strerror(err));
+      sf_diag_set(d, err == ENOMEM ? SF_ERR_OUT_OF_MEMORY : SF_ERR_IO, "file %s: cannot map %zu bytes: %s", shown,
+                  m.size, strerror(err));
       return NULL;
   }
   sf_safetensors *st = st_new(path, shown, d);

@@ -30,6 +30,7 @@ typedef struct pair_slot {
 struct sf_tokenizer {
   size_t n_vocab;
   char **tok_str; /* id -> vocab.json key, NULL for unused ids */
+  char *tok_mem;  /* the strings of tok_str, one after another (one allocation, not one per token) */
   unsigned char *keys;
   size_t keys_len, keys_cap;
   sym_slot *syms;
@@ -168,27 +169,26 @@ static int raw_key(const char *tok, size_t len, const int16_t cp_to_byte[0x144],
 
 void sf_tokenizer_free(sf_tokenizer *t) {
   if (t == NULL) return;
-  if (t->tok_str) {
-    for (size_t i = 0; i < t->n_vocab; i++) free(t->tok_str[i]);
-  }
   free(t->tok_str);
+  free(t->tok_mem);
   free(t->keys);
   free(t->syms);
   free(t->pairs);
   free(t);
 }
 
-/* Builds the tokenizer from id-indexed token strings (NULL = unused id); takes ownership
- * of tok_str. */
-static sf_tokenizer *build_vocab(char **tok_str, size_t n_vocab, const char *what, sf_diag *d) {
+/* Builds the tokenizer from id-indexed token strings (NULL = unused id) that point into
+ * tok_mem; takes ownership of both. */
+static sf_tokenizer *build_vocab(char **tok_str, char *tok_mem, size_t n_vocab, const char *what, sf_diag *d) {
   sf_tokenizer *t = calloc(1, sizeof *t);
   if (t == NULL) {
-    for (size_t i = 0; i < n_vocab; i++) free(tok_str[i]);
     free(tok_str);
+    free(tok_mem);
     sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
     return NULL;
   }
   t->tok_str = tok_str;
+  t->tok_mem = tok_mem;
   t->n_vocab = n_vocab;
   /* Sized by the tokens there are, not by the largest id: ids may leave gaps (up to 2^24),
    * and a table for the largest id made one token at id 16777215 cost 400 MB. */
@@ -303,15 +303,17 @@ static sf_status add_merges(sf_tokenizer *t, const char *text, size_t len, size_
     }
     int32_t a = lookup_token(t, f[0], fl[0]);
     int32_t b = lookup_token(t, f[1], fl[1]);
-    char *cat = malloc(fl[0] + fl[1] + 1);
+    /* The concatenation on the stack (symbols are short), on the heap only when longer. */
+    char catbuf[256];
+    char *cat = fl[0] + fl[1] < sizeof catbuf ? catbuf : malloc(fl[0] + fl[1] + 1);
     if (cat == NULL || a == -2 || b == -2) {
-      free(cat);
+      if (cat != catbuf) free(cat);
       return sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
     }
     memcpy(cat, f[0], fl[0]);
     memcpy(cat + fl[0], f[1], fl[1]);
     int32_t m = lookup_token(t, cat, fl[0] + fl[1]);
-    free(cat);
+    if (cat != catbuf) free(cat);
     if (a < 0 || b < 0 || m < 0) {
       const char *which = a < 0 ? f[0] : b < 0 ? f[1] : "their concatenation";
       int wl = (int)(a < 0 ? fl[0] : b < 0 ? fl[1] : strlen(which));
@@ -329,7 +331,8 @@ static char *read_file(const sf_vfs *fs, const char *path, const char *shown, si
   int open_err = 0;
   sf_vfs_file *f = sf_vfs_open(fs, path, &open_err);
   if (f == NULL) {
-    sf_diag_set(d, SF_ERR_IO, "%s: cannot open: %s", shown, strerror(open_err));
+    sf_diag_set(d, open_err == ENOMEM ? SF_ERR_OUT_OF_MEMORY : SF_ERR_IO, "%s: cannot open: %s", shown,
+                strerror(open_err));
     return NULL;
   }
   size_t cap = 1 << 16, n = 0;
@@ -400,13 +403,18 @@ static sf_tokenizer *load_files(const sf_vfs *fs, const char *vocab_path, const 
     if (id > max_id) max_id = id;
   }
   size_t n_vocab = (size_t)max_id + 1;
+  size_t mem_len = 0;
+  for (size_t i = 0; i < root->len; i++) mem_len += root->u.obj.key_lens[i] + 1;
   char **tok = calloc(n_vocab, sizeof *tok);
-  if (tok == NULL) {
+  char *mem = malloc(mem_len);
+  if (tok == NULL || mem == NULL) {
+    free(tok);
+    free(mem);
     sf_json_free(doc);
     sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", vocab_json_path);
     return NULL;
   }
-  for (size_t i = 0; i < root->len; i++) {
+  for (size_t i = 0, off = 0; i < root->len; i++) {
     int64_t id;
     sf_json_as_i64(&root->u.obj.values[i], &id);
     const char *k = root->u.obj.keys[i];
@@ -414,23 +422,17 @@ static sf_tokenizer *load_files(const sf_vfs *fs, const char *vocab_path, const 
     if (tok[id] != NULL || memchr(k, 0, kl) != NULL) {
       sf_diag_set(d, SF_ERR_BAD_MODEL, "%s: token '%.64s': %s", vocab_json_path, k,
                   tok[id] != NULL ? "id used twice" : "contains NUL");
-      for (size_t j = 0; j < n_vocab; j++) free(tok[j]);
       free(tok);
+      free(mem);
       sf_json_free(doc);
       return NULL;
     }
-    tok[id] = malloc(kl + 1);
-    if (tok[id] == NULL) {
-      for (size_t j = 0; j < n_vocab; j++) free(tok[j]);
-      free(tok);
-      sf_json_free(doc);
-      sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", vocab_json_path);
-      return NULL;
-    }
+    tok[id] = mem + off;
     memcpy(tok[id], k, kl + 1);
+    off += kl + 1;
   }
   sf_json_free(doc);
-  sf_tokenizer *t = build_vocab(tok, n_vocab, vocab_json_path, d);
+  sf_tokenizer *t = build_vocab(tok, mem, n_vocab, vocab_json_path, d);
   if (t == NULL) return NULL;
   size_t mlen;
   char *m = read_file(fs, merges_path, merges_txt_path, (size_t)64 << 20, &mlen, d);
@@ -548,10 +550,10 @@ static char *gunzip(const char *path, const unsigned char *in, size_t in_len, si
   return out;
 }
 
-static char *utf8_of_cps(const uint32_t *cps, size_t n, const char *suffix) {
+/* Writes the UTF-8 of cps[0..n) and suffix, NUL-terminated, at s (room for n*4 + strlen(suffix)
+ * + 1 bytes); returns the byte after the NUL. */
+static char *utf8_of_cps(const uint32_t *cps, size_t n, const char *suffix, char *s) {
   size_t sl = suffix ? strlen(suffix) : 0;
-  char *s = malloc(n * 4 + sl + 1);
-  if (s == NULL) return NULL;
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     uint32_t c = cps[i];
@@ -573,14 +575,7 @@ static char *utf8_of_cps(const uint32_t *cps, size_t n, const char *suffix) {
   }
   if (sl) memcpy(s + k, suffix, sl);
   s[k + sl] = 0;
-  return s;
-}
-
-static char *utf8_dup(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *c = malloc(n);
-  if (c) memcpy(c, s, n);
-  return c;
+  return s + k + sl + 1;
 }
 
 sf_tokenizer *sf_tokenizer_load_openai_gz(const char *bpe_gz_path, sf_diag *d) {
@@ -615,8 +610,15 @@ sf_tokenizer *sf_tokenizer_load_openai_gz(const char *bpe_gz_path, sf_diag *d) {
     p = e + 1;
   }
   size_t n_vocab = 512 + n_merges + 2;
+  /* All token strings in one block: 256 byte symbols of at most 2 UTF-8 bytes, the same with
+   * "</w>", the merge lines without their spaces, the two special tokens. */
+  size_t mem_len = 256 * 3 + 256 * 7 + sizeof SOT_TEXT + sizeof EOT_TEXT;
+  for (size_t i = 0; i < n_merges; i++) mem_len += line_len[i] + 1;
   char **tok = calloc(n_vocab, sizeof *tok);
-  if (tok == NULL) {
+  char *mem = malloc(mem_len), *at = mem;
+  if (tok == NULL || mem == NULL) {
+    free(tok);
+    free(mem);
     free(line_len);
     free(text);
     sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", bpe_gz_path);
@@ -628,27 +630,23 @@ sf_tokenizer *sf_tokenizer_load_openai_gz(const char *bpe_gz_path, sf_diag *d) {
   /* simple_tokenizer orders the byte symbols as bytes_to_unicode's dict: printable
    * bytes first, then the remapped ones. */
   size_t id = 0;
-  int oom = 0;
   for (int pass = 0; pass < 2; pass++) {
     for (int b = 0; b < 256; b++) {
       int printable = byte_to_cp[b] == (uint32_t)b;
       if (printable != (pass == 0)) continue;
-      tok[id] = utf8_of_cps(&byte_to_cp[b], 1, NULL);
-      tok[id + 256] = utf8_of_cps(&byte_to_cp[b], 1, "</w>");
-      if (tok[id] == NULL || tok[id + 256] == NULL) oom = 1;
+      tok[id] = at;
+      at = utf8_of_cps(&byte_to_cp[b], 1, NULL, at);
+      tok[id + 256] = at;
+      at = utf8_of_cps(&byte_to_cp[b], 1, "</w>", at);
       id++;
     }
   }
   p = merges_start;
-  for (size_t i = 0; i < n_merges && !oom; i++) {
+  for (size_t i = 0; i < n_merges; i++) {
     const char *line = text + p;
     size_t ll = line_len[i];
     p += ll + 1;
-    char *s = malloc(ll + 1);
-    if (s == NULL) {
-      oom = 1;
-      break;
-    }
+    char *s = at;
     size_t k = 0;
     for (size_t j = 0; j < ll; j++) {
       char c = line[j];
@@ -656,22 +654,16 @@ sf_tokenizer *sf_tokenizer_load_openai_gz(const char *bpe_gz_path, sf_diag *d) {
     }
     s[k] = 0;
     tok[512 + i] = s;
+    at = s + k + 1;
   }
-  if (!oom) {
-    tok[512 + n_merges] = utf8_dup(SOT_TEXT);
-    tok[512 + n_merges + 1] = utf8_dup(EOT_TEXT);
-    if (tok[512 + n_merges] == NULL || tok[512 + n_merges + 1] == NULL) oom = 1;
-  }
+  tok[512 + n_merges] = at;
+  memcpy(at, SOT_TEXT, sizeof SOT_TEXT);
+  at += sizeof SOT_TEXT;
+  tok[512 + n_merges + 1] = at;
+  memcpy(at, EOT_TEXT, sizeof EOT_TEXT);
   free(line_len);
-  if (oom) {
-    for (size_t j = 0; j < n_vocab; j++) free(tok[j]);
-    free(tok);
-    free(text);
-    sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", bpe_gz_path);
-    return NULL;
-  }
   /* A merge result that equals an earlier token: Python's dict keeps the later id. */
-  sf_tokenizer *t = build_vocab(tok, n_vocab, bpe_gz_path, d);
+  sf_tokenizer *t = build_vocab(tok, mem, n_vocab, bpe_gz_path, d);
   if (t == NULL) {
     free(text);
     return NULL;
