@@ -23,7 +23,8 @@ static int fetch_affine(sf_graph *g, sf_wsrc *ws, const char *prefix, size_t c, 
   sf_node_release(tmp);
   sf_diag e = {0};
   sf_wsrc_status(ws, 0, &e);
-  sf_graph_fail(g, e.status != SF_OK ? e.status : SF_ERR_OUT_OF_MEMORY, "%s", e.status != SF_OK ? e.msg : prefix);
+  if (e.status != SF_OK) sf_graph_fail(g, e.status, "%s", e.msg);
+  else sf_graph_fail(g, SF_ERR_OUT_OF_MEMORY, "out of memory adding %s", prefix);
   return 0;
 }
 
