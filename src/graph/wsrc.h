@@ -4,6 +4,7 @@
 #ifndef SF_GRAPH_WSRC_H
 #define SF_GRAPH_WSRC_H
 
+#include <pthreadpool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +61,11 @@ sf_weight_policy sf_wsrc_weight_policy(const sf_wsrc *ws);
 /* Whether a checkpoint stores tensor name as IEEE half (F16): such weights are exactly
  * representable as f16 panels. 0 for random sources and for tensors it lacks. */
 int sf_wsrc_is_f16(const sf_wsrc *ws, const char *name);
+/* The thread pool fetches fill tensors on (random values, dtype conversion) and the layers
+ * built from this source pack their weights on; NULL (the default): the calling thread. The
+ * values do not depend on it. The caller keeps the pool alive (and unchanged) while it is set. */
+void sf_wsrc_set_pool(sf_wsrc *ws, pthreadpool_t pool);
+pthreadpool_t sf_wsrc_pool(const sf_wsrc *ws);
 /* Parameters handed out so far. */
 uint64_t sf_wsrc_param_count(const sf_wsrc *ws);
 
