@@ -74,6 +74,10 @@ int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, s
  * quantised per output channel for q8). */
 int sf_igemm_pack_typed(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,
                         sf_igemm_isa isa, sf_wtype type);
+/* sf_igemm_pack_typed over pool's threads (NULL: the calling thread), in output-channel tiles:
+ * the same bytes for any thread count. */
+int sf_igemm_pack_typed_pool(pthreadpool_t pool, sf_igemm_weights *pw, const float *w, const float *bias, size_t n,
+                             size_t cin, size_t taps, sf_igemm_isa isa, sf_wtype type);
 /* Bytes the packed weights, bias and scales take. */
 size_t sf_igemm_weights_bytes(const sf_igemm_weights *pw);
 void sf_igemm_free(sf_igemm_weights *pw);
