@@ -32,7 +32,7 @@ sf_vid sf_g_conv2d_asym(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, 
   /* pad: for the planner's (symmetric) shape inference, see the header */
   const sf_conv_params cp = {
       .kernel = kernel, .stride = stride, .pad = pad, .pad_top = pad_top, .pad_left = pad_left};
-  if (igemm) return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix, wt);
+  if (igemm) return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix, wt, sf_wsrc_pool(ws));
   const float *ohwi = w;
   xnn_operator_t *ops = calloc(1, sizeof *ops);
   enum xnn_status xs = ops ? xnn_create_convolution2d_nhwc_f32(

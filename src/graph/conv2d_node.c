@@ -61,7 +61,7 @@ sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_
   size_t K = kk * in_ch;
   if (igemm) {
     const sf_conv_params cp = {.kernel = kernel, .stride = stride, .pad = pad, .pad_top = pad, .pad_left = pad};
-    return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix, wt);
+    return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix, wt, sf_wsrc_pool(ws));
   }
   const float *ohwi = w;
   size_t panel_oc = sf_xnn_panel_channels(out_ch, K * sizeof(float), SF_CONV_PANEL_BUDGET);

@@ -6,9 +6,9 @@
 #include "graph/graph_internal.h"
 
 sf_vid sf_igemm_node_add(sf_graph *g, sf_vid x, size_t out_ch, const float *w, float *b, size_t cin, size_t taps,
-                         const sf_conv_params *conv, const char *prefix, sf_wtype type) {
+                         const sf_conv_params *conv, const char *prefix, sf_wtype type, pthreadpool_t pool) {
   sf_igemm_weights *ig = malloc(sizeof *ig);
-  int packed = ig != NULL && sf_igemm_pack_typed(ig, w, b, out_ch, cin, taps, SF_IGEMM_ISA_BEST, type);
+  int packed = ig != NULL && sf_igemm_pack_typed_pool(pool, ig, w, b, out_ch, cin, taps, SF_IGEMM_ISA_BEST, type);
   const int has_bias = b != NULL;
   free(b);
   if (!packed) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/context.h"
 #include "graph/wsrc.h"
 #include "models/clip_text.h"
 #include "models/taesd.h"
@@ -34,6 +35,15 @@ static sf_wsrc *component_wsrc(sf_pipeline *p, const sf_component *c, sf_diag *d
   return ws;
 }
 
+/* A network is built on the context's worker threads: random values, dtype conversion and
+ * packing run over its pool (the values do not depend on it), held like a network call's
+ * (read-locked) for the build so the thread count cannot change under it. */
+static void build_begin(sf_pipeline *p, sf_wsrc *ws) { sf_wsrc_set_pool(ws, sf_ctx_pool_acquire(p->ctx)); }
+static void build_end(sf_pipeline *p, sf_wsrc *ws) {
+  sf_wsrc_set_pool(ws, NULL);
+  sf_ctx_pool_release(p->ctx);
+}
+
 static const sf_json *component_config(const sf_component *c, sf_diag *d) {
   const sf_json *cfg = sf_component_config(c);
   if (cfg == NULL) sf_diag_set(d, SF_ERR_BAD_MODEL, "%s: no config", c->name);
@@ -47,7 +57,9 @@ static sf_status build_text_encoder(sf_pipeline *p, sf_diag *d) {
   sf_wsrc *ws = component_wsrc(p, c, d);
   if (ws == NULL) return d->status;
   if (!p->random_weights) sf_clip_text_accept_buffers(c->weights);
+  build_begin(p, ws);
   p->text = sf_clip_text_build(&p->text_cfg, ws, d);
+  build_end(p, ws);
   if (!(p->counted & SF_NET_TEXT_ENCODER)) p->parameters += sf_wsrc_param_count(ws);
   p->counted |= SF_NET_TEXT_ENCODER;
   sf_wsrc_destroy(ws);
@@ -58,7 +70,9 @@ static sf_status build_unet(sf_pipeline *p, sf_diag *d) {
   const sf_component *c = sf_model_folder_find(p->folder, "unet");
   sf_wsrc *ws = component_wsrc(p, c, d);
   if (ws == NULL) return d->status;
+  build_begin(p, ws);
   p->unet = sf_unet_build(&p->unet_cfg, ws, d);
+  build_end(p, ws);
   if (!(p->counted & SF_NET_UNET)) p->parameters += sf_wsrc_param_count(ws);
   p->counted |= SF_NET_UNET;
   sf_wsrc_destroy(ws);
@@ -71,7 +85,9 @@ static sf_status build_vae(sf_pipeline *p, int parts, sf_diag *d) {
   sf_wsrc *ws = component_wsrc(p, c, d);
   if (ws == NULL) return d->status;
   if (!p->random_weights) sf_vae_accept_unbuilt(c->weights, parts);
+  build_begin(p, ws);
   p->vae = sf_vae_build(&p->vae_cfg, ws, parts, d);
+  build_end(p, ws);
   unsigned bits = ((parts & 1) ? SF_NET_VAE_DECODER : 0) | ((parts & 2) ? SF_NET_VAE_ENCODER : 0);
   if ((p->counted & bits) != bits) p->parameters += sf_wsrc_param_count(ws);
   p->counted |= bits;
