@@ -41,7 +41,8 @@
  *    sf_pipeline_get_int / _get_float, sf_status_string, sf_version*.
  *  - Not while runs of the context are in flight: sf_pipeline_destroy (of that pipeline),
  *    sf_context_destroy, sf_context_set_log_callback. sf_context_set_int(SF_PARAM_THREADS)
- *    returns SF_ERR_BAD_STATE while a network call of the context is running.
+ *    returns SF_ERR_BAD_STATE while a network call of the context is running (or a load:
+ *    loading packs the weights on the context's worker threads).
  *  - sf_context_last_error is shared by all threads of a context: with concurrent runs, use
  *    sf_last_error (per thread) instead.
  *  - The log callback is called on the thread that made the failing or logging call.
@@ -248,7 +249,7 @@ typedef void (*sf_log_fn)(void *user_data, sf_log_level level, const char *messa
 SF_API sf_status sf_context_create(sf_context **out_ctx);
 SF_API void sf_context_destroy(sf_context *ctx);
 /* Sets SF_PARAM_THREADS or SF_PARAM_LOG_LEVEL. Changing the thread count while a network
- * call of this context is running is SF_ERR_BAD_STATE. More threads than online CPUs are
+ * call (or a load) of this context is running is SF_ERR_BAD_STATE. More threads than online CPUs are
  * allowed but logged as a warning: oversubscribed workers make every step much slower. */
 SF_API sf_status sf_context_set_int(sf_context *ctx, sf_param key, int64_t value);
 SF_API sf_status sf_context_get_int(const sf_context *ctx, sf_param key, int64_t *out_value);

@@ -5,7 +5,7 @@
  * multiples of the tile (1, 3, 13, 17), input channels split into several k-blocks (> 512)
  * and several taps per k-block (small cin), images smaller than the kernel window, stride 2,
  * asymmetric padding, batch 2, single rows; and bit-identical outputs with 1, 2 and 4 threads
- * and across microkernels.
+ * and across microkernels; and packing over a pool gives the same bytes as without one.
  *
  * Tolerance: a float32 sum of K products, accumulated in any order, is within
  * K * 2^-24 * sum |terms| of the exact value (Higham's gamma_K bound, first order); each
@@ -218,6 +218,44 @@ static void test_linear(size_t rows, size_t in_f, size_t out_f, size_t slot) {
   free(yc);
 }
 
+/* sf_igemm_pack_typed_pool with 2 and 4 threads packs the bytes sf_igemm_pack_typed packs, for
+ * layers above the parallel threshold with a partial last tile and an all-zero channel (q8). */
+static void test_pack_pools(void) {
+  static const size_t shapes[][3] = {{77, 300, 9}, {1000, 131, 1}, {33, 2048, 1}, {5, 20000, 1}, {13, 7, 9}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    const size_t n = shapes[s][0], cin = shapes[s][1], taps = shapes[s][2], k = cin * taps;
+    float *w = malloc(n * k * sizeof *w), *b = malloc(n * sizeof *b);
+    CHECK(w != NULL && b != NULL);
+    if (w == NULL || b == NULL) {
+      free(w);
+      free(b);
+      return;
+    }
+    fill(w, n * k, 7 + (unsigned)s);
+    fill(b, n, 8);
+    memset(w + (n / 2) * k, 0, k * sizeof *w);
+    sf_igemm_weights ref;
+    int ok = sf_igemm_pack_typed(&ref, w, b, n, cin, taps, isa, wtype);
+    CHECK(ok);
+    for (int p = 0; ok && p < 3; p++) {
+      sf_igemm_weights pw;
+      CHECK(sf_igemm_pack_typed_pool(pools[p], &pw, w, b, n, cin, taps, isa, wtype));
+      const size_t cols = ref.n_tiles * ref.nr;
+      int same = pw.n_tiles == ref.n_tiles && pw.nr == ref.nr && pw.k == ref.k && pw.type == ref.type &&
+                 memcmp(pw.packed, ref.packed, cols * k * sf_wtype_bytes(wtype)) == 0 &&
+                 memcmp(pw.bias, ref.bias, cols * sizeof(float)) == 0 &&
+                 (ref.scale == NULL ? pw.scale == NULL
+                                    : pw.scale != NULL && memcmp(pw.scale, ref.scale, cols * sizeof(float)) == 0);
+      CHECK_MSG(same, "%s/%s pack %zux%zux%zu over pool %d: bytes differ", sf_igemm_isa_name(isa),
+                sf_wtype_name(wtype), n, cin, taps, p);
+      sf_igemm_free(&pw);
+    }
+    if (ok) sf_igemm_free(&ref);
+    free(w);
+    free(b);
+  }
+}
+
 int main(void) {
   pools[1] = pthreadpool_create(2);
   pools[2] = pthreadpool_create(4);
@@ -262,6 +300,7 @@ int main(void) {
       test_linear(77, 768, 320, n_cases + 1);
       test_linear(5, 37, 1000, n_cases + 2);
       test_linear(300, 64, 17, n_cases + 3);
+      test_pack_pools();
     }
   CHECK(sf_igemm_isa_supported(SF_IGEMM_ISA_SCALAR));
   /* Packing for a kernel this CPU does not run must refuse. */

@@ -34,7 +34,7 @@ sf_vid sf_g_conv2d_asym(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, 
   float *w = NULL, *b = NULL;
   if (!sf_conv_fetch(g, ws, prefix, out_ch, in_ch, kernel, bias, !igemm, &w, &b)) return -1;
   if (sf_wsrc_is_dry(ws)) return sf_dry_layer_add(g, x, out_ch, in_ch, kk, bias, &cp, wt);
-  if (igemm) return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix, wt);
+  if (igemm) return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix, wt, sf_wsrc_pool(ws));
   const float *ohwi = w;
   xnn_operator_t *ops = calloc(1, sizeof *ops);
   enum xnn_status xs = ops ? xnn_create_convolution2d_nhwc_f32(

@@ -77,7 +77,7 @@ sf_vid sf_g_conv2d(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, size_
   float *w = NULL, *b = NULL;
   if (!sf_conv_fetch(g, ws, prefix, out_ch, in_ch, kernel, bias, !igemm, &w, &b)) return -1;
   if (sf_wsrc_is_dry(ws)) return sf_dry_layer_add(g, x, out_ch, in_ch, kk, bias, &cp, wt);
-  if (igemm) return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix, wt);
+  if (igemm) return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix, wt, sf_wsrc_pool(ws));
   const float *ohwi = w;
   size_t panel_oc = sf_xnn_panel_channels(out_ch, K * sizeof(float), SF_CONV_PANEL_BUDGET);
   size_t n_panels = (out_ch + panel_oc - 1) / panel_oc;

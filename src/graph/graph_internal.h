@@ -170,9 +170,10 @@ sf_status sf_xnn_run(const sf_graph *g, sf_node *n, pthreadpool_t pool, sf_diag 
 /* ---- own-GEMM nodes (graph/igemm_node.c) ---- */
 /* A conv (conv != NULL) / linear node on the library's indirect GEMM, with weights w
  * [out_ch][cin][taps] (OIHW for a conv; taps 1 for a linear layer) packed here; takes bias b
- * (malloc'd, NULL: none), stored as type. Returns the node's output, or -1 after failing the graph. */
+ * (malloc'd, NULL: none), stored as type, packed over pool (NULL: the calling thread; the
+ * loader's, see sf_wsrc_pool). Returns the node's output, or -1 after failing the graph. */
 sf_vid sf_igemm_node_add(sf_graph *g, sf_vid x, size_t out_ch, const float *w, float *b, size_t cin, size_t taps,
-                         const sf_conv_params *conv, const char *prefix, sf_wtype type);
+                         const sf_conv_params *conv, const char *prefix, sf_wtype type, pthreadpool_t pool);
 sf_status sf_igemm_node_run(const sf_plan *pl, void *arena, const sf_node *n, pthreadpool_t pool);
 /* The same node with its weights prepacked in ws, a pack source (graph/wsrc.h), used in place. */
 sf_vid sf_igemm_node_add_packed(sf_graph *g, sf_wsrc *ws, sf_vid x, size_t out_ch, size_t cin, size_t taps,

@@ -8,10 +8,11 @@
 #include "graph/wsrc.h"
 
 sf_vid sf_igemm_node_add(sf_graph *g, sf_vid x, size_t out_ch, const float *w, float *b, size_t cin, size_t taps,
-                         const sf_conv_params *conv, const char *prefix, sf_wtype type) {
+                         const sf_conv_params *conv, const char *prefix, sf_wtype type, pthreadpool_t pool) {
   sf_igemm_weights *ig = malloc(sizeof *ig);
   char *name = strdup(prefix);
-  int packed = ig != NULL && name != NULL && sf_igemm_pack_typed(ig, w, b, out_ch, cin, taps, SF_IGEMM_ISA_BEST, type);
+  int packed = ig != NULL && name != NULL &&
+               sf_igemm_pack_typed_pool(pool, ig, w, b, out_ch, cin, taps, SF_IGEMM_ISA_BEST, type);
   free(b);
   if (!packed) {
     free(ig);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/pool.h"
 #include "io/model_folder.h"
 #include "io/pack.h"
 #include "io/safetensors.h"
@@ -26,6 +27,7 @@ struct sf_wsrc {
   float *stage[SF_WSRC_STAGES];
   size_t stage_max[SF_WSRC_STAGES]; /* floats, largest asked for (dry builds: noted) */
   size_t stage_cap[SF_WSRC_STAGES];
+  pthreadpool_t pool; /* NULL: the calling thread */
 };
 
 static sf_wsrc *wsrc_new(struct sf_weights *w, uint64_t seed, const char *component) {
@@ -122,6 +124,8 @@ int sf_wsrc_is_f16(const sf_wsrc *ws, const char *name) {
   return t != NULL && t->dtype == SF_DTYPE_F16;
 }
 uint64_t sf_wsrc_param_count(const sf_wsrc *ws) { return ws->params; }
+void sf_wsrc_set_pool(sf_wsrc *ws, pthreadpool_t pool) { ws->pool = pool; }
+pthreadpool_t sf_wsrc_pool(const sf_wsrc *ws) { return ws->pool; }
 
 int sf_wsrc_has(const sf_wsrc *ws, const char *name, int dflt) {
   if (ws->pack != NULL) return pack_find(ws, name) != NULL;
@@ -130,9 +134,13 @@ int sf_wsrc_has(const sf_wsrc *ws, const char *name, int dflt) {
 }
 
 /* splitmix64: a stream per tensor name, so a tensor's random values do not depend on
- * the order in which the builder asks for tensors. */
-static uint64_t splitmix64(uint64_t *s) {
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+ * the order in which the builder asks for tensors. Its state after j steps is
+ * s0 + j * golden (mod 2^64) and each output is a function of the state alone, so the
+ * pair of values (2j, 2j + 1) is mix(s0 + (j + 1) * golden): any part of a tensor is
+ * computed without the values before it, and parts fill on several threads with exactly
+ * the values one sequential pass gives. */
+#define SPLITMIX_GOLDEN 0x9E3779B97F4A7C15ull
+static uint64_t splitmix64_mix(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
@@ -144,21 +152,53 @@ static uint64_t fnv1a(const char *s) {
   return h;
 }
 
-static void fill_random(float *out, uint64_t n, uint64_t seed, const char *name, sf_init init,
-                        size_t fan_in) {
-  if (init == SF_INIT_ONES || init == SF_INIT_ZEROS) {
-    float v = init == SF_INIT_ONES ? 1.0f : 0.0f;
-    for (uint64_t i = 0; i < n; i++) out[i] = v;
+/* How a tensor's values are made: converted from a checkpoint tensor, or random. */
+typedef struct fill_job {
+  float *out;
+  uint64_t n;
+  const sf_st_tensor *t; /* NULL: random */
+  sf_init init;
+  uint64_t s0;           /* the random stream's start */
+  float bound;
+} fill_job;
+
+/* Values [begin, end) of the tensor; begin is even (pairs of random values share a draw). */
+static void fill_range(const fill_job *f, uint64_t begin, uint64_t end) {
+  float *out = f->out;
+  if (f->t != NULL) {
+    sf_st_to_f32_range(f->t, out, (size_t)begin, (size_t)end);
     return;
   }
-  float bound = 1.0f / sqrtf((float)(fan_in ? fan_in : 1));
-  uint64_t s = seed ^ fnv1a(name);
-  for (uint64_t i = 0; i < n; i += 2) {
-    uint64_t r = splitmix64(&s);
+  if (f->init == SF_INIT_ONES || f->init == SF_INIT_ZEROS) {
+    float v = f->init == SF_INIT_ONES ? 1.0f : 0.0f;
+    for (uint64_t i = begin; i < end; i++) out[i] = v;
+    return;
+  }
+  const float bound = f->bound;
+  uint64_t s = f->s0 + (begin / 2) * SPLITMIX_GOLDEN;
+  for (uint64_t i = begin; i < end; i += 2) {
+    uint64_t r = splitmix64_mix(s += SPLITMIX_GOLDEN);
     /* 24-bit uniforms in [-1, 1) */
     out[i] = bound * ((float)(r >> 40) * (1.0f / 8388608.0f) - 1.0f);
-    if (i + 1 < n) out[i + 1] = bound * ((float)((r >> 8) & 0xFFFFFF) * (1.0f / 8388608.0f) - 1.0f);
+    if (i + 1 < end) out[i + 1] = bound * ((float)((r >> 8) & 0xFFFFFF) * (1.0f / 8388608.0f) - 1.0f);
   }
+}
+
+/* Values per parallel task (even), and the size below which a tensor is filled on the
+ * calling thread (waking the pool costs more than it saves). */
+enum { FILL_CHUNK = 1 << 16, FILL_PARALLEL_MIN = 1 << 17 };
+
+static void fill_task(void *arg, size_t start, size_t count) {
+  const fill_job *f = arg;
+  fill_range(f, start, start + count);
+}
+
+static void fill_values(pthreadpool_t pool, const fill_job *f) {
+  if (pool == NULL || pthreadpool_get_threads_count(pool) <= 1 || f->n < FILL_PARALLEL_MIN) {
+    fill_range(f, 0, f->n);
+    return;
+  }
+  pthreadpool_parallelize_1d_tile_1d(pool, fill_task, (void *)f, (size_t)f->n, FILL_CHUNK, sf_pool_flags(pool));
 }
 
 static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
@@ -219,9 +259,16 @@ static uint64_t shape_count(int ndim, const int64_t *shape) {
 
 static void fill(sf_wsrc *ws, const sf_st_tensor *t, const char *name, uint64_t n, sf_init init, size_t fan_in,
                  float *out) {
-  if (ws->problems != NULL) memset(out, 0, (size_t)n * sizeof *out); /* dry: nothing is read */
-  else if (t != NULL) sf_st_to_f32(t, out);
-  else fill_random(out, n, ws->seed, name, init, fan_in);
+  if (ws->problems != NULL) { /* dry: nothing is read */
+    memset(out, 0, (size_t)n * sizeof *out);
+  } else {
+    fill_job f = {.out = out, .n = n, .t = t, .init = init};
+    if (t == NULL) {
+      f.s0 = ws->seed ^ fnv1a(name);
+      f.bound = 1.0f / sqrtf((float)(fan_in ? fan_in : 1));
+    }
+    fill_values(ws->pool, &f);
+  }
   ws->params += n;
 }
 

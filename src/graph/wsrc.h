@@ -5,6 +5,7 @@
 #ifndef SF_GRAPH_WSRC_H
 #define SF_GRAPH_WSRC_H
 
+#include <pthreadpool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -99,6 +100,11 @@ int sf_wsrc_check(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape)
 void sf_wsrc_note_stage(sf_wsrc *ws, int slot, size_t n);
 /* Bytes of the largest staging of each slot so far (what a build holds besides its weights). */
 size_t sf_wsrc_stage_bytes(const sf_wsrc *ws);
+/* The thread pool fetches fill tensors on (random values, dtype conversion) and the layers
+ * built from this source pack their weights on; NULL (the default): the calling thread. The
+ * values do not depend on it. The caller keeps the pool alive (and unchanged) while it is set. */
+void sf_wsrc_set_pool(sf_wsrc *ws, pthreadpool_t pool);
+pthreadpool_t sf_wsrc_pool(const sf_wsrc *ws);
 /* Parameters handed out so far. */
 uint64_t sf_wsrc_param_count(const sf_wsrc *ws);
 

@@ -453,65 +453,66 @@ static float f64_to_f32(double v) {
   return (float)v;
 }
 
-void sf_st_to_f32(const sf_st_tensor *t, float *out) {
+void sf_st_to_f32_range(const sf_st_tensor *t, float *out, size_t begin, size_t end) {
   const unsigned char *p = t->data;
-  size_t n = (size_t)t->numel;
   switch (t->dtype) {
-    case SF_DTYPE_F32: memcpy(out, p, n * 4); break;
+    case SF_DTYPE_F32: memcpy(out + begin, p + 4 * begin, (end - begin) * 4); break;
     case SF_DTYPE_F16:
-      for (size_t i = 0; i < n; i++) {
+      for (size_t i = begin; i < end; i++) {
         uint16_t h;
         memcpy(&h, p + 2 * i, 2);
         out[i] = sf_f16_to_f32(h);
       }
       break;
     case SF_DTYPE_BF16:
-      for (size_t i = 0; i < n; i++) {
+      for (size_t i = begin; i < end; i++) {
         uint16_t h;
         memcpy(&h, p + 2 * i, 2);
         out[i] = sf_bf16_to_f32(h);
       }
       break;
     case SF_DTYPE_F64:
-      for (size_t i = 0; i < n; i++) {
+      for (size_t i = begin; i < end; i++) {
         double v;
         memcpy(&v, p + 8 * i, 8);
         out[i] = f64_to_f32(v);
       }
       break;
     case SF_DTYPE_I64:
-      for (size_t i = 0; i < n; i++) {
+      for (size_t i = begin; i < end; i++) {
         int64_t v;
         memcpy(&v, p + 8 * i, 8);
         out[i] = (float)v;
       }
       break;
     case SF_DTYPE_I32:
-      for (size_t i = 0; i < n; i++) {
+      for (size_t i = begin; i < end; i++) {
         int32_t v;
         memcpy(&v, p + 4 * i, 4);
         out[i] = (float)v;
       }
       break;
     case SF_DTYPE_I16:
-      for (size_t i = 0; i < n; i++) {
+      for (size_t i = begin; i < end; i++) {
         int16_t v;
         memcpy(&v, p + 2 * i, 2);
         out[i] = (float)v;
       }
       break;
     case SF_DTYPE_I8:
-      for (size_t i = 0; i < n; i++) out[i] = (float)(int8_t)p[i];
+      for (size_t i = begin; i < end; i++) out[i] = (float)(int8_t)p[i];
       break;
     case SF_DTYPE_U8:
-      for (size_t i = 0; i < n; i++) out[i] = (float)p[i];
+      for (size_t i = begin; i < end; i++) out[i] = (float)p[i];
       break;
     case SF_DTYPE_BOOL:
-      for (size_t i = 0; i < n; i++) out[i] = p[i] ? 1.0f : 0.0f;
+      for (size_t i = begin; i < end; i++) out[i] = p[i] ? 1.0f : 0.0f;
       break;
     default: break;
   }
 }
+
+void sf_st_to_f32(const sf_st_tensor *t, float *out) { sf_st_to_f32_range(t, out, 0, (size_t)t->numel); }
 
 int sf_st_to_i64(const sf_st_tensor *t, int64_t *out) {
   const unsigned char *p = t->data;

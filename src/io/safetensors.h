@@ -68,6 +68,9 @@ const char *sf_st_name(const sf_safetensors *st);
 /* Converts any float/integer dtype to float32 (F16/BF16 exactly, F64 rounded). out holds
  * t->numel floats. */
 void sf_st_to_f32(const sf_st_tensor *t, float *out);
+/* Elements [begin, end) of the same: out[i] for i in [begin, end), out being the whole
+ * tensor's buffer (parts convert independently, e.g. on several threads). */
+void sf_st_to_f32_range(const sf_st_tensor *t, float *out, size_t begin, size_t end);
 /* Integer dtypes to int64 (0 on success, -1 for float dtypes). */
 int sf_st_to_i64(const sf_st_tensor *t, int64_t *out);
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/context.h"
 #include "graph/wsrc.h"
 #include "io/pack.h"
 #include "models/clip_text.h"
@@ -73,6 +74,17 @@ static sf_status named(const sf_pipeline *p, const sf_component *c, sf_status pa
 
 /* ---- building one network from its stored config ---- */
 
+/* A build packs (and converts, and draws random values) over the context's pool, held as a
+ * network call holds it (SF_PARAM_THREADS waits); dry builds read and pack nothing. */
+static void build_begin(sf_pipeline *p, sf_problems *dry, sf_wsrc *ws) {
+  if (dry == NULL) sf_wsrc_set_pool(ws, sf_ctx_pool_acquire(p->ctx));
+}
+static void build_end(sf_pipeline *p, sf_problems *dry, sf_wsrc *ws) {
+  if (dry != NULL) return;
+  sf_wsrc_set_pool(ws, NULL);
+  sf_ctx_pool_release(p->ctx);
+}
+
 /* After a build: what it held besides the network (its staging, and the checkpoint's pages it
  * read, file-backed), then those pages are dropped from the resident set. */
 static void end_build(const sf_component *c, sf_problems *dry, sf_net_build *nb, const sf_wsrc *ws) {
@@ -96,7 +108,9 @@ sf_status sf_pipeline_build_text_encoder(sf_pipeline *p, sf_problems *dry, sf_cl
   sf_wsrc *ws = component_wsrc(p, c, SF_NET_TEXT_ENCODER, dry, d);
   if (ws == NULL) return d->status;
   if (!p->random_weights && c->weights) sf_clip_text_accept_buffers(c->weights);
+  build_begin(p, dry, ws);
   *out = sf_clip_text_build(&p->text_cfg, ws, d);
+  build_end(p, dry, ws);
   if (*out) count_parameters(p, SF_NET_TEXT_ENCODER, ws);
   end_build(c, dry, nb, ws);
   sf_wsrc_destroy(ws);
@@ -107,7 +121,9 @@ sf_status sf_pipeline_build_unet(sf_pipeline *p, sf_problems *dry, sf_unet **out
   const sf_component *c = sf_model_folder_find(p->folder, "unet");
   sf_wsrc *ws = component_wsrc(p, c, SF_NET_UNET, dry, d);
   if (ws == NULL) return d->status;
+  build_begin(p, dry, ws);
   *out = sf_unet_build(&p->unet_cfg, ws, d);
+  build_end(p, dry, ws);
   if (*out) count_parameters(p, SF_NET_UNET, ws);
   end_build(c, dry, nb, ws);
   sf_wsrc_destroy(ws);
@@ -120,7 +136,9 @@ sf_status sf_pipeline_build_vae(sf_pipeline *p, int parts, sf_problems *dry, sf_
   sf_wsrc *ws = component_wsrc(p, c, ((parts & 1) ? SF_NET_VAE_DECODER : 0) | ((parts & 2) ? SF_NET_VAE_ENCODER : 0), dry, d);
   if (ws == NULL) return d->status;
   if (!p->random_weights && c->weights) sf_vae_accept_unbuilt(c->weights, parts);
+  build_begin(p, dry, ws);
   *out = sf_vae_build(&p->vae_cfg, ws, parts, d);
+  build_end(p, dry, ws);
   if (*out) count_parameters(p, ((parts & 1) ? SF_NET_VAE_DECODER : 0) | ((parts & 2) ? SF_NET_VAE_ENCODER : 0), ws);
   end_build(c, dry, nb, ws);
   sf_wsrc_destroy(ws);

@@ -128,18 +128,6 @@ static float *alloc_packed(size_t bytes) {
   return p;
 }
 
-/* Per output channel j < n: scale = max|w| / 127 (0 for an all-zero channel). */
-static void q8_scales(const float *w, size_t n, size_t k, float *scale) {
-  for (size_t j = 0; j < n; j++) {
-    float m = 0.0f;
-    for (size_t i = 0; i < k; i++) {
-      const float a = fabsf(w[j * k + i]);
-      if (a > m) m = a;
-    }
-    scale[j] = m / 127.0f;
-  }
-}
-
 /* One weight as type (column j of the source, whose q8 scale is sc). */
 static void store_weight(void *row, size_t j, float v, sf_wtype type, float sc) {
   if (type == SF_WTYPE_F32) {
@@ -169,8 +157,57 @@ int sf_igemm_layout(sf_igemm_weights *pw, size_t n, size_t cin, size_t taps, sf_
   return 1;
 }
 
-int sf_igemm_pack_typed(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,
-                        sf_igemm_isa isa, sf_wtype type) {
+typedef struct pack_job {
+  const float *w;
+  size_t n, cin, taps, k, nr, es;
+  sf_wtype type;
+  char *packed;
+  float *sc; /* q8 only */
+} pack_job;
+
+/* Output-channel tile t: its q8 scales (max|w| / 127 per channel, 0 for an all-zero channel
+ * and past n), then its panel. Tiles touch disjoint parts of the outputs, so they are packed
+ * in any order, on any thread, into the same bytes. */
+static void pack_tile(void *arg, size_t t) {
+  const pack_job *p = arg;
+  const size_t nr = p->nr, k = p->k, cin = p->cin, taps = p->taps, es = p->es;
+  const sf_wtype type = p->type;
+  const size_t cols = p->n - t * nr < nr ? p->n - t * nr : nr;
+  const float *src = p->w + t * nr * k;
+  float *sc = p->sc ? p->sc + t * nr : NULL;
+  if (sc != NULL)
+    for (size_t j = 0; j < nr; j++) {
+      float m = 0.0f;
+      for (size_t i = 0; j < cols && i < k; i++) {
+        const float a = fabsf(src[j * k + i]);
+        if (a > m) m = a;
+      }
+      sc[j] = m / 127.0f; /* 0 past n */
+    }
+  char *dst = p->packed + t * k * nr * es;
+  /* Destination in order (nr-value rows); the source is read as nr parallel streams, one per
+   * output channel, each in its own order (channel i, tap). Filling one column at a time
+   * scattered every write over the whole panel: a 1280x2560x3x3 layer packed in 120-142 ms
+   * that way and in 94 ms this way (with 4 KiB pages; 44 ms with huge pages, see above). */
+  for (size_t i = 0; i < cin; i++)
+    for (size_t tap = 0; tap < taps; tap++) {
+      char *row = dst + (tap * cin + i) * nr * es;
+      const size_t at = i * taps + tap;
+      if (type == SF_WTYPE_F32) {
+        float *r = (float *)row;
+        for (size_t j = 0; j < cols; j++) r[j] = src[j * k + at];
+      } else {
+        for (size_t j = 0; j < cols; j++) store_weight(row, j, src[j * k + at], type, sc ? sc[j] : 0.0f);
+      }
+      memset(row + cols * es, 0, (nr - cols) * es);
+    }
+}
+
+/* Weights below which a layer is packed on the calling thread (waking the pool costs more). */
+enum { PACK_PARALLEL_MIN = 1 << 16 };
+
+int sf_igemm_pack_typed_pool(pthreadpool_t pool, sf_igemm_weights *pw, const float *w, const float *bias, size_t n,
+                             size_t cin, size_t taps, sf_igemm_isa isa, sf_wtype type) {
   if (!sf_igemm_layout(pw, n, cin, taps, isa, type)) return 0;
   const sf_igemm_ukernel *uk = pw->uk;
   const size_t nr = uk->nr, tiles = pw->n_tiles, k = pw->k, es = sf_wtype_bytes(type);
@@ -184,30 +221,12 @@ int sf_igemm_pack_typed(sf_igemm_weights *pw, const float *w, const float *bias,
     free(sc);
     return 0;
   }
-  if (sc != NULL) {
-    q8_scales(w, n, k, sc);
-    for (size_t j = n; j < tiles * nr; j++) sc[j] = 0.0f;
-  }
-  for (size_t t = 0; t < tiles; t++) {
-    char *dst = packed + t * k * nr * es;
-    const size_t cols = n - t * nr < nr ? n - t * nr : nr;
-    /* Destination in order (nr-value rows); the source is read as nr parallel streams, one per
-     * output channel, each in its own order (channel i, tap). Filling one column at a time
-     * scattered every write over the whole panel: a 1280x2560x3x3 layer packed in 120-142 ms
-     * that way and in 94 ms this way (with 4 KiB pages; 44 ms with huge pages, see above). */
-    const float *src = w + t * nr * k;
-    for (size_t i = 0; i < cin; i++)
-      for (size_t tap = 0; tap < taps; tap++) {
-        char *row = dst + (tap * cin + i) * nr * es;
-        const size_t at = i * taps + tap;
-        if (type == SF_WTYPE_F32) {
-          float *r = (float *)row;
-          for (size_t j = 0; j < cols; j++) r[j] = src[j * k + at];
-        } else {
-          for (size_t j = 0; j < cols; j++) store_weight(row, j, src[j * k + at], type, sc ? sc[t * nr + j] : 0.0f);
-        }
-        memset(row + cols * es, 0, (nr - cols) * es);
-      }
+  pack_job job = {.w = w, .n = n, .cin = cin, .taps = taps, .k = k, .nr = nr, .es = es, .type = type,
+                  .packed = packed, .sc = sc};
+  if (pool == NULL || pthreadpool_get_threads_count(pool) <= 1 || tiles < 2 || n * k < PACK_PARALLEL_MIN) {
+    for (size_t t = 0; t < tiles; t++) pack_tile(&job, t);
+  } else {
+    pthreadpool_parallelize_1d(pool, pack_tile, &job, tiles, sf_pool_flags(pool));
   }
   for (size_t j = 0; j < tiles * nr; j++) b[j] = (bias != NULL && j < n) ? bias[j] : 0.0f;
   pw->uk = uk;
@@ -220,6 +239,11 @@ int sf_igemm_pack_typed(sf_igemm_weights *pw, const float *w, const float *bias,
   pw->bias = b;
   pw->scale = sc;
   return 1;
+}
+
+int sf_igemm_pack_typed(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,
+                        sf_igemm_isa isa, sf_wtype type) {
+  return sf_igemm_pack_typed_pool(NULL, pw, w, bias, n, cin, taps, isa, type);
 }
 
 int sf_igemm_pack_isa(sf_igemm_weights *pw, const float *w, const float *bias, size_t n, size_t cin, size_t taps,

@@ -90,6 +90,10 @@ int sf_igemm_pack_typed(sf_igemm_weights *pw, const float *w, const float *bias,
  * scale stay NULL): sf_igemm_weights_bytes of it is what packing would take (inspection, memory
  * estimates). 0 as for packing. */
 int sf_igemm_layout(sf_igemm_weights *pw, size_t n, size_t cin, size_t taps, sf_igemm_isa isa, sf_wtype type);
+/* sf_igemm_pack_typed over pool's threads (NULL: the calling thread), in output-channel tiles:
+ * the same bytes for any thread count. */
+int sf_igemm_pack_typed_pool(pthreadpool_t pool, sf_igemm_weights *pw, const float *w, const float *bias, size_t n,
+                             size_t cin, size_t taps, sf_igemm_isa isa, sf_wtype type);
 /* Bytes the packed weights, bias and scales take. */
 size_t sf_igemm_weights_bytes(const sf_igemm_weights *pw);
 /* Bytes of each part: panels ([n_tiles][k][nr] of the type), and bias or scale ([n_tiles * nr]
