@@ -100,6 +100,10 @@ typedef struct sf_workspace {
 /* Grows w to at least bytes (its contents are not kept); never shrinks. */
 sf_status sf_workspace_reserve(sf_workspace *w, size_t bytes, sf_diag *d);
 void sf_workspace_release(sf_workspace *w);
+/* Gives the workspace's pages back to the system, keeping its size: its contents are lost, and
+ * the pages come back (zeroed) as a run touches them. For the moments when nothing in it is
+ * live and something large is about to be allocated (a low-memory build). */
+void sf_workspace_drop_pages(sf_workspace *w);
 
 /* What a run executes with: the thread pool (NULL: the calling thread), a cancel flag polled
  * between nodes (may be NULL), and the run state's workspace. */

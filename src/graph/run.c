@@ -1,5 +1,8 @@
 /* Running a prepared plan over a run state's workspace. */
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "graph/graph_internal.h"
 
@@ -18,6 +21,16 @@ sf_status sf_workspace_reserve(sf_workspace *w, size_t bytes, sf_diag *d) {
   w->base = p;
   w->cap = bytes;
   return SF_OK;
+}
+
+void sf_workspace_drop_pages(sf_workspace *w) {
+  if (w == NULL || w->base == NULL) return;
+  const long ps = sysconf(_SC_PAGESIZE);
+  if (ps <= 0) return;
+  /* only whole pages inside the block: the allocator's own words around it stay untouched */
+  const uintptr_t page = (uintptr_t)ps, start = ((uintptr_t)w->base + page - 1) & ~(page - 1),
+                  end = ((uintptr_t)w->base + w->cap) & ~(page - 1);
+  if (end > start) (void)madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
 void sf_workspace_release(sf_workspace *w) {

@@ -163,7 +163,7 @@ sf_status sf_engine_encode_ids(sf_pipeline *p, sf_run *r, const int32_t *ids, si
                        clip_skip, layers, layers + 1);
   /* A1111's clip skip counts the last layer as 1; the network counts layers skipped. */
   int skip = clip_skip <= 1 ? 0 : clip_skip - 1;
-  if ((s = sf_pipeline_acquire_network(p, SF_NET_TEXT_ENCODER, d)) != SF_OK) return s;
+  if ((s = sf_pipeline_acquire_network(p, SF_NET_TEXT_ENCODER, &r->ws, d)) != SF_OK) return s;
   sf_plan *pl = r->plans[SF_SLOT_TEXT];
   sf_exec ex = enter(p, r);
   s = sf_clip_text_run(p->text, &ex, pl, ids, batch, tokens, skip, out, d);
@@ -184,7 +184,7 @@ sf_status sf_engine_unet(sf_pipeline *p, sf_run *r, const float *latents, size_t
                          const float *timesteps, const float *text, size_t tokens, float *out, sf_diag *d) {
   sf_status s = sf_engine_need(p, SF_NET_UNET, d);
   if (s != SF_OK) return s;
-  if ((s = sf_pipeline_acquire_network(p, SF_NET_UNET, d)) != SF_OK) return s;
+  if ((s = sf_pipeline_acquire_network(p, SF_NET_UNET, &r->ws, d)) != SF_OK) return s;
   sf_plan *pl = r->plans[SF_SLOT_UNET];
   sf_exec ex = enter(p, r);
   s = sf_unet_run(p->unet, &ex, pl, latents, batch, height, width, timesteps, text, tokens, out, d);
@@ -219,7 +219,7 @@ sf_status sf_engine_decode(sf_pipeline *p, sf_run *r, unsigned decoder, const fl
                        "decode", d);
   if (s != SF_OK) return s;
   if (decoder == SF_NET_VAE_DECODER) {
-    if ((s = sf_pipeline_acquire_network(p, SF_NET_VAE_DECODER, d)) != SF_OK) return s;
+    if ((s = sf_pipeline_acquire_network(p, SF_NET_VAE_DECODER, &r->ws, d)) != SF_OK) return s;
     sf_plan *pl = r->plans[SF_SLOT_VAE_DECODER];
     sf_exec ex = enter(p, r);
     /* SF_IMAGE_RAW changes nothing here: the KL decoder's own range is [-1, 1]. */
@@ -246,7 +246,7 @@ sf_status sf_engine_encode_image(sf_pipeline *p, sf_run *r, unsigned encoder, co
   s = check_image_size(batch, height, width, "encode", d);
   if (s != SF_OK) return s;
   if (encoder == SF_NET_VAE_ENCODER) {
-    if ((s = sf_pipeline_acquire_network(p, SF_NET_VAE_ENCODER, d)) != SF_OK) return s;
+    if ((s = sf_pipeline_acquire_network(p, SF_NET_VAE_ENCODER, &r->ws, d)) != SF_OK) return s;
     sf_plan *pl = r->plans[SF_SLOT_VAE_ENCODER];
     sf_exec ex = enter(p, r);
     s = sf_vae_encode(p->vae, &ex, pl, image, batch, height, width, mean, logvar, d);

@@ -7,8 +7,8 @@
  *        its staging buffers and the checkpoint pages it reads (dropped after the build);
  *   run:  every network resident, the workspace (one per run, sized for the largest plan),
  *        the run's buffers (latents, embeddings, images);
- *   low-memory: one network at a time, built (with its staging) while the run's workspace of
- *        the previous generation is still held.
+ *   low-memory: one network at a time, built (with its staging) after the run's workspace
+ *        pages were given back, then run over its own plan's pages.
  *
  * plus a fixed base for the process itself. */
 #include "pipeline/estimate.h"
@@ -151,22 +151,24 @@ sf_status sf_pipeline_estimate(sf_pipeline *p, const sf_request *rq, size_t thre
   sf_status st = dry_build(p, &s, d);
   sf_plan *pl = st == SF_OK ? sf_plan_create() : NULL;
   if (st == SF_OK && pl == NULL) st = sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "memory estimate: out of memory");
-  /* The workspace: the largest plan the generation runs. */
-  uint64_t ws = 0;
+  /* The workspace: the largest plan the generation runs (ws_net: each network's own plan; the
+   * decoder's and encoder's whichever kind runs). */
+  uint64_t ws = 0, ws_net[NET_COUNT] = {0};
   if (st == SF_OK && uses_text && (st = sf_clip_text_plan(s.text, pl, 1, tokens, threads, d)) == SF_OK)
-    ws = max64(ws, plan_bytes(pl));
+    ws_net[NET_TEXT] = plan_bytes(pl);
   if (st == SF_OK && (st = sf_unet_plan(s.unet, pl, batch, h, w, tokens, threads, d)) == SF_OK)
-    ws = max64(ws, plan_bytes(pl));
+    ws_net[NET_UNET] = plan_bytes(pl);
   if (st == SF_OK) {
     st = decoder == SF_NET_VAE_DECODER ? sf_vae_plan(s.vae_dec, pl, 0, 1, h, w, threads, d)
                                        : sf_taesd_plan(p->taesd, pl, 0, 1, h, w, threads, d);
-    if (st == SF_OK) ws = max64(ws, plan_bytes(pl));
+    if (st == SF_OK) ws_net[NET_VAE_DEC] = plan_bytes(pl);
   }
   if (st == SF_OK && encoder) {
     st = encoder == SF_NET_VAE_ENCODER ? sf_vae_plan(s.vae_enc, pl, 1, 1, (size_t)H, (size_t)W, threads, d)
                                        : sf_taesd_plan(p->taesd, pl, 1, 1, (size_t)H, (size_t)W, threads, d);
-    if (st == SF_OK) ws = max64(ws, plan_bytes(pl));
+    if (st == SF_OK) ws_net[NET_VAE_ENC] = plan_bytes(pl);
   }
+  for (int i = 0; i < NET_COUNT; i++) ws = max64(ws, ws_net[i]);
   sf_plan_destroy(pl);
   if (st != SF_OK) {
     dry_free(&s);
@@ -212,16 +214,37 @@ sf_status sf_pipeline_estimate(sf_pipeline *p, const sf_request *rq, size_t thre
       peak_ws = ws;
     }
   } else {
-    /* one network at a time, each built while the previous generation's workspace is held */
+    /* One network at a time. A build starts with the run's workspace pages given back
+     * (pipeline/networks.c), so a network holds its weights plus either its build's staging or
+     * its own plan's pages. TAESD (always resident) decodes after the UNet's steps, on the
+     * UNet's resident weights and touched pages; a TAESD encoder runs first, possibly next to the
+     * previous generation's last network and workspace: counted as the largest of each. */
     const int used[NET_COUNT] = {uses_text, 1, decoder == SF_NET_VAE_DECODER, encoder == SF_NET_VAE_ENCODER};
+    uint64_t w_max = 0;
     for (int i = 0; i < NET_COUNT; i++) {
       if (!used[i] || !s.net[i].present) continue;
-      uint64_t at = s.net[i].weights + s.net[i].transient + ws + run;
+      w_max = max64(w_max, s.net[i].weights);
+      const uint64_t own = max64(s.net[i].transient, ws_net[i]);
+      if (s.net[i].weights + own + run > peak) {
+        peak = s.net[i].weights + own + run;
+        peak_weights = s.net[i].weights;
+        peak_ws = ws_net[i] >= s.net[i].transient ? ws_net[i] : 0;
+      }
+    }
+    uint64_t at = 0, at_ws = 0;
+    if (decoder != SF_NET_VAE_DECODER) {
+      at_ws = max64(ws_net[NET_UNET], ws_net[NET_VAE_DEC]);
+      at = s.net[NET_UNET].weights + at_ws + run;
       if (at > peak) {
         peak = at;
-        peak_weights = s.net[i].weights;
-        peak_ws = ws;
+        peak_weights = s.net[NET_UNET].weights;
+        peak_ws = at_ws;
       }
+    }
+    if (encoder != 0 && encoder != SF_NET_VAE_ENCODER && w_max + ws + run > peak) {
+      peak = w_max + ws + run;
+      peak_weights = w_max;
+      peak_ws = ws;
     }
   }
   peak += taesd + SF_ESTIMATE_BASE_BYTES;

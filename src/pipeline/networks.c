@@ -330,13 +330,14 @@ static void evict_idle(sf_pipeline *p, unsigned keep) {
   if (p->pack != NULL && freed) sf_pack_drop_pages(p->pack, freed);
 }
 
-sf_status sf_pipeline_acquire_network(sf_pipeline *p, unsigned net, sf_diag *d) {
+sf_status sf_pipeline_acquire_network(sf_pipeline *p, unsigned net, sf_workspace *ws, sf_diag *d) {
   if (!p->low_memory || users_index(net) < 0) return SF_OK;
   pthread_mutex_lock(&p->resident_lock);
   sf_status s = SF_OK;
   if (!resident(p, net)) {
     /* One network at a time: whatever no run uses goes before the next one is packed. */
     evict_idle(p, net);
+    sf_workspace_drop_pages(ws);
     if (net == SF_NET_TEXT_ENCODER) s = build_text_encoder(p, d);
     else if (net == SF_NET_UNET) s = build_unet(p, d);
     else if (p->vae != NULL) /* the other half is in use by another run */

@@ -105,9 +105,11 @@ sf_status sf_pipeline_build_unet(sf_pipeline *p, sf_problems *dry, struct sf_une
 sf_status sf_pipeline_build_vae(sf_pipeline *p, int parts, sf_problems *dry, struct sf_vae **out, sf_net_build *nb,
                                 sf_diag *d);
 /* A network for the duration of one call: in low-memory mode builds it if it is not resident
- * (first freeing every other network no run is using) and keeps it while in use; otherwise a
- * no-op (the networks were built at load). */
-sf_status sf_pipeline_acquire_network(sf_pipeline *p, unsigned net, sf_diag *d);
+ * (first freeing every other network no run is using, and the pages of the calling run's
+ * workspace ws, whose contents are dead between network calls: the build's staging and the
+ * network's weights then do not stack on the previous network's activations) and keeps it
+ * while in use; otherwise a no-op (the networks were built at load). */
+sf_status sf_pipeline_acquire_network(sf_pipeline *p, unsigned net, struct sf_workspace *ws, sf_diag *d);
 void sf_pipeline_release_network(sf_pipeline *p, unsigned net);
 /* The tokenizer is loaded even when inspecting: it is cheap and validates its files.
  * override_dir: SF_PARAM_TOKENIZER_PATH (a file system folder), or NULL for the folder's own
