@@ -181,6 +181,16 @@ typedef enum sf_param {
                                  * SF_PARAM_INSPECT_ONLY. Works with SF_PARAM_LOW_MEMORY (a
                                  * network's pages leave the resident set when it is freed).
                                  * Results are bit for bit those of the load that wrote the pack. */
+  SF_PARAM_CONFIG_PATH = 110,   /* string (since 1.1): for a single-file checkpoint (the model path
+                                 * is one .safetensors file in the original LDM/CompVis layout:
+                                 * model.diffusion_model.*, first_stage_model.*,
+                                 * cond_stage_model.transformer.*), a diffusers folder whose
+                                 * configs, scheduler and tokenizer describe it (its weights are
+                                 * ignored). Without it the architecture is inferred from the
+                                 * tensors' shapes, with SD-1.5's values for what shapes cannot
+                                 * tell (8 UNet heads, 12 text heads, SD-1.5's scheduler; no
+                                 * tokenizer: give SF_PARAM_TOKENIZER_PATH). Given with a model
+                                 * folder: SF_ERR_INVALID_ARGUMENT. */
 
   /* Generation (sf_generate / sf_job_start). */
   SF_PARAM_PROMPT = 200,        /* string */

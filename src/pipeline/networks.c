@@ -44,6 +44,7 @@ static sf_wsrc *component_wsrc(sf_pipeline *p, const sf_component *c, unsigned n
     /* messages about tensors name the checkpoint file (a memory set's names are complete) */
     char label[512];
     if (c->weights_file == NULL) snprintf(label, sizeof label, "%s", c->name);
+    else if (p->folder->single_file) snprintf(label, sizeof label, "%s (%s)", p->folder->dir, c->weights_file);
     else if (from_memory(c)) snprintf(label, sizeof label, "memory:%s", c->weights_file);
     else snprintf(label, sizeof label, "%s/%s", p->folder->dir, c->weights_file);
     ws = sf_wsrc_from_weights(c->weights, label);
