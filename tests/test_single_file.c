@@ -10,7 +10,8 @@
  *  - with the fixtures (models/single-file/tiny-sd-mini.safetensors and its config folder):
  *    a truncated file, a tensor of the wrong shape, an unknown key, a key with no place in the
  *    layout, a missing tensor, a left-over tensor: each an error naming it; a file holding only the
- *    VAE loads the VAE alone; the tiny model without a config folder asks for one. */
+ *    VAE loads the VAE alone; the tiny model without a config folder asks for one; a set of files in
+ *    memory holding the one file loads it (sf_pipeline_load_files). */
 #define _XOPEN_SOURCE 700
 #include <fcntl.h>
 #include <snapfusion.h>
@@ -508,6 +509,36 @@ static void test_malformed(const char *fixtures) {
   /* the tiny model's shapes are not SD-1.x's: without a config the error says to give one */
   CHECK(load(path, NULL, 0, NULL) == SF_ERR_UNSUPPORTED);
   CHECK(strstr(sf_context_last_error(ctx), "SF_PARAM_CONFIG_PATH") != NULL);
+
+  /* from memory (sf_files): a set holding the one file */
+  FILE *f = fopen(path, "rb");
+  unsigned char *bytes = NULL;
+  long size = -1;
+  if (f && fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
+      (bytes = malloc((size_t)size)) != NULL && fread(bytes, 1, (size_t)size, f) != (size_t)size)
+    size = -1;
+  if (f) fclose(f);
+  CHECK(size > 0 && bytes != NULL);
+  sf_files *files = NULL;
+  if (size > 0 && bytes && sf_files_create(&files) == SF_OK) {
+    CHECK(sf_files_add(files, "tiny.safetensors", bytes, (size_t)size, 1) == SF_OK);
+    sf_params *o = NULL;
+    sf_params_create(&o);
+    sf_params_set_string(o, SF_PARAM_CONFIG_PATH, config_dir);
+    p = NULL;
+    CHECK_MSG(sf_pipeline_load_files(ctx, files, o, &p) == SF_OK, "%s", sf_context_last_error(ctx));
+    nets = 0;
+    if (p) sf_pipeline_get_int(p, SF_INFO_NETWORKS, &nets);
+    CHECK(nets & SF_NET_UNET && nets & SF_NET_TEXT_ENCODER && nets & SF_NET_VAE_DECODER);
+    sf_pipeline_destroy(p);
+    /* a second file: a folder, which SF_PARAM_CONFIG_PATH is not for */
+    CHECK(sf_files_add(files, "model_index.json", "{}", 2, 1) == SF_OK);
+    p = NULL;
+    CHECK(sf_pipeline_load_files(ctx, files, o, &p) == SF_ERR_INVALID_ARGUMENT);
+    sf_params_destroy(o);
+    sf_files_destroy(files);
+  }
+  free(bytes);
 
   wlist l = {0};
   /* truncated: the data ends early */
