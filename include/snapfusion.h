@@ -181,6 +181,16 @@ typedef enum sf_param {
                                  * SF_PARAM_INSPECT_ONLY. Works with SF_PARAM_LOW_MEMORY (a
                                  * network's pages leave the resident set when it is freed).
                                  * Results are bit for bit those of the load that wrote the pack. */
+  SF_PARAM_CONFIG_PATH = 110,   /* string (since 1.1): for a single-file checkpoint (the model path
+                                 * is one .safetensors file in the original LDM/CompVis layout:
+                                 * model.diffusion_model.*, first_stage_model.*,
+                                 * cond_stage_model.transformer.*), a diffusers folder whose
+                                 * configs, scheduler and tokenizer describe it (its weights are
+                                 * ignored). Without it the architecture is inferred from the
+                                 * tensors' shapes, with SD-1.5's values for what shapes cannot
+                                 * tell (8 UNet heads, 12 text heads, SD-1.5's scheduler; no
+                                 * tokenizer: give SF_PARAM_TOKENIZER_PATH). Given with a model
+                                 * folder: SF_ERR_INVALID_ARGUMENT. */
 
   /* Generation (sf_generate / sf_job_start). */
   SF_PARAM_PROMPT = 200,        /* string */
@@ -297,7 +307,13 @@ typedef enum sf_weight_type {
  * SF_PARAM_TOKENIZER_PATH, SF_PARAM_WEIGHT_TYPE, SF_PARAM_LOW_MEMORY, SF_PARAM_PACK_PATH). With
  * SF_PARAM_RANDOM_WEIGHTS or SF_PARAM_PACK_PATH the folder may hold configs only
  * (a tokenizer is data, not weights: a config-only folder without tokenizer/ needs
- * SF_PARAM_TOKENIZER_PATH to accept prompts). The pipeline keeps a
+ * SF_PARAM_TOKENIZER_PATH to accept prompts). model_dir may also be one single-file checkpoint
+ * (since 1.1): a .safetensors in the original LDM/CompVis layout (model.diffusion_model.*,
+ * first_stage_model.*, cond_stage_model.transformer.*; F32 or F16, some components only, the
+ * UNet's EMA copy model_ema.* taken when present and logged at INFO), configs from
+ * SF_PARAM_CONFIG_PATH or inferred from its shapes; a tensor with no place in the layout, missing
+ * or left over is SF_ERR_BAD_MODEL naming it. PyTorch pickles (.ckpt, .pt, .pth, .bin) are
+ * refused (SF_ERR_UNSUPPORTED), never unpickled. The pipeline keeps a
  * pointer to ctx, which must outlive it. */
 SF_API sf_status sf_pipeline_load(sf_context *ctx, const char *model_dir, const sf_params *options,
                                   sf_pipeline **out_pipeline);
@@ -335,7 +351,8 @@ SF_API sf_status sf_files_add(sf_files *files, const char *path, const void *dat
 /* sf_pipeline_load from the set instead of a folder; the same options and rules (variant,
  * components, tokenizer path, random weights, inspect only ...). The pipeline reads the set's
  * files during the load and keeps references to the bytes it needs; it does not keep files.
- * SF_PARAM_TOKENIZER_PATH and SF_PARAM_TAESD_PATH stay paths in the file system. Messages
+ * SF_PARAM_TOKENIZER_PATH, SF_PARAM_TAESD_PATH and SF_PARAM_CONFIG_PATH stay paths in the file
+ * system. A set holding one file, a .safetensors, is loaded as a single-file checkpoint. Messages
  * name the set's files "memory:PATH" (e.g. "memory:unet/config.json is missing"). */
 SF_API sf_status sf_pipeline_load_files(sf_context *ctx, const sf_files *files, const sf_params *options,
                                         sf_pipeline **out_pipeline);

@@ -204,6 +204,45 @@ void check_compare_f64(check_run *run, check_result *r, const char *output, cons
   compare_values(run, r, output, NULL, got, n);
 }
 
+int check_is_single_file(const check_state *st, const char *rel_path) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/%s", st->set_dir, rel_path);
+  sf_diag d = {0};
+  sf_safetensors *f = sf_st_open(path, &d);
+  int single = 0;
+  for (size_t i = 0; f && i < sf_st_count(f) && !single; i++) {
+    const char *k = sf_st_tensor_at(f, i)->name;
+    single = strncmp(k, "model.diffusion_model.", 22) == 0 || strncmp(k, "first_stage_model.", 18) == 0 ||
+             strncmp(k, "cond_stage_model.", 17) == 0;
+  }
+  sf_st_close(f);
+  return single;
+}
+
+/* The config folder of a single-file checkpoint: the manifest's model whose folder (with a
+ * model_index.json) is named as the file begins ("x" for "x.safetensors", "x.fp16.safetensors");
+ * NULL when none is (the architecture is then inferred). */
+static int single_file_config(const check_state *st, const char *rel_file, char *out, size_t cap) {
+  const sf_json *models = sf_json_get(st->manifest, "models");
+  const char *base = strrchr(rel_file, '/') ? strrchr(rel_file, '/') + 1 : rel_file;
+  size_t best = 0;
+  for (size_t i = 0; models && models->type == SF_JSON_OBJECT && i < models->len; i++) {
+    const char *dir = sf_json_as_string(sf_json_get(&models->u.obj.values[i], "path"));
+    if (dir == NULL) continue;
+    const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+    size_t n = strlen(name);
+    if (n == 0 || strncmp(base, name, n) != 0 || base[n] != '.' || n <= best) continue;
+    char index[4200];
+    snprintf(index, sizeof index, "%s/%s/model_index.json", st->set_dir, dir);
+    FILE *f = fopen(index, "rb");
+    if (f == NULL) continue;
+    fclose(f);
+    snprintf(out, cap, "%s/%s", st->set_dir, dir);
+    best = n;
+  }
+  return best > 0;
+}
+
 /* Pipelines are cached by folder so cases of one model load it once. */
 sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir, const char *variant) {
   check_state *st = run->state;
@@ -222,6 +261,9 @@ sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir
   sf_status s = sf_params_create(&opts);
   if (s == SF_OK && variant) s = sf_params_set_string(opts, SF_PARAM_VARIANT, variant);
   if (s == SF_OK && st->weights != SF_WEIGHT_DEFAULT) s = sf_params_set_int(opts, SF_PARAM_WEIGHT_TYPE, st->weights);
+  char config[4200];
+  if (s == SF_OK && check_is_single_file(st, rel_dir) && single_file_config(st, rel_dir, config, sizeof config))
+    s = sf_params_set_string(opts, SF_PARAM_CONFIG_PATH, config);
   sf_pipeline *pipe = NULL;
   if (s == SF_OK) s = sf_pipeline_load(st->ctx, path, opts, &pipe);
   sf_params_destroy(opts);
@@ -238,6 +280,22 @@ sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir
 }
 
 /* ---- the command -------------------------------------------------------------------------- */
+
+/* A feature a case needs that this build lacks (its name), else NULL: such cases are skipped. */
+static const char *unsupported_feature(const sf_json *c) {
+  const sf_json *params = sf_json_get(c, "params");
+  if (sf_json_get(params, "loras") != NULL) return "LoRA";
+  /* LCM: the guidance embedding as the UNet's timestep_cond, LCMScheduler, the LCM pipeline */
+  const char *classes[] = {sf_json_as_string(sf_json_get(params, "pipeline_class")),
+                           sf_json_as_string(sf_json_get(params, "class")),
+                           sf_json_as_string(sf_json_get(params, "scheduler_class")),
+                           sf_json_as_string(sf_json_get(sf_json_get(params, "config"), "_class_name"))};
+  for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++)
+    if (classes[i] && (strcmp(classes[i], "LCMScheduler") == 0 || strcmp(classes[i], "LatentConsistencyModelPipeline") == 0))
+      return "LCM";
+  if (sf_json_get(sf_json_get(c, "inputs"), "timestep_cond") != NULL) return "LCM (timestep_cond)";
+  return NULL;
+}
 
 static const check_runner *find_runner(const char *component) {
   for (const check_runner *r = check_runners; r->component != NULL; r++)
@@ -318,6 +376,7 @@ int cmd_check(int argc, char **argv) {
   }
   check_state st = {0};
   st.set_dir = set_dir;
+  st.manifest = sf_json_root(manifest);
   st.ctx = cli_context((int)threads);
   if (st.ctx == NULL) {
     sf_json_free(manifest);
@@ -343,8 +402,11 @@ int cmd_check(int argc, char **argv) {
     check_result_init(&r);
     const check_runner *runner = find_runner(component);
     check_run run = {&st, c, NULL};
+    const char *missing = unsupported_feature(c);
     if (runner == NULL || runner->run == NULL) {
       check_skip(&r, "component '%s' not supported by this build", component);
+    } else if (missing != NULL) {
+      check_skip(&r, "%s not supported by this build", missing);
     } else {
       const char *file = sf_json_as_string(sf_json_get(c, "file"));
       if (file && strstr(file, ".safetensors")) {

@@ -33,6 +33,7 @@ typedef struct check_cached_pipe {
 
 typedef struct check_state {
   const char *set_dir;
+  const sf_json *manifest; /* the set's manifest.json root */
   sf_context *ctx;
   check_cached_pipe pipes[4];
   size_t n_pipes;
@@ -68,7 +69,11 @@ void check_compare(check_run *run, check_result *r, const char *output, const fl
 /* Adds computed values to the case's digest (check_compare does it for its outputs). */
 void check_digest(check_result *r, const void *data, size_t bytes);
 void check_compare_f64(check_run *run, check_result *r, const char *output, const double *got, size_t n);
-/* A pipeline for a folder of the set (relative path), loaded once per run. */
+/* Whether rel_path (in the set) is a single-file checkpoint (a .safetensors holding the
+ * original LDM layout's model.diffusion_model.* / first_stage_model.* / cond_stage_model.*). */
+int check_is_single_file(const check_state *st, const char *rel_path);
+/* A pipeline for a folder of the set (relative path), or a single-file checkpoint (loaded with
+ * the config folder the manifest's models name after it, see check.c), loaded once per run. */
 sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir, const char *variant);
 
 /* Runners that live in their own files. */

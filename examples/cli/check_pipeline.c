@@ -50,6 +50,8 @@ void check_run_pipeline(check_run *run, check_result *r) {
   char dir[512];
   const char *model = sf_json_as_string(sf_json_get(run->c, "model"));
   snprintf(dir, sizeof dir, "%s", model ? model : "tiny-sd");
+  char *paren = strstr(dir, " ("); /* "single-file/x.safetensors (== x folder)" */
+  if (paren) *paren = '\0';
   sf_pipeline *pipe = check_pipeline(run, r, dir, NULL);
   if (pipe == NULL) return;
   sf_params *p = NULL;

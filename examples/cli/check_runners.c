@@ -9,7 +9,8 @@
 
 /* "tiny-sd/unet (variant fp16)" -> dir "tiny-sd/unet", variant "fp16";
  * "taesd/taesd_decoder.safetensors (RANDOM weights)" -> dir "taesd". */
-static void parse_model(const char *model, char *dir, size_t cap, char *variant, size_t vcap) {
+static void parse_model(const check_state *st, const char *model, char *dir, size_t cap, char *variant,
+                        size_t vcap) {
   snprintf(dir, cap, "%s", model ? model : "");
   variant[0] = '\0';
   char *paren = strstr(dir, " (");
@@ -23,7 +24,7 @@ static void parse_model(const char *model, char *dir, size_t cap, char *variant,
     *paren = '\0';
   }
   char *dot = strstr(dir, ".safetensors");
-  if (dot) {
+  if (dot && !check_is_single_file(st, dir)) {
     char *slash = strrchr(dir, '/');
     if (slash) *slash = '\0';
   }
@@ -31,7 +32,7 @@ static void parse_model(const char *model, char *dir, size_t cap, char *variant,
 
 static sf_pipeline *case_pipeline(check_run *run, check_result *r) {
   char dir[512], variant[32];
-  parse_model(sf_json_as_string(sf_json_get(run->c, "model")), dir, sizeof dir, variant, sizeof variant);
+  parse_model(run->state, sf_json_as_string(sf_json_get(run->c, "model")), dir, sizeof dir, variant, sizeof variant);
   return check_pipeline(run, r, dir, variant[0] ? variant : NULL);
 }
 
@@ -134,13 +135,24 @@ static void run_unet(check_run *run, check_result *r) {
   }
   size_t n_sample, n_t, n_text;
   float *sample = check_tensor(run, r, "in.sample", &n_sample);
-  float *t = check_tensor(run, r, "in.timestep_f32", &n_t);
+  size_t batch = (size_t)st->shape[0];
+  /* the timestep as float per batch item, or (the models set) one integer timestep for all */
+  float *t = NULL;
+  if (sf_st_find(run->file, "in.timestep_f32") == NULL && sf_st_find(run->file, "in.timestep") != NULL) {
+    float *t1 = check_tensor(run, r, "in.timestep", &n_t);
+    t = t1 && n_t == 1 ? malloc(batch * sizeof *t) : NULL;
+    for (size_t i = 0; t && i < batch; i++) t[i] = t1[0];
+    if (t) n_t = batch;
+    else t = t1, t1 = NULL;
+    free(t1);
+  } else {
+    t = check_tensor(run, r, "in.timestep_f32", &n_t);
+  }
   float *text = check_tensor(run, r, "in.encoder_hidden_states", &n_text);
   float *out = malloc(n_sample * sizeof *out);
-  size_t batch = (size_t)st->shape[0];
   if (sample && t && text && out) {
     if (n_t != batch) {
-      check_fail(r, "in.timestep_f32 has %zu values for batch %zu", n_t, batch);
+      check_fail(r, "the timestep input has %zu values for batch %zu", n_t, batch);
     } else {
       sf_status s = sf_unet_predict(pipe, sample, batch, (size_t)st->shape[2], (size_t)st->shape[3], t, text,
                                     (size_t)et->shape[1], out);
@@ -238,7 +250,7 @@ static void run_taesd_encoder(check_run *run, check_result *r) {
 
 static void run_tokenizer(check_run *run, check_result *r) {
   char dir[512], variant[32], path[4200];
-  parse_model(sf_json_as_string(sf_json_get(run->c, "model")), dir, sizeof dir, variant, sizeof variant);
+  parse_model(run->state, sf_json_as_string(sf_json_get(run->c, "model")), dir, sizeof dir, variant, sizeof variant);
   sf_pipeline *pipe = check_pipeline(run, r, dir, NULL);
   if (pipe == NULL) return;
   snprintf(path, sizeof path, "%s/%s", run->state->set_dir, sf_json_as_string(sf_json_get(run->c, "file")));

@@ -7,8 +7,10 @@
 
 static void info_usage(FILE *f) {
   fprintf(f,
-          "usage: snapfusion info [--json] [--variant NAME] [--memory [options]] MODEL_DIR\n"
-          "Describes a diffusers model folder: components, classes, key config values,\n"
+          "usage: snapfusion info [--json] [--variant NAME] [--config DIR] [--memory [options]] MODEL_DIR|FILE\n"
+          "Describes a diffusers model folder, or a single-file checkpoint (.safetensors in the\n"
+          "original LDM layout: the components it holds, the architecture inferred from its\n"
+          "shapes or given by --config DIR, EMA or not): components, classes, key config values,\n"
           "tensor and parameter counts and dtypes. Every file is validated and every\n"
           "network's architecture checked against its checkpoint (every problem is listed);\n"
           "no weight is read or packed.\n"
@@ -17,7 +19,8 @@ static void info_usage(FILE *f) {
           "  --memory        also the memory a generation would need (sf_pipeline_estimate_memory),\n"
           "                  for: -W/-H PIXELS (default: the model's), --cfg-scale X (default 7.5),\n"
           "                  --weights f32|f16|q8, --low-memory, -t N (threads)\n"
-          "  --tokenizer DIR a tokenizer folder for folders without one\n");
+          "  --tokenizer DIR a tokenizer folder for folders without one\n"
+          "  --config DIR    a single file's diffusers config folder (SF_PARAM_CONFIG_PATH)\n");
 }
 
 /* sf_pipeline_estimate_memory's figures for one generation. */
@@ -62,7 +65,7 @@ static int print_memory(sf_context *ctx, sf_pipeline *pipe, long long width, lon
 }
 
 int cmd_info(int argc, char **argv) {
-  const char *dir = NULL, *variant = NULL, *tokenizer = NULL;
+  const char *dir = NULL, *variant = NULL, *tokenizer = NULL, *config_dir = NULL;
   int json = 0, memory = 0, low_memory = 0, weights = 0;
   long long width = 0, height = 0, threads = 0;
   double cfg_scale = 7.5;
@@ -76,6 +79,8 @@ int cmd_info(int argc, char **argv) {
       variant = argv[++i];
     } else if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) {
       tokenizer = argv[++i];
+    } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+      config_dir = argv[++i];
     } else if (strcmp(argv[i], "--memory") == 0) {
       memory = 1;
     } else if (strcmp(argv[i], "--low-memory") == 0) {
@@ -120,6 +125,7 @@ int cmd_info(int argc, char **argv) {
   if (s == SF_OK) s = sf_params_set_int(opts, SF_PARAM_INSPECT_ONLY, 1);
   if (s == SF_OK && variant) s = sf_params_set_string(opts, SF_PARAM_VARIANT, variant);
   if (s == SF_OK && tokenizer) s = sf_params_set_string(opts, SF_PARAM_TOKENIZER_PATH, tokenizer);
+  if (s == SF_OK && config_dir) s = sf_params_set_string(opts, SF_PARAM_CONFIG_PATH, config_dir);
   if (s == SF_OK && weights) s = sf_params_set_int(opts, SF_PARAM_WEIGHT_TYPE, weights);
   if (s == SF_OK && low_memory) s = sf_params_set_int(opts, SF_PARAM_LOW_MEMORY, 1);
   sf_pipeline *pipe = NULL;

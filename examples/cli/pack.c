@@ -24,6 +24,7 @@ static void pack_usage(FILE *f) {
           "  --variant NAME        prefer *.NAME.safetensors weights (e.g. fp16)\n"
           "  --random-weights      MODEL_DIR holds configs only: seeded random weights (benchmarks)\n"
           "  --seed N              the random weights' seed (default 0)\n"
+          "  --config DIR          a single-file checkpoint's diffusers config folder\n"
           "  --tokenizer DIR       a tokenizer folder, for folders without one (the text encoder's\n"
           "                        load asks for it; the pack does not hold it)\n"
           "  -t, --threads N       worker threads for the load (default: one per core)\n"
@@ -96,7 +97,7 @@ static int bad(const char *msg) {
 }
 
 int cmd_pack(int argc, char **argv) {
-  const char *dir = NULL, *out = NULL, *variant = NULL, *tokenizer = NULL, *verify_path = NULL;
+  const char *dir = NULL, *out = NULL, *variant = NULL, *tokenizer = NULL, *verify_path = NULL, *config_dir = NULL;
   int weights = SF_WEIGHT_DEFAULT, random = 0;
   long long seed = 0, threads = 0;
   int have_seed = 0;
@@ -110,6 +111,7 @@ int cmd_pack(int argc, char **argv) {
     else if (TAKE("--weights")) { if (!cli_parse_weights(v, &weights)) return bad("--weights takes f32, f16 or q8"); }
     else if (TAKE("--variant")) variant = v;
     else if (TAKE("--tokenizer")) tokenizer = v;
+    else if (TAKE("--config")) config_dir = v;
     else if (TAKE("--verify")) verify_path = v;
     else if (TAKE("--seed")) { if (!cli_parse_int(v, &seed)) return bad("--seed takes an integer"); have_seed = 1; }
     else if (TAKE("-t") || TAKE("--threads")) { if (!cli_parse_int(v, &threads) || threads < 1 || threads > 1024) return bad("-t takes 1..1024"); }
@@ -138,6 +140,7 @@ int cmd_pack(int argc, char **argv) {
   if (s == SF_OK && weights != SF_WEIGHT_DEFAULT) s = sf_params_set_int(load, SF_PARAM_WEIGHT_TYPE, weights);
   if (s == SF_OK && variant) s = sf_params_set_string(load, SF_PARAM_VARIANT, variant);
   if (s == SF_OK && tokenizer) s = sf_params_set_string(load, SF_PARAM_TOKENIZER_PATH, tokenizer);
+  if (s == SF_OK && config_dir) s = sf_params_set_string(load, SF_PARAM_CONFIG_PATH, config_dir);
   if (s == SF_OK && random) s = sf_params_set_int(load, SF_PARAM_RANDOM_WEIGHTS, 1);
   if (s == SF_OK && random) s = sf_params_set_int(load, SF_PARAM_RANDOM_SEED, seed);
   /* TAESD is never packed: not loaded */

@@ -39,6 +39,9 @@ static void txt2img_usage(FILE *f) {
           "  --strength X           img2img strength in [0,1] (default 0.8; only with --init-img)\n"
           "  --tokenizer DIR        CLIP tokenizer folder (vocab.json + merges.txt) to use instead of\n"
           "                         the model's, e.g. for a config folder that has none\n"
+          "  --config DIR           with -m FILE.safetensors (a single-file checkpoint, LDM layout):\n"
+          "                         the diffusers folder whose configs, scheduler and tokenizer\n"
+          "                         describe it (default: inferred from its shapes as SD-1.x)\n"
           "  --taesd DIR            TAESD weights: previews, or the decoder with --decoder taesd\n"
           "  --preview PNG          after every step, write a preview of the image so far to PNG\n"
           "                         (replaced each step, through PNG.part renamed over it): TAESD's\n"
@@ -111,7 +114,7 @@ static int takes_value(const char *a) {
   static const char *const names[] = {"-m", "--model", "--random-weights", "-p", "--prompt", "-n", "--negative",
                                       "-W", "--width", "-H", "--height", "--steps", "--cfg-scale", "--sampler",
                                       "--prediction", "--seed", "--batch-count", "--init-img", "--strength",
-                                      "--taesd", "--tokenizer", "--decoder", "--clip-skip", "--variant", "--weights", "--pack", "-t",
+                                      "--taesd", "--tokenizer", "--config", "--decoder", "--clip-skip", "--variant", "--weights", "--pack", "-t",
                                       "--threads", "-o", "--output", "--preview"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strcmp(a, names[i]) == 0) return 1;
@@ -336,6 +339,7 @@ static int check_writable(const char *path) {
 int cmd_txt2img(int argc, char **argv) {
   const char *model = NULL, *config = NULL, *prompt = NULL, *negative = NULL, *out = "output.png";
   const char *preview = NULL, *pack = NULL;
+  const char *config_dir = NULL;
   const char *init_img = NULL, *taesd = NULL, *tokenizer = NULL, *variant = NULL, *decoder = "vae", *sampler_name = NULL,
              *prediction = NULL;
   long long width = 0, height = 0, steps = 8, seed = 0, threads = 0, batch = 1, clip_skip = 0;
@@ -387,6 +391,7 @@ int cmd_txt2img(int argc, char **argv) {
     }
     else if (TAKE("--taesd")) taesd = v;
     else if (TAKE("--tokenizer")) tokenizer = v;
+    else if (TAKE("--config")) config_dir = v;
     else if (TAKE("--decoder")) decoder = v;
     else if (TAKE("--clip-skip")) { if (!cli_parse_int(v, &clip_skip) || clip_skip < 0 || clip_skip > 1000) return bad_arg("--clip-skip takes 0..1000"); }
     else if (TAKE("--variant")) variant = v;
@@ -453,6 +458,7 @@ int cmd_txt2img(int argc, char **argv) {
   if (s == SF_OK && pack) s = sf_params_set_string(load, SF_PARAM_PACK_PATH, pack);
   if (s == SF_OK && taesd) s = sf_params_set_string(load, SF_PARAM_TAESD_PATH, taesd);
   if (s == SF_OK && tokenizer) s = sf_params_set_string(load, SF_PARAM_TOKENIZER_PATH, tokenizer);
+  if (s == SF_OK && config_dir) s = sf_params_set_string(load, SF_PARAM_CONFIG_PATH, config_dir);
   if (s == SF_OK && !init_img) /* the encoders are only needed for img2img */
     s = sf_params_set_int(load, SF_PARAM_COMPONENTS,
                           SF_NET_TEXT_ENCODER | SF_NET_UNET | SF_NET_VAE_DECODER | SF_NET_TAESD_DECODER);

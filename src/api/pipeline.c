@@ -8,6 +8,7 @@
 #include "core/params.h"
 #include "graph/wsrc.h"
 #include "io/pack.h"
+#include "io/single_file.h"
 #include "models/vae.h"
 #include "pipeline/engine.h"
 #include "pipeline/estimate.h"
@@ -42,7 +43,21 @@ static const char *role_of_class(const char *cls) {
  * (taesd_decoder.safetensors / taesd_encoder.safetensors). dir: a path in fs ("" is a memory
  * set's root). */
 static sf_model_folder *open_any(const sf_vfs *fs, const char *dir, const char *variant, unsigned flags,
-                                 sf_diag *d) {
+                                 const char *config_dir, sf_diag *d) {
+  /* one checkpoint file (the original LDM layout), with or without a config folder */
+  if (*dir && sf_single_file_is(fs, dir)) {
+    if (variant != NULL) {
+      sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "SF_PARAM_VARIANT \"%.64s\" is for model folders; %s%s is one file",
+                  variant, sf_vfs_label(fs), dir);
+      return NULL;
+    }
+    return sf_single_file_open(fs, dir, config_dir, flags, d);
+  }
+  if (config_dir != NULL && !sf_vfs_is_memory(fs)) {
+    sf_diag_set(d, SF_ERR_INVALID_ARGUMENT,
+                "SF_PARAM_CONFIG_PATH is for single-file checkpoints; %s is not a file", dir);
+    return NULL;
+  }
   /* What the folder holds (an allocation failure must not pass for a missing file). */
   const int has_index = file_exists(fs, dir, "model_index.json"), has_config = file_exists(fs, dir, "config.json"),
             has_vocab = file_exists(fs, dir, "vocab.json"),
@@ -50,6 +65,10 @@ static sf_model_folder *open_any(const sf_vfs *fs, const char *dir, const char *
             has_taesd_enc = file_exists(fs, dir, "taesd_encoder.safetensors");
   if (has_index < 0 || has_config < 0 || has_vocab < 0 || has_taesd_dec < 0 || has_taesd_enc < 0) {
     sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "out of memory looking for the folder's files");
+    return NULL;
+  }
+  if (config_dir != NULL && (has_index || has_config || has_vocab || has_taesd_dec || has_taesd_enc)) {
+    sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "SF_PARAM_CONFIG_PATH is for single-file checkpoints; the set holds a folder");
     return NULL;
   }
   if (has_index) return sf_model_folder_open_vfs(fs, dir, variant, flags, d);
@@ -78,6 +97,30 @@ static sf_model_folder *open_any(const sf_vfs *fs, const char *dir, const char *
     }
     c->kind = SF_COMPONENT_MODEL;
     return sf_model_folder_from_component_vfs(fs, c, "taesd", d);
+  }
+  /* a set of files in memory holding one .safetensors file (a single-file checkpoint) */
+  if (sf_vfs_is_memory(fs) && *dir == '\0') {
+    char **names = NULL;
+    unsigned char *is_dir = NULL;
+    size_t n = 0;
+    if (sf_vfs_list(fs, "", &names, &is_dir, &n, d) != SF_OK) return NULL;
+    size_t len = n == 1 && !is_dir[0] ? strlen(names[0]) : 0;
+    sf_model_folder *m = NULL;
+    if (len > 12 && strcmp(names[0] + len - 12, ".safetensors") == 0) {
+      if (variant != NULL)
+        sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "SF_PARAM_VARIANT \"%.64s\" is for model folders; the set holds one file",
+                    variant);
+      else
+        m = sf_single_file_open(fs, names[0], config_dir, flags, d);
+      sf_vfs_list_free(names, is_dir, n);
+      return m;
+    }
+    sf_vfs_list_free(names, is_dir, n);
+  }
+  if (config_dir != NULL) {
+    sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "SF_PARAM_CONFIG_PATH is for single-file checkpoints; %s%s is not one",
+                sf_vfs_is_memory(fs) ? "memory:" : "", dir);
+    return NULL;
   }
   return sf_model_folder_open_vfs(fs, dir, variant, flags, d); /* reports what is missing */
 }
@@ -165,7 +208,8 @@ static sf_status load(sf_context *ctx, const sf_vfs *fs, const char *dir, const 
    * without a tokenizer named elsewhere; config-only folders list one they do not ship. */
   const int need_tokenizer = tokenizer_dir == NULL && (networks & SF_NET_TEXT_ENCODER);
   p->folder = open_any(fs, dir, sf_params_string_or(options, SF_PARAM_VARIANT, NULL),
-                       need_tokenizer ? 0 : SF_FOLDER_TOKENIZER_OPTIONAL, &d);
+                       need_tokenizer ? 0 : SF_FOLDER_TOKENIZER_OPTIONAL,
+                       sf_params_string_or(options, SF_PARAM_CONFIG_PATH, NULL), &d);
   if (p->folder == NULL) {
     sf_pipeline_destroy(p);
     return sf_ctx_take_diag(ctx, &d);

@@ -209,6 +209,15 @@ static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
   if (off < cap) snprintf(buf + off, cap - off, "]");
 }
 
+/* " (in the file: 'KEY')" when the checkpoint is a view naming t otherwise (a single-file
+ * checkpoint's original key), else "". */
+static const char *origin_note(const sf_wsrc *ws, const sf_st_tensor *t, char *buf, size_t cap) {
+  const char *o = sf_weights_origin(ws->w, t);
+  buf[0] = '\0';
+  if (o != NULL && strcmp(o, t->name) != 0) snprintf(buf, cap, " (in the file: '%s')", o);
+  return buf;
+}
+
 /* A problem with the checkpoint: the first failure in a normal build; one more entry in the
  * list in dry mode (then the build goes on). Returns what check_tensor returns. */
 static int problem(sf_wsrc *ws, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -241,11 +250,16 @@ static int check_tensor(sf_wsrc *ws, const char *name, int ndim, const int64_t *
       char want[128], got[128];
       shape_str(want, sizeof want, ndim, shape);
       shape_str(got, sizeof got, t->ndim, t->shape);
-      return problem(ws, "tensor '%s' has shape %s, the config implies %s", name, got, want);
+      char note[300];
+      return problem(ws, "tensor '%s'%s has shape %s, the config implies %s", name,
+                     origin_note(ws, t, note, sizeof note), got, want);
     }
     if (t->dtype != SF_DTYPE_F32 && t->dtype != SF_DTYPE_F16 && t->dtype != SF_DTYPE_BF16 &&
-        t->dtype != SF_DTYPE_F64)
-      return problem(ws, "tensor '%s' has dtype %s, expected a float type", name, sf_dtype_name(t->dtype));
+        t->dtype != SF_DTYPE_F64) {
+      char note[300];
+      return problem(ws, "tensor '%s'%s has dtype %s, expected a float type", name,
+                     origin_note(ws, t, note, sizeof note), sf_dtype_name(t->dtype));
+    }
     *out = t;
   }
   return 1;
@@ -319,16 +333,20 @@ sf_status sf_wsrc_status(const sf_wsrc *ws, int check_unused, sf_diag *d) {
   if (check_unused && ws->w != NULL) {
     if (ws->problems != NULL) { /* dry: every one (weights' used marks are set by check_tensor) */
       for (size_t i = 0; i < sf_weights_count(ws->w); i++)
-        if (!sf_weights_used_at(ws->w, i))
-          sf_problems_add(ws->problems, "%s: checkpoint tensor '%s' is not used by the architecture its config describes",
-                          ws->component, sf_weights_at(ws->w, i)->name);
+        if (!sf_weights_used_at(ws->w, i)) {
+          char note[300];
+          sf_problems_add(ws->problems, "%s: checkpoint tensor '%s'%s is not used by the architecture its config describes",
+                          ws->component, sf_weights_at(ws->w, i)->name,
+                          origin_note(ws, sf_weights_at(ws->w, i), note, sizeof note));
+        }
       return SF_OK;
     }
     const sf_st_tensor *t = sf_weights_first_unused(ws->w);
+    char note[300];
     if (t != NULL)
       return sf_diag_set(d, SF_ERR_BAD_MODEL,
-                         "%s: checkpoint tensor '%s' is not used by the architecture its config describes",
-                         ws->component, t->name);
+                         "%s: checkpoint tensor '%s'%s is not used by the architecture its config describes",
+                         ws->component, t->name, origin_note(ws, t, note, sizeof note));
   }
   return SF_OK;
 }

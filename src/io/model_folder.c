@@ -58,12 +58,22 @@ typedef struct weight_entry {
   size_t file;
 } weight_entry;
 
+/* One file shared by several views (a single-file checkpoint's components). */
+struct sf_st_shared {
+  sf_safetensors *st;
+  size_t refs;
+};
+
 struct sf_weights {
   sf_safetensors **files;
   size_t n_files;
   weight_entry *e; /* sorted by name */
   size_t n;
   unsigned char *used;
+  /* views (sf_weights_view): the renamed tensors and their names, the names in the file */
+  struct sf_st_shared *shared;
+  sf_st_tensor *own;
+  char **own_names, **origins;
 };
 
 static int cmp_entry(const void *a, const void *b) {
@@ -72,6 +82,17 @@ static int cmp_entry(const void *a, const void *b) {
 
 void sf_weights_close(sf_weights *w) {
   if (w == NULL) return;
+  if (w->shared != NULL) {
+    sf_st_shared_release(w->shared);
+    for (size_t i = 0; i < w->n; i++) {
+      free(w->own_names ? w->own_names[i] : NULL);
+      free(w->origins ? w->origins[i] : NULL);
+    }
+    free(w->own);
+    free(w->own_names);
+    free(w->origins);
+    w->n_files = 0;
+  }
   for (size_t i = 0; i < w->n_files; i++) sf_st_close(w->files[i]);
   free(w->files);
   free(w->e);
@@ -124,6 +145,77 @@ static sf_weights *weights_build(sf_safetensors **files, size_t n_files, sf_diag
     }
   }
   return w;
+}
+
+sf_st_shared *sf_st_shared_new(sf_safetensors *st) {
+  sf_st_shared *sh = calloc(1, sizeof *sh);
+  if (sh == NULL) return NULL;
+  sh->st = st;
+  sh->refs = 1;
+  return sh;
+}
+
+const sf_safetensors *sf_st_shared_file(const sf_st_shared *sh) { return sh->st; }
+
+void sf_st_shared_release(sf_st_shared *sh) {
+  if (sh == NULL || --sh->refs > 0) return;
+  sf_st_close(sh->st);
+  free(sh);
+}
+
+sf_weights *sf_weights_view(sf_st_shared *file, const sf_st_tensor *const *tensors, const char *const *names,
+                            size_t n, sf_diag *d) {
+  sf_weights *w = calloc(1, sizeof *w);
+  if (w == NULL) {
+    oom(d);
+    return NULL;
+  }
+  w->shared = file;
+  file->refs++;
+  w->files = malloc(sizeof *w->files);
+  w->n_files = 1;
+  w->own = calloc(n ? n : 1, sizeof *w->own);
+  w->own_names = calloc(n ? n : 1, sizeof *w->own_names);
+  w->origins = calloc(n ? n : 1, sizeof *w->origins);
+  w->e = calloc(n ? n : 1, sizeof *w->e);
+  w->used = calloc(n ? n : 1, 1);
+  if (w->files == NULL || w->own == NULL || w->own_names == NULL || w->origins == NULL || w->e == NULL ||
+      w->used == NULL) {
+    w->n = 0;
+    sf_weights_close(w);
+    oom(d);
+    return NULL;
+  }
+  w->files[0] = file->st;
+  w->n = n;
+  for (size_t i = 0; i < n; i++) {
+    w->own[i] = *tensors[i];
+    w->own_names[i] = strdup(names[i]);
+    w->origins[i] = strdup(tensors[i]->name);
+    if (w->own_names[i] == NULL || w->origins[i] == NULL) {
+      sf_weights_close(w);
+      oom(d);
+      return NULL;
+    }
+    w->own[i].name = w->own_names[i];
+    w->e[i].t = &w->own[i];
+  }
+  qsort(w->e, n, sizeof *w->e, cmp_entry);
+  for (size_t i = 1; i < n; i++) {
+    if (strcmp(w->e[i - 1].t->name, w->e[i].t->name) == 0) {
+      sf_diag_set(d, SF_ERR_BAD_MODEL, "%s: tensors \"%s\" and \"%s\" both stand for \"%s\"", sf_st_name(file->st),
+                  sf_weights_origin(w, w->e[i - 1].t), sf_weights_origin(w, w->e[i].t), w->e[i].t->name);
+      sf_weights_close(w);
+      return NULL;
+    }
+  }
+  return w;
+}
+
+const char *sf_weights_origin(const sf_weights *w, const sf_st_tensor *t) {
+  if (w == NULL || t == NULL) return NULL;
+  if (w->shared == NULL || t < w->own || t >= w->own + w->n) return t->name;
+  return w->origins[t - w->own];
 }
 
 sf_weights *sf_weights_open_file(const char *path, sf_diag *d) {
@@ -449,6 +541,9 @@ static sf_component_kind guess_kind(const char *name, const char *class_name) {
   return SF_COMPONENT_MODEL;
 }
 
+static void component_free_fields(sf_component *c);
+void sf_component_clear(sf_component *c) { component_free_fields(c); }
+
 static void component_free_fields(sf_component *c) {
   free(c->name);
   free(c->library);
@@ -467,7 +562,7 @@ static void component_free_fields(sf_component *c) {
  * folder relative to the model folder). kind_known: the kind comes from model_index.json
  * (else it is inferred from the files present). */
 static sf_status component_load(const sf_vfs *fs, sf_component *c, const char *rel, const char *variant,
-                                int kind_known, sf_diag *d) {
+                                int kind_known, unsigned flags, sf_diag *d) {
   char *pre = shown_prefix(fs, c->dir, rel);
   if (pre == NULL) return oom(d);
   sf_status s = SF_OK;
@@ -545,7 +640,7 @@ static sf_status component_load(const sf_vfs *fs, sf_component *c, const char *r
       }
     }
   }
-  if (c->kind == SF_COMPONENT_MODEL) s = find_weights(fs, c, rel, pre, variant, d);
+  if (c->kind == SF_COMPONENT_MODEL && !(flags & SF_FOLDER_NO_WEIGHTS)) s = find_weights(fs, c, rel, pre, variant, d);
 done:
   free(cfg);
   free(cfg_shown);
@@ -586,7 +681,7 @@ sf_component *sf_component_open_vfs(const sf_vfs *fs, const char *dir, const cha
   c->name = str_printf("%.*s", (int)(dir + len - base), base);
   if (c->dir == NULL || c->name == NULL) {
     oom(d);
-  } else if (component_load(fs, c, "", variant, 0, d) == SF_OK) {
+  } else if (component_load(fs, c, "", variant, 0, 0, d) == SF_OK) {
     return c;
   }
   if (!sf_vfs_is_memory(fs)) sf_diag_prefix(d, "component folder %s: ", dir); /* memory: names are full */
@@ -610,6 +705,7 @@ void sf_model_folder_close(sf_model_folder *m) {
   free(m->dir);
   free(m->variant);
   free(m->class_name);
+  free(m->config_source);
   free(m);
 }
 
@@ -697,7 +793,7 @@ static sf_status folder_load(const sf_vfs *fs, sf_model_folder *m, const char *r
     if (c->name == NULL || c->library == NULL || c->class_name == NULL || c->dir == NULL || rel == NULL)
       s = oom(d);
     else
-      s = component_load(fs, c, rel, variant, 1, d);
+      s = component_load(fs, c, rel, variant, 1, flags, d);
     free(rel);
   }
   if (s == SF_OK && m->n_components == 0)

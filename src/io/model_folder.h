@@ -61,6 +61,21 @@ typedef struct sf_weights_stats {
 
 void sf_weights_get_stats(const sf_weights *w, sf_weights_stats *out);
 
+/* A weight set whose tensors are views of tensors of one shared file under other names (and
+ * possibly other shapes of the same element count): a single-file checkpoint's component under
+ * the names its builder asks for. tensors[i] is shown as names[i]; both arrays are copied, the
+ * tensors' data stays in the file. The view holds a reference to file. Two tensors under one name
+ * are SF_ERR_BAD_MODEL naming both. */
+typedef struct sf_st_shared sf_st_shared;
+/* Takes st (closed on the last release); NULL when out of memory (st is then not taken). */
+sf_st_shared *sf_st_shared_new(sf_safetensors *st);
+const sf_safetensors *sf_st_shared_file(const sf_st_shared *sh);
+void sf_st_shared_release(sf_st_shared *sh);
+sf_weights *sf_weights_view(sf_st_shared *file, const sf_st_tensor *const *tensors, const char *const *names,
+                            size_t n, sf_diag *d);
+/* The name tensor t of w has in its file (a view's original name), else t->name. */
+const char *sf_weights_origin(const sf_weights *w, const sf_st_tensor *t);
+
 /* ---- components ------------------------------------------------------------------------- */
 
 typedef enum sf_component_kind {
@@ -95,6 +110,8 @@ const sf_json *sf_component_config(const sf_component *c); /* config root or NUL
 sf_component *sf_component_open(const char *dir, const char *variant, sf_diag *d);
 sf_component *sf_component_open_vfs(const sf_vfs *fs, const char *dir, const char *variant, sf_diag *d);
 void sf_component_close(sf_component *c);
+/* Frees a component's fields and zeroes it (a component of a folder being assembled). */
+void sf_component_clear(sf_component *c);
 
 /* ---- the pipeline folder ---------------------------------------------------------------- */
 
@@ -106,6 +123,10 @@ typedef struct sf_model_folder {
   char *class_name; /* "_class_name", e.g. "StableDiffusionPipeline"; may be NULL */
   sf_component *components; /* present components, in model_index.json order */
   size_t n_components;
+  /* A single-file checkpoint (io/single_file.h): dir is the file; config_source the config
+   * folder given with it, NULL when the configs were inferred from its shapes. */
+  int single_file;
+  char *config_source;
 } sf_model_folder;
 
 /* SF_ERR_IO (missing folder or file), SF_ERR_BAD_MODEL (malformed or inconsistent),
@@ -114,7 +135,10 @@ sf_model_folder *sf_model_folder_open(const char *dir, const char *variant, sf_d
 enum {
   /* A tokenizer listed in model_index.json whose folder is missing is left out instead of
    * failing: for callers that bring their own tokenizer. */
-  SF_FOLDER_TOKENIZER_OPTIONAL = 1
+  SF_FOLDER_TOKENIZER_OPTIONAL = 1,
+  /* Configs only: model components' weight files are not looked for (a config folder given
+   * with a single-file checkpoint). */
+  SF_FOLDER_NO_WEIGHTS = 2
 };
 sf_model_folder *sf_model_folder_open_ex(const char *dir, const char *variant, unsigned flags, sf_diag *d);
 sf_model_folder *sf_model_folder_open_vfs(const sf_vfs *fs, const char *dir, const char *variant, unsigned flags,

@@ -88,11 +88,23 @@ char *sf_pipeline_describe_alloc(const sf_pipeline *p, int format) {
     sb_json_str(&sb, m->dir);
     sb_printf(&sb, ", \"class\": ");
     sb_json_str(&sb, m->class_name);
-    sb_printf(&sb, ", \"random_weights\": %s, \"components\": [", p->random_weights ? "true" : "false");
+    sb_printf(&sb, ", \"random_weights\": %s, \"single_file\": %s", p->random_weights ? "true" : "false",
+              m->single_file ? "true" : "false");
+    if (m->single_file) {
+      sb_printf(&sb, ", \"config\": ");
+      if (m->config_source) sb_json_str(&sb, m->config_source);
+      else sb_printf(&sb, "\"inferred\"");
+    }
+    sb_printf(&sb, ", \"components\": [");
   } else {
     sb_printf(&sb, "model: %s\nclass: %s\n", m->dir, m->class_name ? m->class_name : "(none)");
     if (p->random_weights)
       sb_printf(&sb, "weights: seeded random (seed %llu)\n", (unsigned long long)p->random_seed);
+    if (m->single_file && m->config_source)
+      sb_printf(&sb, "single-file checkpoint (LDM layout); configs from %s\n", m->config_source);
+    else if (m->single_file)
+      sb_printf(&sb, "single-file checkpoint (LDM layout); architecture inferred from the tensor shapes, SD-1.5's "
+                     "values for the rest (UNet heads 8, text heads 12, SD-1.5's scheduler, no tokenizer)\n");
   }
   for (size_t i = 0; i < m->n_components; i++) {
     const sf_component *c = &m->components[i];
@@ -123,7 +135,12 @@ char *sf_pipeline_describe_alloc(const sf_pipeline *p, int format) {
         sb_json_value(&sb, v);
         first = 0;
       }
-      sb_printf(&sb, "}}");
+      sb_printf(&sb, "}");
+      if (c->note) {
+        sb_printf(&sb, ", \"note\": ");
+        sb_json_str(&sb, c->note);
+      }
+      sb_printf(&sb, "}");
     } else {
       sb_printf(&sb, "\n[%s] %s%s%s\n", c->name, c->library ? c->library : "", c->library ? "." : "",
                 c->class_name ? c->class_name : "(unknown class)");

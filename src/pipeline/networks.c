@@ -44,6 +44,7 @@ static sf_wsrc *component_wsrc(sf_pipeline *p, const sf_component *c, unsigned n
     /* messages about tensors name the checkpoint file (a memory set's names are complete) */
     char label[512];
     if (c->weights_file == NULL) snprintf(label, sizeof label, "%s", c->name);
+    else if (p->folder->single_file) snprintf(label, sizeof label, "%s (%s)", p->folder->dir, c->weights_file);
     else if (from_memory(c)) snprintf(label, sizeof label, "memory:%s", c->weights_file);
     else snprintf(label, sizeof label, "%s/%s", p->folder->dir, c->weights_file);
     ws = sf_wsrc_from_weights(c->weights, label);
@@ -175,7 +176,8 @@ sf_status sf_pipeline_load_tokenizer(sf_pipeline *p, const sf_vfs *fs, const cha
   const sf_component *c = sf_model_folder_find(p->folder, "tokenizer");
   const char *dir = override_dir ? override_dir : c ? c->dir : NULL;
   if (dir == NULL) return SF_OK;
-  p->tokenizer = sf_tokenizer_load_dir_vfs(override_dir ? sf_vfs_os() : fs, dir, d);
+  /* SF_PARAM_TOKENIZER_PATH and a single file's config folder are in the file system */
+  p->tokenizer = sf_tokenizer_load_dir_vfs(override_dir || p->folder->config_source ? sf_vfs_os() : fs, dir, d);
   if (p->tokenizer == NULL && override_dir) sf_diag_prefix(d, "SF_PARAM_TOKENIZER_PATH %s: ", override_dir);
   return p->tokenizer ? SF_OK : d->status;
 }
@@ -238,7 +240,7 @@ sf_status sf_pipeline_load_taesd(sf_pipeline *p, const sf_vfs *fs, unsigned netw
   const sf_component *c;
   if (dir == NULL && (c = sf_model_folder_find(p->folder, "taesd")) != NULL) {
     dir = c->dir;
-    taesd_fs = fs;
+    if (p->folder->config_source == NULL) taesd_fs = fs; /* a single file's config folder: the file system */
   }
   if (dir == NULL) return SF_OK;
   p->taesd = open_taesd(taesd_fs, dir, taesd_parts, d);

@@ -212,6 +212,22 @@ def main():
     c.add("unet-header-only", unet[:8 + n])
     c.add("unet-half", unet[:len(unet) // 2])
 
+    # fuzz_single_file: the models set's single-file checkpoints (fp32, fp16), the header alone,
+    # a truncation, and the VAE's part alone (a file with some components only).
+    c = Corpus(args.out, "fuzz_single_file")
+    single = os.path.join(os.path.dirname(pub), "models", "single-file")
+    for name in ("tiny-sd-mini.safetensors", "tiny-sd-mini.fp16.safetensors"):
+        path = os.path.join(single, name)
+        if not os.path.isfile(path):
+            continue
+        blob = read(path)
+        n, _, _ = st_parse(blob)
+        c.add(name, blob)
+        c.add("header-only-" + name, blob[:8 + n])
+        c.add("half-" + name, blob[:len(blob) // 2])
+    if c.n == 0:
+        c.add("empty-header", st_build([], None))
+
     # fuzz_model_config: one selector byte (0 unet, 1 vae, 2 text encoder, 3 model_index) then
     # the file: tiny-sd's own (which loads) and the other fixture models' (which must be refused
     # or load consistently).

@@ -69,6 +69,7 @@ class Param(enum.IntEnum):
     WEIGHT_TYPE = 107
     LOW_MEMORY = 108
     PACK_PATH = 109
+    CONFIG_PATH = 110
     PROMPT = 200
     NEGATIVE_PROMPT = 201
     WIDTH = 202
@@ -527,7 +528,8 @@ class Params:
                  Param.SEED, Param.SAMPLER, Param.KARRAS_SIGMAS, Param.CLIP_SKIP, Param.BATCH_COUNT,
                  Param.PREDICTION_TYPE, Param.DECODER, Param.TIMESTEP_SPACING}
     _FLOAT_KEYS = {Param.GUIDANCE_SCALE, Param.STRENGTH, Param.ETA}
-    _STRING_KEYS = {Param.VARIANT, Param.TAESD_PATH, Param.TOKENIZER_PATH, Param.PACK_PATH, Param.PROMPT,
+    _STRING_KEYS = {Param.VARIANT, Param.TAESD_PATH, Param.TOKENIZER_PATH, Param.PACK_PATH, Param.CONFIG_PATH,
+                    Param.PROMPT,
                     Param.NEGATIVE_PROMPT}
     _ARRAY_KEYS = {Param.LATENTS, Param.PROMPT_EMBEDS, Param.NEGATIVE_EMBEDS}
 
@@ -1198,8 +1200,12 @@ class Pipeline:
              tokenizer_path: str | os.PathLike[str] | None = None,
              components: Network | int | Sequence[str | Network] | None = None,
              weights: WeightsLike | None = None, low_memory: bool = False,
-             pack: str | os.PathLike[str] | None = None) -> Pipeline:
-        """Loads a diffusers folder. Without `context`, the pipeline makes (and closes) its
+             pack: str | os.PathLike[str] | None = None,
+             config_path: str | os.PathLike[str] | None = None) -> Pipeline:
+        """Loads a diffusers folder, or a single-file checkpoint (one .safetensors in the original
+        LDM layout: model.diffusion_model.*, first_stage_model.*, cond_stage_model.transformer.*;
+        config_path: the diffusers folder whose configs, scheduler and tokenizer describe it, else
+        its architecture is inferred as SD-1.x's from the shapes). Without `context`, the pipeline makes (and closes) its
         own, with `threads` workers (default: one per core). components: names
         ("text_encoder", "unet", "vae_decoder", "vae_encoder", "taesd_decoder",
         "taesd_encoder") or a Network mask. tokenizer_path: a tokenizer folder used instead
@@ -1217,7 +1223,7 @@ class Pipeline:
         return cls._load(call, os.fspath(path), context=context, threads=threads, variant=variant,
                          random_weights=random_weights, random_seed=random_seed, inspect_only=inspect_only,
                          taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components,
-                         weights=weights, low_memory=low_memory, pack=pack)
+                         weights=weights, low_memory=low_memory, pack=pack, config_path=config_path)
 
     @classmethod
     def load_files(cls, files: Files, *, context: Context | None = None, threads: int | None = None,
@@ -1260,7 +1266,8 @@ class Pipeline:
               tokenizer_path: str | os.PathLike[str] | None,
               components: Network | int | Sequence[str | Network] | None,
               weights: WeightsLike | None, low_memory: bool,
-              pack: str | os.PathLike[str] | None = None) -> Pipeline:
+              pack: str | os.PathLike[str] | None = None,
+              config_path: str | os.PathLike[str] | None = None) -> Pipeline:
         """load and load_files: call(context, options, out) is the C load."""
         own = context is None
         ctx = Context(threads=threads) if context is None else context
@@ -1275,7 +1282,8 @@ class Pipeline:
                 Param.INSPECT_ONLY: 1 if inspect_only else None,
                 Param.WEIGHT_TYPE: _enum_value(weights, _WEIGHT_TYPES, "weight type"),
                 Param.LOW_MEMORY: 1 if low_memory else None,
-                Param.PACK_PATH: os.fspath(pack) if pack else None}
+                Param.PACK_PATH: os.fspath(pack) if pack else None,
+                Param.CONFIG_PATH: os.fspath(config_path) if config_path else None}
             if components is not None:
                 if isinstance(components, int):
                     mask = int(components)
@@ -1307,7 +1315,8 @@ class Pipeline:
                 random_seed: int | None = None, taesd_path: str | os.PathLike[str] | None = None,
                 tokenizer_path: str | os.PathLike[str] | None = None,
                 components: Network | int | Sequence[str | Network] | None = None,
-                weights: WeightsLike | None = None, low_memory: bool = False) -> Pipeline:
+                weights: WeightsLike | None = None, low_memory: bool = False,
+                config_path: str | os.PathLike[str] | None = None) -> Pipeline:
         """Checks a model without loading it (SF_PARAM_INSPECT_ONLY): a folder (or a Files set)
         with the options of load. Every config is parsed, every network's architecture built
         and every checkpoint tensor checked against it (names, shapes, types, tensors left
@@ -1324,7 +1333,7 @@ class Pipeline:
             components=components, weights=weights, low_memory=low_memory)
         if isinstance(source, Files):
             return cls.load_files(source, **options)
-        return cls.load(source, **options)
+        return cls.load(source, config_path=config_path, **options)
 
     # -- lifetime --
 

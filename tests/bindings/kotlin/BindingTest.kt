@@ -821,6 +821,31 @@ fun main(args: Array<String>) {
     while (NativeHandle.live.get() != live0 && tries++ < 100) { System.gc(); Thread.sleep(20) }
     check(NativeHandle.live.get() == live0, "Cleaner freed unclosed pipelines (live ${NativeHandle.live.get()})")
 
+    // A single-file checkpoint (the models set's) with its config folder (configPath,
+    // SF_PARAM_CONFIG_PATH): the same text embedding and UNet output as the folder, bit for bit.
+    val models = File(File(model).absoluteFile.parentFile.parentFile, "models")
+    val single = File(models, "single-file/tiny-sd-mini.safetensors")
+    val config = File(models, "tiny-sd-mini")
+    if (single.isFile && config.isDirectory) {
+        Pipeline.load(single.path, threads = 1, configPath = config.path).use { a ->
+            Pipeline.load(config.path, threads = 1).use { b ->
+                val ea = a.encodePrompt("a watercolor fox")
+                check(ea.contentEquals(b.encodePrompt("a watercolor fox")), "single file: text embedding")
+                val lat = FloatArray(4 * 8 * 8) { ((it * 37) % 101) / 50f - 1f }
+                val t = floatArrayOf(621f)
+                check(a.unetPredict(lat, 1, 8, 8, t, ea).contentEquals(b.unetPredict(lat, 1, 8, 8, t, ea)),
+                      "single file: UNet output")
+                check(a.describe().contains("single-file checkpoint"), "single file: describe")
+            }
+        }
+        val e = throws<SnapFusionException>("configPath with a folder") {
+            Pipeline.load(config.path, threads = 1, configPath = config.path)
+        }
+        check(e?.status == Status.INVALID_ARGUMENT, "configPath with a folder: ${e?.status}")
+    } else {
+        println("single-file checks skipped: ${single.path} not found")
+    }
+
     println("$passed passed, $failed failed")
     exitProcess(if (failed == 0) 0 else 1)
 }

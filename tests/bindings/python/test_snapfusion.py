@@ -1817,6 +1817,36 @@ class TestInspectAndEstimate(unittest.TestCase):
             self.assertIn("block_out_channels", lines[1])
 
 
+MODELS = os.path.join(FIXTURES, "models")
+SINGLE_FILE = os.path.join(MODELS, "single-file", "tiny-sd-mini.safetensors")
+SINGLE_FILE_CONFIG = os.path.join(MODELS, "tiny-sd-mini")
+
+
+@unittest.skipUnless(os.path.isfile(SINGLE_FILE), "single-file fixture not found at %s" % SINGLE_FILE)
+class TestSingleFile(unittest.TestCase):
+    """Pipeline.load(FILE, config_path=DIR) (Param.CONFIG_PATH) on the models set's single-file
+    checkpoint: the same text embedding and UNet output as its diffusers folder, bit for bit."""
+
+    def test_single_file_equals_folder(self):
+        with sf.Pipeline.load(SINGLE_FILE, threads=THREADS, config_path=SINGLE_FILE_CONFIG) as single, \
+                sf.Pipeline.load(SINGLE_FILE_CONFIG, threads=THREADS) as folder:
+            a = single.encode_prompt("a watercolor fox")
+            self.assertEqual(list(a), list(folder.encode_prompt("a watercolor fox")))
+            latents = [((i * 37) % 101) / 50.0 - 1.0 for i in range(4 * 8 * 8)]
+            self.assertEqual(list(single.unet_predict(latents, 621.0, a, height=8, width=8)),
+                             list(folder.unet_predict(latents, 621.0, a, height=8, width=8)))
+            d = single.describe(format="json")
+            self.assertTrue(d["single_file"])
+            self.assertEqual(d["config"], SINGLE_FILE_CONFIG)
+
+    def test_config_path_with_a_folder_is_refused(self):
+        with self.assertRaises(sf.InvalidArgumentError):
+            sf.Pipeline.load(SINGLE_FILE_CONFIG, threads=THREADS, config_path=SINGLE_FILE_CONFIG)
+
+    def test_param_key(self):
+        self.assertEqual(int(sf.Param.CONFIG_PATH), 110)
+
+
 def main():
     runner = unittest.TextTestRunner(verbosity=2)
     result = runner.run(unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))

@@ -437,10 +437,14 @@ public struct LoadOptions {
     /// One network resident at a time, each packed when a run needs it and freed when another one
     /// is needed (less memory, the packing time of every network per generation).
     public var lowMemory: Bool
+    /// For a single-file checkpoint (one .safetensors in the original LDM layout): the diffusers
+    /// folder whose configs, scheduler and tokenizer describe it (nil: inferred as SD-1.x's).
+    public var configPath: String?
 
     public init(variant: String? = nil, randomWeights: Bool = false, randomSeed: UInt64? = nil,
                 inspectOnly: Bool = false, components: Networks? = nil, tokenizerPath: String? = nil,
-                taesdPath: String? = nil, weights: WeightType? = nil, lowMemory: Bool = false) {
+                taesdPath: String? = nil, weights: WeightType? = nil, lowMemory: Bool = false,
+                configPath: String? = nil) {
         self.variant = variant
         self.randomWeights = randomWeights
         self.randomSeed = randomSeed
@@ -450,6 +454,7 @@ public struct LoadOptions {
         self.taesdPath = taesdPath
         self.weights = weights
         self.lowMemory = lowMemory
+        self.configPath = configPath
     }
 
     func makeParams() throws -> Params {
@@ -463,6 +468,7 @@ public struct LoadOptions {
         try p.set(SF_PARAM_TAESD_PATH, taesdPath)
         try p.set(SF_PARAM_WEIGHT_TYPE, weights.map { Int64($0.rawValue) })
         if lowMemory { try p.set(SF_PARAM_LOW_MEMORY, Int64(1)) }
+        try p.set(SF_PARAM_CONFIG_PATH, configPath)
         return p
     }
 }
