@@ -181,6 +181,12 @@ typedef enum sf_param {
                                  * SF_PARAM_INSPECT_ONLY. Works with SF_PARAM_LOW_MEMORY (a
                                  * network's pages leave the resident set when it is freed).
                                  * Results are bit for bit those of the load that wrote the pack. */
+  SF_PARAM_UNET_GUIDANCE = 120, /* float: the guidance scale the building-block UNet calls
+                                 * (sf_unet_predict_v2, sf_unet_predict) condition an
+                                 * LCM-distilled UNet on (one with time_cond_proj_dim: the scale
+                                 * enters as an embedding, not as classifier-free guidance);
+                                 * default 8; ignored by other UNets. Generations use
+                                 * SF_PARAM_GUIDANCE_SCALE instead (since 1.1) */
 
   /* Generation (sf_generate / sf_job_start). */
   SF_PARAM_PROMPT = 200,        /* string */
