@@ -56,6 +56,11 @@ typedef struct check_runner {
 
 extern const check_runner check_runners[]; /* terminated by {NULL, NULL} */
 
+typedef struct check_kind {
+  const char *prefix;                           /* the case names' first segment */
+  void (*run)(check_run *run, check_result *r); /* NULL: not supported (skipped) */
+} check_kind;
+
 void check_result_init(check_result *r);
 void check_skip(check_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void check_fail(check_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -68,11 +73,17 @@ void check_compare(check_run *run, check_result *r, const char *output, const fl
 /* Adds computed values to the case's digest (check_compare does it for its outputs). */
 void check_digest(check_result *r, const void *data, size_t bytes);
 void check_compare_f64(check_run *run, check_result *r, const char *output, const double *got, size_t n);
+/* The case's tolerance entry for output: its own, else the longest matching "*suffix" one, else "*". */
+const sf_json *check_tolerance(check_run *run, const char *output);
+/* malloc'd JSON text of a scheduler config, with "_class_name": cls first when cls is not NULL. */
+char *check_config_text(const sf_json *config, const char *cls);
 /* A pipeline for a folder of the set (relative path), loaded once per run. */
 sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir, const char *variant);
 
 /* Runners that live in their own files. */
 void check_run_pipeline(check_run *run, check_result *r);
 void check_run_scheduler(check_run *run, check_result *r);
+/* The LCM cases (lcm/...): guidance embedding, UNet, scheduler tables and steps, pipelines. */
+void check_run_lcm(check_run *run, check_result *r);
 
 #endif
