@@ -49,59 +49,78 @@ static void model_dir(const char *model, char *dir, size_t cap) {
   if (paren) *paren = '\0';
 }
 
-static void run_unet(check_run *run, check_result *r) {
-  const sf_json *params = sf_json_get(run->c, "params");
-  double guidance = 0;
-  if (!sf_json_as_double(sf_json_get(params, "guidance_scale"), &guidance)) {
-    /* in.w = guidance - 1 for every batch item */
-    size_t nw = 0;
-    float *w = check_tensor(run, r, "in.w", &nw);
-    if (w == NULL || nw == 0) {
-      free(w);
-      if (r->verdict != CHECK_FAIL) check_fail(r, "no params.guidance_scale and no in.w");
-      return;
-    }
-    guidance = (double)w[0] + 1.0;
-    free(w);
-  }
-  const sf_st_tensor *st = check_tensor_info(run, r, "in.sample");
-  const sf_st_tensor *et = check_tensor_info(run, r, "in.encoder_hidden_states");
-  const sf_st_tensor *tt = check_tensor_info(run, r, "in.timestep");
-  if (st == NULL || et == NULL || tt == NULL) return;
-  if (st->ndim != 4 || et->ndim != 3 || (tt->numel != 1 && tt->numel != (uint64_t)st->shape[0])) {
-    check_fail(r, "unexpected input shapes");
-    return;
-  }
-  char dir[512], path[4200];
-  model_dir(sf_json_as_string(sf_json_get(run->c, "model")), dir, sizeof dir);
+/* One LCM UNet call on items [b0, b1) of the case's batch, the pipeline loaded with
+ * SF_PARAM_UNET_GUIDANCE = guidance. */
+static void unet_items(check_run *run, check_result *r, const char *dir, double guidance, const float *sample,
+                       const float *t, const float *text, size_t b0, size_t b1, const size_t dims[4], size_t tokens,
+                       float *out) {
+  char path[4200];
   snprintf(path, sizeof path, "%s/%s", run->state->set_dir, dir);
-  size_t batch = (size_t)st->shape[0], n_sample = 0, n_text = 0;
-  int64_t *t64 = malloc(batch * sizeof *t64);
-  float *t = malloc(batch * sizeof *t);
-  float *sample = check_tensor(run, r, "in.sample", &n_sample);
-  float *text = check_tensor(run, r, "in.encoder_hidden_states", &n_text);
-  float *out = malloc((n_sample ? n_sample : 1) * sizeof *out);
+  size_t per = dims[1] * dims[2] * dims[3], per_text = tokens * dims[0], n = b1 - b0;
   sf_params *opts = NULL;
   sf_pipeline *pipe = NULL;
   sf_status s = sf_params_create(&opts);
   if (s == SF_OK) s = sf_params_set_float(opts, SF_PARAM_UNET_GUIDANCE, guidance);
   if (s == SF_OK && run->state->weights != SF_WEIGHT_DEFAULT)
     s = sf_params_set_int(opts, SF_PARAM_WEIGHT_TYPE, run->state->weights);
-  if (t64 == NULL || t == NULL || sample == NULL || text == NULL || out == NULL || s != SF_OK) {
+  if (s == SF_OK) s = sf_pipeline_load(run->state->ctx, path, opts, &pipe);
+  if (s == SF_OK)
+    s = sf_unet_predict_v2(pipe, sample + b0 * per, n * per, n, dims[2], dims[3], t + b0, n, text + b0 * per_text,
+                           n * per_text, tokens, out + b0 * per, n * per);
+  if (s != SF_OK) check_api_fail(r, pipe ? "sf_unet_predict_v2" : dir, s, run->state->ctx);
+  sf_pipeline_destroy(pipe);
+  sf_params_destroy(opts);
+}
+
+/* The guidance of batch item b enters as in.timestep_cond = embedding(in.w[b]); the public call
+ * takes the guidance scale (w + 1) at load, so items are run in groups of equal w. */
+static void run_unet(check_run *run, check_result *r) {
+  const sf_st_tensor *st = check_tensor_info(run, r, "in.sample");
+  const sf_st_tensor *et = check_tensor_info(run, r, "in.encoder_hidden_states");
+  const sf_st_tensor *tt = check_tensor_info(run, r, "in.timestep");
+  if (st == NULL || et == NULL || tt == NULL) return;
+  if (st->ndim != 4 || et->ndim != 3 || et->shape[0] != st->shape[0] ||
+      (tt->numel != 1 && tt->numel != (uint64_t)st->shape[0])) {
+    check_fail(r, "unexpected input shapes");
+    return;
+  }
+  size_t batch = (size_t)st->shape[0], n_sample = 0, n_text = 0, n_w = 0;
+  const size_t dims[4] = {(size_t)et->shape[2], (size_t)st->shape[1], (size_t)st->shape[2], (size_t)st->shape[3]};
+  double g_param = 0;
+  const int have_g = sf_json_as_double(sf_json_get(sf_json_get(run->c, "params"), "guidance_scale"), &g_param);
+  float *w = sf_st_find(run->file, "in.w") ? check_tensor(run, r, "in.w", &n_w) : NULL;
+  if (w == NULL && !have_g) {
+    if (r->verdict != CHECK_FAIL) check_fail(r, "no in.w and no params.guidance_scale");
+    return;
+  }
+  if (w != NULL && n_w != batch) {
+    check_fail(r, "in.w has %zu values for batch %zu", n_w, batch);
+    free(w);
+    return;
+  }
+  char dir[512];
+  model_dir(sf_json_as_string(sf_json_get(run->c, "model")), dir, sizeof dir);
+  int64_t *t64 = malloc(batch * sizeof *t64);
+  float *t = malloc(batch * sizeof *t);
+  float *sample = check_tensor(run, r, "in.sample", &n_sample);
+  float *text = check_tensor(run, r, "in.encoder_hidden_states", &n_text);
+  float *out = malloc((n_sample ? n_sample : 1) * sizeof *out);
+  if (t64 == NULL || t == NULL || sample == NULL || text == NULL || out == NULL) {
     if (r->verdict != CHECK_FAIL) check_fail(r, "out of memory");
   } else if (sf_st_to_i64(tt, t64) != 0) {
     check_fail(r, "in.timestep is not an integer tensor");
-  } else if ((s = sf_pipeline_load(run->state->ctx, path, opts, &pipe)) != SF_OK) {
-    check_api_fail(r, dir, s, run->state->ctx);
   } else {
     for (size_t b = 0; b < batch; b++) t[b] = (float)t64[tt->numel == 1 ? 0 : b];
-    s = sf_unet_predict_v2(pipe, sample, n_sample, batch, (size_t)st->shape[2], (size_t)st->shape[3], t, batch, text,
-                           n_text, (size_t)et->shape[1], out, n_sample);
-    if (s != SF_OK) check_api_fail(r, "sf_unet_predict_v2", s, run->state->ctx);
-    else check_compare(run, r, "noise_pred", out, n_sample);
+    for (size_t b0 = 0, b1; b0 < batch && r->verdict != CHECK_FAIL; b0 = b1) {
+      for (b1 = b0 + 1; w && b1 < batch && w[b1] == w[b0];) b1++;
+      if (w == NULL) b1 = batch;
+      /* the scale whose w = float32(scale - 1) is the case's */
+      double guidance = w ? (double)w[b0] + 1.0 : g_param;
+      unet_items(run, r, dir, guidance, sample, t, text, b0, b1, dims, (size_t)et->shape[1], out);
+    }
+    if (r->verdict != CHECK_FAIL) check_compare(run, r, "noise_pred", out, n_sample);
   }
-  sf_pipeline_destroy(pipe);
-  sf_params_destroy(opts);
+  free(w);
   free(t64);
   free(t);
   free(sample);
