@@ -212,6 +212,8 @@ static sf_status job_start(sf_job *j, const sf_request *request, int64_t seed_of
   j->guidance = (float)rq->guidance;
   j->guidance_scale = rq->guidance;
   j->cfg = sf_engine_uses_cfg(p, rq->guidance);
+  if (!j->cfg && sf_engine_is_lcm(p) && ((rq->negative && *rq->negative) || rq->negative_embeds))
+    sf_ctx_log(p->ctx, SF_LOG_INFO, "LCM model: the negative prompt is not used (no unconditional batch)");
   j->c = uc->in_channels;
   j->h = (size_t)height / j->factor;
   j->w = (size_t)width / j->factor;
