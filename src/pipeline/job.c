@@ -2,8 +2,8 @@
  * prompts -> CLIP embeddings [uncond, cond]; seed -> initial latents from PyTorch's CPU
  * generator; per step: scale_model_input, one batch-2 UNet call, classifier-free
  * guidance, scheduler step (LCM-distilled models: one batch-1 call conditioned on the
- * guidance embedding, no unconditional pass, as LatentConsistencyModelPipeline); then the VAE (or TAESD) decodes and the image is rounded to
- * RGB8 as diffusers' numpy_to_pil does.
+ * guidance embedding, no unconditional pass, as LatentConsistencyModelPipeline); then the
+ * VAE (or TAESD) decodes and the image is rounded to RGB8 as diffusers' numpy_to_pil does.
  *
  * A job is a run (pipeline/run.h): it owns a run state from start to destroy, so jobs on one
  * pipeline are independent of each other and of building-block calls, and may run
