@@ -191,6 +191,12 @@ typedef enum sf_param {
                                  * tell (8 UNet heads, 12 text heads, SD-1.5's scheduler; no
                                  * tokenizer: give SF_PARAM_TOKENIZER_PATH). Given with a model
                                  * folder: SF_ERR_INVALID_ARGUMENT. */
+  SF_PARAM_UNET_GUIDANCE = 120, /* float: the guidance scale the building-block UNet calls
+                                 * (sf_unet_predict_v2, sf_unet_predict) condition an
+                                 * LCM-distilled UNet on (one with time_cond_proj_dim: the scale
+                                 * enters as an embedding, not as classifier-free guidance);
+                                 * default 8; ignored by other UNets. Generations use
+                                 * SF_PARAM_GUIDANCE_SCALE instead (since 1.1) */
 
   /* Generation (sf_generate / sf_job_start). */
   SF_PARAM_PROMPT = 200,        /* string */

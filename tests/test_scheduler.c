@@ -475,9 +475,11 @@ static void test_config_parsing(const sf_json *manifest_root) {
   sf_json_free(doc);
 }
 
-/* No LCM fixture exists: structural checks and the schedule worked out by hand from
+/* Structural checks and the schedule worked out by hand from
  * LCMScheduler.set_timesteps (k = 1000 // 50 = 20, origin timesteps 19, 39, ..., 999
- * reversed, indices floor(linspace(0, 50, steps, endpoint=False))). */
+ * reversed, indices floor(linspace(0, 50, steps, endpoint=False))). The references (tables,
+ * c_skip/c_out, steps with their noise draws) are the models set's lcm/scheduler cases, run by
+ * `snapfusion check` (ctest fixture_check_lcm). */
 static void test_lcm(void) {
   sf_sched_config cfg;
   sf_sched_config_default(&cfg, SF_SCHED_LCM);
@@ -529,7 +531,7 @@ static void test_lcm(void) {
   CHECK_MSG(maxd < 1e-5, "LCM last step off by %g", maxd);
   /* a middle step needs its noise draw */
   CHECK(sf_scheduler_step(s, 0, mo, x, 16, NULL, &diag) == SF_ERR_INVALID_ARGUMENT);
-  printf("LCM: timesteps 999/759/499/259 and step invariants checked (no fixture exists)\n");
+  printf("LCM: timesteps 999/759/499/259 and step invariants checked\n");
   sf_scheduler_destroy(s);
 }
 

@@ -148,7 +148,7 @@ static void check_replan(sf_unet *u, const case_io *io, const float *out2) {
   float *out1 = malloc(per * sizeof *out1), *again = malloc(io->n * per * sizeof *again);
   sf_diag d = {0};
   for (size_t b = 0; b < io->n && out1 && again; b++) {
-    sf_status s = sf_unet_run(u, TX(NULL), TP(), io->sample + b * per, 1, io->h, io->w, io->t_f32 + b,
+    sf_status s = sf_unet_run(u, TX(NULL), TP(), io->sample + b * per, 1, io->h, io->w, io->t_f32 + b, NULL,
                               io->text + b * per_text, io->tokens, out1, &d);
     CHECK_MSG(s == SF_OK, "%s", d.msg);
     size_t nonfinite = 0;
@@ -160,7 +160,7 @@ static void check_replan(sf_unet *u, const case_io *io, const float *out2) {
   }
   if (again) {
     sf_status s =
-        sf_unet_run(u, TX(NULL), TP(), io->sample, io->n, io->h, io->w, io->t_f32, io->text, io->tokens, again, &d);
+        sf_unet_run(u, TX(NULL), TP(), io->sample, io->n, io->h, io->w, io->t_f32, NULL, io->text, io->tokens, again, &d);
     CHECK_MSG(s == SF_OK, "%s", d.msg);
     CHECK_MSG(bit_equal(again, out2, io->n * per), "batch 2 after batch 1 differs from the first batch-2 run");
   }
@@ -174,8 +174,8 @@ static void check_threads(sf_unet *u, const case_io *io) {
   pthreadpool_t p1 = pthreadpool_create(1), p2 = pthreadpool_create(2);
   sf_diag d = {0};
   if (a && b && p1 && p2) {
-    sf_status s1 = sf_unet_run(u, TX(p1), TP(), io->sample, io->n, io->h, io->w, io->t_f32, io->text, io->tokens, a, &d);
-    sf_status s2 = sf_unet_run(u, TX(p2), TP(), io->sample, io->n, io->h, io->w, io->t_f32, io->text, io->tokens, b, &d);
+    sf_status s1 = sf_unet_run(u, TX(p1), TP(), io->sample, io->n, io->h, io->w, io->t_f32, NULL, io->text, io->tokens, a, &d);
+    sf_status s2 = sf_unet_run(u, TX(p2), TP(), io->sample, io->n, io->h, io->w, io->t_f32, NULL, io->text, io->tokens, b, &d);
     CHECK_MSG(s1 == SF_OK && s2 == SF_OK, "%s", d.msg);
     size_t nonfinite = 0; /* (the bit comparison decides; this is for the message) */
     CHECK_MSG(bit_equal(a, b, count), "1 and 2 threads differ (max rel %g)", max_rel_diff(a, b, count, &nonfinite));
@@ -193,7 +193,7 @@ static void check_bad_sizes(sf_unet *u, const case_io *io) {
   size_t h = io->h + factor / 2; /* not a multiple: refused before touching the inputs */
   float dummy = 0;
   sf_diag d = {0};
-  sf_status s = sf_unet_run(u, TX(NULL), TP(), &dummy, 1, h, io->w, &dummy, &dummy, 1, &dummy, &d);
+  sf_status s = sf_unet_run(u, TX(NULL), TP(), &dummy, 1, h, io->w, &dummy, NULL, &dummy, 1, &dummy, &d);
   CHECK_EQ_INT(s, SF_ERR_INVALID_ARGUMENT);
   CHECK_MSG(strstr(d.msg, "multiple") != NULL, "%s", d.msg);
 }
@@ -227,7 +227,7 @@ static void run_fixture_cases(const fx_manifest *fm) {
     float *out = malloc(count * sizeof *out), *out_passed = malloc(count * sizeof *out);
     sf_diag d = {0};
     sf_status s =
-        out ? sf_unet_run(m->unet, TX(NULL), TP(), io.sample, io.n, io.h, io.w, io.t_f32, io.text, io.tokens, out, &d)
+        out ? sf_unet_run(m->unet, TX(NULL), TP(), io.sample, io.n, io.h, io.w, io.t_f32, NULL, io.text, io.tokens, out, &d)
             : SF_ERR_OUT_OF_MEMORY;
     CHECK_MSG(s == SF_OK, "%s: %s", name, d.msg);
     if (s == SF_OK) {
@@ -238,7 +238,7 @@ static void run_fixture_cases(const fx_manifest *fm) {
       CHECK_MSG(pass, "%s: %zu values out of tolerance", name, r.n_bad);
       cases++;
       /* The tensor as passed (int64 0-d, float 0-d, or per-sample) gives the same result. */
-      s = sf_unet_run(m->unet, TX(NULL), TP(), io.sample, io.n, io.h, io.w, io.t_passed, io.text, io.tokens, out_passed,
+      s = sf_unet_run(m->unet, TX(NULL), TP(), io.sample, io.n, io.h, io.w, io.t_passed, NULL, io.text, io.tokens, out_passed,
                       &d);
       CHECK_MSG(s == SF_OK && bit_equal(out, out_passed, count), "%s: in.timestep run differs from timestep_f32", name);
       if (!replan_done && io.n == 2) {
@@ -306,7 +306,7 @@ static void test_config_refusals(void) {
       {"\"class_embed_type\": \"timestep\"", "unsupported: class_embed_type=\"timestep\""},
       {"\"num_class_embeds\": 10", "unsupported: num_class_embeds=10"},
       {"\"addition_embed_type\": \"text_time\"", "unsupported: addition_embed_type"},
-      {"\"time_cond_proj_dim\": 256", "unsupported: time_cond_proj_dim=256"},
+      {"\"time_cond_proj_dim\": 2", "unsupported: time_cond_proj_dim=2"}, /* its sinusoid divides by 0 */
       {"\"encoder_hid_dim\": 64", "unsupported: encoder_hid_dim=64"},
       {"\"dual_cross_attention\": true", "unsupported: dual_cross_attention=true"},
       {"\"time_embedding_type\": \"fourier\"", "unsupported: time_embedding_type=\"fourier\""},
@@ -326,6 +326,19 @@ static void test_config_refusals(void) {
     snprintf(tail, sizeof tail, "%s, %s}", unsupported_fields[i].field, OK_TYPES);
     expect_refusal(tail, SF_ERR_UNSUPPORTED, unsupported_fields[i].needle);
   }
+  /* Accepted: LCM's guidance embedding (time_embedding.cond_proj); null = none. */
+  {
+    char text[1024];
+    sf_unet_config cfg;
+    sf_diag d = {0};
+    snprintf(text, sizeof text, "%s\"time_cond_proj_dim\": 256, %s}", BASE_CONFIG_HEAD, OK_TYPES);
+    CHECK_MSG(parse_config_text(text, &cfg, &d) == SF_OK, "%s", d.msg);
+    CHECK_EQ_INT((int)cfg.time_cond_proj_dim, 256);
+    snprintf(text, sizeof text, "%s\"time_cond_proj_dim\": null, %s}", BASE_CONFIG_HEAD, OK_TYPES);
+    CHECK_MSG(parse_config_text(text, &cfg, &d) == SF_OK, "%s", d.msg);
+    CHECK_EQ_INT((int)cfg.time_cond_proj_dim, 0);
+  }
+  expect_refusal("\"time_cond_proj_dim\": \"16\", " OK_TYPES "}", SF_ERR_BAD_MODEL, "time_cond_proj_dim");
   /* Accepted: fp32 makes upcasting a no-op. */
   {
     char text[1024];
@@ -456,10 +469,10 @@ static void test_random_build(const char *configs_dir, const char *name, size_t 
     pthreadpool_t pool = NULL; /* a loaded 2-core machine makes pool barriers dominate tiny graphs */
     t0 = now_s();
     sf_status s =
-        x && text && out ? sf_unet_run(u, TX(pool), TP(), x, 1, lat, lat, &t, text, T, out, &d) : SF_ERR_OUT_OF_MEMORY;
+        x && text && out ? sf_unet_run(u, TX(pool), TP(), x, 1, lat, lat, &t, NULL, text, T, out, &d) : SF_ERR_OUT_OF_MEMORY;
     double t_run = now_s() - t0;
     t0 = now_s(); /* planned now: the second run measures the graph alone */
-    if (s == SF_OK) s = sf_unet_run(u, TX(pool), TP(), x, 1, lat, lat, &t, text, T, out, &d);
+    if (s == SF_OK) s = sf_unet_run(u, TX(pool), TP(), x, 1, lat, lat, &t, NULL, text, T, out, &d);
     double t_rerun = now_s() - t0;
     CHECK_MSG(s == SF_OK, "%s: %s", name, d.msg);
     int finite = s == SF_OK;
@@ -516,7 +529,7 @@ static float *run_variant(int downsample_padding, size_t batch, const float *x, 
   size_t h = 8, w = 12, per = 3 * h * w;
   float *out = u ? malloc(batch * per * sizeof *out) : NULL;
   if (out) {
-    sf_status s = sf_unet_run(u, TX(NULL), TP(), x, batch, h, w, t, text, T, out, &d);
+    sf_status s = sf_unet_run(u, TX(NULL), TP(), x, batch, h, w, t, NULL, text, T, out, &d);
     CHECK_MSG(s == SF_OK, "variant run: %s", d.msg);
     int finite = s == SF_OK;
     for (size_t i = 0; finite && i < batch * per; i++) finite = isfinite(out[i]);
@@ -525,7 +538,7 @@ static float *run_variant(int downsample_padding, size_t batch, const float *x, 
     /* Each item of the batch alone gives the same result (per-sample t and text). */
     float *one = malloc(per * sizeof *one);
     for (size_t b = 0; one && b < batch; b++) {
-      s = sf_unet_run(u, TX(NULL), TP(), x + b * 9 * h * w, 1, h, w, t + b, text + b * T * 24, T, one, &d);
+      s = sf_unet_run(u, TX(NULL), TP(), x + b * 9 * h * w, 1, h, w, t + b, NULL, text + b * T * 24, T, one, &d);
       size_t nonfinite = 0;
       double rel = s == SF_OK ? max_rel_diff(one, out + b * per, per, &nonfinite) : INFINITY;
       CHECK_MSG(s == SF_OK && nonfinite == 0 && rel <= 1e-6, "variant item %zu alone differs (rel %g, %zu non-finite)",

@@ -57,6 +57,11 @@ typedef struct check_runner {
 
 extern const check_runner check_runners[]; /* terminated by {NULL, NULL} */
 
+typedef struct check_kind {
+  const char *prefix;                           /* the case names' first segment */
+  void (*run)(check_run *run, check_result *r); /* NULL: not supported (skipped) */
+} check_kind;
+
 void check_result_init(check_result *r);
 void check_skip(check_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void check_fail(check_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -69,6 +74,10 @@ void check_compare(check_run *run, check_result *r, const char *output, const fl
 /* Adds computed values to the case's digest (check_compare does it for its outputs). */
 void check_digest(check_result *r, const void *data, size_t bytes);
 void check_compare_f64(check_run *run, check_result *r, const char *output, const double *got, size_t n);
+/* The case's tolerance entry for output: its own, else the longest matching "*suffix" one, else "*". */
+const sf_json *check_tolerance(check_run *run, const char *output);
+/* malloc'd JSON text of a scheduler config, with "_class_name": cls first when cls is not NULL. */
+char *check_config_text(const sf_json *config, const char *cls);
 /* Whether rel_path (in the set) is a single-file checkpoint (a .safetensors holding the
  * original LDM layout's model.diffusion_model.* / first_stage_model.* / cond_stage_model.*). */
 int check_is_single_file(const check_state *st, const char *rel_path);
@@ -79,5 +88,7 @@ sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir
 /* Runners that live in their own files. */
 void check_run_pipeline(check_run *run, check_result *r);
 void check_run_scheduler(check_run *run, check_result *r);
+/* The LCM cases (lcm/...): guidance embedding, UNet, scheduler tables and steps, pipelines. */
+void check_run_lcm(check_run *run, check_result *r);
 
 #endif

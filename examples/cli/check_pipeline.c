@@ -82,19 +82,19 @@ void check_run_pipeline(check_run *run, check_result *r) {
   if (sf_json_as_double(sf_json_get(params, "strength"), &strength))
     sf_params_set_float(p, SF_PARAM_STRENGTH, strength);
 
+  /* The seed feeds the draws after the initial latents too (LCM's step noise), so it is set
+   * whenever the case has one, explicit latents or not. */
   float *latents = NULL;
+  const sf_st_tensor *seed_t = sf_st_find(run->file, "in.seed");
+  int64_t seed = 0;
+  if (seed_t != NULL && sf_st_to_i64(seed_t, &seed) != 0) check_fail(r, "in.seed is not an integer");
+  else if (seed_t != NULL) sf_params_set_int(p, SF_PARAM_SEED, seed);
   if (sf_st_find(run->file, "in.latents")) {
     size_t n = 0;
     latents = check_tensor(run, r, "in.latents", &n);
     if (latents) sf_params_set_floats(p, SF_PARAM_LATENTS, latents, n);
-  } else {
-    const sf_st_tensor *seed_t = check_tensor_info(run, r, "in.seed");
-    int64_t seed = 0;
-    if (seed_t == NULL || sf_st_to_i64(seed_t, &seed) != 0) {
-      check_fail(r, "case has neither latents nor a seed");
-    } else {
-      sf_params_set_int(p, SF_PARAM_SEED, seed);
-    }
+  } else if (seed_t == NULL) {
+    check_fail(r, "case has neither latents nor a seed");
   }
   const sf_st_tensor *init = sf_st_find(run->file, "in.init_image_uint8");
   if (init != NULL) {

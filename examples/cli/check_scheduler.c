@@ -83,8 +83,7 @@ static void put_json(text_buf *b, const sf_json *v) {
   }
 }
 
-/* malloc'd text of config, with "_class_name": cls first when cls is not NULL. */
-static char *config_text(const sf_json *config, const char *cls) {
+char *check_config_text(const sf_json *config, const char *cls) {
   text_buf b = {0};
   if (cls) {
     buf_puts(&b, "{\"_class_name\": ");
@@ -162,7 +161,7 @@ static void run_loop(check_run *run, check_result *r) {
   }
   /* SF_SAMPLER_DEFAULT with the case's class as _class_name: the class comes from the file,
    * as it does for a model folder's scheduler_config.json */
-  char *text = config_text(config, cls);
+  char *text = check_config_text(config, cls);
   sf_schedule *sch = NULL;
   size_t n = 0, n_phi = 0, n_step_noise = 0;
   float *noise = check_tensor(run, r, "in.noise", &n);
@@ -332,7 +331,7 @@ static void run_one_table(check_run *run, check_result *r, const sf_json *kinds,
     check_fail(r, "table %s: unknown kind, config or spacing", key);
     return;
   }
-  char *text = config_text(config, NULL);
+  char *text = check_config_text(config, NULL);
   sf_params *ov = NULL;
   sf_schedule *sch = NULL;
   sf_status s = text ? sf_params_create(&ov) : SF_ERR_OUT_OF_MEMORY;

@@ -26,9 +26,9 @@ static void txt2img_usage(FILE *f) {
           "                         factor times 2^(UNet down-samplings), 64 for SD-1.x, checked\n"
           "                         right after loading (SF_INFO_SIZE_MULTIPLE)\n"
           "  -H, --height N         pixels, likewise\n"
-          "  --steps N              denoising steps, 1..1000 (default 8)\n"
+          "  --steps N              denoising steps, 1..1000 (default 8; LCM models: 4)\n"
           "  --cfg-scale X          classifier-free guidance, a finite number (default 7.5; <= 1\n"
-          "                         disables it)\n"
+          "                         disables it; LCM models: the guidance they embed, default 8)\n"
           "  --sampler NAME         ddim, pndm, euler, euler_a, dpm++2m, lcm (default: the folder's)\n"
           "  --karras               Karras sigmas (euler, dpm++2m)\n"
           "  --prediction TYPE      epsilon, v_prediction or sample (default: the folder's)\n"
@@ -346,7 +346,7 @@ int cmd_txt2img(int argc, char **argv) {
   int seed_random = 0; /* --seed -1: the library draws the first seed; the batch continues from it */
   int weights = SF_WEIGHT_DEFAULT, low_memory = 0;
   double cfg = 7.5, strength = 0.8;
-  int karras = 0, quiet = 0, have_strength = 0;
+  int karras = 0, quiet = 0, have_strength = 0, have_steps = 0, have_cfg = 0;
   const int tty = isatty(STDERR_FILENO);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -365,8 +365,8 @@ int cmd_txt2img(int argc, char **argv) {
     else if (TAKE("-H") || TAKE("--height")) {
       if (!cli_parse_int(v, &height) || height < 8 || height > 8192 || height % 8) return bad_arg("-H takes a multiple of 8 from 8 to 8192");
     }
-    else if (TAKE("--steps")) { if (!cli_parse_int(v, &steps) || steps < 1 || steps > 1000) return bad_arg("--steps takes 1..1000"); }
-    else if (TAKE("--cfg-scale")) { if (!parse_double(v, &cfg)) return bad_arg("--cfg-scale takes a finite number"); }
+    else if (TAKE("--steps")) { if (!cli_parse_int(v, &steps) || steps < 1 || steps > 1000) return bad_arg("--steps takes 1..1000"); have_steps = 1; }
+    else if (TAKE("--cfg-scale")) { if (!parse_double(v, &cfg)) return bad_arg("--cfg-scale takes a finite number"); have_cfg = 1; }
     else if (TAKE("--sampler")) sampler_name = v;
     else if (strcmp(a, "--karras") == 0) karras = 1;
     else if (TAKE("--prediction")) prediction = v;
@@ -504,8 +504,9 @@ int cmd_txt2img(int argc, char **argv) {
   if (negative) sf_params_set_string(gen, SF_PARAM_NEGATIVE_PROMPT, negative);
   if (width) sf_params_set_int(gen, SF_PARAM_WIDTH, width);
   if (height) sf_params_set_int(gen, SF_PARAM_HEIGHT, height);
-  sf_params_set_int(gen, SF_PARAM_STEPS, steps);
-  sf_params_set_float(gen, SF_PARAM_GUIDANCE_SCALE, cfg);
+  /* Unset, they take the model's defaults (8 steps at 7.5; LCM models 4 at 8). */
+  if (have_steps) sf_params_set_int(gen, SF_PARAM_STEPS, steps);
+  if (have_cfg) sf_params_set_float(gen, SF_PARAM_GUIDANCE_SCALE, cfg);
   sf_params_set_int(gen, SF_PARAM_SAMPLER, sampler);
   sf_params_set_int(gen, SF_PARAM_KARRAS_SIGMAS, karras);
   sf_params_set_int(gen, SF_PARAM_PREDICTION_TYPE, pred);

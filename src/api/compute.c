@@ -92,7 +92,7 @@ static sf_status unet_predict(sf_pipeline *p, const float *latents, size_t batch
   sf_diag d = {0};
   sf_run *r;
   if (begin(p, &r, &d, "sf_unet_predict") != SF_OK) return d.status;
-  sf_status s = sf_engine_unet(p, r, latents, batch, height, width, timesteps, text, tokens, out, &d);
+  sf_status s = sf_engine_unet(p, r, latents, batch, height, width, timesteps, p->unet_guidance, text, tokens, out, &d);
   return finish(p, r, s, &d, "sf_unet_predict");
 }
 

@@ -28,6 +28,7 @@ sf_param_kind sf_param_kind_of(sf_param key) {
     case SF_PARAM_LOW_MEMORY:
       return SF_PV_INT;
     case SF_PARAM_GUIDANCE_SCALE:
+    case SF_PARAM_UNET_GUIDANCE:
     case SF_PARAM_STRENGTH:
     case SF_PARAM_ETA:
       return SF_PV_FLOAT;

@@ -1,6 +1,7 @@
 /* UNet2DConditionModel:
  *
  *   t -> sinusoid -> linear_1 -> SiLU -> linear_2 ----------------------------- temb
+ *   guidance embedding -> cond_proj -> + (LCM: time_cond_proj_dim, added before linear_1)
  *   x -> conv_in -> down blocks (resnet [+ transformer]) x L, downsample -----> skips
  *                -> mid block (resnet, transformer, resnet) or nothing
  *                -> up blocks (concat(h, skip) -> resnet [+ transformer]) x L+1, upsample
@@ -10,6 +11,7 @@
  * is one graph planned for the current (batch, h, w, tokens). */
 #include "models/unet.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +24,7 @@
 struct sf_unet {
   sf_unet_config cfg;
   sf_graph *g;
-  sf_vid in_sample, in_temb, in_text, out;
+  sf_vid in_sample, in_temb, in_text, in_cond, out; /* in_cond: -1 without time_cond_proj_dim */
 };
 
 /* The down path's outputs, consumed last-in first-out by the up path. */
@@ -35,8 +37,13 @@ static void push(skip_stack *s, sf_vid v) {
   if (s->n < MAX_SKIPS) s->v[s->n++] = v;
 }
 
+/* TimestepEmbedding: linear_1(sample + cond_proj(condition)) -> SiLU -> linear_2. */
 static sf_vid time_embedding(sf_unet *u, sf_wsrc *ws, sf_vid sinusoid) {
   const sf_unet_config *c = &u->cfg;
+  if (c->time_cond_proj_dim) {
+    sf_vid cond = sf_g_linear(u->g, ws, "time_embedding.cond_proj", u->in_cond, c->time_proj_dim, 0);
+    sinusoid = sf_g_add(u->g, sinusoid, cond);
+  }
   sf_vid e = sf_g_linear(u->g, ws, "time_embedding.linear_1", sinusoid, c->time_embed_dim, 1);
   e = sf_g_act(u->g, e, SF_ACT_SILU);
   e = sf_g_linear(u->g, ws, "time_embedding.linear_2", e, c->time_embed_dim, 1);
@@ -120,6 +127,7 @@ static sf_status build_graph(sf_unet *u, sf_wsrc *ws, sf_diag *d) {
   u->in_sample = sf_graph_input(g, "sample", c->in_channels);
   u->in_temb = sf_graph_input(g, "timestep_embedding", c->time_proj_dim);
   u->in_text = sf_graph_input(g, "encoder_hidden_states", c->cross_attention_dim);
+  u->in_cond = c->time_cond_proj_dim ? sf_graph_input(g, "timestep_cond", c->time_cond_proj_dim) : -1;
 
   sf_unet_ctx ctx = {.g = g,
                      .ws = ws,
@@ -198,22 +206,43 @@ const sf_unet_config *sf_unet_get_config(const sf_unet *u) { return u ? &u->cfg 
 size_t sf_unet_size_multiple(const sf_unet *u) { return u ? (size_t)1 << u->cfg.n_downsamplers : 1; }
 sf_graph *sf_unet_graph(const sf_unet *u) { return u ? u->g : NULL; }
 
-static void unet_inputs(const sf_unet *u, size_t batch, size_t h, size_t w, size_t tokens, sf_shape shapes[3]) {
+/* The graph's input shapes, in sf_graph_input order; returns their count. */
+static size_t unet_inputs(const sf_unet *u, size_t batch, size_t h, size_t w, size_t tokens, sf_shape shapes[4]) {
   const sf_unet_config *c = &u->cfg;
   shapes[0] = (sf_shape){batch, h, w, c->in_channels};
   shapes[1] = (sf_shape){batch, 1, 1, c->time_proj_dim};
   shapes[2] = (sf_shape){batch, 1, tokens, c->cross_attention_dim};
+  if (!c->time_cond_proj_dim) return 3;
+  shapes[3] = (sf_shape){batch, 1, 1, c->time_cond_proj_dim};
+  return 4;
+}
+
+void sf_guidance_embedding_f32(const float *w, size_t n, size_t dim, float *out) {
+  const size_t half = dim / 2;
+  /* torch.log(torch.tensor(10000.)) / (half - 1), then exp(arange(half) * -that), in float32 */
+  const float step = logf(10000.0f) / (float)(half - 1);
+  for (size_t s = 0; s < n; s++) {
+    const float w1000 = w[s] * 1000.0f;
+    float *row = out + s * dim;
+    for (size_t k = 0; k < half; k++) {
+      const float a = w1000 * expf((float)k * -step);
+      row[k] = (float)sin((double)a);
+      row[half + k] = (float)cos((double)a);
+    }
+    if (dim % 2) row[dim - 1] = 0.0f;
+  }
 }
 
 sf_status sf_unet_plan(const sf_unet *u, sf_plan *pl, size_t batch, size_t h, size_t w, size_t tokens, size_t threads,
                        sf_diag *d) {
-  sf_shape shapes[3];
-  unet_inputs(u, batch, h, w, tokens, shapes);
-  return sf_graph_plan(u->g, pl, shapes, 3, threads, d);
+  sf_shape shapes[4];
+  size_t n_in = unet_inputs(u, batch, h, w, tokens, shapes);
+  return sf_graph_plan(u->g, pl, shapes, n_in, threads, d);
 }
 
 sf_status sf_unet_run(sf_unet *u, const sf_exec *ex, sf_plan *pl, const float *latents, size_t batch, size_t h,
-                      size_t w, const float *timesteps, const float *text, size_t tokens, float *out, sf_diag *d) {
+                      size_t w, const float *timesteps, const float *cond, const float *text, size_t tokens, float *out,
+                      sf_diag *d) {
   if (u == NULL || ex == NULL || pl == NULL || latents == NULL || timesteps == NULL || text == NULL || out == NULL)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "unet: NULL argument");
   const sf_unet_config *c = &u->cfg;
@@ -227,9 +256,9 @@ sf_status sf_unet_run(sf_unet *u, const sf_exec *ex, sf_plan *pl, const float *l
                        "image sides must be multiples of %zu",
                        h, w, factor, c->n_downsamplers, factor * 8);
 
-  sf_shape shapes[3];
-  unet_inputs(u, batch, h, w, tokens, shapes);
-  sf_status s = sf_graph_prepare(u->g, pl, shapes, 3, ex, d);
+  sf_shape shapes[4];
+  size_t n_in = unet_inputs(u, batch, h, w, tokens, shapes);
+  sf_status s = sf_graph_prepare(u->g, pl, shapes, n_in, ex, d);
   if (s != SF_OK) return s;
 
   pthreadpool_t pool = ex->pool;
@@ -246,6 +275,13 @@ sf_status sf_unet_run(sf_unet *u, const sf_exec *ex, sf_plan *pl, const float *l
   sf_timestep_embedding_f32(timesteps, batch, c->time_proj_dim, c->flip_sin_to_cos, c->freq_shift, 1.0f, 10000.0f,
                             temb);
   memcpy(ctx, text, batch * tokens * c->cross_attention_dim * sizeof *ctx);
+  if (c->time_cond_proj_dim) {
+    float *tc = sf_plan_data(pl, ex, u->in_cond);
+    if (tc == NULL) return sf_diag_set(d, SF_ERR_INTERNAL, "unet: graph inputs unplanned");
+    size_t count = batch * c->time_cond_proj_dim;
+    if (cond) memcpy(tc, cond, count * sizeof *tc);
+    else memset(tc, 0, count * sizeof *tc);
+  }
 
   s = sf_graph_execute(u->g, pl, ex, d);
   if (s != SF_OK) return s;

@@ -53,6 +53,7 @@ typedef struct sf_unet_config {
   size_t time_embed_dim; /* time_embedding_dim or 4 * block_out_channels[0] */
   int timestep_post_act; /* SiLU after time_embedding.linear_2 */
   int time_embed_act;    /* SiLU once on the embedding before the blocks */
+  size_t time_cond_proj_dim; /* 0, or the guidance embedding's width (LCM: time_embedding.cond_proj) */
   size_t n_blocks;
   size_t block_out_channels[SF_UNET_MAX_BLOCKS];
   sf_unet_block down[SF_UNET_MAX_BLOCKS];
@@ -82,17 +83,27 @@ typedef struct sf_unet sf_unet;
 sf_unet *sf_unet_build(const sf_unet_config *cfg, sf_wsrc *ws, sf_diag *d);
 void sf_unet_destroy(sf_unet *u);
 
-/* latents NCHW [batch, in_ch, h, w]; timesteps [batch] float32; text [batch, tokens,
+/* latents NCHW [batch, in_ch, h, w]; timesteps [batch] float32; cond [batch,
+ * time_cond_proj_dim] (the guidance embedding of sf_guidance_embedding_f32) for a UNet with
+ * time_cond_proj_dim, else ignored; NULL adds nothing (diffusers' timestep_cond=None: the
+ * projection has no bias, so NULL equals zeros); text [batch, tokens,
  * cross_attention_dim]; out NCHW [batch, out_ch, h, w] (may not alias latents). h and w must
  * be positive multiples of 2^n_downsamplers. Runs in the caller's run state: ex (pool,
  * cancel, workspace) and pl, the state's plan of this UNet's graph (replanned when the shapes
  * or threads change). Any number of run states may run one UNet at once. */
 sf_status sf_unet_run(sf_unet *u, const sf_exec *ex, sf_plan *pl, const float *latents, size_t batch, size_t h,
-                      size_t w, const float *timesteps, const float *text, size_t tokens, float *out, sf_diag *d);
+                      size_t w, const float *timesteps, const float *cond, const float *text, size_t tokens, float *out,
+                      sf_diag *d);
 
 /* Plans pl as sf_unet_run would, without a workspace (estimates). */
 sf_status sf_unet_plan(const sf_unet *u, sf_plan *pl, size_t batch, size_t h, size_t w, size_t tokens, size_t threads,
                        sf_diag *d);
+
+/* LatentConsistencyModelPipeline.get_guidance_scale_embedding in float32, for n values
+ * w = guidance_scale - 1: the sinusoid of 1000*w over dim/2 frequencies
+ * exp(-k*ln(10000)/(dim/2-1)), [sin | cos], zero-padded when dim is odd; out [n, dim].
+ * dim >= 4. */
+void sf_guidance_embedding_f32(const float *w, size_t n, size_t dim, float *out);
 
 const sf_unet_config *sf_unet_get_config(const sf_unet *u);
 /* Latent sides must be multiples of this (2^n_downsamplers). */

@@ -218,8 +218,7 @@ static sf_status check_keys(const sf_json *cfg, sf_diag *d) {
 /* Features whose presence changes the network and that are not implemented. */
 static sf_status check_unsupported(const sf_json *cfg, sf_diag *d) {
   static const char *const must_be_null[] = {"class_embed_type",   "num_class_embeds", "addition_embed_type",
-                                             "time_cond_proj_dim", "encoder_hid_dim",  "encoder_hid_dim_type",
-                                             "num_attention_heads"};
+                                             "encoder_hid_dim",  "encoder_hid_dim_type", "num_attention_heads"};
   for (size_t i = 0; i < sizeof must_be_null / sizeof *must_be_null; i++) {
     sf_status s = require_null(cfg, must_be_null[i], d);
     if (s != SF_OK) return s;
@@ -319,6 +318,12 @@ sf_status sf_unet_config_parse(const sf_json *cfg, sf_unet_config *c, sf_diag *d
     c->time_embed_dim = 4 * c->block_out_channels[0];
   } else if ((s = get_size(cfg, "time_embedding_dim", 0, 1, &c->time_embed_dim, d)) != SF_OK) {
     return s;
+  }
+  /* LCM-distilled UNets: the guidance-scale embedding's width (time_embedding.cond_proj's
+   * input); null/missing = no such conditioning. The sinusoid divides by (width/2 - 1). */
+  if (!is_missing_or_null(sf_json_get(cfg, "time_cond_proj_dim"))) {
+    if ((s = get_size(cfg, "time_cond_proj_dim", 0, 1, &c->time_cond_proj_dim, d)) != SF_OK) return s;
+    if (c->time_cond_proj_dim < 4) return unsupported(d, "time_cond_proj_dim", sf_json_get(cfg, "time_cond_proj_dim"));
   }
   if ((s = get_optional_silu(cfg, "timestep_post_act", &c->timestep_post_act, d)) != SF_OK) return s;
   if ((s = get_optional_silu(cfg, "time_embedding_act_fn", &c->time_embed_act, d)) != SF_OK) return s;

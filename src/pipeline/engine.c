@@ -3,8 +3,10 @@
  * plan of that network and the run's workspace, and records the call's statistics. */
 #include "pipeline/engine.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "graph/wsrc.h"
@@ -180,16 +182,48 @@ sf_status sf_engine_encode_prompt(sf_pipeline *p, sf_run *r, const char *prompt,
   return sf_engine_encode_ids(p, r, ids, 1, SF_CLIP_TOKENS, clip_skip, out, d);
 }
 
+int sf_engine_guidance_embedded(const sf_pipeline *p) { return HAS(SF_NET_UNET) && p->unet_cfg.time_cond_proj_dim; }
+
+int sf_engine_is_lcm(const sf_pipeline *p) {
+  const char *cls = p->folder ? p->folder->class_name : NULL;
+  return sf_engine_guidance_embedded(p) || (cls && strcmp(cls, "LatentConsistencyModelPipeline") == 0);
+}
+
+void sf_engine_request_defaults(const sf_pipeline *p, sf_request *rq) {
+  if (!sf_engine_is_lcm(p)) return;
+  if (!rq->steps_given) rq->steps = SF_LCM_DEFAULT_STEPS;
+  if (!rq->guidance_given) rq->guidance = SF_LCM_DEFAULT_GUIDANCE;
+}
+
+int sf_engine_uses_cfg(const sf_pipeline *p, double guidance) { return guidance > 1.0 && !sf_engine_is_lcm(p); }
+
 sf_status sf_engine_unet(sf_pipeline *p, sf_run *r, const float *latents, size_t batch, size_t height, size_t width,
-                         const float *timesteps, const float *text, size_t tokens, float *out, sf_diag *d) {
+                         const float *timesteps, double guidance, const float *text, size_t tokens, float *out,
+                         sf_diag *d) {
   sf_status s = sf_engine_need(p, SF_NET_UNET, d);
   if (s != SF_OK) return s;
-  if ((s = sf_pipeline_acquire_network(p, SF_NET_UNET, &r->ws, d)) != SF_OK) return s;
+  /* An LCM UNet takes the guidance as an embedding (timestep_cond), one row per batch item. */
+  size_t cond_dim = p->unet_cfg.time_cond_proj_dim;
+  float *cond = NULL;
+  if (cond_dim) {
+    if (!isfinite(guidance) || fabs(guidance) > FLT_MAX)
+      return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "guidance scale %g is not a finite float", guidance);
+    if (batch > SIZE_MAX / sizeof(float) / cond_dim || (cond = malloc(batch * cond_dim * sizeof *cond)) == NULL)
+      return sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "unet: out of memory for the guidance embedding");
+    const float w = (float)(guidance - 1.0); /* the pipeline's Python float, as a float32 tensor */
+    sf_guidance_embedding_f32(&w, 1, cond_dim, cond);
+    for (size_t i = 1; i < batch; i++) memcpy(cond + i * cond_dim, cond, cond_dim * sizeof *cond);
+  }
+  if ((s = sf_pipeline_acquire_network(p, SF_NET_UNET, &r->ws, d)) != SF_OK) {
+    free(cond);
+    return s;
+  }
   sf_plan *pl = r->plans[SF_SLOT_UNET];
   sf_exec ex = enter(p, r);
-  s = sf_unet_run(p->unet, &ex, pl, latents, batch, height, width, timesteps, text, tokens, out, d);
+  s = sf_unet_run(p->unet, &ex, pl, latents, batch, height, width, timesteps, cond, text, tokens, out, d);
   s = leave(p, r, s, sf_unet_graph(p->unet), pl);
   sf_pipeline_release_network(p, SF_NET_UNET);
+  free(cond);
   return s;
 }
 

@@ -9,6 +9,7 @@
 
 #include "core/diag.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/request.h"
 
 #define SF_CLIP_TOKENS 77
 
@@ -35,8 +36,23 @@ sf_status sf_engine_encode_ids(sf_pipeline *p, sf_run *r, const int32_t *ids, si
                                int clip_skip, float *out, sf_diag *d);
 sf_status sf_engine_encode_prompt(sf_pipeline *p, sf_run *r, const char *prompt, int clip_skip, float *out,
                                   sf_diag *d);
+/* guidance: the guidance scale a UNet with time_cond_proj_dim (LCM) is conditioned on (its
+ * embedding goes to every batch item); ignored by other UNets. */
 sf_status sf_engine_unet(sf_pipeline *p, sf_run *r, const float *latents, size_t batch, size_t height, size_t width,
-                         const float *timesteps, const float *text, size_t tokens, float *out, sf_diag *d);
+                         const float *timesteps, double guidance, const float *text, size_t tokens, float *out,
+                         sf_diag *d);
+
+/* LCM-distilled models. A UNet with time_cond_proj_dim takes the guidance scale as an embedding
+ * (guidance_embedded); such a model, or a LatentConsistencyModelPipeline folder, runs without the
+ * unconditional batch (uses_cfg is 0) and defaults to 4 steps at guidance 8 (request_defaults
+ * fills what the request left unset). */
+#define SF_LCM_DEFAULT_STEPS 4
+#define SF_LCM_DEFAULT_GUIDANCE 8.0
+int sf_engine_guidance_embedded(const sf_pipeline *p);
+int sf_engine_is_lcm(const sf_pipeline *p);
+void sf_engine_request_defaults(const sf_pipeline *p, sf_request *rq);
+/* Whether a generation at this guidance runs the unconditional batch (classifier-free guidance). */
+int sf_engine_uses_cfg(const sf_pipeline *p, double guidance);
 
 /* Flags of sf_engine_decode / sf_engine_encode_image: the public SF_LATENTS_UNSCALED and
  * SF_IMAGE_RAW. */

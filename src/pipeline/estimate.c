@@ -117,7 +117,10 @@ sf_status sf_pipeline_estimate(sf_pipeline *p, const sf_request *rq, size_t thre
     encoder = (p->configured & SF_NET_VAE_ENCODER) ? SF_NET_VAE_ENCODER : SF_NET_TAESD_ENCODER;
     if (!(p->configured & encoder)) return sf_diag_set(d, SF_ERR_BAD_STATE, "memory estimate: the pipeline has no encoder");
   }
-  const int uses_text = rq->prompt_embeds == NULL || (rq->guidance > 1.0 && rq->negative_embeds == NULL);
+  sf_request with_defaults = *rq; /* LCM models: no unconditional batch, guidance 8 unless given */
+  sf_engine_request_defaults(p, &with_defaults);
+  const int cfg = sf_engine_uses_cfg(p, with_defaults.guidance);
+  const int uses_text = rq->prompt_embeds == NULL || (cfg && rq->negative_embeds == NULL);
   if (uses_text && !(p->configured & SF_NET_TEXT_ENCODER))
     return sf_diag_set(d, SF_ERR_BAD_STATE, "memory estimate: the pipeline has no text encoder");
   const size_t f = sf_engine_scale_factor(p, decoder), multiple = f * sf_engine_unet_multiple(p);
@@ -127,7 +130,7 @@ sf_status sf_pipeline_estimate(sf_pipeline *p, const sf_request *rq, size_t thre
   if (W <= 0 || H <= 0 || W % (int64_t)multiple || H % (int64_t)multiple || W > 16384 || H > 16384)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "memory estimate: size %lldx%lld: sides must be multiples of %zu up to 16384",
                        (long long)W, (long long)H, multiple);
-  const size_t h = (size_t)H / f, w = (size_t)W / f, batch = rq->guidance > 1.0 ? 2 : 1;
+  const size_t h = (size_t)H / f, w = (size_t)W / f, batch = cfg ? 2 : 1;
   const size_t tokens = SF_CLIP_TOKENS, latent_c = p->unet_cfg.in_channels;
 
   /* The same generation shape as the last estimate: its figures (dry builds are not free). */

@@ -1,8 +1,9 @@
 /* Text-to-image (and img2img) generation, step by step, with diffusers' arithmetic:
  * prompts -> CLIP embeddings [uncond, cond]; seed -> initial latents from PyTorch's CPU
  * generator; per step: scale_model_input, one batch-2 UNet call, classifier-free
- * guidance, scheduler step; then the VAE (or TAESD) decodes and the image is rounded to
- * RGB8 as diffusers' numpy_to_pil does.
+ * guidance, scheduler step (LCM-distilled models: one batch-1 call conditioned on the
+ * guidance embedding, no unconditional pass, as LatentConsistencyModelPipeline); then the
+ * VAE (or TAESD) decodes and the image is rounded to RGB8 as diffusers' numpy_to_pil does.
  *
  * A job is a run (pipeline/run.h): it owns a run state from start to destroy, so jobs on one
  * pipeline are independent of each other and of building-block calls, and may run
@@ -29,8 +30,9 @@ struct sf_job {
   sf_scheduler *sched;
   sf_torch_rng rng;
   sf_rng_kernel rng_kernel;
-  int cfg;                /* guidance > 1: unconditional pass in the same batch */
+  int cfg;                /* guidance > 1 (not LCM): unconditional pass in the same batch */
   float guidance;
+  double guidance_scale;  /* as given: an LCM UNet embeds it */
   size_t c, h, w, n;      /* latent channels, rows, columns; n = c*h*w */
   size_t factor;          /* image pixels per latent pixel (the decoder's) */
   size_t tokens, hidden;
@@ -175,8 +177,12 @@ void sf_job_free(sf_job *job) {
   free(job);
 }
 
-static sf_status job_start(sf_job *j, const sf_request *rq, int64_t seed_offset, sf_diag *d) {
+static sf_status job_start(sf_job *j, const sf_request *request, int64_t seed_offset, sf_diag *d) {
   sf_pipeline *p = j->p;
+  /* What the caller left unset takes the model's defaults (LCM: 4 steps, guidance 8). */
+  sf_request with_defaults = *request;
+  sf_engine_request_defaults(p, &with_defaults);
+  const sf_request *rq = &with_defaults;
   sf_status need = sf_engine_need(p, SF_NET_UNET, d);
   if (need != SF_OK) return need;
   unsigned decoder = rq->decoder;
@@ -204,7 +210,10 @@ static sf_status job_start(sf_job *j, const sf_request *rq, int64_t seed_offset,
                        (long long)width, (long long)height, multiple, j->factor, (size_t)uc->n_downsamplers);
 
   j->guidance = (float)rq->guidance;
-  j->cfg = rq->guidance > 1.0;
+  j->guidance_scale = rq->guidance;
+  j->cfg = sf_engine_uses_cfg(p, rq->guidance);
+  if (!j->cfg && sf_engine_is_lcm(p) && ((rq->negative && *rq->negative) || rq->negative_embeds))
+    sf_ctx_log(p->ctx, SF_LOG_INFO, "LCM model: the negative prompt is not used (no unconditional batch)");
   j->c = uc->in_channels;
   j->h = (size_t)height / j->factor;
   j->w = (size_t)width / j->factor;
@@ -291,7 +300,8 @@ sf_status sf_job_run_step(sf_job *j, sf_diag *d) {
   if (j->cfg) memcpy(j->model_in + n, j->model_in, n * sizeof(float));
   float t = sf_scheduler_timestep(j->sched, i);
   float ts[2] = {t, t};
-  sf_status s = sf_engine_unet(j->p, j->run, j->model_in, batch, j->h, j->w, ts, j->text, j->tokens, j->model_out, d);
+  sf_status s = sf_engine_unet(j->p, j->run, j->model_in, batch, j->h, j->w, ts, j->guidance_scale, j->text, j->tokens,
+                               j->model_out, d);
   if (s != SF_OK) {
     j->failed = 1;
     return s;

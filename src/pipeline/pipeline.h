@@ -49,6 +49,7 @@ struct sf_pipeline {
    * in place, its GEMM panels laid out for pack_isa (an sf_igemm_isa this CPU runs). */
   struct sf_pack *pack;
   int pack_isa;
+  double unet_guidance; /* SF_PARAM_UNET_GUIDANCE: what building-block calls give an LCM UNet */
   int inspect_only;   /* SF_PARAM_INSPECT_ONLY: the networks are dry builds (graph/wsrc.h): checked and
                        * sized, never run; `networks` stays 0 */
   pthread_mutex_t resident_lock;

@@ -57,6 +57,8 @@ sf_status sf_request_from_params(const sf_params *params, sf_request *r, sf_diag
   if (steps < 1 || steps > MAX_STEPS)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "steps %lld: must be from 1 to %d", (long long)steps, MAX_STEPS);
   r->steps = (int)steps;
+  r->steps_given = sf_params_has(params, SF_PARAM_STEPS);
+  r->guidance_given = sf_params_has(params, SF_PARAM_GUIDANCE_SCALE);
   r->guidance = sf_params_float_or(params, SF_PARAM_GUIDANCE_SCALE, 7.5);
   /* The guidance multiplies float32 values: it must be finite as a float, not only as a double. */
   if (!isfinite(r->guidance) || fabs(r->guidance) > FLT_MAX)

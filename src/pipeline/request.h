@@ -16,6 +16,7 @@ typedef struct sf_request {
   int64_t width, height;   /* 0: unset (the init image's size, else the model's default) */
   int steps;
   double guidance;
+  int steps_given, guidance_given; /* set by the caller (else the model's defaults may apply) */
   double strength;
   uint64_t seed;
   int seed_random;         /* SF_PARAM_SEED was SF_SEED_RANDOM: draw one */

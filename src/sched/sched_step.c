@@ -225,18 +225,28 @@ void sf_sched_step_dpm(sf_scheduler *s, int i, const float *mo, float *x, size_t
   if (s->lower_order_nums < c->solver_order) s->lower_order_nums++;
 }
 
-void sf_sched_step_lcm(sf_scheduler *s, int i, const float *mo, float *x, size_t n,
-                       const float *noise) {
+/* get_scalings_for_boundary_condition_discrete(t) with sigma_data 0.5, in float32 as torch
+ * computes it on the int64 timestep tensor times timestep_scaling. */
+static void lcm_scalings(const sf_scheduler *s, int64_t t, float *c_skip, float *c_out) {
+  float scaled = (float)t * (float)s->cfg.timestep_scaling;
+  float den = scaled * scaled + 0.25f;
+  *c_skip = (1.0f / den) * 0.25f; /* python 0.25 / tensor = reciprocal * 0.25 */
+  *c_out = scaled / sqrtf(den);
+}
+
+/* LCMScheduler.step at index i: denoised = c_out*x0 + c_skip*x; then x is replaced by the
+ * next step's noised sample (or by denoised at the last step) when update, and denoised is
+ * stored when denoised_out is not NULL. */
+static void lcm_step(const sf_scheduler *s, int i, const float *mo, float *x, size_t n, const float *noise,
+                     float *denoised_out, int update) {
   const sf_sched_config *c = &s->cfg;
   int64_t t = s->timesteps_i[i];
   int64_t prev = i + 1 < s->nsteps ? s->timesteps_i[i + 1] : t;
   float a_t = acp_index(s, t);
   float a_prev = acp_at(s, prev);
   float b_t = 1.0f - a_t, b_prev = 1.0f - a_prev;
-  float scaled = (float)t * (float)c->timestep_scaling;
-  float den = scaled * scaled + 0.25f;
-  float c_skip = (1.0f / den) * 0.25f; /* python 0.25 / tensor = reciprocal * 0.25 */
-  float c_out = scaled / sqrtf(den);
+  float c_skip, c_out;
+  lcm_scalings(s, t, &c_skip, &c_out);
   float sa = sqrtf(a_t), sb = sqrtf(b_t);
   float sa_prev = sqrtf(a_prev), sb_prev = sqrtf(b_prev);
   float range = (float)c->clip_sample_range;
@@ -256,8 +266,31 @@ void sf_sched_step_lcm(sf_scheduler *s, int i, const float *mo, float *x, size_t
     }
     if (c->clip_sample) x0 = clampf(x0, -range, range);
     float denoised = c_out * x0 + c_skip * x[k];
-    x[k] = final_step ? denoised : sa_prev * denoised + sb_prev * noise[k];
+    if (denoised_out) denoised_out[k] = denoised;
+    if (update) x[k] = final_step ? denoised : sa_prev * denoised + sb_prev * noise[k];
   }
+}
+
+void sf_sched_step_lcm(sf_scheduler *s, int i, const float *mo, float *x, size_t n,
+                       const float *noise) {
+  lcm_step(s, i, mo, x, n, noise, NULL, 1);
+}
+
+sf_status sf_scheduler_lcm_denoised(const sf_scheduler *s, int i, const float *model_output, const float *sample,
+                                    float *denoised, size_t n, sf_diag *d) {
+  if (s == NULL || model_output == NULL || sample == NULL || denoised == NULL)
+    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "scheduler: NULL argument");
+  if (s->cfg.kind != SF_SCHED_LCM) return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "scheduler: not an LCM scheduler");
+  if (i < 0 || i >= s->nsteps)
+    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "scheduler: index %d outside [0, %d)", i, s->nsteps);
+  lcm_step(s, i, model_output, (float *)sample, n, NULL, denoised, 0); /* update 0: sample only read */
+  return SF_OK;
+}
+
+int sf_scheduler_lcm_scalings(const sf_scheduler *s, int i, float *c_skip, float *c_out) {
+  if (s == NULL || s->cfg.kind != SF_SCHED_LCM || i < 0 || i >= s->nsteps) return 0;
+  lcm_scalings(s, s->timesteps_i[i], c_skip, c_out);
+  return 1;
 }
 
 int sf_scheduler_step_draws_noise(const sf_scheduler *s, int i) {

@@ -123,6 +123,14 @@ int sf_scheduler_step_draws_noise(const sf_scheduler *s, int i);
 sf_status sf_scheduler_step(sf_scheduler *s, int i, const float *model_output, float *sample,
                             size_t n, const float *noise, sf_diag *d);
 
+/* LCM only: the consistency model's denoised sample at index i (what a step stopping there
+ * returns), computed as sf_scheduler_step does; sample is read, not changed. */
+sf_status sf_scheduler_lcm_denoised(const sf_scheduler *s, int i, const float *model_output, const float *sample,
+                                    float *denoised, size_t n, sf_diag *d);
+/* LCM only: c_skip and c_out of timesteps[i] (get_scalings_for_boundary_condition_discrete);
+ * 0 for another scheduler or an index outside the schedule. */
+int sf_scheduler_lcm_scalings(const sf_scheduler *s, int i, float *c_skip, float *c_out);
+
 /* img2img, as StableDiffusionImg2ImgPipeline.get_timesteps: the loop starts at index
  * t_start*order (returned), with init_timestep = min(int(steps*strength), steps),
  * t_start = max(steps - init_timestep, 0); also performs set_begin_index. */

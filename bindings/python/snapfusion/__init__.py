@@ -70,6 +70,7 @@ class Param(enum.IntEnum):
     LOW_MEMORY = 108
     PACK_PATH = 109
     CONFIG_PATH = 110
+    UNET_GUIDANCE = 120
     PROMPT = 200
     NEGATIVE_PROMPT = 201
     WIDTH = 202
@@ -527,7 +528,7 @@ class Params:
                  Param.COMPONENTS, Param.WEIGHT_TYPE, Param.LOW_MEMORY, Param.WIDTH, Param.HEIGHT, Param.STEPS,
                  Param.SEED, Param.SAMPLER, Param.KARRAS_SIGMAS, Param.CLIP_SKIP, Param.BATCH_COUNT,
                  Param.PREDICTION_TYPE, Param.DECODER, Param.TIMESTEP_SPACING}
-    _FLOAT_KEYS = {Param.GUIDANCE_SCALE, Param.STRENGTH, Param.ETA}
+    _FLOAT_KEYS = {Param.GUIDANCE_SCALE, Param.STRENGTH, Param.ETA, Param.UNET_GUIDANCE}
     _STRING_KEYS = {Param.VARIANT, Param.TAESD_PATH, Param.TOKENIZER_PATH, Param.PACK_PATH, Param.CONFIG_PATH,
                     Param.PROMPT,
                     Param.NEGATIVE_PROMPT}
@@ -1201,7 +1202,7 @@ class Pipeline:
              components: Network | int | Sequence[str | Network] | None = None,
              weights: WeightsLike | None = None, low_memory: bool = False,
              pack: str | os.PathLike[str] | None = None,
-             config_path: str | os.PathLike[str] | None = None) -> Pipeline:
+             config_path: str | os.PathLike[str] | None = None, unet_guidance: float | None = None) -> Pipeline:
         """Loads a diffusers folder, or a single-file checkpoint (one .safetensors in the original
         LDM layout: model.diffusion_model.*, first_stage_model.*, cond_stage_model.transformer.*;
         config_path: the diffusers folder whose configs, scheduler and tokenizer describe it, else
@@ -1215,7 +1216,9 @@ class Pipeline:
         needs it (less memory, the packing time of every network per generation).
         inspect_only: check the folder without loading it (see Pipeline.inspect). pack: a pack
         file (write_pack, `snapfusion pack`) the weights come from, mapped read-only and used in
-        place (the folder then needs configs only; weights, if given, must be the pack's)."""
+        place (the folder then needs configs only; weights, if given, must be the pack's).
+        unet_guidance: the guidance scale unet_predict gives an LCM-distilled UNet (one with
+        time_cond_proj_dim; default 8); generations take their own guidance_scale."""
         folder = _cstr(os.fspath(path), "path")
 
         def call(ctx: Any, params: Any, out: Any) -> int:
@@ -1223,7 +1226,8 @@ class Pipeline:
         return cls._load(call, os.fspath(path), context=context, threads=threads, variant=variant,
                          random_weights=random_weights, random_seed=random_seed, inspect_only=inspect_only,
                          taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components,
-                         weights=weights, low_memory=low_memory, pack=pack, config_path=config_path)
+                         weights=weights, low_memory=low_memory, pack=pack, config_path=config_path,
+                         unet_guidance=unet_guidance)
 
     @classmethod
     def load_files(cls, files: Files, *, context: Context | None = None, threads: int | None = None,
@@ -1232,7 +1236,7 @@ class Pipeline:
                    tokenizer_path: str | os.PathLike[str] | None = None,
                    components: Network | int | Sequence[str | Network] | None = None,
                    weights: WeightsLike | None = None, low_memory: bool = False,
-                   pack: str | os.PathLike[str] | None = None) -> Pipeline:
+                   pack: str | os.PathLike[str] | None = None, unet_guidance: float | None = None) -> Pipeline:
         """Loads a model from a set of files in memory (sf_pipeline_load_files), with the
         options of load (taesd_path and tokenizer_path stay paths in the file system). The
         library's messages name the set's files "memory:PATH" ("memory:model_index.json is
@@ -1249,7 +1253,7 @@ class Pipeline:
             self = cls._load(call, "memory:", context=context, threads=threads, variant=variant,
                              random_weights=random_weights, random_seed=random_seed, inspect_only=inspect_only,
                              taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components,
-                             weights=weights, low_memory=low_memory, pack=pack)
+                             weights=weights, low_memory=low_memory, pack=pack, unet_guidance=unet_guidance)
             if files.borrowed:
                 # The pipeline may point into any borrowed buffer of the set: it holds the set's
                 # handle (whose keep holds the buffers) until it is closed. As the handle's child,
@@ -1267,7 +1271,8 @@ class Pipeline:
               components: Network | int | Sequence[str | Network] | None,
               weights: WeightsLike | None, low_memory: bool,
               pack: str | os.PathLike[str] | None = None,
-              config_path: str | os.PathLike[str] | None = None) -> Pipeline:
+              config_path: str | os.PathLike[str] | None = None,
+              unet_guidance: float | None = None) -> Pipeline:
         """load and load_files: call(context, options, out) is the C load."""
         own = context is None
         ctx = Context(threads=threads) if context is None else context
@@ -1283,7 +1288,8 @@ class Pipeline:
                 Param.WEIGHT_TYPE: _enum_value(weights, _WEIGHT_TYPES, "weight type"),
                 Param.LOW_MEMORY: 1 if low_memory else None,
                 Param.PACK_PATH: os.fspath(pack) if pack else None,
-                Param.CONFIG_PATH: os.fspath(config_path) if config_path else None}
+                Param.CONFIG_PATH: os.fspath(config_path) if config_path else None,
+                Param.UNET_GUIDANCE: float(unet_guidance) if unet_guidance is not None else None}
             if components is not None:
                 if isinstance(components, int):
                     mask = int(components)

@@ -863,6 +863,32 @@ def folder_bytes(folder):
     return out
 
 
+TINY_LCM = os.path.join(FIXTURES, "models", "tiny-lcm")
+
+
+@unittest.skipUnless(os.path.isfile(os.path.join(TINY_LCM, "model_index.json")), "no %s" % TINY_LCM)
+class TestLCM(unittest.TestCase):
+    """An LCM-distilled model (the models set's tiny-lcm): its defaults (4 steps, guidance 8)
+    when unset, and unet_guidance= reaching unet_predict."""
+
+    def test_defaults_and_unet_guidance(self):
+        opts = dict(width=64, height=64, seed=2024)
+        with sf.Pipeline.load(TINY_LCM, threads=THREADS) as p:
+            with p.generate("a watercolor fox sitting in tall grass", **opts) as job:
+                self.assertEqual(job.steps_total, 4)
+                image = job.finish()
+            self.assertIn("Steps: 4", image.parameters)
+            self.assertIn("CFG scale: 8", image.parameters)
+            with p.generate("a watercolor fox sitting in tall grass", steps=4, guidance_scale=8.0, **opts) as job:
+                self.assertEqual(bytes(job.finish().pixels), bytes(image.pixels))
+            text = p.encode_prompt("a fox")
+            lat = [0.1 * (i % 7) for i in range(4 * 8 * 8)]
+            eps8 = p.unet_predict(lat, 999, text, height=8, width=8)
+        with sf.Pipeline.load(TINY_LCM, threads=THREADS, unet_guidance=2.5) as p:
+            eps25 = p.unet_predict(lat, 999, p.encode_prompt("a fox"), height=8, width=8)
+        self.assertNotEqual(list(eps8), list(eps25))
+
+
 @needs_fixtures
 class TestFiles(unittest.TestCase):
     """Files and Pipeline.load_files against the same model loaded from its folder: the same

@@ -309,7 +309,7 @@ internal object Keys {
     const val THREADS = 1; const val LOG_LEVEL = 2
     const val VARIANT = 100; const val RANDOM_WEIGHTS = 101; const val RANDOM_SEED = 102; const val INSPECT_ONLY = 103
     const val TAESD_PATH = 104; const val COMPONENTS = 105; const val TOKENIZER_PATH = 106
-    const val WEIGHT_TYPE = 107; const val LOW_MEMORY = 108; const val PACK_PATH = 109; const val CONFIG_PATH = 110
+    const val WEIGHT_TYPE = 107; const val LOW_MEMORY = 108; const val PACK_PATH = 109; const val CONFIG_PATH = 110; const val UNET_GUIDANCE = 120
     const val PROMPT = 200; const val NEGATIVE_PROMPT = 201; const val WIDTH = 202; const val HEIGHT = 203
     const val STEPS = 204; const val GUIDANCE_SCALE = 205; const val SEED = 206; const val SAMPLER = 207
     const val KARRAS_SIGMAS = 208; const val CLIP_SKIP = 209; const val BATCH_COUNT = 210; const val STRENGTH = 211
@@ -869,16 +869,18 @@ class Pipeline private constructor(val context: Context, private val ownContext:
          * the weights come from, mapped and used in place (the folder then needs configs only).
          * path may also be a single-file checkpoint (one .safetensors in the original LDM layout);
          * configPath (SF_PARAM_CONFIG_PATH): the diffusers folder whose configs, scheduler and
-         * tokenizer describe it (null: its architecture is inferred as SD-1.x's from the shapes). */
+         * tokenizer describe it (null: its architecture is inferred as SD-1.x's from the shapes).
+         * unetGuidance: the guidance scale unetPredict gives an LCM-distilled UNet (time_cond_proj_dim;
+         * default 8); generations take their own guidance scale. */
         @JvmStatic
         @JvmOverloads
         fun load(path: String, context: Context? = null, threads: Int? = null, variant: String? = null,
                  randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
                  components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
                  lowMemory: Boolean = false, inspectOnly: Boolean = false, pack: String? = null,
-                 configPath: String? = null): Pipeline =
+                 configPath: String? = null, unetGuidance: Double? = null): Pipeline =
             loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
-                     weights, lowMemory, inspectOnly, null, pack, configPath) { ctx, options, out ->
+                     weights, lowMemory, inspectOnly, null, pack, configPath, unetGuidance) { ctx, options, out ->
                 C.sf_pipeline_load(ctx, path, options, out)
             }
 
@@ -919,12 +921,13 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         fun loadFiles(files: Files, context: Context? = null, threads: Int? = null, variant: String? = null,
                       randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
                       components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
-                      lowMemory: Boolean = false, inspectOnly: Boolean = false, pack: String? = null): Pipeline =
+                      lowMemory: Boolean = false, inspectOnly: Boolean = false, pack: String? = null,
+                      unetGuidance: Double? = null): Pipeline =
             files.locked {  // a set is used by one thread at a time
                 val set = files.ptr()
                 val borrows = if (files.borrowed) files.handle else null
                 loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
-                         weights, lowMemory, inspectOnly, borrows, pack, null) { ctx, options, out ->
+                         weights, lowMemory, inspectOnly, borrows, pack, null, unetGuidance) { ctx, options, out ->
                     C.sf_pipeline_load_files(ctx, set, options, out)
                 }
             }
@@ -932,7 +935,8 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         private fun loadWith(context: Context?, threads: Int?, variant: String?, randomWeights: Boolean, randomSeed: Long?,
                          taesdPath: String?, components: Set<Network>?, tokenizerPath: String?, weights: WeightType?,
                          lowMemory: Boolean, inspectOnly: Boolean, borrows: NativeHandle?, pack: String?,
-                         configPath: String?, call: (Pointer, Pointer, PointerByReference) -> Int): Pipeline {
+                         configPath: String?, unetGuidance: Double?,
+                         call: (Pointer, Pointer, PointerByReference) -> Int): Pipeline {
             val ctx = context ?: Context(threads)
             if (context != null && threads != null) ctx.threads = threads
             try {
@@ -950,6 +954,7 @@ class Pipeline private constructor(val context: Context, private val ownContext:
                         if (lowMemory) p.int(Keys.LOW_MEMORY, 1)
                         p.string(Keys.PACK_PATH, pack)
                         p.string(Keys.CONFIG_PATH, configPath)
+                        p.float(Keys.UNET_GUIDANCE, unetGuidance)
                         call(ctx.ptr(), p.ptr, out)
                     }
                 }
