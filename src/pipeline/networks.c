@@ -357,6 +357,9 @@ sf_status sf_pipeline_acquire_network(sf_pipeline *p, unsigned net, sf_workspace
       s = sf_diag_set(d, SF_ERR_BAD_STATE, "low-memory mode: the VAE encoder and decoder cannot run at once");
     else s = build_vae(p, net == SF_NET_VAE_DECODER ? 1 : 2, d);
     if (s == SF_OK) p->builds++;
+#ifdef __GLIBC__
+    malloc_trim(0); /* the build's staging, freed into the heap, leaves before the network runs */
+#endif
   }
   if (s == SF_OK) p->users[users_index(net)]++;
   pthread_mutex_unlock(&p->resident_lock);
