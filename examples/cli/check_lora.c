@@ -37,9 +37,10 @@ static void run_unet(check_run *run, check_result *r) {
   float *out = malloc((n_sample ? n_sample : 1) * sizeof *out);
   if (sample && text && t && out) {
     for (size_t i = 0; i < batch; i++) t[i] = (float)t64;
-    sf_status s = sf_unet_predict(pipe, sample, batch, (size_t)st->shape[2], (size_t)st->shape[3], t, text,
-                                  (size_t)et->shape[1], out);
-    if (s != SF_OK) check_api_fail(r, "sf_unet_predict", s, run->state->ctx);
+    size_t n_text = batch * (size_t)et->shape[1] * (size_t)et->shape[2];
+    sf_status s = sf_unet_predict_v2(pipe, sample, n_sample, batch, (size_t)st->shape[2], (size_t)st->shape[3], t,
+                                     batch, text, n_text, (size_t)et->shape[1], out, n_sample);
+    if (s != SF_OK) check_api_fail(r, "sf_unet_predict_v2", s, run->state->ctx);
     else check_compare(run, r, "noise_pred", out, n_sample);
   } else if (r->verdict != CHECK_FAIL) {
     check_fail(r, "out of memory");

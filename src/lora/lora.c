@@ -114,8 +114,8 @@ static sf_status parse_file(lora_file *f, size_t index, sf_diag *d) {
     const int p = key_prefix(t->name);
     if (p < 0)
       return sf_diag_set(d, SF_ERR_BAD_MODEL,
-                         "%s: key '%s' is not a LoRA key this library reads (kohya 'lora_unet_...' / 'lora_te_...', "
-                         "diffusers/PEFT 'unet....' / 'text_encoder....')",
+                         "%s: key '%s' is not a LoRA key this library reads (kohya 'lora_unet_<module>.*' / "
+                         "'lora_te_<module>.*', diffusers/PEFT 'unet.<module>.*' / 'text_encoder.<module>.*')",
                          path, t->name);
     const int kohya = prefixes[p].kohya;
     const char *down_sfx = down_suffix[kohya], *up_sfx = up_suffix[kohya];
