@@ -432,8 +432,8 @@ size_t sf_lora_target_count(const sf_lora_set *set) {
 /* ---- merging ---- */
 
 typedef struct merge_term {
-  double *up;    /* [out][rank] */
-  double *downT; /* [cols][rank] */
+  double *up;   /* [out][rank] */
+  double *down; /* [rank][cols] */
   int64_t rank;
   double factor;
 } merge_term;
@@ -445,35 +445,47 @@ typedef struct merge_job {
   size_t n_terms;
 } merge_job;
 
+/* Row o: for each value, acc = W; then per term (in LoRA order) s = sum over r = 0.. of
+ * up[o,r] * down[r,c] and acc += factor * s; W' = float(acc). Columns go in chunks so the sums
+ * run along rows of down (vectorisable, each value's sum still in r order). */
+enum { MERGE_CHUNK = 256 };
 static void merge_row(void *arg, size_t o) {
   const merge_job *j = arg;
   float *row = j->values + o * j->cols;
-  for (size_t c = 0; c < j->cols; c++) {
-    double acc = (double)row[c];
+  double acc[MERGE_CHUNK], s[MERGE_CHUNK];
+  for (size_t c0 = 0; c0 < j->cols; c0 += MERGE_CHUNK) {
+    const size_t n = j->cols - c0 < MERGE_CHUNK ? j->cols - c0 : MERGE_CHUNK;
+    for (size_t c = 0; c < n; c++) acc[c] = (double)row[c0 + c];
     for (size_t k = 0; k < j->n_terms; k++) {
       const merge_term *t = &j->terms[k];
       if (t->factor == 0.0) continue; /* scale 0: exactly the base weight */
-      const double *u = t->up + o * (size_t)t->rank, *v = t->downT + c * (size_t)t->rank;
-      double s = 0.0;
-      for (int64_t r = 0; r < t->rank; r++) s += u[r] * v[r];
-      acc += t->factor * s;
+      const double *u = t->up + o * (size_t)t->rank;
+      for (size_t c = 0; c < n; c++) s[c] = 0.0;
+      for (int64_t r = 0; r < t->rank; r++) {
+        const double ur = u[r], *v = t->down + (size_t)r * j->cols + c0;
+        for (size_t c = 0; c < n; c++) s[c] += ur * v[c];
+      }
+      for (size_t c = 0; c < n; c++) acc[c] += t->factor * s[c];
     }
-    row[c] = (float)acc;
+    for (size_t c = 0; c < n; c++) row[c0 + c] = (float)acc[c];
   }
 }
 
-/* t's values as doubles (transposed from [rank][cols] to [cols][rank] when transpose). */
-static double *to_double(const sf_st_tensor *t, size_t rows, size_t cols, int transpose) {
-  float *f = malloc((size_t)t->numel * sizeof *f);
+/* t's values as doubles. */
+static double *to_double(const sf_st_tensor *t) {
   double *out = malloc((size_t)t->numel * sizeof *out);
+  if (out != NULL && t->dtype == SF_DTYPE_F64) { /* little-endian, as the file */
+    memcpy(out, t->data, (size_t)t->numel * sizeof *out);
+    return out;
+  }
+  float *f = malloc((size_t)t->numel * sizeof *f);
   if (f == NULL || out == NULL) {
     free(f);
     free(out);
     return NULL;
   }
   sf_st_to_f32(t, f);
-  for (size_t r = 0; r < rows; r++)
-    for (size_t c = 0; c < cols; c++) out[transpose ? c * rows + r : r * cols + c] = (double)f[r * cols + c];
+  for (uint64_t i = 0; i < t->numel; i++) out[i] = (double)f[i];
   free(f);
   return out;
 }
@@ -510,9 +522,9 @@ int sf_lora_merge(void *binding, const char *name, float *values, int ndim, cons
     const lora_module *m = set->refs[lo + k];
     terms[k].rank = m->rank;
     terms[k].factor = m->factor;
-    terms[k].up = to_double(m->up, out, (size_t)m->rank, 0);
-    terms[k].downT = to_double(m->down, (size_t)m->rank, cols, 1);
-    ok = terms[k].up != NULL && terms[k].downT != NULL;
+    terms[k].up = to_double(m->up);
+    terms[k].down = to_double(m->down);
+    ok = terms[k].up != NULL && terms[k].down != NULL;
   }
   if (ok) {
     merge_job job = {.values = values, .cols = cols, .terms = terms, .n_terms = n_terms};
@@ -525,7 +537,7 @@ int sf_lora_merge(void *binding, const char *name, float *values, int ndim, cons
   }
   for (size_t k = 0; terms && k < n_terms; k++) {
     free(terms[k].up);
-    free(terms[k].downT);
+    free(terms[k].down);
   }
   free(terms);
   return ok;

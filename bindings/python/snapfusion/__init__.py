@@ -18,6 +18,7 @@ import ctypes
 import enum
 import json
 import logging
+import math
 import mmap
 import os
 import re
@@ -69,6 +70,7 @@ class Param(enum.IntEnum):
     WEIGHT_TYPE = 107
     LOW_MEMORY = 108
     PACK_PATH = 109
+    LORAS = 111
     PROMPT = 200
     NEGATIVE_PROMPT = 201
     WIDTH = 202
@@ -527,7 +529,7 @@ class Params:
                  Param.SEED, Param.SAMPLER, Param.KARRAS_SIGMAS, Param.CLIP_SKIP, Param.BATCH_COUNT,
                  Param.PREDICTION_TYPE, Param.DECODER, Param.TIMESTEP_SPACING}
     _FLOAT_KEYS = {Param.GUIDANCE_SCALE, Param.STRENGTH, Param.ETA}
-    _STRING_KEYS = {Param.VARIANT, Param.TAESD_PATH, Param.TOKENIZER_PATH, Param.PACK_PATH, Param.PROMPT,
+    _STRING_KEYS = {Param.VARIANT, Param.TAESD_PATH, Param.TOKENIZER_PATH, Param.PACK_PATH, Param.LORAS, Param.PROMPT,
                     Param.NEGATIVE_PROMPT}
     _ARRAY_KEYS = {Param.LATENTS, Param.PROMPT_EMBEDS, Param.NEGATIVE_EMBEDS}
 
@@ -1173,6 +1175,31 @@ def _progress_thunk(progress: ProgressCallback | None) -> tuple[_CallbackSink, A
     return sink, _c.PROGRESS_FN(on_progress)
 
 
+LorasLike = Sequence[Union[str, "os.PathLike[str]", Tuple[Union[str, "os.PathLike[str]"], float]]]
+
+
+def _lora_list(loras: LorasLike | None) -> str | None:
+    """The SF_PARAM_LORAS text of loras: one "PATH\\tSCALE" line each."""
+    if loras is None:
+        return None
+    if isinstance(loras, (str, bytes, os.PathLike)):
+        raise TypeError("loras: expected a sequence of paths or (path, scale) pairs, not one path")
+    lines = []
+    for item in loras:
+        if isinstance(item, tuple):
+            if len(item) != 2:
+                raise TypeError("loras: expected (path, scale) pairs, got %r" % (item,))
+            path, scale = os.fspath(item[0]), float(item[1])
+        else:
+            path, scale = os.fspath(item), 1.0
+        if not isinstance(path, str) or not path or "\n" in path or "\t" in path:
+            raise ValueError("loras: %r is not a usable path (empty, or with a tab or newline)" % (path,))
+        if not math.isfinite(scale):
+            raise ValueError("loras: the scale of %s is not finite" % path)
+        lines.append("%s\t%r" % (path, scale))
+    return "\n".join(lines) if lines else None
+
+
 class Pipeline:
     """A loaded diffusers model folder. Use as a context manager, or call close().
 
@@ -1198,7 +1225,7 @@ class Pipeline:
              tokenizer_path: str | os.PathLike[str] | None = None,
              components: Network | int | Sequence[str | Network] | None = None,
              weights: WeightsLike | None = None, low_memory: bool = False,
-             pack: str | os.PathLike[str] | None = None) -> Pipeline:
+             pack: str | os.PathLike[str] | None = None, loras: LorasLike | None = None) -> Pipeline:
         """Loads a diffusers folder. Without `context`, the pipeline makes (and closes) its
         own, with `threads` workers (default: one per core). components: names
         ("text_encoder", "unet", "vae_decoder", "vae_encoder", "taesd_decoder",
@@ -1209,7 +1236,10 @@ class Pipeline:
         needs it (less memory, the packing time of every network per generation).
         inspect_only: check the folder without loading it (see Pipeline.inspect). pack: a pack
         file (write_pack, `snapfusion pack`) the weights come from, mapped read-only and used in
-        place (the folder then needs configs only; weights, if given, must be the pack's)."""
+        place (the folder then needs configs only; weights, if given, must be the pack's).
+        loras: LoRA files merged into the UNet and text encoder at load (SF_PARAM_LORAS),
+        each a path (scale 1) or a (path, scale) pair, e.g. [("a.safetensors", 0.75),
+        ("b.safetensors", 0.4)]: kohya/A1111 or diffusers/PEFT files, their deltas summed."""
         folder = _cstr(os.fspath(path), "path")
 
         def call(ctx: Any, params: Any, out: Any) -> int:
@@ -1217,7 +1247,7 @@ class Pipeline:
         return cls._load(call, os.fspath(path), context=context, threads=threads, variant=variant,
                          random_weights=random_weights, random_seed=random_seed, inspect_only=inspect_only,
                          taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components,
-                         weights=weights, low_memory=low_memory, pack=pack)
+                         weights=weights, low_memory=low_memory, pack=pack, loras=loras)
 
     @classmethod
     def load_files(cls, files: Files, *, context: Context | None = None, threads: int | None = None,
@@ -1226,7 +1256,7 @@ class Pipeline:
                    tokenizer_path: str | os.PathLike[str] | None = None,
                    components: Network | int | Sequence[str | Network] | None = None,
                    weights: WeightsLike | None = None, low_memory: bool = False,
-                   pack: str | os.PathLike[str] | None = None) -> Pipeline:
+                   pack: str | os.PathLike[str] | None = None, loras: LorasLike | None = None) -> Pipeline:
         """Loads a model from a set of files in memory (sf_pipeline_load_files), with the
         options of load (taesd_path and tokenizer_path stay paths in the file system). The
         library's messages name the set's files "memory:PATH" ("memory:model_index.json is
@@ -1243,7 +1273,7 @@ class Pipeline:
             self = cls._load(call, "memory:", context=context, threads=threads, variant=variant,
                              random_weights=random_weights, random_seed=random_seed, inspect_only=inspect_only,
                              taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components,
-                             weights=weights, low_memory=low_memory, pack=pack)
+                             weights=weights, low_memory=low_memory, pack=pack, loras=loras)
             if files.borrowed:
                 # The pipeline may point into any borrowed buffer of the set: it holds the set's
                 # handle (whose keep holds the buffers) until it is closed. As the handle's child,
@@ -1260,7 +1290,7 @@ class Pipeline:
               tokenizer_path: str | os.PathLike[str] | None,
               components: Network | int | Sequence[str | Network] | None,
               weights: WeightsLike | None, low_memory: bool,
-              pack: str | os.PathLike[str] | None = None) -> Pipeline:
+              pack: str | os.PathLike[str] | None = None, loras: LorasLike | None = None) -> Pipeline:
         """load and load_files: call(context, options, out) is the C load."""
         own = context is None
         ctx = Context(threads=threads) if context is None else context
@@ -1275,7 +1305,8 @@ class Pipeline:
                 Param.INSPECT_ONLY: 1 if inspect_only else None,
                 Param.WEIGHT_TYPE: _enum_value(weights, _WEIGHT_TYPES, "weight type"),
                 Param.LOW_MEMORY: 1 if low_memory else None,
-                Param.PACK_PATH: os.fspath(pack) if pack else None}
+                Param.PACK_PATH: os.fspath(pack) if pack else None,
+                Param.LORAS: _lora_list(loras)}
             if components is not None:
                 if isinstance(components, int):
                     mask = int(components)
@@ -1307,7 +1338,8 @@ class Pipeline:
                 random_seed: int | None = None, taesd_path: str | os.PathLike[str] | None = None,
                 tokenizer_path: str | os.PathLike[str] | None = None,
                 components: Network | int | Sequence[str | Network] | None = None,
-                weights: WeightsLike | None = None, low_memory: bool = False) -> Pipeline:
+                weights: WeightsLike | None = None, low_memory: bool = False,
+                loras: LorasLike | None = None) -> Pipeline:
         """Checks a model without loading it (SF_PARAM_INSPECT_ONLY): a folder (or a Files set)
         with the options of load. Every config is parsed, every network's architecture built
         and every checkpoint tensor checked against it (names, shapes, types, tensors left
@@ -1321,7 +1353,7 @@ class Pipeline:
         options: dict[str, Any] = dict(
             context=context, threads=threads, variant=variant, random_weights=random_weights,
             random_seed=random_seed, inspect_only=True, taesd_path=taesd_path, tokenizer_path=tokenizer_path,
-            components=components, weights=weights, low_memory=low_memory)
+            components=components, weights=weights, low_memory=low_memory, loras=loras)
         if isinstance(source, Files):
             return cls.load_files(source, **options)
         return cls.load(source, **options)

@@ -309,7 +309,7 @@ internal object Keys {
     const val THREADS = 1; const val LOG_LEVEL = 2
     const val VARIANT = 100; const val RANDOM_WEIGHTS = 101; const val RANDOM_SEED = 102; const val INSPECT_ONLY = 103
     const val TAESD_PATH = 104; const val COMPONENTS = 105; const val TOKENIZER_PATH = 106
-    const val WEIGHT_TYPE = 107; const val LOW_MEMORY = 108; const val PACK_PATH = 109
+    const val WEIGHT_TYPE = 107; const val LOW_MEMORY = 108; const val PACK_PATH = 109; const val LORAS = 111
     const val PROMPT = 200; const val NEGATIVE_PROMPT = 201; const val WIDTH = 202; const val HEIGHT = 203
     const val STEPS = 204; const val GUIDANCE_SCALE = 205; const val SEED = 206; const val SAMPLER = 207
     const val KARRAS_SIGMAS = 208; const val CLIP_SKIP = 209; const val BATCH_COUNT = 210; const val STRENGTH = 211
@@ -866,15 +866,19 @@ class Pipeline private constructor(val context: Context, private val ownContext:
          * weightBytes). lowMemory: one network resident at a time, each packed when a run needs it
          * (less memory, the packing time of every network per generation). inspectOnly: check the
          * folder without loading it (see inspect). pack: a pack file (writePack, `snapfusion pack`)
-         * the weights come from, mapped and used in place (the folder then needs configs only). */
+         * the weights come from, mapped and used in place (the folder then needs configs only).
+         * loras: LoRA files (kohya/A1111 or diffusers/PEFT .safetensors) with their scales, merged
+         * into the UNet and text encoder at load (SF_PARAM_LORAS), e.g. listOf("a.safetensors" to
+         * 0.75, "b.safetensors" to 0.4): their deltas add up. */
         @JvmStatic
         @JvmOverloads
         fun load(path: String, context: Context? = null, threads: Int? = null, variant: String? = null,
                  randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
                  components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
-                 lowMemory: Boolean = false, inspectOnly: Boolean = false, pack: String? = null): Pipeline =
+                 lowMemory: Boolean = false, inspectOnly: Boolean = false, pack: String? = null,
+                 loras: List<Pair<String, Double>>? = null): Pipeline =
             loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
-                     weights, lowMemory, inspectOnly, null, pack) { ctx, options, out ->
+                     weights, lowMemory, inspectOnly, null, pack, loras) { ctx, options, out ->
                 C.sf_pipeline_load(ctx, path, options, out)
             }
 
@@ -891,9 +895,9 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         fun inspect(path: String, context: Context? = null, threads: Int? = null, variant: String? = null,
                     randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
                     components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
-                    lowMemory: Boolean = false): Pipeline =
+                    lowMemory: Boolean = false, loras: List<Pair<String, Double>>? = null): Pipeline =
             load(path, context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
-                 weights, lowMemory, inspectOnly = true)
+                 weights, lowMemory, inspectOnly = true, loras = loras)
 
         /** inspect for a set of files in memory (the options of loadFiles). */
         @JvmStatic
@@ -915,12 +919,13 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         fun loadFiles(files: Files, context: Context? = null, threads: Int? = null, variant: String? = null,
                       randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
                       components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
-                      lowMemory: Boolean = false, inspectOnly: Boolean = false, pack: String? = null): Pipeline =
+                      lowMemory: Boolean = false, inspectOnly: Boolean = false, pack: String? = null,
+                      loras: List<Pair<String, Double>>? = null): Pipeline =
             files.locked {  // a set is used by one thread at a time
                 val set = files.ptr()
                 val borrows = if (files.borrowed) files.handle else null
                 loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
-                         weights, lowMemory, inspectOnly, borrows, pack) { ctx, options, out ->
+                         weights, lowMemory, inspectOnly, borrows, pack, loras) { ctx, options, out ->
                     C.sf_pipeline_load_files(ctx, set, options, out)
                 }
             }
@@ -928,7 +933,18 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         private fun loadWith(context: Context?, threads: Int?, variant: String?, randomWeights: Boolean, randomSeed: Long?,
                          taesdPath: String?, components: Set<Network>?, tokenizerPath: String?, weights: WeightType?,
                          lowMemory: Boolean, inspectOnly: Boolean, borrows: NativeHandle?, pack: String?,
+                         loras: List<Pair<String, Double>>?,
                          call: (Pointer, Pointer, PointerByReference) -> Int): Pipeline {
+            // SF_PARAM_LORAS: one "PATH<TAB>SCALE" line each (checked before anything is made)
+            val loraList = loras?.takeIf { it.isNotEmpty() }?.joinToString("\n") { (path, scale) ->
+                if (path.isEmpty() || path.contains('\n') || path.contains('\t'))
+                    throw SnapFusionException(Status.INVALID_ARGUMENT, Status.INVALID_ARGUMENT.code,
+                                              "loras: '$path' is not a usable path (empty, or with a tab or newline)")
+                if (scale.isNaN() || scale.isInfinite())
+                    throw SnapFusionException(Status.INVALID_ARGUMENT, Status.INVALID_ARGUMENT.code,
+                                              "loras: the scale of $path is not finite")
+                path + "\t" + scale.toString()
+            }
             val ctx = context ?: Context(threads)
             if (context != null && threads != null) ctx.threads = threads
             try {
@@ -945,6 +961,7 @@ class Pipeline private constructor(val context: Context, private val ownContext:
                         p.int(Keys.WEIGHT_TYPE, weights?.code?.toLong())
                         if (lowMemory) p.int(Keys.LOW_MEMORY, 1)
                         p.string(Keys.PACK_PATH, pack)
+                        p.string(Keys.LORAS, loraList)
                         call(ctx.ptr(), p.ptr, out)
                     }
                 }

@@ -437,10 +437,14 @@ public struct LoadOptions {
     /// One network resident at a time, each packed when a run needs it and freed when another one
     /// is needed (less memory, the packing time of every network per generation).
     public var lowMemory: Bool
+    /// LoRA files (kohya/A1111 or diffusers/PEFT) merged into the UNet and text encoder at load,
+    /// each with its scale (SF_PARAM_LORAS); their deltas add up.
+    public var loras: [(path: String, scale: Double)]
 
     public init(variant: String? = nil, randomWeights: Bool = false, randomSeed: UInt64? = nil,
                 inspectOnly: Bool = false, components: Networks? = nil, tokenizerPath: String? = nil,
-                taesdPath: String? = nil, weights: WeightType? = nil, lowMemory: Bool = false) {
+                taesdPath: String? = nil, weights: WeightType? = nil, lowMemory: Bool = false,
+                loras: [(path: String, scale: Double)] = []) {
         self.variant = variant
         self.randomWeights = randomWeights
         self.randomSeed = randomSeed
@@ -450,6 +454,7 @@ public struct LoadOptions {
         self.taesdPath = taesdPath
         self.weights = weights
         self.lowMemory = lowMemory
+        self.loras = loras
     }
 
     func makeParams() throws -> Params {
@@ -463,6 +468,9 @@ public struct LoadOptions {
         try p.set(SF_PARAM_TAESD_PATH, taesdPath)
         try p.set(SF_PARAM_WEIGHT_TYPE, weights.map { Int64($0.rawValue) })
         if lowMemory { try p.set(SF_PARAM_LOW_MEMORY, Int64(1)) }
+        if !loras.isEmpty {
+            try p.set(SF_PARAM_LORAS, loras.map { "\($0.path)\t\($0.scale)" }.joined(separator: "\n"))
+        }
         return p
     }
 }
