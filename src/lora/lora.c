@@ -137,7 +137,7 @@ static sf_status parse_file(lora_file *f, size_t index, sf_diag *d) {
                          "other LyCORIS kinds are not supported)",
                          path, t->name, kohya ? "kohya" : "diffusers/PEFT", down_sfx + 1, up_sfx + 1);
     base_len = len - strlen(down_sfx);
-    lora_module *m = &f->mods[f->n_mods];
+    lora_module *m = &f->mods[f->n_mods++]; /* counted first: sf_lora_set_close frees its base */
     m->base = concat(t->name, base_len, "");
     char *up = concat(t->name, base_len, up_sfx), *alpha = concat(t->name, base_len, ".alpha");
     if (m->base == NULL || up == NULL || alpha == NULL) {
@@ -145,7 +145,6 @@ static sf_status parse_file(lora_file *f, size_t index, sf_diag *d) {
       free(alpha);
       return sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     }
-    f->n_mods++;
     m->comp = prefixes[p].comp;
     m->kohya = kohya;
     m->module = m->base + strlen(prefixes[p].prefix);
