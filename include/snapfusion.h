@@ -191,6 +191,35 @@ typedef enum sf_param {
                                  * tell (8 UNet heads, 12 text heads, SD-1.5's scheduler; no
                                  * tokenizer: give SF_PARAM_TOKENIZER_PATH). Given with a model
                                  * folder: SF_ERR_INVALID_ARGUMENT. */
+  SF_PARAM_LORAS = 111,         /* string: LoRA files merged into the UNet's and the text encoder's
+                                 * weights at load (since 1.1). One LoRA a line ('\n'): PATH, or
+                                 * PATH<TAB>SCALE (a decimal number in the C locale, default 1; 0
+                                 * gives exactly the base model, negative values subtract), e.g.
+                                 * "a.safetensors\t0.75\nb.safetensors\t0.4". Formats: kohya/A1111
+                                 * (lora_unet_<module with '_'>.lora_down.weight / .lora_up.weight /
+                                 * .alpha, lora_te_<module>...; LoCon conv layers included) and
+                                 * diffusers/PEFT (unet.<module>.lora_A.weight / .lora_B.weight,
+                                 * text_encoder.<module>..., optional .alpha). For every module:
+                                 * W' = W + sum over the LoRAs of scale * alpha/rank * up @ down
+                                 * (no alpha: factor 1; conv kernels dW[o,i] = sum_r up[o,r] *
+                                 * down[r,i]), computed in float64 and rounded to float32 once,
+                                 * before the weights are packed in their SF_PARAM_WEIGHT_TYPE
+                                 * (f16 / q8 quantise the merged weights; an fp16 checkpoint's
+                                 * default F16 layers then round them), layer by layer while the
+                                 * network is packed. Paths are in the file system (also for
+                                 * sf_pipeline_load_files); the files stay mapped while the
+                                 * pipeline lives. Errors (SF_ERR_BAD_MODEL unless said): a key of
+                                 * no known format or kind (LoHa, LoKr, DoRA: SF_ERR_UNSUPPORTED),
+                                 * a module that matches no layer of the model or whose shapes do
+                                 * not fit it, up/down rank mismatch, a non-scalar alpha, a
+                                 * malformed or truncated file, a bad line (SF_ERR_INVALID_ARGUMENT):
+                                 * each message names the file and key. Modules of a network that
+                                 * is not loaded (SF_PARAM_COMPONENTS) are left out (logged).
+                                 * Works with SF_PARAM_LOW_MEMORY and SF_PARAM_INSPECT_ONLY (names
+                                 * and shapes checked, nothing read); refused
+                                 * (SF_ERR_INVALID_ARGUMENT) with SF_PARAM_PACK_PATH and
+                                 * SF_PARAM_RANDOM_WEIGHTS. sf_pipeline_write_pack of a pipeline
+                                 * loaded with LoRAs writes the merged weights. */
   SF_PARAM_UNET_GUIDANCE = 120, /* float: the guidance scale the building-block UNet calls
                                  * (sf_unet_predict_v2, sf_unet_predict) condition an
                                  * LCM-distilled UNet on (one with time_cond_proj_dim: the scale
@@ -310,7 +339,8 @@ typedef enum sf_weight_type {
  * *.safetensors, tokenizer vocab.json + merges.txt, scheduler config). options may be
  * NULL; it is read during the call only (SF_PARAM_VARIANT, SF_PARAM_RANDOM_WEIGHTS,
  * SF_PARAM_RANDOM_SEED, SF_PARAM_INSPECT_ONLY, SF_PARAM_TAESD_PATH, SF_PARAM_COMPONENTS,
- * SF_PARAM_TOKENIZER_PATH, SF_PARAM_WEIGHT_TYPE, SF_PARAM_LOW_MEMORY, SF_PARAM_PACK_PATH). With
+ * SF_PARAM_TOKENIZER_PATH, SF_PARAM_WEIGHT_TYPE, SF_PARAM_LOW_MEMORY, SF_PARAM_PACK_PATH,
+ * SF_PARAM_LORAS). With
  * SF_PARAM_RANDOM_WEIGHTS or SF_PARAM_PACK_PATH the folder may hold configs only
  * (a tokenizer is data, not weights: a config-only folder without tokenizer/ needs
  * SF_PARAM_TOKENIZER_PATH to accept prompts). model_dir may also be one single-file checkpoint

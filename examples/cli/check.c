@@ -267,7 +267,7 @@ sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir
   check_state *st = run->state;
   for (size_t i = 0; i < st->n_pipes; i++)
     if (strcmp(st->pipes[i].dir, rel_dir) == 0 && strcmp(st->pipes[i].variant, variant ? variant : "") == 0 &&
-        st->pipes[i].weights == st->weights)
+        st->pipes[i].weights == st->weights && strcmp(st->pipes[i].loras, st->loras ? st->loras : "") == 0)
       return st->pipes[i].pipe;
   if (st->n_pipes == sizeof st->pipes / sizeof st->pipes[0]) {
     sf_pipeline_destroy(st->pipes[0].pipe);
@@ -283,6 +283,7 @@ sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir
   char config[4200];
   if (s == SF_OK && check_is_single_file(st, rel_dir) && single_file_config(st, rel_dir, config, sizeof config))
     s = sf_params_set_string(opts, SF_PARAM_CONFIG_PATH, config);
+  if (s == SF_OK && st->loras && *st->loras) s = sf_params_set_string(opts, SF_PARAM_LORAS, st->loras);
   sf_pipeline *pipe = NULL;
   if (s == SF_OK) s = sf_pipeline_load(st->ctx, path, opts, &pipe);
   sf_params_destroy(opts);
@@ -294,6 +295,7 @@ sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir
   snprintf(cp->dir, sizeof cp->dir, "%s", rel_dir);
   snprintf(cp->variant, sizeof cp->variant, "%s", variant ? variant : "");
   cp->weights = st->weights;
+  snprintf(cp->loras, sizeof cp->loras, "%s", st->loras ? st->loras : "");
   cp->pipe = pipe;
   return pipe;
 }
@@ -301,20 +303,14 @@ sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir
 /* ---- the command -------------------------------------------------------------------------- */
 
 /* Kinds of case (a set's first name segment, e.g. "lcm/...") run by their own runner instead of
- * the per-component ones; a NULL runner marks a kind this build does not support (skipped).
- * Single-file cases need no kind: their runners are the components', over the checkpoint
- * file (check_is_single_file). */
+ * the per-component ones (their "component" names the network, not how to run it); a NULL
+ * runner marks a kind this build does not support (skipped). Single-file cases need no kind:
+ * their runners are the components', over the checkpoint file (check_is_single_file). */
 static const check_kind check_kinds[] = {
     {"lcm", check_run_lcm},
+    {"lora", check_run_lora},
     {NULL, NULL},
 };
-
-/* A feature a case needs that this build lacks (its name), else NULL: such cases are skipped. */
-static const char *unsupported_feature(const sf_json *c) {
-  const sf_json *params = sf_json_get(c, "params");
-  if (sf_json_get(params, "loras") != NULL) return "LoRA";
-  return NULL;
-}
 
 static const check_kind *find_kind(const char *name) {
   const char *slash = strchr(name, '/');
@@ -432,13 +428,10 @@ int cmd_check(int argc, char **argv) {
     check_runner kind_runner = {component, kind ? kind->run : NULL};
     if (kind != NULL) runner = &kind_runner;
     check_run run = {&st, c, NULL};
-    const char *missing = unsupported_feature(c);
     if (kind != NULL && kind->run == NULL) {
       check_skip(&r, "%s cases not supported by this build", kind->prefix);
     } else if (runner == NULL || runner->run == NULL) {
       check_skip(&r, "component '%s' not supported by this build", component);
-    } else if (missing != NULL) {
-      check_skip(&r, "%s not supported by this build", missing);
     } else {
       const char *file = sf_json_as_string(sf_json_get(c, "file"));
       if (file && strstr(file, ".safetensors")) {

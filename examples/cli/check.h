@@ -28,6 +28,7 @@ typedef struct check_cached_pipe {
   char dir[512];
   char variant[32];
   int weights;
+  char loras[2048];
   sf_pipeline *pipe;
 } check_cached_pipe;
 
@@ -38,6 +39,10 @@ typedef struct check_state {
   check_cached_pipe pipes[4];
   size_t n_pipes;
   int weights;        /* sf_weight_type the pipelines are loaded with */
+  /* Set by a runner around the ones it reuses (check_lora.c): the model folder the case runs on
+   * instead of the one its "model" names, and the SF_PARAM_LORAS its pipelines are loaded with. */
+  const char *model_dir;
+  const char *loras;
   /* --weights: the outputs of the f32 run of the case, captured (capture) then compared. */
   int capture;
   float **base;
@@ -90,5 +95,7 @@ void check_run_pipeline(check_run *run, check_result *r);
 void check_run_scheduler(check_run *run, check_result *r);
 /* The LCM cases (lcm/...): guidance embedding, UNet, scheduler tables and steps, pipelines. */
 void check_run_lcm(check_run *run, check_result *r);
+/* The LoRA cases ("lora/..."): the case's base folder loaded with its LoRAs (check_lora.c). */
+void check_run_lora(check_run *run, check_result *r);
 
 #endif

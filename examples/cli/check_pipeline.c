@@ -49,7 +49,7 @@ void check_run_pipeline(check_run *run, check_result *r) {
   const sf_json *params = sf_json_get(run->c, "params");
   char dir[512];
   const char *model = sf_json_as_string(sf_json_get(run->c, "model"));
-  snprintf(dir, sizeof dir, "%s", model ? model : "tiny-sd");
+  snprintf(dir, sizeof dir, "%s", run->state->model_dir ? run->state->model_dir : model ? model : "tiny-sd");
   char *paren = strstr(dir, " ("); /* "single-file/x.safetensors (== x folder)" */
   if (paren) *paren = '\0';
   sf_pipeline *pipe = check_pipeline(run, r, dir, NULL);

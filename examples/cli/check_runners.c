@@ -32,6 +32,7 @@ static void parse_model(const check_state *st, const char *model, char *dir, siz
 
 static sf_pipeline *case_pipeline(check_run *run, check_result *r) {
   char dir[512], variant[32];
+  if (run->state->model_dir) return check_pipeline(run, r, run->state->model_dir, NULL);
   parse_model(run->state, sf_json_as_string(sf_json_get(run->c, "model")), dir, sizeof dir, variant, sizeof variant);
   return check_pipeline(run, r, dir, variant[0] ? variant : NULL);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "lora_args.h"
 
 static void txt2img_usage(FILE *f) {
   fprintf(f,
@@ -54,6 +55,11 @@ static void txt2img_usage(FILE *f) {
           "                         as the checkpoint stores them, f16 for fp16 files; random\n"
           "                         weights: f32)\n"
           "  --low-memory           one network resident at a time (each packed when needed)\n"
+          "  --lora FILE[:SCALE]    merge a LoRA (kohya/A1111 or diffusers/PEFT .safetensors) into the\n"
+          "                         UNet and text encoder at load, at SCALE (default 1); repeatable\n"
+          "                         (the LoRAs add up). The PNG's parameters record <lora:NAME:SCALE>\n"
+          "  --lora-dir DIR         where the prompt's A1111 tags <lora:NAME> / <lora:NAME:SCALE> are:\n"
+          "                         each loads DIR/NAME.safetensors and is removed from the prompt\n"
           "  --pack FILE            take the weights from a pack file (snapfusion pack), mapped in place:\n"
           "                         no packing at load, weights in clean file-backed memory; -m DIR\n"
           "                         then needs configs only (--weights, if given, must be the pack's)\n"
@@ -114,7 +120,7 @@ static int takes_value(const char *a) {
   static const char *const names[] = {"-m", "--model", "--random-weights", "-p", "--prompt", "-n", "--negative",
                                       "-W", "--width", "-H", "--height", "--steps", "--cfg-scale", "--sampler",
                                       "--prediction", "--seed", "--batch-count", "--init-img", "--strength",
-                                      "--taesd", "--tokenizer", "--config", "--decoder", "--clip-skip", "--variant", "--weights", "--pack", "-t",
+                                      "--taesd", "--tokenizer", "--config", "--decoder", "--clip-skip", "--variant", "--weights", "--pack", "--lora", "--lora-dir", "-t",
                                       "--threads", "-o", "--output", "--preview"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strcmp(a, names[i]) == 0) return 1;
@@ -336,10 +342,12 @@ static int check_writable(const char *path) {
   return CLI_EXIT_FAIL;
 }
 
-int cmd_txt2img(int argc, char **argv) {
+/* cmd_txt2img's body; the caller frees the LoRA list and the cleaned prompt on every path. */
+static int txt2img_run(int argc, char **argv, cli_loras *lora_list, char **prompt_clean) {
   const char *model = NULL, *config = NULL, *prompt = NULL, *negative = NULL, *out = "output.png";
-  const char *preview = NULL, *pack = NULL;
+  const char *preview = NULL, *pack = NULL, *lora_dir = NULL;
   const char *config_dir = NULL;
+  cli_loras *loras = lora_list;
   const char *init_img = NULL, *taesd = NULL, *tokenizer = NULL, *variant = NULL, *decoder = "vae", *sampler_name = NULL,
              *prediction = NULL;
   long long width = 0, height = 0, steps = 8, seed = 0, threads = 0, batch = 1, clip_skip = 0;
@@ -400,6 +408,12 @@ int cmd_txt2img(int argc, char **argv) {
     else if (TAKE("-o") || TAKE("--output")) out = v;
     else if (TAKE("--preview")) preview = v;
     else if (TAKE("--pack")) pack = v;
+    else if (TAKE("--lora")) {
+      if (!cli_lora_add(loras, v)) {
+        return bad_arg("--lora takes FILE or FILE:SCALE (a path without tab or newline)");
+      }
+    }
+    else if (TAKE("--lora-dir")) lora_dir = v;
     else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) quiet = 1;
     else if (strcmp(a, "--low-memory") == 0) low_memory = 1;
     else if (v == NULL && takes_value(a)) {
@@ -414,6 +428,11 @@ int cmd_txt2img(int argc, char **argv) {
   if ((model == NULL) == (config == NULL)) return bad_arg("give exactly one of -m MODEL_DIR and --random-weights CONFIG_DIR");
   if (pack && config) return bad_arg("--pack holds the weights: use -m CONFIG_DIR with it, not --random-weights");
   if (prompt == NULL) return bad_arg("missing -p PROMPT");
+  {
+    char err[600];
+    if (!cli_lora_from_prompt(loras, prompt, lora_dir, prompt_clean, err, sizeof err)) return bad_arg(err);
+    prompt = *prompt_clean;
+  }
   int out_indexed = 0;
   const char *bad_out = check_output_pattern(out, &out_indexed);
   if (bad_out) return bad_arg(bad_out);
@@ -456,6 +475,7 @@ int cmd_txt2img(int argc, char **argv) {
   if (s == SF_OK && weights != SF_WEIGHT_DEFAULT) s = sf_params_set_int(load, SF_PARAM_WEIGHT_TYPE, weights);
   if (s == SF_OK && low_memory) s = sf_params_set_int(load, SF_PARAM_LOW_MEMORY, 1);
   if (s == SF_OK && pack) s = sf_params_set_string(load, SF_PARAM_PACK_PATH, pack);
+  if (s == SF_OK && loras->count) s = sf_params_set_string(load, SF_PARAM_LORAS, loras->spec);
   if (s == SF_OK && taesd) s = sf_params_set_string(load, SF_PARAM_TAESD_PATH, taesd);
   if (s == SF_OK && tokenizer) s = sf_params_set_string(load, SF_PARAM_TOKENIZER_PATH, tokenizer);
   if (s == SF_OK && config_dir) s = sf_params_set_string(load, SF_PARAM_CONFIG_PATH, config_dir);
@@ -599,10 +619,20 @@ int cmd_txt2img(int argc, char **argv) {
   }
 done:
   cli_anon_stop();
+
   sf_image_destroy(init);
   sf_pipeline_destroy(pipe);
   sf_params_destroy(load);
   sf_params_destroy(gen);
   sf_context_destroy(ctx);
+  return rc;
+}
+
+int cmd_txt2img(int argc, char **argv) {
+  cli_loras loras = {0};
+  char *prompt_clean = NULL;
+  int rc = txt2img_run(argc, argv, &loras, &prompt_clean);
+  cli_loras_free(&loras);
+  free(prompt_clean);
   return rc;
 }

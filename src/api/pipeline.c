@@ -235,6 +235,11 @@ static sf_status load(sf_context *ctx, const sf_vfs *fs, const char *dir, const 
     sf_pipeline_destroy(p);
     return sf_ctx_take_diag(ctx, &d);
   }
+  const char *loras = sf_params_string_or(options, SF_PARAM_LORAS, NULL);
+  if (loras != NULL && sf_pipeline_open_loras(p, loras, (unsigned)networks, &d) != SF_OK) {
+    sf_pipeline_destroy(p);
+    return sf_ctx_take_diag(ctx, &d);
+  }
   const char *taesd_path = sf_params_string_or(options, SF_PARAM_TAESD_PATH, NULL);
   sf_status s = p->inspect_only ? inspect(p, fs, (unsigned)networks, taesd_path, &d)
                                 : sf_pipeline_build_networks(p, fs, (unsigned)networks, taesd_path, &d);
@@ -268,6 +273,7 @@ void sf_pipeline_destroy(sf_pipeline *pipeline) {
   sf_run_free_idle(pipeline);
   sf_pipeline_free_networks(pipeline);
   sf_pack_close(pipeline->pack); /* after the networks, which point into it */
+  sf_lora_set_close(pipeline->loras);
   sf_model_folder_close(pipeline->folder);
   pthread_mutex_destroy(&pipeline->resident_lock);
   pthread_mutex_destroy(&pipeline->runs_lock);

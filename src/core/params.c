@@ -37,6 +37,7 @@ sf_param_kind sf_param_kind_of(sf_param key) {
     case SF_PARAM_TOKENIZER_PATH:
     case SF_PARAM_PACK_PATH:
     case SF_PARAM_CONFIG_PATH:
+    case SF_PARAM_LORAS:
     case SF_PARAM_PROMPT:
     case SF_PARAM_NEGATIVE_PROMPT:
       return SF_PV_STRING;

@@ -28,6 +28,8 @@ struct sf_wsrc {
   size_t stage_max[SF_WSRC_STAGES]; /* floats, largest asked for (dry builds: noted) */
   size_t stage_cap[SF_WSRC_STAGES];
   pthreadpool_t pool; /* NULL: the calling thread */
+  sf_wsrc_merge_fn merge; /* sf_wsrc_set_merge */
+  void *merge_user;
 };
 
 static sf_wsrc *wsrc_new(struct sf_weights *w, uint64_t seed, const char *component) {
@@ -126,6 +128,19 @@ int sf_wsrc_is_f16(const sf_wsrc *ws, const char *name) {
 uint64_t sf_wsrc_param_count(const sf_wsrc *ws) { return ws->params; }
 void sf_wsrc_set_pool(sf_wsrc *ws, pthreadpool_t pool) { ws->pool = pool; }
 pthreadpool_t sf_wsrc_pool(const sf_wsrc *ws) { return ws->pool; }
+void sf_wsrc_set_merge(sf_wsrc *ws, sf_wsrc_merge_fn fn, void *user) {
+  ws->merge = fn;
+  ws->merge_user = user;
+}
+
+/* The merge hook over a checkpoint tensor just read (0 with ws->diag set when it fails). */
+static int merge(sf_wsrc *ws, const sf_st_tensor *t, const char *name, int ndim, const int64_t *shape, float *out) {
+  if (ws->merge == NULL || t == NULL || ws->problems != NULL) return 1;
+  sf_diag md = {0};
+  if (ws->merge(ws->merge_user, name, out, ndim, shape, ws->pool, &md)) return 1;
+  sf_diag_set(&ws->diag, md.status != SF_OK ? md.status : SF_ERR_INTERNAL, "%s: %s", ws->component, md.msg);
+  return 0;
+}
 
 int sf_wsrc_has(const sf_wsrc *ws, const char *name, int dflt) {
   if (ws->pack != NULL) return pack_find(ws, name) != NULL;
@@ -298,7 +313,7 @@ int sf_wsrc_fetch_into(sf_wsrc *ws, const char *name, int ndim, const int64_t *s
   const sf_st_tensor *t = NULL;
   if (ws->diag.status != SF_OK || !check_tensor(ws, name, ndim, shape, &t)) return 0;
   fill(ws, t, name, shape_count(ndim, shape), init, fan_in, dst);
-  return 1;
+  return merge(ws, t, name, ndim, shape, dst);
 }
 
 float *sf_wsrc_fetch(sf_wsrc *ws, const char *name, int ndim, const int64_t *shape, sf_init init,
@@ -316,6 +331,10 @@ float *sf_wsrc_fetch(sf_wsrc *ws, const char *name, int ndim, const int64_t *sha
   }
   if (ws->problems != NULL) ws->params += n;
   else fill(ws, t, name, n, init, fan_in, out);
+  if (!merge(ws, t, name, ndim, shape, out)) {
+    free(out);
+    return NULL;
+  }
   return out;
 }
 

@@ -105,6 +105,13 @@ size_t sf_wsrc_stage_bytes(const sf_wsrc *ws);
  * values do not depend on it. The caller keeps the pool alive (and unchanged) while it is set. */
 void sf_wsrc_set_pool(sf_wsrc *ws, pthreadpool_t pool);
 pthreadpool_t sf_wsrc_pool(const sf_wsrc *ws);
+/* A hook that changes tensors as they are fetched (LoRA merging, lora/lora.h): called with every
+ * tensor sf_wsrc_fetch / sf_wsrc_fetch_into read from a checkpoint (not in dry mode), its values
+ * in PyTorch layout, on the source's pool. Returns 1, or 0 with d set (the fetch then fails with
+ * that status). user outlives the source. */
+typedef int (*sf_wsrc_merge_fn)(void *user, const char *name, float *values, int ndim, const int64_t *shape,
+                                pthreadpool_t pool, sf_diag *d);
+void sf_wsrc_set_merge(sf_wsrc *ws, sf_wsrc_merge_fn fn, void *user);
 /* Parameters handed out so far. */
 uint64_t sf_wsrc_param_count(const sf_wsrc *ws);
 

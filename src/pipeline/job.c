@@ -138,13 +138,31 @@ static char *make_parameters(const sf_job *j, const sf_request *rq, const sf_sch
   char seed_text[32];
   if (seeded) snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)j->seed);
   else snprintf(seed_text, sizeof seed_text, "explicit latents");
-  size_t len = strlen(prompt) + strlen(neg) + strlen(model) + 256;
+  /* LoRAs as A1111 writes them in the prompt: " <lora:NAME:SCALE>", NAME the file's base name */
+  size_t lora_len = 0;
+  for (size_t i = 0; i < sf_lora_count(j->p->loras); i++) lora_len += strlen(sf_lora_path(j->p->loras, i)) + 48;
+  char *loras = malloc(lora_len + 1);
+  if (loras == NULL) return NULL;
+  size_t off = 0;
+  loras[0] = '\0';
+  for (size_t i = 0; i < sf_lora_count(j->p->loras); i++) {
+    const char *path = sf_lora_path(j->p->loras, i), *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path, *dot = strrchr(name, '.');
+    int name_len = dot && dot != name ? (int)(dot - name) : (int)strlen(name);
+    off += (size_t)snprintf(loras + off, lora_len + 1 - off, " <lora:%.*s:%g>", name_len, name,
+                            sf_lora_scale(j->p->loras, i));
+  }
+  size_t len = strlen(prompt) + strlen(neg) + strlen(model) + off + 256;
   char *text = malloc(len);
-  if (text == NULL) return NULL;
-  snprintf(text, len, "%s\n%s%s%sSteps: %d, Sampler: %s, CFG scale: %g, Seed: %s, Size: %zux%zu, Model: %s", prompt,
+  if (text == NULL) {
+    free(loras);
+    return NULL;
+  }
+  snprintf(text, len, "%s%s\n%s%s%sSteps: %d, Sampler: %s, CFG scale: %g, Seed: %s, Size: %zux%zu, Model: %s", prompt, loras,
            *neg ? "Negative prompt: " : "", neg, *neg ? "\n" : "", rq->steps,
            sf_sched_a1111_name(cfg->kind, cfg->use_karras_sigmas), j->guidance, seed_text, j->w * j->factor,
            j->h * j->factor, model);
+  free(loras);
   return text;
 }
 

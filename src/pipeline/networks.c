@@ -10,6 +10,7 @@
 #include "core/context.h"
 #include "graph/wsrc.h"
 #include "io/pack.h"
+#include "lora/lora.h"
 #include "models/clip_text.h"
 #include "models/taesd.h"
 #include "models/unet.h"
@@ -58,7 +59,49 @@ static sf_wsrc *component_wsrc(sf_pipeline *p, const sf_component *c, unsigned n
   }
   sf_wsrc_set_weight_policy(ws, (sf_weight_policy)p->weight_policy);
   if (dry) sf_wsrc_set_dry(ws, dry);
+  /* LoRAs are merged into the weights as the builder fetches them (checkpoint sources only) */
+  if (p->loras != NULL && !sf_wsrc_is_pack(ws) && !sf_wsrc_is_random(ws)) {
+    if (nets == SF_NET_UNET) sf_wsrc_set_merge(ws, sf_lora_merge, &p->lora_binding[SF_LORA_UNET]);
+    if (nets == SF_NET_TEXT_ENCODER) sf_wsrc_set_merge(ws, sf_lora_merge, &p->lora_binding[SF_LORA_TEXT_ENCODER]);
+  }
   return ws;
+}
+
+sf_status sf_pipeline_open_loras(sf_pipeline *p, const char *spec, unsigned networks, sf_diag *d) {
+  if (p->pack != NULL)
+    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT,
+                       "SF_PARAM_LORAS with SF_PARAM_PACK_PATH is not supported: a pack holds packed weights; load "
+                       "the folder with the LoRAs and write a pack of it instead");
+  if (p->random_weights)
+    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT,
+                       "SF_PARAM_LORAS with SF_PARAM_RANDOM_WEIGHTS is not supported: LoRAs are merged into checkpoint "
+                       "weights");
+  p->loras = sf_lora_set_open(spec, d);
+  if (p->loras == NULL) return d->status;
+  static const struct {
+    sf_lora_component comp;
+    const char *name;
+    unsigned bit;
+  } parts[] = {{SF_LORA_UNET, "unet", SF_NET_UNET}, {SF_LORA_TEXT_ENCODER, "text_encoder", SF_NET_TEXT_ENCODER}};
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+    p->lora_binding[parts[i].comp].set = p->loras;
+    p->lora_binding[parts[i].comp].comp = parts[i].comp;
+    const size_t n = sf_lora_unbound(p->loras, parts[i].comp);
+    if (n == 0) continue;
+    const sf_component *c = sf_model_folder_find(p->folder, parts[i].name);
+    if (!(networks & parts[i].bit) || c == NULL) {
+      sf_ctx_log(p->ctx, SF_LOG_INFO, "LoRA: %zu module(s) of the %s left out: it is not loaded", n, parts[i].name);
+      continue;
+    }
+    if (c->weights == NULL)
+      return sf_diag_set(d, SF_ERR_BAD_MODEL, "LoRA: %s: the %s has no checkpoint to merge %zu LoRA module(s) into",
+                         p->folder->dir, parts[i].name, n);
+    if (sf_lora_bind(p->loras, parts[i].comp, c->weights, d) != SF_OK) return d->status;
+  }
+  for (size_t i = 0; i < sf_lora_count(p->loras); i++)
+    sf_ctx_log(p->ctx, SF_LOG_INFO, "LoRA %s at scale %g: %zu modules", sf_lora_path(p->loras, i),
+               sf_lora_scale(p->loras, i), sf_lora_module_count(p->loras, i));
+  return SF_OK;
 }
 
 static const sf_json *component_config(const sf_component *c, sf_diag *d) {

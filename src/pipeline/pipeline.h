@@ -11,6 +11,7 @@
 
 #include "core/context.h"
 #include "io/model_folder.h"
+#include "lora/lora.h"
 #include "models/clip_text.h"
 #include "models/unet.h"
 #include "models/vae.h"
@@ -50,6 +51,10 @@ struct sf_pipeline {
   struct sf_pack *pack;
   int pack_isa;
   double unet_guidance; /* SF_PARAM_UNET_GUIDANCE: what building-block calls give an LCM UNet */
+  /* SF_PARAM_LORAS: merged into the UNet's and text encoder's weights as each is packed (kept for
+   * the pipeline's life: low-memory loads pack again per run); NULL without LoRAs. */
+  sf_lora_set *loras;
+  sf_lora_binding lora_binding[SF_LORA_COMPONENTS];
   int inspect_only;   /* SF_PARAM_INSPECT_ONLY: the networks are dry builds (graph/wsrc.h): checked and
                        * sized, never run; `networks` stays 0 */
   pthread_mutex_t resident_lock;
@@ -115,6 +120,10 @@ void sf_pipeline_release_network(sf_pipeline *p, unsigned net);
 /* The tokenizer is loaded even when inspecting: it is cheap and validates its files.
  * override_dir: SF_PARAM_TOKENIZER_PATH (a file system folder), or NULL for the folder's own
  * tokenizer (if any), read from fs. */
+/* SF_PARAM_LORAS (spec: lora/lora.h): opens the LoRA files and binds them to the checkpoints of
+ * the networks asked for (names and shapes; nothing is read). Refused with a pack or random
+ * weights. Modules of a component that is not loaded are logged and left out. */
+sf_status sf_pipeline_open_loras(sf_pipeline *p, const char *spec, unsigned networks, sf_diag *d);
 sf_status sf_pipeline_load_tokenizer(sf_pipeline *p, const sf_vfs *fs, const char *override_dir, sf_diag *d);
 
 #endif

@@ -1,6 +1,6 @@
 /* Allocation-failure walk (issue 16, "Never crash the host app").
  *
- * Two sequences of public calls, each library call bracketed by af_enable / af_disable
+ * Three sequences of public calls, each library call bracketed by af_enable / af_disable
  * (interpose.h: every allocation call made during it, by the library or by XNNPACK,
  * pthreadpool, cpuinfo, zlib, or glibc and the loader on their behalf, is a point):
  *  - txt2img: sf_context_create -> sf_context_set_int(THREADS, 2) -> sf_pipeline_load (tiny-sd,
@@ -9,7 +9,11 @@
  *  - threads: sf_context_create -> sf_context_set_int(THREADS, 8) -> sf_context_destroy. Eight
  *    threads is more than the C library's stack cache keeps for pthreadpool (context.c), so
  *    some of pthreadpool's own pthread_create calls allocate: failing them must end in
- *    SF_ERR_OUT_OF_MEMORY after the library's bounded wait, not in a hang.
+ *    SF_ERR_OUT_OF_MEMORY after the library's bounded wait, not in a hang;
+ *  - lora: sf_pipeline_load of the model-format set's LoRA base model (text encoder and UNet)
+ *    with two of its LoRA files (SF_PARAM_LORAS) -> sf_encode_prompt -> every destroy; always
+ *    walked as the sample below (its load is txt2img's plus the LoRA code, whose every allocation
+ *    site the sample takes), also with SF_ALLOC_FAIL_ALL.
  *
  * A counting run (no failure) numbers a sequence's points and records each one's call stack;
  * it runs twice, and both must agree (the walk relies on a deterministic order). Then, for
@@ -57,6 +61,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -81,6 +86,7 @@ enum {
   S_GENERATE,
   S_WRITE_PNG,
   S_DESTROY,
+  S_LORAS_SET,
   S_COUNT
 };
 static const char *const step_names[S_COUNT] = {
@@ -97,6 +103,7 @@ static const char *const step_names[S_COUNT] = {
     "sf_generate",
     "sf_image_write_png",
     "destroy",
+    "sf_params_set_*(LORAS, COMPONENTS)",
 };
 static const char *step_name(int step) { return step_names[step > 0 && step < S_COUNT ? step : 0]; }
 
@@ -294,7 +301,83 @@ static void seq_threads(outcome *o) {
   af_disable();
 }
 
-static const scenario scenarios[] = {{"txt2img", seq_txt2img}, {"threads", seq_threads}};
+/* lora: a load of the model-format set's base model (text encoder and UNet) with two LoRAs of its
+ * lora/ folder (a kohya and a PEFT file: parsing, binding, float64 merging), then one prompt
+ * encoded. Skipped when the set is absent. */
+static char lora_model[4700], lora_spec[9400];
+static void seq_lora(outcome *o) {
+  sf_context *ctx = NULL;
+  sf_params *lo = NULL;
+  sf_pipeline *pipe = NULL;
+  float *emb = NULL;
+  int64_t hidden = 0;
+  int go = 1;
+  STEP(S_CTX, sf_context_create(&ctx));
+  STEP(S_THREADS, sf_context_set_int(ctx, SF_PARAM_THREADS, txt2img_threads));
+  STEP(S_LOPTS, sf_params_create(&lo));
+  STEP(S_LORAS_SET, sf_params_set_string(lo, SF_PARAM_LORAS, lora_spec));
+  STEP(S_LORAS_SET, sf_params_set_int(lo, SF_PARAM_COMPONENTS, SF_NET_TEXT_ENCODER | SF_NET_UNET));
+  STEP(S_LOAD, sf_pipeline_load(ctx, lora_model, lo, &pipe));
+  STEP(S_INFO, sf_pipeline_get_int(pipe, SF_INFO_TEXT_HIDDEN, &hidden));
+  size_t n_emb = (size_t)hidden * 77;
+  if (go && (emb = calloc(n_emb ? n_emb : 1, sizeof *emb)) == NULL) go = 0;
+  STEP(S_ENCODE, sf_encode_prompt(pipe, PROMPT, 0, emb, n_emb));
+  if (go) {
+    o->complete = 1;
+    o->emb_hash = fnv(emb, n_emb * sizeof *emb, 1469598103934665603ull);
+  }
+  free(emb);
+  running_step = S_DESTROY;
+  af_enable(S_DESTROY);
+  sf_params_destroy(lo);
+  sf_pipeline_destroy(pipe);
+  sf_context_destroy(ctx);
+  af_disable();
+}
+
+/* The lora sequence's model and LoRA list: the base folder the set's LoRA cases name
+ * (tiny-sd-mini in the public set) and a kohya and a PEFT file of its lora/ folder; 0 when there
+ * are none. */
+static int lora_setup(void) {
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/models/lora", fixtures);
+  DIR *d = opendir(dir);
+  if (d == NULL) return 0;
+  const char *kinds[2] = {"kohya", "peft"};
+  char files[2][4600] = {"", ""};
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    for (int k = 0; k < 2; k++)
+      if (!files[k][0] && strstr(e->d_name, kinds[k]) && strstr(e->d_name, ".safetensors"))
+        snprintf(files[k], sizeof files[k], "%s/%s", dir, e->d_name);
+  closedir(d);
+  if (!files[0][0]) return 0;
+  snprintf(lora_spec, sizeof lora_spec, "%s\t0.75%s%s%s", files[0], files[1][0] ? "\n" : "", files[1],
+           files[1][0] ? "\t0.4" : "");
+  /* the base folder: a case's "model": "NAME[/component] + LoRA..." in the set's manifest */
+  char path[4400], base[256] = "";
+  snprintf(path, sizeof path, "%s/models/manifest.json", fixtures);
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return 0;
+  static char text[1 << 20];
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  for (const char *m = strstr(text, "\"model\": \""); m && !base[0]; m = strstr(m + 1, "\"model\": \"")) {
+    const char *v = m + 10, *end = strchr(v, '"'), *plus = strstr(v, " + LoRA");
+    if (end && plus && plus < end) {
+      size_t len = strcspn(v, "/ ");
+      if (len < sizeof base) snprintf(base, sizeof base, "%.*s", (int)len, v);
+    }
+  }
+  if (!base[0]) return 0;
+  snprintf(lora_model, sizeof lora_model, "%s/models/%s", fixtures, base);
+  char probe[4800];
+  snprintf(probe, sizeof probe, "%s/model_index.json", lora_model);
+  return access(probe, R_OK) == 0;
+}
+
+static const scenario scenarios[] = {{"txt2img", seq_txt2img}, {"threads", seq_threads}, {"lora", seq_lora}};
 
 /* Runs sequence sc with point fail_at failing (0: none) against the counting run b (NULL: none),
  * recording into record_into (NULL: no recording). Exit codes: 0 pass, 3 pass with the failure
@@ -551,7 +634,9 @@ static long walk(const scenario *sc, baseline *b, int jobs, int *walked_any) {
       e = *end ? end + 1 : end;
     }
     snprintf(mode, sizeof mode, "the points of SF_ALLOC_FAIL_POINTS");
-  } else if (env_int("SF_ALLOC_FAIL_ALL", 0) || sc != &scenarios[0]) {
+  } else if ((env_int("SF_ALLOC_FAIL_ALL", 0) && sc->run != seq_lora) || sc->run == seq_threads) {
+    /* the lora load is txt2img's load (walked) plus the LoRA code: always the sample, which
+     * takes every allocation site's first two and last points */
     n_list = choose_points(&b[0], &list, 1, 0);
     snprintf(mode, sizeof mode, "every point%s", sc == &scenarios[0] ? " (SF_ALLOC_FAIL_ALL)" : "");
   } else {
@@ -677,6 +762,10 @@ int main(void) {
   const char *only = getenv("SF_ALLOC_FAIL_SEQUENCE");
   for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
     if (only && *only && strcmp(only, scenarios[i].name) != 0) continue;
+    if (scenarios[i].run == seq_lora && !lora_setup()) {
+      printf("lora: SKIPPED (no LoRA cases with lora/ files in %s/models)\n", fixtures);
+      continue;
+    }
     memset(b, 0, 2 * sizeof *b);
     long failed = walk(&scenarios[i], b, jobs, &walked_any);
     CHECK_MSG(failed == 0, "%s: %ld points failed", scenarios[i].name, failed);

@@ -18,6 +18,7 @@ import ctypes
 import enum
 import json
 import logging
+import math
 import mmap
 import os
 import re
@@ -70,6 +71,7 @@ class Param(enum.IntEnum):
     LOW_MEMORY = 108
     PACK_PATH = 109
     CONFIG_PATH = 110
+    LORAS = 111
     UNET_GUIDANCE = 120
     PROMPT = 200
     NEGATIVE_PROMPT = 201
@@ -529,7 +531,7 @@ class Params:
                  Param.SEED, Param.SAMPLER, Param.KARRAS_SIGMAS, Param.CLIP_SKIP, Param.BATCH_COUNT,
                  Param.PREDICTION_TYPE, Param.DECODER, Param.TIMESTEP_SPACING}
     _FLOAT_KEYS = {Param.GUIDANCE_SCALE, Param.STRENGTH, Param.ETA, Param.UNET_GUIDANCE}
-    _STRING_KEYS = {Param.VARIANT, Param.TAESD_PATH, Param.TOKENIZER_PATH, Param.PACK_PATH, Param.CONFIG_PATH,
+    _STRING_KEYS = {Param.VARIANT, Param.TAESD_PATH, Param.TOKENIZER_PATH, Param.PACK_PATH, Param.CONFIG_PATH, Param.LORAS,
                     Param.PROMPT,
                     Param.NEGATIVE_PROMPT}
     _ARRAY_KEYS = {Param.LATENTS, Param.PROMPT_EMBEDS, Param.NEGATIVE_EMBEDS}
@@ -1176,6 +1178,31 @@ def _progress_thunk(progress: ProgressCallback | None) -> tuple[_CallbackSink, A
     return sink, _c.PROGRESS_FN(on_progress)
 
 
+LorasLike = Sequence[Union[str, "os.PathLike[str]", Tuple[Union[str, "os.PathLike[str]"], float]]]
+
+
+def _lora_list(loras: LorasLike | None) -> str | None:
+    """The SF_PARAM_LORAS text of loras: one "PATH\\tSCALE" line each."""
+    if loras is None:
+        return None
+    if isinstance(loras, (str, bytes, os.PathLike)):
+        raise TypeError("loras: expected a sequence of paths or (path, scale) pairs, not one path")
+    lines = []
+    for item in loras:
+        if isinstance(item, tuple):
+            if len(item) != 2:
+                raise TypeError("loras: expected (path, scale) pairs, got %r" % (item,))
+            path, scale = os.fspath(item[0]), float(item[1])
+        else:
+            path, scale = os.fspath(item), 1.0
+        if not isinstance(path, str) or not path or "\n" in path or "\t" in path:
+            raise ValueError("loras: %r is not a usable path (empty, or with a tab or newline)" % (path,))
+        if not math.isfinite(scale):
+            raise ValueError("loras: the scale of %s is not finite" % path)
+        lines.append("%s\t%r" % (path, scale))
+    return "\n".join(lines) if lines else None
+
+
 class Pipeline:
     """A loaded diffusers model folder. Use as a context manager, or call close().
 
@@ -1202,7 +1229,8 @@ class Pipeline:
              components: Network | int | Sequence[str | Network] | None = None,
              weights: WeightsLike | None = None, low_memory: bool = False,
              pack: str | os.PathLike[str] | None = None,
-             config_path: str | os.PathLike[str] | None = None, unet_guidance: float | None = None) -> Pipeline:
+             config_path: str | os.PathLike[str] | None = None, unet_guidance: float | None = None,
+             loras: LorasLike | None = None) -> Pipeline:
         """Loads a diffusers folder, or a single-file checkpoint (one .safetensors in the original
         LDM layout: model.diffusion_model.*, first_stage_model.*, cond_stage_model.transformer.*;
         config_path: the diffusers folder whose configs, scheduler and tokenizer describe it, else
@@ -1218,7 +1246,11 @@ class Pipeline:
         file (write_pack, `snapfusion pack`) the weights come from, mapped read-only and used in
         place (the folder then needs configs only; weights, if given, must be the pack's).
         unet_guidance: the guidance scale unet_predict gives an LCM-distilled UNet (one with
-        time_cond_proj_dim; default 8); generations take their own guidance_scale."""
+        time_cond_proj_dim; default 8); generations take their own guidance_scale.
+
+        loras: LoRA files merged into the UNet and text encoder at load (SF_PARAM_LORAS),
+        each a path (scale 1) or a (path, scale) pair, e.g. [("a.safetensors", 0.75),
+        ("b.safetensors", 0.4)]: kohya/A1111 or diffusers/PEFT files, their deltas summed."""
         folder = _cstr(os.fspath(path), "path")
 
         def call(ctx: Any, params: Any, out: Any) -> int:
@@ -1227,7 +1259,7 @@ class Pipeline:
                          random_weights=random_weights, random_seed=random_seed, inspect_only=inspect_only,
                          taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components,
                          weights=weights, low_memory=low_memory, pack=pack, config_path=config_path,
-                         unet_guidance=unet_guidance)
+                         unet_guidance=unet_guidance, loras=loras)
 
     @classmethod
     def load_files(cls, files: Files, *, context: Context | None = None, threads: int | None = None,
@@ -1236,7 +1268,8 @@ class Pipeline:
                    tokenizer_path: str | os.PathLike[str] | None = None,
                    components: Network | int | Sequence[str | Network] | None = None,
                    weights: WeightsLike | None = None, low_memory: bool = False,
-                   pack: str | os.PathLike[str] | None = None, unet_guidance: float | None = None) -> Pipeline:
+                   pack: str | os.PathLike[str] | None = None, unet_guidance: float | None = None,
+                   loras: LorasLike | None = None) -> Pipeline:
         """Loads a model from a set of files in memory (sf_pipeline_load_files), with the
         options of load (taesd_path and tokenizer_path stay paths in the file system). The
         library's messages name the set's files "memory:PATH" ("memory:model_index.json is
@@ -1253,7 +1286,7 @@ class Pipeline:
             self = cls._load(call, "memory:", context=context, threads=threads, variant=variant,
                              random_weights=random_weights, random_seed=random_seed, inspect_only=inspect_only,
                              taesd_path=taesd_path, tokenizer_path=tokenizer_path, components=components,
-                             weights=weights, low_memory=low_memory, pack=pack, unet_guidance=unet_guidance)
+                             weights=weights, low_memory=low_memory, pack=pack, unet_guidance=unet_guidance, loras=loras)
             if files.borrowed:
                 # The pipeline may point into any borrowed buffer of the set: it holds the set's
                 # handle (whose keep holds the buffers) until it is closed. As the handle's child,
@@ -1272,7 +1305,8 @@ class Pipeline:
               weights: WeightsLike | None, low_memory: bool,
               pack: str | os.PathLike[str] | None = None,
               config_path: str | os.PathLike[str] | None = None,
-              unet_guidance: float | None = None) -> Pipeline:
+              unet_guidance: float | None = None,
+              loras: LorasLike | None = None) -> Pipeline:
         """load and load_files: call(context, options, out) is the C load."""
         own = context is None
         ctx = Context(threads=threads) if context is None else context
@@ -1289,7 +1323,8 @@ class Pipeline:
                 Param.LOW_MEMORY: 1 if low_memory else None,
                 Param.PACK_PATH: os.fspath(pack) if pack else None,
                 Param.CONFIG_PATH: os.fspath(config_path) if config_path else None,
-                Param.UNET_GUIDANCE: float(unet_guidance) if unet_guidance is not None else None}
+                Param.UNET_GUIDANCE: float(unet_guidance) if unet_guidance is not None else None,
+                Param.LORAS: _lora_list(loras)}
             if components is not None:
                 if isinstance(components, int):
                     mask = int(components)
@@ -1322,7 +1357,8 @@ class Pipeline:
                 tokenizer_path: str | os.PathLike[str] | None = None,
                 components: Network | int | Sequence[str | Network] | None = None,
                 weights: WeightsLike | None = None, low_memory: bool = False,
-                config_path: str | os.PathLike[str] | None = None) -> Pipeline:
+                config_path: str | os.PathLike[str] | None = None,
+                loras: LorasLike | None = None) -> Pipeline:
         """Checks a model without loading it (SF_PARAM_INSPECT_ONLY): a folder (or a Files set)
         with the options of load. Every config is parsed, every network's architecture built
         and every checkpoint tensor checked against it (names, shapes, types, tensors left
@@ -1336,7 +1372,7 @@ class Pipeline:
         options: dict[str, Any] = dict(
             context=context, threads=threads, variant=variant, random_weights=random_weights,
             random_seed=random_seed, inspect_only=True, taesd_path=taesd_path, tokenizer_path=tokenizer_path,
-            components=components, weights=weights, low_memory=low_memory)
+            components=components, weights=weights, low_memory=low_memory, loras=loras)
         if isinstance(source, Files):
             return cls.load_files(source, **options)
         return cls.load(source, config_path=config_path, **options)

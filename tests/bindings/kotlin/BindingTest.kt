@@ -699,10 +699,40 @@ fun testInspectAndEstimate(model: String, tmpDir: String, headerPath: String) {
     check(NativeHandle.live.get() == live0, "inspect: all native objects closed (live ${NativeHandle.live.get() - live0})")
 }
 
+/** Pipeline.load(loras = listOf(path to scale)) (SF_PARAM_LORAS) on the model-format fixture set
+ * (beside the public set; its lora/ cases name the base folder and the LoRA files): scale 0 is the
+ * base model bit for bit, a LoRA changes the text encoder, bad lists and files are refused. */
+fun testLoras(model: String) {
+    val models = File(File(model).absoluteFile.parentFile.parentFile, "models")
+    val manifest = File(models, "manifest.json")
+    if (!manifest.exists()) { println("testLoras: SKIPPED (no $manifest)"); return }
+    val text = manifest.readText()
+    val base = Regex("\"model\": \"([^\"/ ]+)[^\"]* \\+ LoRA").find(text)?.groupValues?.get(1)
+    val lora = Regex("\"file\": \"(lora/[^\"]+\\.safetensors)\"").find(text)?.groupValues?.get(1)
+    check(base != null && lora != null, "the model-format manifest names a LoRA case")
+    val dir = File(models, base!!).path
+    val path = File(models, lora!!).path
+    val plain = Pipeline.load(dir, threads = 1, components = setOf(Network.TEXT_ENCODER)).use { it.encodePrompt("a red fox") }
+    val zero = Pipeline.load(dir, threads = 1, components = setOf(Network.TEXT_ENCODER), loras = listOf(path to 0.0)).use {
+        it.encodePrompt("a red fox")
+    }
+    check(zero.contentEquals(plain), "LoRA at scale 0 == the base model")
+    val merged = Pipeline.load(dir, threads = 1, components = setOf(Network.TEXT_ENCODER), loras = listOf(path to 0.75)).use {
+        it.encodePrompt("a red fox")
+    }
+    check(!merged.contentEquals(plain), "a LoRA changes the text encoder")
+    val nan = throws<SnapFusionException>("NaN scale") { Pipeline.load(dir, threads = 1, loras = listOf(path to Double.NaN)) }
+    check(nan?.status == Status.INVALID_ARGUMENT, "NaN scale: ${nan?.message}")
+    val missing = throws<SnapFusionException>("missing LoRA") { Pipeline.load(dir, threads = 1, loras = listOf("$path-missing" to 1.0)) }
+    check(missing?.message?.contains("-missing") == true, "missing LoRA message: ${missing?.message}")
+    Pipeline.inspect(dir, threads = 1, loras = listOf(path to 0.5)).use { check(it.isInspectOnly, "inspect with a LoRA") }
+}
+
 fun main(args: Array<String>) {
     val model = args[0]
     val tmp = args[1]
     checkDeclarations(args[2])
+    testLoras(model)
     check(SnapFusion.abiVersion == 1, "abi version")
     check(SnapFusion.samplerNames.contains("ddim"), "sampler names ${SnapFusion.samplerNames}")
 

@@ -1587,6 +1587,88 @@ class TestMemoryOptions(unittest.TestCase):
         p.close()
 
 
+MODELS = os.path.join(FIXTURES, "models")
+HAVE_MODELS = os.path.isfile(os.path.join(MODELS, "manifest.json"))
+
+
+@unittest.skipUnless(HAVE_MODELS, "model-format fixtures not found at %s" % MODELS)
+class TestLoras(unittest.TestCase):
+    """Pipeline.load(..., loras=[(path, scale), ...]) (SF_PARAM_LORAS) against the model-format
+    set's lora/* UNet and text encoder cases (each under its own tolerance), scale 0 = the base
+    model, the argument's checks, and a LoRA that matches nothing refused with its name."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(MODELS, "manifest.json"), encoding="utf-8") as f:
+            cls.cases = [c for c in json.load(f)["cases"]
+                         if c["name"].startswith("lora/") and c["component"] in ("unet", "text_encoder")]
+
+    def load(self, entry, **kw):
+        base = entry["model"].split(" + ")[0].split("/")[0]
+        loras = [(os.path.join(MODELS, l["file"]), l["scale"]) for l in entry["params"]["loras"]]
+        return sf.Pipeline.load(os.path.join(MODELS, base), threads=THREADS, loras=loras,
+                                components=[entry["component"]], **kw)
+
+    def run_case(self, p, entry, tensors):
+        if entry["component"] == "unet":
+            sample = tensor(tensors, "in.sample")
+            batch, _, h, w = tensors["in.sample"][1]
+            t = float(tensor(tensors, "in.timestep")[0])
+            return "noise_pred", p.unet_predict(sample, [t] * batch, tensor(tensors, "in.encoder_hidden_states"),
+                                                height=h, width=w)
+        ids = list(tensor(tensors, "in.input_ids"))
+        n = tensors["in.input_ids"][1][1]
+        return "last_hidden_state", p.encode_ids([ids[i:i + n] for i in range(0, len(ids), n)])
+
+    def test_cases(self):
+        self.assertTrue(self.cases, "no lora/* cases")
+        for entry in self.cases:
+            with self.subTest(entry["name"]):
+                tensors = read_safetensors(os.path.join(MODELS, entry["file"]))
+                with self.load(entry) as p:
+                    out, got = self.run_case(p, entry, tensors)
+                within(self, got, tensor(tensors, "out." + out), entry["tolerance"][out], entry["name"])
+
+    def test_scale_zero_is_the_base_model(self):
+        entry = next(c for c in self.cases if c["component"] == "unet")
+        tensors = read_safetensors(os.path.join(MODELS, entry["file"]))
+        base = entry["model"].split(" + ")[0].split("/")[0]
+        zero = dict(entry, params=dict(entry["params"], loras=[dict(l, scale=0.0) for l in entry["params"]["loras"]]))
+        with self.load(zero) as p:
+            _, with_zero = self.run_case(p, entry, tensors)
+        with sf.Pipeline.load(os.path.join(MODELS, base), threads=THREADS, components=["unet"]) as p:
+            _, plain = self.run_case(p, entry, tensors)
+        self.assertEqual(list(with_zero), list(plain))
+
+    def test_bad_arguments(self):
+        entry = self.cases[0]
+        base = os.path.join(MODELS, entry["model"].split(" + ")[0].split("/")[0])
+        lora = os.path.join(MODELS, entry["params"]["loras"][0]["file"])
+        with self.assertRaises(TypeError):
+            sf.Pipeline.load(base, threads=THREADS, loras=lora)  # one path, not a list
+        with self.assertRaises(ValueError):
+            sf.Pipeline.load(base, threads=THREADS, loras=[(lora, float("nan"))])
+        with self.assertRaises(ValueError):
+            sf.Pipeline.load(base, threads=THREADS, loras=["a\tb"])
+        with tempfile.TemporaryDirectory() as tmp:
+            bad = os.path.join(tmp, "other.safetensors")
+            header = json.dumps({"lora_unet_no_such_layer.lora_down.weight":
+                                 {"dtype": "F32", "shape": [1, 1], "data_offsets": [0, 4]},
+                                 "lora_unet_no_such_layer.lora_up.weight":
+                                 {"dtype": "F32", "shape": [1, 1], "data_offsets": [4, 8]}}).encode()
+            header += b" " * (-len(header) % 8)
+            with open(bad, "wb") as f:
+                f.write(struct.pack("<Q", len(header)) + header + bytes(8))
+            with self.assertRaises(sf.BadModelError) as e:
+                sf.Pipeline.load(base, threads=THREADS, loras=[bad], components=["unet"])
+            self.assertIn("lora_unet_no_such_layer", str(e.exception))
+            # inspect checks the LoRA too (names and shapes)
+            with self.assertRaises(sf.BadModelError):
+                sf.Pipeline.inspect(base, loras=[(bad, 0.5)], components=["unet"])
+        with sf.Pipeline.inspect(base, loras=[(lora, 0.5)]) as p:
+            self.assertGreater(p.weight_bytes, 0)
+
+
 def broken_copy(tmp):
     """A copy of tiny-sd with three problems: unet/config.json without "block_out_channels", and
     the VAE's tensor decoder.conv_in.bias renamed decoder.conv_in.biaz (missing + left over)."""

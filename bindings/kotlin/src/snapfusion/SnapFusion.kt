@@ -309,7 +309,7 @@ internal object Keys {
     const val THREADS = 1; const val LOG_LEVEL = 2
     const val VARIANT = 100; const val RANDOM_WEIGHTS = 101; const val RANDOM_SEED = 102; const val INSPECT_ONLY = 103
     const val TAESD_PATH = 104; const val COMPONENTS = 105; const val TOKENIZER_PATH = 106
-    const val WEIGHT_TYPE = 107; const val LOW_MEMORY = 108; const val PACK_PATH = 109; const val CONFIG_PATH = 110; const val UNET_GUIDANCE = 120
+    const val WEIGHT_TYPE = 107; const val LOW_MEMORY = 108; const val PACK_PATH = 109; const val CONFIG_PATH = 110; const val UNET_GUIDANCE = 120; const val LORAS = 111
     const val PROMPT = 200; const val NEGATIVE_PROMPT = 201; const val WIDTH = 202; const val HEIGHT = 203
     const val STEPS = 204; const val GUIDANCE_SCALE = 205; const val SEED = 206; const val SAMPLER = 207
     const val KARRAS_SIGMAS = 208; const val CLIP_SKIP = 209; const val BATCH_COUNT = 210; const val STRENGTH = 211
@@ -871,16 +871,20 @@ class Pipeline private constructor(val context: Context, private val ownContext:
          * configPath (SF_PARAM_CONFIG_PATH): the diffusers folder whose configs, scheduler and
          * tokenizer describe it (null: its architecture is inferred as SD-1.x's from the shapes).
          * unetGuidance: the guidance scale unetPredict gives an LCM-distilled UNet (time_cond_proj_dim;
-         * default 8); generations take their own guidance scale. */
+         * default 8); generations take their own guidance scale.
+         * loras: LoRA files (kohya/A1111 or diffusers/PEFT .safetensors) with their scales, merged
+         * into the UNet and text encoder at load (SF_PARAM_LORAS), e.g. listOf("a.safetensors" to
+         * 0.75, "b.safetensors" to 0.4): their deltas add up. */
         @JvmStatic
         @JvmOverloads
         fun load(path: String, context: Context? = null, threads: Int? = null, variant: String? = null,
                  randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
                  components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
                  lowMemory: Boolean = false, inspectOnly: Boolean = false, pack: String? = null,
-                 configPath: String? = null, unetGuidance: Double? = null): Pipeline =
+                 configPath: String? = null, unetGuidance: Double? = null,
+                 loras: List<Pair<String, Double>>? = null): Pipeline =
             loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
-                     weights, lowMemory, inspectOnly, null, pack, configPath, unetGuidance) { ctx, options, out ->
+                     weights, lowMemory, inspectOnly, null, pack, configPath, unetGuidance, loras) { ctx, options, out ->
                 C.sf_pipeline_load(ctx, path, options, out)
             }
 
@@ -897,9 +901,10 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         fun inspect(path: String, context: Context? = null, threads: Int? = null, variant: String? = null,
                     randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
                     components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
-                    lowMemory: Boolean = false, configPath: String? = null): Pipeline =
+                    lowMemory: Boolean = false, configPath: String? = null,
+                    loras: List<Pair<String, Double>>? = null): Pipeline =
             load(path, context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
-                 weights, lowMemory, inspectOnly = true, configPath = configPath)
+                 weights, lowMemory, inspectOnly = true, configPath = configPath, loras = loras)
 
         /** inspect for a set of files in memory (the options of loadFiles). */
         @JvmStatic
@@ -922,12 +927,12 @@ class Pipeline private constructor(val context: Context, private val ownContext:
                       randomWeights: Boolean = false, randomSeed: Long? = null, taesdPath: String? = null,
                       components: Set<Network>? = null, tokenizerPath: String? = null, weights: WeightType? = null,
                       lowMemory: Boolean = false, inspectOnly: Boolean = false, pack: String? = null,
-                      unetGuidance: Double? = null): Pipeline =
+                      unetGuidance: Double? = null, loras: List<Pair<String, Double>>? = null): Pipeline =
             files.locked {  // a set is used by one thread at a time
                 val set = files.ptr()
                 val borrows = if (files.borrowed) files.handle else null
                 loadWith(context, threads, variant, randomWeights, randomSeed, taesdPath, components, tokenizerPath,
-                         weights, lowMemory, inspectOnly, borrows, pack, null, unetGuidance) { ctx, options, out ->
+                         weights, lowMemory, inspectOnly, borrows, pack, null, unetGuidance, loras) { ctx, options, out ->
                     C.sf_pipeline_load_files(ctx, set, options, out)
                 }
             }
@@ -935,8 +940,18 @@ class Pipeline private constructor(val context: Context, private val ownContext:
         private fun loadWith(context: Context?, threads: Int?, variant: String?, randomWeights: Boolean, randomSeed: Long?,
                          taesdPath: String?, components: Set<Network>?, tokenizerPath: String?, weights: WeightType?,
                          lowMemory: Boolean, inspectOnly: Boolean, borrows: NativeHandle?, pack: String?,
-                         configPath: String?, unetGuidance: Double?,
+                         configPath: String?, unetGuidance: Double?, loras: List<Pair<String, Double>>?,
                          call: (Pointer, Pointer, PointerByReference) -> Int): Pipeline {
+            // SF_PARAM_LORAS: one "PATH<TAB>SCALE" line each (checked before anything is made)
+            val loraList = loras?.takeIf { it.isNotEmpty() }?.joinToString("\n") { (path, scale) ->
+                if (path.isEmpty() || path.contains('\n') || path.contains('\t'))
+                    throw SnapFusionException(Status.INVALID_ARGUMENT, Status.INVALID_ARGUMENT.code,
+                                              "loras: '$path' is not a usable path (empty, or with a tab or newline)")
+                if (scale.isNaN() || scale.isInfinite())
+                    throw SnapFusionException(Status.INVALID_ARGUMENT, Status.INVALID_ARGUMENT.code,
+                                              "loras: the scale of $path is not finite")
+                path + "\t" + scale.toString()
+            }
             val ctx = context ?: Context(threads)
             if (context != null && threads != null) ctx.threads = threads
             try {
@@ -955,6 +970,7 @@ class Pipeline private constructor(val context: Context, private val ownContext:
                         p.string(Keys.PACK_PATH, pack)
                         p.string(Keys.CONFIG_PATH, configPath)
                         p.float(Keys.UNET_GUIDANCE, unetGuidance)
+                        p.string(Keys.LORAS, loraList)
                         call(ctx.ptr(), p.ptr, out)
                     }
                 }

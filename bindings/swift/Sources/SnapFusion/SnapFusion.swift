@@ -440,11 +440,14 @@ public struct LoadOptions {
     /// For a single-file checkpoint (one .safetensors in the original LDM layout): the diffusers
     /// folder whose configs, scheduler and tokenizer describe it (nil: inferred as SD-1.x's).
     public var configPath: String?
+    /// LoRA files (kohya/A1111 or diffusers/PEFT) merged into the UNet and text encoder at load,
+    /// each with its scale (SF_PARAM_LORAS); their deltas add up.
+    public var loras: [(path: String, scale: Double)]
 
     public init(variant: String? = nil, randomWeights: Bool = false, randomSeed: UInt64? = nil,
                 inspectOnly: Bool = false, components: Networks? = nil, tokenizerPath: String? = nil,
                 taesdPath: String? = nil, weights: WeightType? = nil, lowMemory: Bool = false,
-                configPath: String? = nil) {
+                configPath: String? = nil, loras: [(path: String, scale: Double)] = []) {
         self.variant = variant
         self.randomWeights = randomWeights
         self.randomSeed = randomSeed
@@ -455,6 +458,7 @@ public struct LoadOptions {
         self.weights = weights
         self.lowMemory = lowMemory
         self.configPath = configPath
+        self.loras = loras
     }
 
     func makeParams() throws -> Params {
@@ -469,6 +473,9 @@ public struct LoadOptions {
         try p.set(SF_PARAM_WEIGHT_TYPE, weights.map { Int64($0.rawValue) })
         if lowMemory { try p.set(SF_PARAM_LOW_MEMORY, Int64(1)) }
         try p.set(SF_PARAM_CONFIG_PATH, configPath)
+        if !loras.isEmpty {
+            try p.set(SF_PARAM_LORAS, loras.map { "\($0.path)\t\($0.scale)" }.joined(separator: "\n"))
+        }
         return p
     }
 }
