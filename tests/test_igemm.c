@@ -261,7 +261,7 @@ int main(void) {
   pools[2] = pthreadpool_create(4);
   CHECK(pools[1] != NULL && pools[2] != NULL);
   printf("best igemm microkernel here: %s%s\n", sf_igemm_isa_name(SF_IGEMM_ISA_BEST),
-         sf_igemm_available() ? "" : " (graph uses XNNPACK)");
+         sf_igemm_available() ? "" : " (no SIMD kernel: the portable one runs)");
   const conv_case cases[] = {
       /* SD-like 3x3, channels a multiple of the tile */
       {1, 8, 8, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1},

@@ -37,6 +37,7 @@ typedef struct check_state {
   check_cached_pipe pipes[4];
   size_t n_pipes;
   int weights;        /* sf_weight_type the pipelines are loaded with */
+  int backend;        /* SF_PARAM_GEMM_BACKEND the pipelines are loaded with (--backend) */
   /* --weights: the outputs of the f32 run of the case, captured (capture) then compared. */
   int capture;
   float **base;
