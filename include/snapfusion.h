@@ -226,6 +226,13 @@ typedef enum sf_param {
                                  * enters as an embedding, not as classifier-free guidance);
                                  * default 8; ignored by other UNets. Generations use
                                  * SF_PARAM_GUIDANCE_SCALE instead (since 1.1) */
+  SF_PARAM_GEMM_BACKEND = 130,  /* int: what computes convolutions and linear layers with f32
+                                 * weights (since 1.1). 0 (default): the library's own kernels
+                                 * on every CPU (SIMD where it has them, portable C elsewhere),
+                                 * so a seed gives the same bits on x86 and AArch64; 1: XNNPACK
+                                 * (its own rounding, different bits; f16 / q8 weights and packs
+                                 * stay on the library's kernels). Other values are
+                                 * SF_ERR_INVALID_ARGUMENT. */
 
   /* Generation (sf_generate / sf_job_start). */
   SF_PARAM_PROMPT = 200,        /* string */

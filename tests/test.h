@@ -53,6 +53,17 @@ static inline int sf_test_copy_file(const char *from, const char *to) {
   return ok;
 }
 
+/* Whether to skip a check that builds a full-size architecture with random weights (SD-1.5's
+ * VAE or text encoder, ...): SF_TEST_SKIP_FULL_SIZE=1 does, saying so. Such checks take
+ * seconds natively but minutes under an emulator (the AArch64 stage of .ci/run sets it); they
+ * test configuration handling at scale, no kernel and no fixture case. */
+static inline int sf_test_skip_full_size(const char *what) {
+  const char *env = getenv("SF_TEST_SKIP_FULL_SIZE");
+  if (env == NULL || strcmp(env, "1") != 0) return 0;
+  printf("SKIPPED (SF_TEST_SKIP_FULL_SIZE=1): %s\n", what);
+  return 1;
+}
+
 /* The fixture folder: $SNAPFUSION_FIXTURES or ../shared/fixtures relative to the source
  * tree; NULL (and a message saying the tests were skipped) when absent. */
 static inline const char *sf_test_fixtures(void) {

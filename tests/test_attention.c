@@ -176,6 +176,13 @@ static void check_case(const char *name, pthreadpool_t pool, const sf_attention_
   }
   CHECK_MSG(nonfinite == 0, "%s: %zu non-finite values in simd or portable", name, nonfinite);
   CHECK_MSG(worst <= 1.0, "%s: simd vs portable differ (%.2fx tolerance)", name, worst);
+  /* The same bits on every CPU: the portable path (AArch64, x86 without AVX2) is the SIMD
+   * kernels' chain of operations with explicit fmaf. */
+  size_t differ = 0;
+  for (size_t r = 0; r < d->batch * d->q_len; r++)
+    differ += memcmp(simd + r * d->out_stride, port + r * d->out_stride, C * sizeof(float)) != 0;
+  CHECK_MSG(differ == 0, "%s: simd (%s) and portable differ in %zu rows (must be bit-identical)", name,
+            sf_attention_isa(), differ);
   free(simd);
   free(port);
 }

@@ -652,7 +652,7 @@ int main(void) {
   test_synthetic(dir, 1);
   rmdir(dir);
   test_config_refusals();
-  test_clip_l_random();
+  if (!sf_test_skip_full_size("SD-1.5's CLIP ViT-L/14 text encoder with random weights")) test_clip_l_random();
 
   const char *fx = sf_test_fixtures();
   if (fx == NULL) {

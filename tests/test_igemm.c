@@ -261,7 +261,7 @@ int main(void) {
   pools[2] = pthreadpool_create(4);
   CHECK(pools[1] != NULL && pools[2] != NULL);
   printf("best igemm microkernel here: %s%s\n", sf_igemm_isa_name(SF_IGEMM_ISA_BEST),
-         sf_igemm_available() ? "" : " (graph uses XNNPACK)");
+         sf_igemm_available() ? "" : " (no SIMD kernel: the portable one runs)");
   const conv_case cases[] = {
       /* SD-like 3x3, channels a multiple of the tile */
       {1, 8, 8, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1},
@@ -283,7 +283,7 @@ int main(void) {
       {1, 37, 29, 8, 48, 3, 5, 1, 1, 2, 1, 2, 1},
   };
   /* Every microkernel this CPU runs; the portable one always. */
-  const sf_igemm_isa isas[] = {SF_IGEMM_ISA_SCALAR, SF_IGEMM_ISA_AVX2, SF_IGEMM_ISA_AVX512};
+  const sf_igemm_isa isas[] = {SF_IGEMM_ISA_SCALAR, SF_IGEMM_ISA_AVX2, SF_IGEMM_ISA_AVX512, SF_IGEMM_ISA_NEON};
   for (int ty = 0; ty < SF_WTYPE_COUNT; ty++)
     for (size_t k = 0; k < sizeof isas / sizeof isas[0]; k++) {
       isa = isas[k];

@@ -380,7 +380,7 @@ int main(void) {
     fprintf(stderr, "%s\n", d.msg);
     return 1;
   }
-  test_random_config();
+  if (!sf_test_skip_full_size("the configs/taesd architecture with random weights")) test_random_config();
   const char *fx = sf_test_fixtures();
   if (fx == NULL) {
     printf("fixture cases skipped\n");

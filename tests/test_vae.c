@@ -453,8 +453,10 @@ int main(void) {
   }
   test_posterior_sample();
   /* SD-1.5's AutoencoderKL has 83,653,863 parameters. */
-  test_random("sd-v1-5", 83653863u, 0);
-  test_random("snapfusion-style", 0, 1);
+  if (!sf_test_skip_full_size("SD-1.5 and snapfusion-style VAEs with random weights")) {
+    test_random("sd-v1-5", 83653863u, 0);
+    test_random("snapfusion-style", 0, 1);
+  }
   const char *fx = sf_test_fixtures();
   if (fx == NULL) {
     printf("fixture cases skipped\n");

@@ -117,10 +117,9 @@ static double rate_of(const bench_row *r) {
   return (r->bytes > 0 ? r->bytes : r->flops) / r->median_s * 1e-9;
 }
 
-/* What conv / linear layers run on in this process (see graph/ops/igemm.h). */
-static const char *gemm_name(void) {
-  return sf_igemm_available() ? sf_igemm_isa_name(SF_IGEMM_ISA_BEST) : "XNNPACK";
-}
+/* What conv / linear layers run on in this process by default (SF_PARAM_GEMM_BACKEND 0: the
+ * library's kernels, see graph/ops/igemm.h). */
+static const char *gemm_name(void) { return sf_igemm_isa_name(SF_IGEMM_ISA_BEST); }
 
 static void report_json(FILE *f, const bench_opts *o, const char *command, size_t threads, const char *load,
                         const bench_refs *refs, const bench_row *rows, size_t n_rows) {

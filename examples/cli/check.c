@@ -28,7 +28,10 @@ static void check_usage(FILE *f) {
           "                    report, per case, the relative L2 distance of the outputs to the\n"
           "                    reference and to the same case run with f32 weights; a case then\n"
           "                    passes when that distance to the reference is at most\n"
-          "  --max-rel-l2 X    (required with --weights f16|q8) instead of the elementwise tolerance\n");
+          "  --max-rel-l2 X    (required with --weights f16|q8) instead of the elementwise tolerance\n"
+          "  --backend NAME    what computes f32 convolutions and linear layers (SF_PARAM_GEMM_BACKEND):\n"
+          "                    own (default: the library's kernels, the same bits on every CPU) or\n"
+          "                    xnnpack\n");
 }
 
 /* ---- shared helpers for the runners ---------------------------------------------------- */
@@ -284,6 +287,7 @@ sf_pipeline *check_pipeline(check_run *run, check_result *r, const char *rel_dir
   if (s == SF_OK && check_is_single_file(st, rel_dir) && single_file_config(st, rel_dir, config, sizeof config))
     s = sf_params_set_string(opts, SF_PARAM_CONFIG_PATH, config);
   if (s == SF_OK && st->loras && *st->loras) s = sf_params_set_string(opts, SF_PARAM_LORAS, st->loras);
+  if (s == SF_OK && st->backend != 0) s = sf_params_set_int(opts, SF_PARAM_GEMM_BACKEND, st->backend);
   sf_pipeline *pipe = NULL;
   if (s == SF_OK) s = sf_pipeline_load(st->ctx, path, opts, &pipe);
   sf_params_destroy(opts);
@@ -331,7 +335,7 @@ int cmd_check(int argc, char **argv) {
   const char *components[32];
   size_t n_components = 0;
   long long threads = 0;
-  int digest = 0, weights = SF_WEIGHT_DEFAULT;
+  int digest = 0, weights = SF_WEIGHT_DEFAULT, backend = 0;
   double max_rel_l2 = -1.0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -344,6 +348,14 @@ int cmd_check(int argc, char **argv) {
     } else if (strcmp(argv[i], "--weights") == 0 && i + 1 < argc) {
       if (!cli_parse_weights(argv[++i], &weights)) {
         fprintf(stderr, "snapfusion check: --weights takes f32, f16 or q8\n");
+        return CLI_EXIT_USAGE;
+      }
+    } else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
+      i++;
+      if (strcmp(argv[i], "own") == 0) backend = 0;
+      else if (strcmp(argv[i], "xnnpack") == 0) backend = 1;
+      else {
+        fprintf(stderr, "snapfusion check: --backend takes own or xnnpack\n");
         return CLI_EXIT_USAGE;
       }
     } else if (strcmp(argv[i], "--max-rel-l2") == 0 && i + 1 < argc) {
@@ -400,6 +412,7 @@ int cmd_check(int argc, char **argv) {
   check_state st = {0};
   st.set_dir = set_dir;
   st.manifest = sf_json_root(manifest);
+  st.backend = backend;
   st.ctx = cli_context((int)threads);
   if (st.ctx == NULL) {
     sf_json_free(manifest);

@@ -43,6 +43,7 @@ typedef struct check_state {
    * instead of the one its "model" names, and the SF_PARAM_LORAS its pipelines are loaded with. */
   const char *model_dir;
   const char *loras;
+  int backend;        /* SF_PARAM_GEMM_BACKEND the pipelines are loaded with (--backend) */
   /* --weights: the outputs of the f32 run of the case, captured (capture) then compared. */
   int capture;
   float **base;

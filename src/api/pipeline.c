@@ -163,12 +163,18 @@ static sf_status load(sf_context *ctx, const sf_vfs *fs, const char *dir, const 
   if (wtype < SF_WEIGHT_DEFAULT || wtype > SF_WEIGHT_Q8)
     return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "SF_PARAM_WEIGHT_TYPE: %lld is not a sf_weight_type",
                         (long long)wtype);
+  const int64_t backend = sf_params_int_or(options, SF_PARAM_GEMM_BACKEND, 0);
+  if (backend != 0 && backend != 1)
+    return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT,
+                        "SF_PARAM_GEMM_BACKEND: %lld is neither 0 (the library's kernels) nor 1 (XNNPACK)",
+                        (long long)backend);
   double unet_guidance = sf_params_float_or(options, SF_PARAM_UNET_GUIDANCE, SF_LCM_DEFAULT_GUIDANCE);
   if (!isfinite(unet_guidance) || fabs(unet_guidance) > FLT_MAX)
     return sf_ctx_error(ctx, SF_ERR_INVALID_ARGUMENT, "SF_PARAM_UNET_GUIDANCE %g is not a finite float", unet_guidance);
   sf_pipeline *p = calloc(1, sizeof *p);
   if (p == NULL) return sf_ctx_error(ctx, SF_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
   p->ctx = ctx;
+  p->xnnpack_gemm = backend == 1;
   p->unet_guidance = unet_guidance;
   static const sf_weight_policy policies[] = {SF_WEIGHTS_AS_STORED, SF_WEIGHTS_FORCE_F32, SF_WEIGHTS_FORCE_F16,
                                               SF_WEIGHTS_FORCE_Q8};

@@ -26,14 +26,14 @@ sf_vid sf_g_conv2d_asym(sf_graph *g, sf_wsrc *ws, const char *prefix, sf_vid x, 
   char wname[256];
   snprintf(wname, sizeof wname, "%s.weight", prefix);
   const sf_wtype wt = sf_graph_layer_wtype(g, ws, wname);
-  const int igemm = sf_graph_uses_igemm_for(g, wt);
+  const int igemm = sf_graph_uses_igemm_for(g, ws, wt);
   /* pad: for the planner's (symmetric) shape inference, see the header */
   const sf_conv_params cp = {
       .kernel = kernel, .stride = stride, .pad = pad, .pad_top = pad_top, .pad_left = pad_left};
   if (sf_wsrc_is_pack(ws)) return sf_igemm_node_add_packed(g, ws, x, out_ch, in_ch, kk, &cp, prefix, wt, bias);
   float *w = NULL, *b = NULL;
   if (!sf_conv_fetch(g, ws, prefix, out_ch, in_ch, kernel, bias, !igemm, &w, &b)) return -1;
-  if (sf_wsrc_is_dry(ws)) return sf_dry_layer_add(g, x, out_ch, in_ch, kk, bias, &cp, wt);
+  if (sf_wsrc_is_dry(ws)) return sf_dry_layer_add(g, ws, x, out_ch, in_ch, kk, bias, &cp, wt);
   if (igemm) return sf_igemm_node_add(g, x, out_ch, w, b, in_ch, kk, &cp, prefix, wt, sf_wsrc_pool(ws));
   const float *ohwi = w;
   xnn_operator_t *ops = calloc(1, sizeof *ops);

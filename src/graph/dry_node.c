@@ -5,12 +5,12 @@
 
 #include "graph/graph_internal.h"
 
-sf_vid sf_dry_layer_add(sf_graph *g, sf_vid x, size_t out_ch, size_t cin, size_t taps, int bias,
+sf_vid sf_dry_layer_add(sf_graph *g, const sf_wsrc *ws, sf_vid x, size_t out_ch, size_t cin, size_t taps, int bias,
                         const sf_conv_params *conv, sf_wtype type) {
   if (!sf_graph_valid(g, x)) return -1;
   sf_igemm_weights *ig = NULL;
   size_t bytes;
-  if (sf_graph_uses_igemm_for(g, type)) {
+  if (sf_graph_uses_igemm_for(g, ws, type)) {
     ig = malloc(sizeof *ig);
     if (ig == NULL) {
       sf_graph_fail(g, SF_ERR_OUT_OF_MEMORY, "out of memory");

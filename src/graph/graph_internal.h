@@ -15,6 +15,7 @@
 
 #include "graph/graph.h"
 #include "graph/ops/igemm.h"
+#include "graph/wsrc.h"
 
 typedef enum sf_op {
   SF_OP_CONV2D = 1,
@@ -117,11 +118,12 @@ struct sf_plan {
   size_t arena_bytes, naive_bytes;
 };
 
-/* Whether conv / linear nodes of weight type t use the library's indirect GEMM: always for f16
- * and q8 (XNNPACK takes f32 only; without SIMD kernels the scalar ones run), for f32 when the CPU
- * runs the SIMD kernels and the graph does not ask for XNNPACK. */
-static inline int sf_graph_uses_igemm_for(const sf_graph *g, sf_wtype t) {
-  return t != SF_WTYPE_F32 || (!g->xnnpack_gemm && sf_igemm_available());
+/* Whether conv / linear nodes of weight type t built from ws use the library's indirect GEMM:
+ * always for f16 and q8 (XNNPACK takes f32 only), for f32 unless the graph or the weight source
+ * asks for XNNPACK (SF_PARAM_GEMM_BACKEND). On CPUs without SIMD kernels the portable ones run:
+ * slower than XNNPACK, but the same bits as every other CPU. */
+static inline int sf_graph_uses_igemm_for(const sf_graph *g, const sf_wsrc *ws, sf_wtype t) {
+  return t != SF_WTYPE_F32 || !(g->xnnpack_gemm || (ws != NULL && sf_wsrc_xnnpack_gemm(ws)));
 }
 
 sf_status sf_graph_fail(sf_graph *g, sf_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -182,7 +184,7 @@ sf_vid sf_igemm_node_add_packed(sf_graph *g, sf_wsrc *ws, sf_vid x, size_t out_c
 /* ---- dry builds (graph/dry_node.c) ---- */
 /* The conv (conv != NULL) / linear node a layer of weights [out_ch][cin][taps] of type would be,
  * counting the bytes its packed weights would take, with none packed; marks the graph dry. */
-sf_vid sf_dry_layer_add(sf_graph *g, sf_vid x, size_t out_ch, size_t cin, size_t taps, int bias,
+sf_vid sf_dry_layer_add(sf_graph *g, const sf_wsrc *ws, sf_vid x, size_t out_ch, size_t cin, size_t taps, int bias,
                         const sf_conv_params *conv, sf_wtype type);
 
 #endif

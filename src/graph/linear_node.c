@@ -39,7 +39,7 @@ static sf_vid add_linear(sf_graph *g, sf_wsrc *ws, const char *const *prefixes, 
       sf_graph_fail(g, tmp.status != SF_OK ? tmp.status : SF_ERR_INTERNAL, "%s", tmp.msg);
       return -1;
     }
-    return sf_dry_layer_add(g, x, out_f, in_f, 1, bias, NULL, wt);
+    return sf_dry_layer_add(g, ws, x, out_f, in_f, 1, bias, NULL, wt);
   }
   /* The fused parts (e.g. q, k, v) are fetched side by side into one staged matrix. */
   float *w = sf_wsrc_stage(ws, 0, out_f * in_f);
@@ -64,7 +64,7 @@ static sf_vid add_linear(sf_graph *g, sf_wsrc *ws, const char *const *prefixes, 
     else sf_graph_fail(g, SF_ERR_OUT_OF_MEMORY, "out of memory packing %s", prefixes[0]);
     return -1;
   }
-  if (sf_graph_uses_igemm_for(g, wt)) return sf_igemm_node_add(g, x, out_f, w, b, in_f, 1, NULL, prefixes[0], wt, sf_wsrc_pool(ws));
+  if (sf_graph_uses_igemm_for(g, ws, wt)) return sf_igemm_node_add(g, x, out_f, w, b, in_f, 1, NULL, prefixes[0], wt, sf_wsrc_pool(ws));
   size_t panel_oc = sf_xnn_panel_channels(out_f, in_f * sizeof(float), SF_FC_PANEL_BUDGET);
   size_t n_panels = (out_f + panel_oc - 1) / panel_oc;
   xnn_operator_t *ops = calloc(n_panels, sizeof *ops);

@@ -23,6 +23,7 @@ struct sf_wsrc {
   sf_diag diag;
   uint64_t params;
   sf_weight_policy policy;
+  int xnnpack_gemm;      /* sf_wsrc_set_xnnpack_gemm */
   sf_problems *problems; /* dry mode (sf_wsrc_set_dry) */
   float *stage[SF_WSRC_STAGES];
   size_t stage_max[SF_WSRC_STAGES]; /* floats, largest asked for (dry builds: noted) */
@@ -115,6 +116,8 @@ int sf_wsrc_is_dry(const sf_wsrc *ws) { return ws->problems != NULL; }
 
 void sf_wsrc_set_weight_policy(sf_wsrc *ws, sf_weight_policy policy) { ws->policy = policy; }
 sf_weight_policy sf_wsrc_weight_policy(const sf_wsrc *ws) { return ws->policy; }
+void sf_wsrc_set_xnnpack_gemm(sf_wsrc *ws, int on) { ws->xnnpack_gemm = on != 0; }
+int sf_wsrc_xnnpack_gemm(const sf_wsrc *ws) { return ws->xnnpack_gemm && ws->pack == NULL; }
 
 int sf_wsrc_is_f16(const sf_wsrc *ws, const char *name) {
   if (ws->pack != NULL) {

@@ -80,6 +80,10 @@ typedef enum sf_weight_policy {
 } sf_weight_policy;
 void sf_wsrc_set_weight_policy(sf_wsrc *ws, sf_weight_policy policy);
 sf_weight_policy sf_wsrc_weight_policy(const sf_wsrc *ws);
+/* Whether the f32 conv / linear layers built from this source go to XNNPACK instead of the
+ * library's GEMM (SF_PARAM_GEMM_BACKEND; default 0). Pack sources ignore it. */
+void sf_wsrc_set_xnnpack_gemm(sf_wsrc *ws, int on);
+int sf_wsrc_xnnpack_gemm(const sf_wsrc *ws);
 
 /* Whether a checkpoint stores tensor name as IEEE half (F16): such weights are exactly
  * representable as f16 panels. 0 for random sources and for tensors it lacks. */

@@ -58,6 +58,7 @@ static sf_wsrc *component_wsrc(sf_pipeline *p, const sf_component *c, unsigned n
     return NULL;
   }
   sf_wsrc_set_weight_policy(ws, (sf_weight_policy)p->weight_policy);
+  sf_wsrc_set_xnnpack_gemm(ws, p->xnnpack_gemm);
   if (dry) sf_wsrc_set_dry(ws, dry);
   /* LoRAs are merged into the weights as the builder fetches them (checkpoint sources only) */
   if (p->loras != NULL && !sf_wsrc_is_pack(ws) && !sf_wsrc_is_random(ws)) {

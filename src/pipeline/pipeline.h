@@ -29,6 +29,7 @@ struct sf_pipeline {
   sf_model_folder *folder;
   int random_weights;
   uint64_t random_seed;
+  int xnnpack_gemm;  /* SF_PARAM_GEMM_BACKEND 1: f32 conv / linear layers on XNNPACK */
   int weight_policy; /* sf_weight_policy (graph/wsrc.h) for every network's conv / linear layers */
   unsigned networks; /* sf_network bits available (built, or buildable in low-memory mode) */
   unsigned configured; /* bits whose configs are parsed (shapes known): networks, or what an

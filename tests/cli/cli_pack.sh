@@ -24,7 +24,7 @@ fail() {
 run() {
   want=$1
   shift
-  "$S" "$@" >"$W/out" 2>"$W/err"
+  ${SF_TEST_EMULATOR:-} "$S" "$@" >"$W/out" 2>"$W/err"
   got=$?
   if [ "$got" -ne "$want" ]; then
     fail "exit status $got, expected $want: snapfusion $*"

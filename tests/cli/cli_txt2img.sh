@@ -28,7 +28,7 @@ run() {
   want=$1
   shift
   LAST="snapfusion $*"
-  "$S" "$@" >"$W/out" 2>"$W/err"
+  ${SF_TEST_EMULATOR:-} "$S" "$@" >"$W/out" 2>"$W/err"
   got=$?
   if [ "$got" -ne "$want" ]; then
     fail "exit status $got, expected $want: $LAST"
@@ -185,7 +185,7 @@ run 0 txt2img -m "$M" -p x --steps 3 -q -o "$W/p.png" &&
 grep -q "s/step x 3), decode [0-9.]* s, total" "$W/err" || fail "the 'wrote' line lost its format: $LAST"
 if command -v script >/dev/null 2>&1; then
   LAST="txt2img on a terminal (script)"
-  script -qec "'$S' txt2img -m '$M' -p x --steps 3 -o '$W/tty.png'" /dev/null </dev/null >"$W/err" 2>&1 ||
+  script -qec "${SF_TEST_EMULATOR:-} '$S' txt2img -m '$M' -p x --steps 3 -o '$W/tty.png'" /dev/null </dev/null >"$W/err" 2>&1 ||
     fail "exit status $?: $LAST"
   grep -q "$CR\[#*  *\] 1/3 " "$W/err" || fail "no progress bar redrawn with carriage returns: $LAST"
   err_has "] 3/3 "

@@ -73,6 +73,7 @@ class Param(enum.IntEnum):
     CONFIG_PATH = 110
     LORAS = 111
     UNET_GUIDANCE = 120
+    GEMM_BACKEND = 130
     PROMPT = 200
     NEGATIVE_PROMPT = 201
     WIDTH = 202
@@ -527,7 +528,7 @@ class Params:
     keyword arguments. Keys are Param values."""
 
     _INT_KEYS = {Param.THREADS, Param.LOG_LEVEL, Param.RANDOM_WEIGHTS, Param.RANDOM_SEED, Param.INSPECT_ONLY,
-                 Param.COMPONENTS, Param.WEIGHT_TYPE, Param.LOW_MEMORY, Param.WIDTH, Param.HEIGHT, Param.STEPS,
+                 Param.COMPONENTS, Param.WEIGHT_TYPE, Param.LOW_MEMORY, Param.GEMM_BACKEND, Param.WIDTH, Param.HEIGHT, Param.STEPS,
                  Param.SEED, Param.SAMPLER, Param.KARRAS_SIGMAS, Param.CLIP_SKIP, Param.BATCH_COUNT,
                  Param.PREDICTION_TYPE, Param.DECODER, Param.TIMESTEP_SPACING}
     _FLOAT_KEYS = {Param.GUIDANCE_SCALE, Param.STRENGTH, Param.ETA, Param.UNET_GUIDANCE}

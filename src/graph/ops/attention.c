@@ -84,18 +84,21 @@ double sf_attention_flops(const sf_attention_desc *d) {
 }
 
 /* ---------------------------------------------------------------- portable path */
+/* Operation for operation the SIMD kernels of attention_kernels.h, with explicit fmaf where
+ * they fuse (a single instruction on AArch64 and FMA x86; glibc's exact software fma
+ * elsewhere), so every CPU computes the same bits. */
 
 static float exp2_portable(float x) {
   float xc = x < SF_ATT_EXP2_MIN ? SF_ATT_EXP2_MIN : x;
   float nf = (xc + SF_ATT_ROUND_MAGIC) - SF_ATT_ROUND_MAGIC;
   float f = xc - nf;
   float p = SF_ATT_P6;
-  p = p * f + SF_ATT_P5;
-  p = p * f + SF_ATT_P4;
-  p = p * f + SF_ATT_P3;
-  p = p * f + SF_ATT_P2;
-  p = p * f + SF_ATT_P1;
-  p = p * f + SF_ATT_P0;
+  p = fmaf(p, f, SF_ATT_P5);
+  p = fmaf(p, f, SF_ATT_P4);
+  p = fmaf(p, f, SF_ATT_P3);
+  p = fmaf(p, f, SF_ATT_P2);
+  p = fmaf(p, f, SF_ATT_P1);
+  p = fmaf(p, f, SF_ATT_P0);
   uint32_t bits = (uint32_t)((int32_t)nf + 127) << 23;
   float s;
   memcpy(&s, &bits, sizeof s);
@@ -103,16 +106,17 @@ static float exp2_portable(float x) {
   return x >= SF_ATT_EXP2_MIN ? r : 0.0f;
 }
 
-/* st[j][i] = sum_d k[j][d] * qt[d][i] */
+/* st[j][i] = sum_d k[j][d] * qt[d][i]: a product, then one fused multiply-add per d. */
 static void scores_portable(size_t nk, size_t D, size_t ld, const float *k, size_t ks,
                             const float *qt, float *st) {
   for (size_t j = 0; j < nk; j++) {
     float *row = st + j * ld;
-    for (size_t i = 0; i < ld; i++) row[i] = 0.0f;
-    for (size_t dd = 0; dd < D; dd++) {
+    const float k0 = k[j * ks];
+    for (size_t i = 0; i < ld; i++) row[i] = k0 * qt[i];
+    for (size_t dd = 1; dd < D; dd++) {
       float kv = k[j * ks + dd];
       const float *qrow = qt + dd * ld;
-      for (size_t i = 0; i < ld; i++) row[i] += kv * qrow[i];
+      for (size_t i = 0; i < ld; i++) row[i] = fmaf(kv, qrow[i], row[i]);
     }
   }
 }
@@ -133,7 +137,7 @@ static void softmax_step_portable(size_t nk, size_t ld, float *st, float *m, flo
       sum += p;
     }
     alpha[i] = exp2_portable(m[i] - mx);
-    l[i] = l[i] * alpha[i] + sum;
+    l[i] = fmaf(l[i], alpha[i], sum);
     m[i] = mx;
   }
 }
@@ -147,7 +151,7 @@ static void pv_portable(size_t nk, size_t D, size_t ld, const float *v, size_t v
     for (size_t j = 0; j < nk; j++) {
       float vv = v[j * vs + dd];
       const float *prow = pt + j * ld;
-      for (size_t i = 0; i < ld; i++) orow[i] += vv * prow[i];
+      for (size_t i = 0; i < ld; i++) orow[i] = fmaf(vv, prow[i], orow[i]);
     }
   }
 }

@@ -49,6 +49,7 @@ static const sf_igemm_ukernel *ukernel_of(sf_igemm_isa isa) {
     case SF_IGEMM_ISA_SCALAR: return &sf_igemm_ukernel_scalar;
     case SF_IGEMM_ISA_AVX2: return &sf_igemm_ukernel_avx2;
     case SF_IGEMM_ISA_AVX512: return &sf_igemm_ukernel_avx512;
+    case SF_IGEMM_ISA_NEON: return &sf_igemm_ukernel_neon;
     case SF_IGEMM_ISA_BEST: break;
   }
   return NULL;
@@ -70,6 +71,9 @@ int sf_igemm_isa_supports_type(sf_igemm_isa isa, sf_wtype type) {
   if (isa == SF_IGEMM_ISA_AVX2) return cpuinfo_has_x86_avx2() && cpuinfo_has_x86_fma3() && cpuinfo_has_x86_f16c();
   if (isa == SF_IGEMM_ISA_AVX512) return cpuinfo_has_x86_avx512f();
 #endif
+#if defined(__aarch64__)
+  if (isa == SF_IGEMM_ISA_NEON) return 1; /* Advanced SIMD is part of every AArch64 CPU */
+#endif
   return 0;
 }
 
@@ -78,6 +82,7 @@ int sf_igemm_isa_supported(sf_igemm_isa isa) { return sf_igemm_isa_supports_type
 static sf_igemm_isa best_isa_for(sf_wtype type) {
   if (sf_igemm_isa_supports_type(SF_IGEMM_ISA_AVX512, type)) return SF_IGEMM_ISA_AVX512;
   if (sf_igemm_isa_supports_type(SF_IGEMM_ISA_AVX2, type)) return SF_IGEMM_ISA_AVX2;
+  if (sf_igemm_isa_supports_type(SF_IGEMM_ISA_NEON, type)) return SF_IGEMM_ISA_NEON;
   return SF_IGEMM_ISA_SCALAR;
 }
 
@@ -93,7 +98,8 @@ const char *sf_igemm_isa_name(sf_igemm_isa isa) {
 const char *sf_igemm_weights_isa(const sf_igemm_weights *pw) { return pw->uk ? pw->uk->isa : "-"; }
 
 sf_igemm_isa sf_igemm_isa_from_name(const char *name) {
-  static const sf_igemm_isa all[] = {SF_IGEMM_ISA_SCALAR, SF_IGEMM_ISA_AVX2, SF_IGEMM_ISA_AVX512};
+  static const sf_igemm_isa all[] = {SF_IGEMM_ISA_SCALAR, SF_IGEMM_ISA_AVX2, SF_IGEMM_ISA_AVX512,
+                                     SF_IGEMM_ISA_NEON};
   for (size_t i = 0; name != NULL && i < sizeof all / sizeof all[0]; i++)
     if (strcmp(name, ukernel_of(all[i])->isa) == 0) return all[i];
   return SF_IGEMM_ISA_BEST;
@@ -109,6 +115,7 @@ sf_igemm_isa sf_igemm_weights_isa_id(const sf_igemm_weights *pw) {
   if (pw->uk == &sf_igemm_ukernel_avx512) return SF_IGEMM_ISA_AVX512;
   if (pw->uk == &sf_igemm_ukernel_avx2) return SF_IGEMM_ISA_AVX2;
   if (pw->uk == &sf_igemm_ukernel_scalar) return SF_IGEMM_ISA_SCALAR;
+  if (pw->uk == &sf_igemm_ukernel_neon) return SF_IGEMM_ISA_NEON;
   return SF_IGEMM_ISA_BEST;
 }
 

@@ -29,7 +29,8 @@ typedef enum sf_igemm_isa {
   SF_IGEMM_ISA_BEST = 0,
   SF_IGEMM_ISA_SCALAR,
   SF_IGEMM_ISA_AVX2,  /* AVX2 + FMA, 6 x 16 */
-  SF_IGEMM_ISA_AVX512 /* AVX-512F, 8 x 32 */
+  SF_IGEMM_ISA_AVX512, /* AVX-512F, 8 x 32 */
+  SF_IGEMM_ISA_NEON    /* AArch64 NEON (ARMv8.0), 8 x 8 */
 } sf_igemm_isa;
 
 /* How packed weights are stored. f16: IEEE half, widened exactly in registers; q8: int8,

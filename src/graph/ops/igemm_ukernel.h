@@ -36,6 +36,7 @@ enum { SF_IGEMM_MAX_MR = 8, SF_IGEMM_MAX_NR = 32 };
 extern const sf_igemm_ukernel sf_igemm_ukernel_scalar;
 extern const sf_igemm_ukernel sf_igemm_ukernel_avx2;
 extern const sf_igemm_ukernel sf_igemm_ukernel_avx512;
+extern const sf_igemm_ukernel sf_igemm_ukernel_neon;
 
 #endif
 

@@ -310,6 +310,7 @@ internal object Keys {
     const val VARIANT = 100; const val RANDOM_WEIGHTS = 101; const val RANDOM_SEED = 102; const val INSPECT_ONLY = 103
     const val TAESD_PATH = 104; const val COMPONENTS = 105; const val TOKENIZER_PATH = 106
     const val WEIGHT_TYPE = 107; const val LOW_MEMORY = 108; const val PACK_PATH = 109; const val CONFIG_PATH = 110; const val UNET_GUIDANCE = 120; const val LORAS = 111
+    const val GEMM_BACKEND = 130
     const val PROMPT = 200; const val NEGATIVE_PROMPT = 201; const val WIDTH = 202; const val HEIGHT = 203
     const val STEPS = 204; const val GUIDANCE_SCALE = 205; const val SEED = 206; const val SAMPLER = 207
     const val KARRAS_SIGMAS = 208; const val CLIP_SKIP = 209; const val BATCH_COUNT = 210; const val STRENGTH = 211
