@@ -228,6 +228,21 @@ def main():
     if c.n == 0:
         c.add("empty-header", st_build([], None))
 
+    # fuzz_lora: the models set's LoRA files (kohya and PEFT), their headers alone, truncations.
+    c = Corpus(args.out, "fuzz_lora")
+    lora_dir = os.path.join(os.path.dirname(pub), "models", "lora")
+    if os.path.isdir(lora_dir):
+        for name in sorted(os.listdir(lora_dir)):
+            if not name.endswith(".safetensors"):
+                continue
+            blob = read(os.path.join(lora_dir, name))
+            n, _, _ = st_parse(blob)
+            c.add(name, blob)
+            c.add("header-only-" + name, blob[:8 + n])
+            c.add("half-" + name, blob[:len(blob) // 2])
+    if c.n == 0:
+        c.add("empty-header", st_build([], None))
+
     # fuzz_model_config: one selector byte (0 unet, 1 vae, 2 text encoder, 3 model_index) then
     # the file: tiny-sd's own (which loads) and the other fixture models' (which must be refused
     # or load consistently).
