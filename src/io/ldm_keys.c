@@ -1,4 +1,5 @@
 #define _POSIX_C_SOURCE 200809L /* strdup */
+#include "core/str.h"
 #include "io/ldm_keys.h"
 
 #include <stdarg.h>
@@ -73,20 +74,6 @@ void sf_ldm_names_free(sf_ldm_name *names, size_t n) {
   }
 }
 
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *str_printf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0) return NULL;
-  char *s = malloc((size_t)n + 1);
-  if (s == NULL) return NULL;
-  va_start(ap, fmt);
-  vsnprintf(s, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  return s;
-}
 
 /* "12.rest" -> 12, *p at "rest"; -1 without a number and a dot (or past MAX_BLOCKS). */
 static int take_index(const char **p) {
@@ -122,7 +109,7 @@ static char *res_name(const char *pre, const char *rest) {
                                        {"out_layers.3.", "conv2."},     {"skip_connection.", "conv_shortcut."}};
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
     if (starts(rest, map[i][0]) && rest[strlen(map[i][0])] != '\0')
-      return str_printf("%s%s%s", pre, map[i][1], rest + strlen(map[i][0]));
+      return sf_str_printf("%s%s%s", pre, map[i][1], rest + strlen(map[i][0]));
   return NULL;
 }
 
@@ -215,7 +202,7 @@ static char *unet_name(const unet_shape *u, const char *key, int *bad) {
                                          {"out.2.", "conv_out."}};
   for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
     if (starts(p, fixed[i][0]) && strchr(p + strlen(fixed[i][0]), '.') == NULL && p[strlen(fixed[i][0])])
-      return str_printf("%s%s", fixed[i][1], p + strlen(fixed[i][0]));
+      return sf_str_printf("%s%s", fixed[i][1], p + strlen(fixed[i][0]));
   int k, m;
   char pre[96];
   if (starts(p, "input_blocks.")) {
@@ -223,7 +210,7 @@ static char *unet_name(const unet_shape *u, const char *key, int *bad) {
     k = take_index(&p);
     m = take_index(&p);
     if (k >= 1 && u->in_down[k] && m == 0 && starts(p, "op.") && strchr(p + 3, '.') == NULL && p[3])
-      return str_printf("down_blocks.%d.downsamplers.0.conv.%s", u->in_level[k], p + 3);
+      return sf_str_printf("down_blocks.%d.downsamplers.0.conv.%s", u->in_level[k], p + 3);
     if (k >= 1 && !u->in_down[k] && m == 0 && kind_of(p) == SUB_RES) {
       snprintf(pre, sizeof pre, "down_blocks.%d.resnets.%d.", u->in_level[k], u->in_j[k]);
       char *s = res_name(pre, p);
@@ -231,7 +218,7 @@ static char *unet_name(const unet_shape *u, const char *key, int *bad) {
       return s;
     }
     if (k >= 1 && !u->in_down[k] && m == 1 && kind_of(p) == SUB_ATTN)
-      return str_printf("down_blocks.%d.attentions.%d.%s", u->in_level[k], u->in_j[k], p);
+      return sf_str_printf("down_blocks.%d.attentions.%d.%s", u->in_level[k], u->in_j[k], p);
   } else if (starts(p, "output_blocks.")) {
     p += strlen("output_blocks.");
     k = take_index(&p);
@@ -243,9 +230,9 @@ static char *unet_name(const unet_shape *u, const char *key, int *bad) {
       return s;
     }
     if (k >= 0 && m == 1 && kind_of(p) == SUB_ATTN)
-      return str_printf("up_blocks.%d.attentions.%d.%s", u->out_level[k], u->out_j[k], p);
+      return sf_str_printf("up_blocks.%d.attentions.%d.%s", u->out_level[k], u->out_j[k], p);
     if (k >= 0 && m > 0 && m == u->out_up[k] && starts(p, "conv.") && strchr(p + 5, '.') == NULL && p[5])
-      return str_printf("up_blocks.%d.upsamplers.0.conv.%s", u->out_level[k], p + 5);
+      return sf_str_printf("up_blocks.%d.upsamplers.0.conv.%s", u->out_level[k], p + 5);
   } else if (starts(p, "middle_block.")) {
     p += strlen("middle_block.");
     m = take_index(&p);
@@ -255,7 +242,7 @@ static char *unet_name(const unet_shape *u, const char *key, int *bad) {
       if (s == NULL) *bad = 1;
       return s;
     }
-    if (m >= 0 && u->mid_kind[m] == SUB_ATTN) return str_printf("mid_block.attentions.%d.%s", u->mid_index[m], p);
+    if (m >= 0 && u->mid_kind[m] == SUB_ATTN) return sf_str_printf("mid_block.attentions.%d.%s", u->mid_index[m], p);
   }
   *bad = 1;
   return NULL;
@@ -269,7 +256,7 @@ static char *vae_res_name(const char *pre, const char *rest) {
                                        {"conv2.", "conv2."}, {"nin_shortcut.", "conv_shortcut."}};
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
     if (starts(rest, map[i][0]) && rest[strlen(map[i][0])] && strchr(rest + strlen(map[i][0]), '.') == NULL)
-      return str_printf("%s%s%s", pre, map[i][1], rest + strlen(map[i][0]));
+      return sf_str_printf("%s%s%s", pre, map[i][1], rest + strlen(map[i][0]));
   return NULL;
 }
 
@@ -291,8 +278,8 @@ static char *vae_name(const char *key, int levels, int *squeeze, int *bad) {
   char pre[96];
   int i, j;
   if ((starts(p, "conv_in.") || starts(p, "conv_out.")) && strchr(strchr(p, '.') + 1, '.') == NULL)
-    return str_printf("%s.%s", side, p);
-  if (starts(p, "norm_out.") && strchr(p + 9, '.') == NULL && p[9]) return str_printf("%s.conv_norm_out.%s", side, p + 9);
+    return sf_str_printf("%s.%s", side, p);
+  if (starts(p, "norm_out.") && strchr(p + 9, '.') == NULL && p[9]) return sf_str_printf("%s.conv_norm_out.%s", side, p + 9);
   if (starts(p, enc ? "down." : "up.")) {
     p += enc ? 5 : 3;
     if ((i = take_index(&p)) < 0) goto bad;
@@ -307,7 +294,7 @@ static char *vae_name(const char *key, int levels, int *squeeze, int *bad) {
     }
     const char *sampler = enc ? "downsample.conv." : "upsample.conv.";
     if (starts(p, sampler) && p[strlen(sampler)] && strchr(p + strlen(sampler), '.') == NULL)
-      return str_printf("%s.%s_blocks.%d.%s.0.conv.%s", side, enc ? "down" : "up", level,
+      return sf_str_printf("%s.%s_blocks.%d.%s.0.conv.%s", side, enc ? "down" : "up", level,
                         enc ? "downsamplers" : "upsamplers", p + strlen(sampler));
     goto bad;
   }
@@ -324,7 +311,7 @@ static char *vae_name(const char *key, int levels, int *squeeze, int *bad) {
     for (size_t m = 0; m < sizeof map / sizeof map[0]; m++)
       if (starts(p, map[m][0]) && p[strlen(map[m][0])] && strchr(p + strlen(map[m][0]), '.') == NULL) {
         *squeeze = m > 0 && strcmp(p + strlen(map[m][0]), "weight") == 0;
-        return str_printf("%s.mid_block.attentions.0.%s%s", side, map[m][1], p + strlen(map[m][0]));
+        return sf_str_printf("%s.mid_block.attentions.0.%s%s", side, map[m][1], p + strlen(map[m][0]));
       }
   }
 bad:
@@ -370,7 +357,7 @@ sf_status sf_ldm_map(sf_ldm_part part, const char *const *keys, size_t n, sf_ldm
     } else {
       const char *p = keys[i] + strlen(TEXT_PREFIX);
       if (*p == '\0') bad = 1, s = sf_diag_set(d, SF_ERR_BAD_MODEL, "tensor \"%s\" names no module", keys[i]);
-      else out[i].name = starts(p, "text_model.") ? strdup(p) : str_printf("text_model.%s", p);
+      else out[i].name = starts(p, "text_model.") ? strdup(p) : sf_str_printf("text_model.%s", p);
     }
     if (s == SF_OK && out[i].name == NULL) s = sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "out of memory");
   }

@@ -1,4 +1,5 @@
 #define _POSIX_C_SOURCE 200809L /* strdup */
+#include "core/str.h"
 #include "io/model_folder.h"
 
 #include <stdarg.h>
@@ -11,36 +12,21 @@
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *str_printf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0) return NULL;
-  char *s = malloc((size_t)n + 1);
-  if (s == NULL) return NULL;
-  va_start(ap, fmt);
-  vsnprintf(s, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  return s;
-}
 
 /* How messages name the files of a folder: what precedes a file name of folder dir. On the
  * file system, rel ("unet/" or ""): names are relative to the opened folder, whose path the
  * caller prefixes to the whole message. In a memory set, the file's full path after the label
  * ("memory:unet/"), since a set has no path of its own to prefix. */
 static char *shown_prefix(const sf_vfs *fs, const char *dir, const char *rel) {
-  if (!sf_vfs_is_memory(fs)) return str_printf("%s", rel);
-  return str_printf("%s%s%s", sf_vfs_label(fs), dir, *dir ? "/" : "");
+  if (!sf_vfs_is_memory(fs)) return sf_str_printf("%s", rel);
+  return sf_str_printf("%s%s%s", sf_vfs_label(fs), dir, *dir ? "/" : "");
 }
 
 /* The folder as messages and descriptions name it: its path, or for a memory set "memory"
  * (the set's root) or "memory:DIR". */
 static char *shown_dir(const sf_vfs *fs, const char *dir) {
-  if (!sf_vfs_is_memory(fs)) return str_printf("%s", dir);
-  return *dir ? str_printf("%s%s", sf_vfs_label(fs), dir) : str_printf("memory");
+  if (!sf_vfs_is_memory(fs)) return sf_str_printf("%s", dir);
+  return *dir ? sf_str_printf("%s%s", sf_vfs_label(fs), dir) : sf_str_printf("memory");
 }
 
 /* A file or folder name taken from a JSON file must not escape its folder. */
@@ -332,7 +318,7 @@ static int cmp_str(const void *a, const void *b) {
 static sf_weights *open_sharded(const sf_vfs *fs, const char *dir, const char *pre, const char *index_name,
                                 sf_diag *d) {
   char *full = sf_vfs_join(fs, dir, index_name);
-  char *shown = str_printf("%s%s", pre, index_name);
+  char *shown = sf_str_printf("%s%s", pre, index_name);
   sf_json_doc *doc = NULL;
   const char **shards = NULL;
   sf_safetensors **files = NULL;
@@ -378,7 +364,7 @@ static sf_weights *open_sharded(const sf_vfs *fs, const char *dir, const char *p
   }
   for (size_t i = 0; i < n_shards; i++) {
     char *sfull = sf_vfs_join(fs, dir, shards[i]);
-    char *sshown = str_printf("%s%s", pre, shards[i]);
+    char *sshown = sf_str_printf("%s%s", pre, shards[i]);
     if (sfull == NULL || sshown == NULL) {
       oom(d);
     } else if (!sf_vfs_is_file(fs, sfull)) {
@@ -449,11 +435,11 @@ static sf_status find_weights(const sf_vfs *fs, sf_component *c, const char *rel
       for (int sharded = 0; sharded < 2; sharded++) {
         char *name;
         if (pass == 0)
-          name = sharded ? str_printf("%s.safetensors.index.%s.json", bases[b], variant)
-                         : str_printf("%s.%s.safetensors", bases[b], variant);
+          name = sharded ? sf_str_printf("%s.safetensors.index.%s.json", bases[b], variant)
+                         : sf_str_printf("%s.%s.safetensors", bases[b], variant);
         else
-          name = sharded ? str_printf("%s.safetensors.index.json", bases[b])
-                         : str_printf("%s.safetensors", bases[b]);
+          name = sharded ? sf_str_printf("%s.safetensors.index.json", bases[b])
+                         : sf_str_printf("%s.safetensors", bases[b]);
         char *full = name ? sf_vfs_join(fs, c->dir, name) : NULL;
         if (full == NULL) {
           free(name);
@@ -467,7 +453,7 @@ static sf_status find_weights(const sf_vfs *fs, sf_component *c, const char *rel
           return SF_ERR_IO;
         }
         if (found) {
-          c->weights_file = str_printf("%s%s", rel, name);
+          c->weights_file = sf_str_printf("%s%s", rel, name);
           if (c->weights_file == NULL) {
             free(full);
             free(name);
@@ -479,7 +465,7 @@ static sf_status find_weights(const sf_vfs *fs, sf_component *c, const char *rel
             c->weights = open_sharded(fs, c->dir, pre, name, d);
           } else {
             sf_safetensors **files = malloc(sizeof *files);
-            char *shown = str_printf("%s%s", pre, name);
+            char *shown = sf_str_printf("%s%s", pre, name);
             if (files == NULL || shown == NULL) {
               free(files);
               free(shown);
@@ -496,7 +482,7 @@ static sf_status find_weights(const sf_vfs *fs, sf_component *c, const char *rel
           free(name);
           if (c->weights == NULL) return d ? d->status : SF_ERR_BAD_MODEL;
           if (variant && pass == 1)
-            set_note(c, str_printf("variant \"%s\" not found in %s, using %s", variant,
+            set_note(c, sf_str_printf("variant \"%s\" not found in %s, using %s", variant,
                                    *rel ? rel : "the folder", c->weights_file));
           return SF_OK;
         }
@@ -606,7 +592,7 @@ static sf_status component_load(const sf_vfs *fs, sf_component *c, const char *r
     }
   }
   cfg = sf_vfs_join(fs, c->dir, config_names[c->kind]);
-  cfg_shown = str_printf("%s%s", pre, config_names[c->kind]);
+  cfg_shown = sf_str_printf("%s%s", pre, config_names[c->kind]);
   if (cfg == NULL || cfg_shown == NULL) {
     s = oom(d);
     goto done;
@@ -677,8 +663,8 @@ sf_component *sf_component_open_vfs(const sf_vfs *fs, const char *dir, const cha
   while (len > 1 && dir[len - 1] == '/') len--;
   const char *base = dir + len;
   while (base > dir && base[-1] != '/') base--;
-  c->dir = str_printf("%.*s", (int)len, dir);
-  c->name = str_printf("%.*s", (int)(dir + len - base), base);
+  c->dir = sf_str_printf("%.*s", (int)len, dir);
+  c->name = sf_str_printf("%.*s", (int)(dir + len - base), base);
   if (c->dir == NULL || c->name == NULL) {
     oom(d);
   } else if (component_load(fs, c, "", variant, 0, 0, d) == SF_OK) {
@@ -733,7 +719,7 @@ static sf_status folder_load(const sf_vfs *fs, sf_model_folder *m, const char *r
   }
   char *index = sf_vfs_join(fs, root, "model_index.json");
   char *index_shown = shown_prefix(fs, root, "");
-  char *tmp = index_shown ? str_printf("%smodel_index.json", index_shown) : NULL;
+  char *tmp = index_shown ? sf_str_printf("%smodel_index.json", index_shown) : NULL;
   free(index_shown);
   index_shown = tmp;
   sf_status s = SF_OK;
@@ -789,7 +775,7 @@ static sf_status folder_load(const sf_vfs *fs, sf_model_folder *m, const char *r
     c->library = strdup(lib);
     c->class_name = strdup(klass);
     c->dir = sf_vfs_join(fs, root, key);
-    char *rel = str_printf("%s/", key);
+    char *rel = sf_str_printf("%s/", key);
     if (c->name == NULL || c->library == NULL || c->class_name == NULL || c->dir == NULL || rel == NULL)
       s = oom(d);
     else
@@ -826,7 +812,7 @@ sf_model_folder *sf_model_folder_open_vfs(const sf_vfs *fs, const char *dir, con
   }
   size_t len = strlen(dir);
   while (len > 1 && dir[len - 1] == '/') len--;
-  char *root = str_printf("%.*s", (int)len, dir);
+  char *root = sf_str_printf("%.*s", (int)len, dir);
   m->dir = root ? shown_dir(fs, root) : NULL;
   m->variant = variant ? strdup(variant) : NULL;
   if (root == NULL || m->dir == NULL || (variant && m->variant == NULL)) {

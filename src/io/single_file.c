@@ -1,4 +1,5 @@
 #define _POSIX_C_SOURCE 200809L /* strdup */
+#include "core/str.h"
 #include "io/single_file.h"
 
 #include <ctype.h>
@@ -174,32 +175,18 @@ static const struct {
                    {"vae", "diffusers", "AutoencoderKL", SF_LDM_VAE},
                    {"text_encoder", "transformers", "CLIPTextModel", SF_LDM_TEXT}};
 
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *str_printf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0) return NULL;
-  char *s = malloc((size_t)n + 1);
-  if (s == NULL) return NULL;
-  va_start(ap, fmt);
-  vsnprintf(s, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  return s;
-}
 
 /* Fills in the file's part of component c (weights, weights_file, note). */
 static sf_status attach(sf_component *c, int i, sf_st_shared *file, const sf_parts *ps, sf_diag *d) {
   c->weights = make_view(file, COMPONENTS[i].part, &ps->p[i], d);
   if (c->weights == NULL) return d->status;
-  c->weights_file = str_printf("%s*", sf_ldm_prefix(COMPONENTS[i].part));
+  c->weights_file = sf_str_printf("%s*", sf_ldm_prefix(COMPONENTS[i].part));
   free(c->note);
   c->note = NULL;
   if (i == 0)
-    c->note = ps->ema_taken ? str_printf("the EMA weights (model_ema.*, %zu tensors) were taken; the non-EMA "
+    c->note = ps->ema_taken ? sf_str_printf("the EMA weights (model_ema.*, %zu tensors) were taken; the non-EMA "
                                          "model.diffusion_model.* ones are ignored", ps->p[0].n)
-                            : str_printf("the file has no EMA copy (model_ema.*): model.diffusion_model.* taken");
+                            : sf_str_printf("the file has no EMA copy (model_ema.*): model.diffusion_model.* taken");
   if (c->weights_file == NULL || (i == 0 && c->note == NULL)) return oom(d);
   c->config_only = 0;
   return SF_OK;

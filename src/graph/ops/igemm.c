@@ -218,7 +218,6 @@ int sf_igemm_pack_typed_pool(pthreadpool_t pool, sf_igemm_weights *pw, const flo
   if (!sf_igemm_layout(pw, n, cin, taps, isa, type)) return 0;
   const sf_igemm_ukernel *uk = pw->uk;
   const size_t nr = uk->nr, tiles = pw->n_tiles, k = pw->k, es = sf_wtype_bytes(type);
-  memset(pw, 0, sizeof *pw);
   char *packed = (char *)alloc_packed(tiles * k * nr * es);
   float *b = alloc_packed(tiles * nr * sizeof(float));
   float *sc = type == SF_WTYPE_Q8 ? alloc_packed(tiles * nr * sizeof(float)) : NULL;
@@ -226,6 +225,7 @@ int sf_igemm_pack_typed_pool(pthreadpool_t pool, sf_igemm_weights *pw, const flo
     free(packed);
     free(b);
     free(sc);
+    memset(pw, 0, sizeof *pw);
     return 0;
   }
   pack_job job = {.w = w, .n = n, .cin = cin, .taps = taps, .k = k, .nr = nr, .es = es, .type = type,
@@ -236,12 +236,6 @@ int sf_igemm_pack_typed_pool(pthreadpool_t pool, sf_igemm_weights *pw, const flo
     pthreadpool_parallelize_1d(pool, pack_tile, &job, tiles, sf_pool_flags(pool));
   }
   for (size_t j = 0; j < tiles * nr; j++) b[j] = (bias != NULL && j < n) ? bias[j] : 0.0f;
-  pw->uk = uk;
-  pw->type = type;
-  pw->n = n;
-  pw->k = k;
-  pw->nr = nr;
-  pw->n_tiles = tiles;
   pw->packed = packed;
   pw->bias = b;
   pw->scale = sc;
