@@ -907,13 +907,9 @@ static int literal_at(const uint32_t *s, size_t n, size_t i, const char *lit) {
   return 1;
 }
 
-sf_status sf_tokenizer_encode(const sf_tokenizer *t, const char *text, size_t len, int32_t pad_id, int32_t *ids,
-                              size_t max_len, size_t *n_untruncated, sf_diag *d) {
-  if (t == NULL || ids == NULL || (text == NULL && len > 0) || max_len < 2) {
-    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "tokenizer encode: NULL argument or max_len < 2");
-  }
+/* The tokens of text[0..len) without BOS/EOS: *ids (malloc'ed, *n of them; NULL when n is 0). */
+static sf_status tokenize(const sf_tokenizer *t, const char *text, size_t len, id_list *toks) {
   sf_cpbuf raw = {0}, fixed = {0}, clean = {0};
-  id_list toks = {0};
   bpe_work wk = {0};
   unsigned char *wbuf = NULL;
   size_t wcap = 0;
@@ -937,14 +933,49 @@ sf_status sf_tokenizer_encode(const sf_tokenizer *t, const char *text, size_t le
     if (i > start) {
       st = sf_text_ftfy(raw.v + start, i - start, &fixed);
       if (st == SF_OK) st = sf_text_clip_clean_lower(fixed.v, fixed.n, &clean);
-      if (st == SF_OK) st = tokenize_clean(t, clean.v, clean.n, &wk, &wbuf, &wcap, &toks);
+      if (st == SF_OK) st = tokenize_clean(t, clean.v, clean.n, &wk, &wbuf, &wcap, toks);
     }
     if (st == SF_OK && special >= 0) {
-      st = ids_push(&toks, special);
+      st = ids_push(toks, special);
       i += special_len - 1;
     }
     start = i + 1;
   }
+  sf_cpbuf_free(&raw);
+  sf_cpbuf_free(&fixed);
+  sf_cpbuf_free(&clean);
+  free(wk.sym);
+  free(wk.prev);
+  free(wk.next);
+  free(wk.heap);
+  free(wbuf);
+  return st;
+}
+
+sf_status sf_tokenizer_tokenize(const sf_tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n,
+                                sf_diag *d) {
+  if (ids) *ids = NULL;
+  if (n) *n = 0;
+  if (t == NULL || ids == NULL || n == NULL || (text == NULL && len > 0))
+    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "tokenizer tokenize: NULL argument");
+  id_list toks = {0};
+  sf_status st = tokenize(t, text, len, &toks);
+  if (st != SF_OK) {
+    free(toks.v);
+    return sf_diag_set(d, st, "tokenizer tokenize: out of memory");
+  }
+  *ids = toks.v;
+  *n = toks.n;
+  return SF_OK;
+}
+
+sf_status sf_tokenizer_encode(const sf_tokenizer *t, const char *text, size_t len, int32_t pad_id, int32_t *ids,
+                              size_t max_len, size_t *n_untruncated, sf_diag *d) {
+  if (t == NULL || ids == NULL || (text == NULL && len > 0) || max_len < 2) {
+    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "tokenizer encode: NULL argument or max_len < 2");
+  }
+  id_list toks = {0};
+  sf_status st = tokenize(t, text, len, &toks);
   if (st == SF_OK) {
     size_t keep = toks.n < max_len - 2 ? toks.n : max_len - 2;
     ids[0] = t->bos;
@@ -953,15 +984,7 @@ sf_status sf_tokenizer_encode(const sf_tokenizer *t, const char *text, size_t le
     for (size_t i = keep + 2; i < max_len; i++) ids[i] = pad_id;
     if (n_untruncated) *n_untruncated = toks.n + 2;
   }
-  sf_cpbuf_free(&raw);
-  sf_cpbuf_free(&fixed);
-  sf_cpbuf_free(&clean);
   free(toks.v);
-  free(wk.sym);
-  free(wk.prev);
-  free(wk.next);
-  free(wk.heap);
-  free(wbuf);
   if (st != SF_OK) return sf_diag_set(d, st, "tokenizer encode: out of memory");
   return SF_OK;
 }

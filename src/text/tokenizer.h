@@ -45,6 +45,12 @@ void sf_tokenizer_free(sf_tokenizer *t);
 sf_status sf_tokenizer_encode(const sf_tokenizer *t, const char *text, size_t len, int32_t pad_id,
                               int32_t *ids, size_t max_len, size_t *n_untruncated, sf_diag *d);
 
+/* The tokens of text[0..len) as sf_tokenizer_encode finds them, without BOS/EOS, padding or
+ * truncation: *ids is malloc'ed (the caller frees it; NULL when *n is 0). A1111's prompt
+ * syntax tokenizes each weighted piece of a prompt this way. */
+sf_status sf_tokenizer_tokenize(const sf_tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n,
+                                sf_diag *d);
+
 /* The token string of an id in vocab.json's byte-level form ("photo</w>"), NULL if
  * out of range. For debugging output. */
 const char *sf_tokenizer_token(const sf_tokenizer *t, int32_t id);
