@@ -1,13 +1,12 @@
-#define _GNU_SOURCE /* strtod_l / newlocale: a scale must not follow the host's locale */
 #include "lora/lora.h"
 
-#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/pool.h"
+#include "core/str.h"
 #include "io/safetensors.h"
 
 typedef struct lora_module {
@@ -194,22 +193,6 @@ static sf_status parse_file(lora_file *f, size_t index, sf_diag *d) {
   return SF_OK; /* a module named twice (kohya and PEFT keys for one layer) is found once bound */
 }
 
-/* A scale: a finite decimal number, read in the C locale. */
-static int parse_scale(const char *s, size_t len, double *out) {
-  char buf[64];
-  if (len == 0 || len >= sizeof buf) return 0;
-  memcpy(buf, s, len);
-  buf[len] = '\0';
-  locale_t c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-  if (c == (locale_t)0) return -1;
-  char *end = NULL;
-  double v = strtod_l(buf, &end, c);
-  freelocale(c);
-  if (end == buf || *end != '\0' || !isfinite(v)) return 0;
-  *out = v;
-  return 1;
-}
-
 sf_lora_set *sf_lora_set_open(const char *spec, sf_diag *d) {
   sf_lora_set *set = calloc(1, sizeof *set);
   if (set == NULL) {
@@ -237,7 +220,7 @@ sf_lora_set *sf_lora_set_open(const char *spec, sf_diag *d) {
     size_t plen = tab ? (size_t)(tab - s) : len;
     double scale = 1.0;
     if (tab) {
-      int ok = parse_scale(tab + 1, len - plen - 1, &scale);
+      int ok = sf_str_parse_double(tab + 1, len - plen - 1, &scale);
       if (ok <= 0) {
         sf_diag_set(d, ok < 0 ? SF_ERR_OUT_OF_MEMORY : SF_ERR_INVALID_ARGUMENT,
                     "SF_PARAM_LORAS: line '%.*s': the scale after the tab is not a finite number", (int)len, s);
