@@ -255,8 +255,26 @@ typedef enum sf_param {
   SF_PARAM_DECODER = 213,       /* int sf_decoder: which decoder makes the final image */
   SF_PARAM_ETA = 214,           /* float: DDIM eta (only 0 supported: others are
                                  * SF_ERR_UNSUPPORTED) */
-  SF_PARAM_TIMESTEP_SPACING = 215 /* int sf_timestep_spacing: override the config */
+  SF_PARAM_TIMESTEP_SPACING = 215,/* int sf_timestep_spacing: override the config */
+  SF_PARAM_PROMPT_SYNTAX = 216  /* int sf_prompt_syntax (since 1.1): how the prompt and negative
+                                 * prompt are read; default SF_PROMPT_SYNTAX_PLAIN */
 } sf_param;
+
+/* SF_PARAM_PROMPT_SYNTAX (since 1.1).
+ * PLAIN: as diffusers: the text is the prompt, cut after 75 tokens (the exact embeddings of a
+ *   diffusers pipeline).
+ * A1111: stable-diffusion-webui's syntax: (word) weight x1.1, ((word)) x1.21, [word] /1.1,
+ *   (word:1.3) x1.3, \( \) \[ \] \\ literal characters, BREAK (upper case) starts a new chunk;
+ *   the prompt is encoded in chunks of 75 tokens (a chunk that fills up within 20 tokens after a
+ *   comma continues after the comma in the next chunk) whose embeddings are concatenated (77
+ *   tokens per chunk); each chunk's encoder output is multiplied by its tokens' weights and
+ *   rescaled to its mean before weighting. Prompt and negative prompt of different chunk counts
+ *   are padded with empty chunks (A1111's "pad prompt/negative prompt to be same length").
+ *   A malformed weight ("(a:1.2.3)") is SF_ERR_INVALID_ARGUMENT. */
+typedef enum sf_prompt_syntax {
+  SF_PROMPT_SYNTAX_PLAIN = 0,
+  SF_PROMPT_SYNTAX_A1111 = 1
+} sf_prompt_syntax;
 
 SF_API sf_status sf_params_create(sf_params **out_params);
 SF_API void sf_params_destroy(sf_params *params);

@@ -27,6 +27,7 @@ sf_param_kind sf_param_kind_of(sf_param key) {
     case SF_PARAM_WEIGHT_TYPE:
     case SF_PARAM_LOW_MEMORY:
     case SF_PARAM_GEMM_BACKEND:
+    case SF_PARAM_PROMPT_SYNTAX:
       return SF_PV_INT;
     case SF_PARAM_GUIDANCE_SCALE:
     case SF_PARAM_UNET_GUIDANCE:

@@ -268,6 +268,12 @@ sf_status sf_clip_text_plan(const sf_clip_text *m, sf_plan *pl, size_t batch, si
 
 sf_status sf_clip_text_run(sf_clip_text *m, const sf_exec *ex, sf_plan *pl, const int32_t *ids, size_t batch,
                            size_t tokens, int clip_skip, float *out, sf_diag *d) {
+  return sf_clip_text_run_ext(m, ex, pl, ids, batch, tokens, NULL, 0, clip_skip, out, d);
+}
+
+sf_status sf_clip_text_run_ext(sf_clip_text *m, const sf_exec *ex, sf_plan *pl, const int32_t *ids, size_t batch,
+                               size_t tokens, const float *extra, size_t n_extra, int clip_skip, float *out,
+                               sf_diag *d) {
   if (m == NULL || ex == NULL || pl == NULL || ids == NULL || out == NULL)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "text_encoder: NULL argument");
   const sf_clip_text_config *c = &m->cfg;
@@ -277,11 +283,12 @@ sf_status sf_clip_text_run(sf_clip_text *m, const sf_exec *ex, sf_plan *pl, cons
   if (clip_skip < 0 || (size_t)clip_skip > c->layers)
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "text_encoder: clip_skip %d is outside 0..%zu", clip_skip,
                        c->layers);
+  if (extra == NULL) n_extra = 0;
   for (size_t i = 0; i < batch * tokens; i++)
-    if (ids[i] < 0 || (size_t)ids[i] >= c->vocab)
+    if (ids[i] < 0 || (size_t)ids[i] >= c->vocab + n_extra)
       return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT,
                          "text_encoder: token id %ld at [%zu, %zu] is outside the vocabulary (0..%zu)", (long)ids[i],
-                         i / tokens, i % tokens, c->vocab - 1);
+                         i / tokens, i % tokens, c->vocab + n_extra - 1);
 
   if (m->tok_emb == NULL && m->tok_emb16 == NULL)
     return sf_diag_set(d, SF_ERR_BAD_STATE, "text_encoder: built for inspection only: it has no weights");
@@ -295,7 +302,11 @@ sf_status sf_clip_text_run(sf_clip_text *m, const sf_exec *ex, sf_plan *pl, cons
     for (size_t t = 0; t < tokens; t++) {
       const float *pe = m->pos_emb + t * dm;
       float *row = x + (b * tokens + t) * dm;
-      if (m->tok_emb16 != NULL) {
+      size_t id = (size_t)ids[b * tokens + t];
+      if (id >= c->vocab) {
+        const float *te = extra + (id - c->vocab) * dm;
+        for (size_t k = 0; k < dm; k++) row[k] = te[k] + pe[k];
+      } else if (m->tok_emb16 != NULL) {
         const uint16_t *te = m->tok_emb16 + (size_t)ids[b * tokens + t] * dm;
         for (size_t k = 0; k < dm; k++) row[k] = sf_half_to_float(te[k]) + pe[k];
       } else {

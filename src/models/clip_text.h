@@ -61,6 +61,11 @@ void sf_clip_text_accept_buffers(struct sf_weights *w);
  * state's plan of this model's graph, replanned only when batch, tokens or threads change). */
 sf_status sf_clip_text_run(sf_clip_text *m, const sf_exec *ex, sf_plan *pl, const int32_t *ids, size_t batch,
                            size_t tokens, int clip_skip, float *out, sf_diag *d);
+/* The same, where ids vocab .. vocab+n_extra-1 take their input embedding from the rows of
+ * extra ([n_extra, hidden], e.g. textual-inversion vectors) instead of the token table. */
+sf_status sf_clip_text_run_ext(sf_clip_text *m, const sf_exec *ex, sf_plan *pl, const int32_t *ids, size_t batch,
+                               size_t tokens, const float *extra, size_t n_extra, int clip_skip, float *out,
+                               sf_diag *d);
 
 /* Plans pl as sf_clip_text_run would for batch x tokens, without a workspace (estimates). */
 sf_status sf_clip_text_plan(const sf_clip_text *m, sf_plan *pl, size_t batch, size_t tokens, size_t threads,

@@ -16,6 +16,7 @@
 #include "models/taesd.h"
 #include "models/unet.h"
 #include "models/vae.h"
+#include "text/prompt_chunks.h"
 #include "text/tokenizer.h"
 
 /* ---- shapes ---------------------------------------------------------------------------------- */
@@ -154,8 +155,8 @@ sf_status sf_engine_tokenize(const sf_pipeline *p, const char *prompt, int32_t *
   return SF_OK;
 }
 
-sf_status sf_engine_encode_ids(sf_pipeline *p, sf_run *r, const int32_t *ids, size_t batch, size_t tokens,
-                               int clip_skip, float *out, sf_diag *d) {
+static sf_status encode_rows(sf_pipeline *p, sf_run *r, const int32_t *ids, size_t batch, size_t tokens,
+                             const float *extra, size_t n_extra, int clip_skip, float *out, sf_diag *d) {
   sf_status s = sf_engine_need(p, SF_NET_TEXT_ENCODER, d);
   if (s != SF_OK) return s;
   size_t layers = p->text_cfg.layers;
@@ -168,18 +169,83 @@ sf_status sf_engine_encode_ids(sf_pipeline *p, sf_run *r, const int32_t *ids, si
   if ((s = sf_pipeline_acquire_network(p, SF_NET_TEXT_ENCODER, &r->ws, d)) != SF_OK) return s;
   sf_plan *pl = r->plans[SF_SLOT_TEXT];
   sf_exec ex = enter(p, r);
-  s = sf_clip_text_run(p->text, &ex, pl, ids, batch, tokens, skip, out, d);
+  s = sf_clip_text_run_ext(p->text, &ex, pl, ids, batch, tokens, extra, n_extra, skip, out, d);
   s = leave(p, r, s, sf_clip_text_graph(p->text), pl);
   sf_pipeline_release_network(p, SF_NET_TEXT_ENCODER);
   return s;
 }
 
+sf_status sf_engine_encode_ids(sf_pipeline *p, sf_run *r, const int32_t *ids, size_t batch, size_t tokens,
+                               int clip_skip, float *out, sf_diag *d) {
+  return encode_rows(p, r, ids, batch, tokens, NULL, 0, clip_skip, out, d);
+}
+
+/* A1111's emphasis ("Original"): every row of encoder output is multiplied by its tokens'
+ * weights, then scaled back to the row's mean before weighting. Means are summed in double
+ * and rounded to float once (torch's float32 reduction order is not reproduced); the rest is
+ * float32 arithmetic as in A1111: z *= w; z *= (float)(old_mean / new_mean). A row whose
+ * weights are all 1 is left untouched (A1111's arithmetic would give back the same bits). */
+static void apply_emphasis(float *z, const float *weights, size_t tokens, size_t hidden) {
+  int any = 0;
+  for (size_t t = 0; t < tokens; t++) any |= weights[t] != 1.0f;
+  if (!any) return;
+  size_t n = tokens * hidden;
+  double sum = 0;
+  for (size_t i = 0; i < n; i++) sum += z[i];
+  float old_mean = (float)(sum / (double)n);
+  sum = 0;
+  for (size_t t = 0; t < tokens; t++)
+    for (size_t k = 0; k < hidden; k++) {
+      float v = z[t * hidden + k] * weights[t];
+      z[t * hidden + k] = v;
+      sum += v;
+    }
+  float new_mean = (float)(sum / (double)n);
+  float factor = old_mean / new_mean;
+  for (size_t i = 0; i < n; i++) z[i] *= factor;
+}
+
+sf_status sf_engine_encode_conditioning(sf_pipeline *p, sf_run *r, const char *prompt, int clip_skip, int a1111,
+                                        float **out, size_t *tokens, sf_diag *d) {
+  *out = NULL;
+  *tokens = 0;
+  if (p->tokenizer == NULL)
+    return sf_diag_set(d, SF_ERR_BAD_STATE, "the pipeline has no tokenizer (pass SF_PARAM_TOKENIZER_PATH at load)");
+  sf_status s = sf_engine_need(p, SF_NET_TEXT_ENCODER, d);
+  if (s != SF_OK) return s;
+  size_t hidden = p->text_cfg.hidden;
+  sf_prompt_chunks c;
+  s = sf_prompt_chunks_build(p->tokenizer, p->embeddings, hidden, (int32_t)p->text_cfg.vocab, prompt ? prompt : "",
+                             a1111, &c, d);
+  if (s != SF_OK) return s;
+  if (!a1111 && c.untruncated > SF_CLIP_TOKENS)
+    sf_ctx_log(p->ctx, SF_LOG_WARN, "prompt truncated: %zu tokens, the text encoder takes %d", c.untruncated,
+               SF_CLIP_TOKENS);
+  size_t rows = c.n, t = SF_PROMPT_CHUNK_TOKENS;
+  float *z = malloc(rows * t * hidden * sizeof *z);
+  if (z == NULL) s = sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "prompt: out of memory for %zu x %zu tokens", rows, t);
+  if (s == SF_OK) s = encode_rows(p, r, c.ids, rows, t, c.extra, c.n_extra, clip_skip, z, d);
+  if (s == SF_OK && c.weighted)
+    for (size_t i = 0; i < rows; i++) apply_emphasis(z + i * t * hidden, c.weights + i * t, t, hidden);
+  sf_prompt_chunks_free(&c);
+  if (s != SF_OK) {
+    free(z);
+    return s;
+  }
+  *out = z;
+  *tokens = rows * t;
+  return SF_OK;
+}
+
 sf_status sf_engine_encode_prompt(sf_pipeline *p, sf_run *r, const char *prompt, int clip_skip, float *out,
                                   sf_diag *d) {
-  int32_t ids[SF_CLIP_TOKENS];
-  sf_status s = sf_engine_tokenize(p, prompt, ids, NULL, d);
+  float *z = NULL;
+  size_t tokens = 0;
+  sf_status s = sf_engine_encode_conditioning(p, r, prompt, clip_skip, 0, &z, &tokens, d);
   if (s != SF_OK) return s;
-  return sf_engine_encode_ids(p, r, ids, 1, SF_CLIP_TOKENS, clip_skip, out, d);
+  memcpy(out, z, tokens * p->text_cfg.hidden * sizeof *z); /* plain: one row of SF_CLIP_TOKENS */
+  free(z);
+  return SF_OK;
 }
 
 int sf_engine_guidance_embedded(const sf_pipeline *p) { return HAS(SF_NET_UNET) && p->unet_cfg.time_cond_proj_dim; }

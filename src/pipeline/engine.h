@@ -36,6 +36,12 @@ sf_status sf_engine_encode_ids(sf_pipeline *p, sf_run *r, const int32_t *ids, si
                                int clip_skip, float *out, sf_diag *d);
 sf_status sf_engine_encode_prompt(sf_pipeline *p, sf_run *r, const char *prompt, int clip_skip, float *out,
                                   sf_diag *d);
+/* The conditioning of a prompt: *out (malloc'ed) = [*tokens, hidden] encoder output, *tokens a
+ * multiple of SF_CLIP_TOKENS. a1111 = 0: diffusers' one row (cut at 75 tokens); 1: A1111's
+ * syntax, rows of 75 tokens and emphasis (text/prompt_chunks.h). Textual-inversion embeddings
+ * of the pipeline apply in both. */
+sf_status sf_engine_encode_conditioning(sf_pipeline *p, sf_run *r, const char *prompt, int clip_skip, int a1111,
+                                        float **out, size_t *tokens, sf_diag *d);
 /* guidance: the guidance scale a UNet with time_cond_proj_dim (LCM) is conditioned on (its
  * embedding goes to every batch item); ignored by other UNets. */
 sf_status sf_engine_unet(sf_pipeline *p, sf_run *r, const float *latents, size_t batch, size_t height, size_t width,

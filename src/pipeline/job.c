@@ -51,19 +51,63 @@ struct sf_job {
 
 /* ---- start ---------------------------------------------------------------------------------- */
 
-/* Embeddings of one prompt: explicit ones, or tokenised and encoded. */
-static sf_status prompt_embeddings(sf_job *j, const char *text, const float *given, size_t count, const char *key,
-                                   int clip_skip, float *out, sf_diag *d) {
+/* Conditioning of one prompt, malloc'ed: explicit embeddings (SF_CLIP_TOKENS rows or a multiple),
+ * or the text tokenised and encoded (SF_PARAM_PROMPT_SYNTAX). */
+static sf_status prompt_embeddings(sf_job *j, const sf_request *rq, const char *text, const float *given,
+                                   size_t count, const char *key, float **out, size_t *tokens, sf_diag *d) {
   if (given != NULL) {
-    if (count != j->tokens * j->hidden)
-      return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "%s has %zu values, expected %zu x %zu", key, count, j->tokens,
-                         j->hidden);
-    memcpy(out, given, count * sizeof *out);
+    size_t row = SF_CLIP_TOKENS * j->hidden;
+    if (count == 0 || count % row != 0)
+      return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "%s has %zu values, expected a multiple of %d x %zu", key, count,
+                         SF_CLIP_TOKENS, j->hidden);
+    if ((*out = malloc(count * sizeof **out)) == NULL)
+      return sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "out of memory for %s", key);
+    memcpy(*out, given, count * sizeof **out);
+    *tokens = count / j->hidden;
     return SF_OK;
   }
   if (j->p->tokenizer == NULL || !(j->p->networks & SF_NET_TEXT_ENCODER))
     return sf_diag_set(d, SF_ERR_BAD_STATE, "the pipeline has no tokenizer/text encoder: pass embeddings instead");
-  return sf_engine_encode_prompt(j->p, j->run, text, clip_skip, out, d);
+  return sf_engine_encode_conditioning(j->p, j->run, text, rq->clip_skip, rq->a1111_syntax, out, tokens, d);
+}
+
+/* [uncond, cond] of one token count: the shorter padded with the encoding of an empty chunk
+ * (BOS, EOS...), as A1111 pads prompt and negative prompt to the same length. */
+static sf_status conditioning(sf_job *j, const sf_request *rq, sf_diag *d) {
+  float *c = NULL, *u = NULL, *empty = NULL;
+  size_t tc = 0, tu = 0, empty_tokens = 0, hd = j->hidden;
+  sf_status s = prompt_embeddings(j, rq, rq->prompt, rq->prompt_embeds, rq->n_prompt_embeds,
+                                  "SF_PARAM_PROMPT_EMBEDS", &c, &tc, d);
+  if (s == SF_OK && j->cfg)
+    s = prompt_embeddings(j, rq, rq->negative ? rq->negative : "", rq->negative_embeds, rq->n_negative_embeds,
+                          "SF_PARAM_NEGATIVE_EMBEDS", &u, &tu, d);
+  size_t t = tc > tu ? tc : tu;
+  if (s == SF_OK && j->cfg && tc != tu) {
+    if (j->p->tokenizer == NULL || !(j->p->networks & SF_NET_TEXT_ENCODER))
+      s = sf_diag_set(d, SF_ERR_INVALID_ARGUMENT,
+                      "prompt and negative prompt embeddings have %zu and %zu tokens (pad them to the same count)", tc,
+                      tu);
+    else
+      s = sf_engine_encode_conditioning(j->p, j->run, "", rq->clip_skip, 0, &empty, &empty_tokens, d);
+  }
+  size_t batch = j->cfg ? 2 : 1;
+  if (s == SF_OK && (j->text = malloc(batch * t * hd * sizeof *j->text)) == NULL)
+    s = sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "out of memory for %zu x %zu conditioning tokens", batch, t);
+  if (s == SF_OK) {
+    j->tokens = t;
+    for (size_t b = 0; b < batch; b++) {
+      const float *src = b + 1 < batch ? u : c;
+      size_t have = b + 1 < batch ? tu : tc;
+      float *dst = j->text + b * t * hd;
+      memcpy(dst, src, have * hd * sizeof *dst);
+      for (size_t k = have; k < t; k += SF_CLIP_TOKENS)
+        memcpy(dst + k * hd, empty, SF_CLIP_TOKENS * hd * sizeof *dst);
+    }
+  }
+  free(c);
+  free(u);
+  free(empty);
+  return s;
 }
 
 /* The scheduler: the folder's config (SD-1.5's without one) with the request's overrides. */
@@ -236,7 +280,6 @@ static sf_status job_start(sf_job *j, const sf_request *request, int64_t seed_of
   j->h = (size_t)height / j->factor;
   j->w = (size_t)width / j->factor;
   j->n = j->c * j->h * j->w;
-  j->tokens = SF_CLIP_TOKENS;
   j->hidden = uc->cross_attention_dim;
   if ((p->networks & SF_NET_TEXT_ENCODER) && sf_engine_text_hidden(p) != j->hidden)
     return sf_diag_set(d, SF_ERR_BAD_MODEL, "text encoder width %zu does not match the UNet's cross-attention width %zu",
@@ -246,8 +289,7 @@ static sf_status job_start(sf_job *j, const sf_request *request, int64_t seed_of
   j->noise = malloc(j->n * sizeof(float));
   j->model_in = malloc(batch * j->n * sizeof(float));
   j->model_out = malloc(batch * j->n * sizeof(float));
-  j->text = malloc(batch * j->tokens * j->hidden * sizeof(float));
-  if (!j->latents || !j->noise || !j->model_in || !j->model_out || !j->text)
+  if (!j->latents || !j->noise || !j->model_in || !j->model_out)
     return sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "out of memory for %lldx%lld", (long long)width, (long long)height);
 
   sf_sched_config cfg;
@@ -255,12 +297,7 @@ static sf_status job_start(sf_job *j, const sf_request *request, int64_t seed_of
   if (s != SF_OK) return s;
   j->total = sf_scheduler_num_steps(j->sched);
   /* Conditioning: [uncond, cond] as diffusers batches them for guidance. */
-  float *cond = j->text + (j->cfg ? j->tokens * j->hidden : 0);
-  s = prompt_embeddings(j, rq->prompt, rq->prompt_embeds, rq->n_prompt_embeds, "SF_PARAM_PROMPT_EMBEDS",
-                        rq->clip_skip, cond, d);
-  if (s == SF_OK && j->cfg)
-    s = prompt_embeddings(j, rq->negative ? rq->negative : "", rq->negative_embeds, rq->n_negative_embeds,
-                          "SF_PARAM_NEGATIVE_EMBEDS", rq->clip_skip, j->text, d);
+  s = conditioning(j, rq, d);
   if (s != SF_OK) return s;
   /* Noise: explicit latents, or the seed through PyTorch's generator. */
   j->seed = (rq->seed_random ? random_seed() : rq->seed) + (uint64_t)seed_offset;

@@ -56,6 +56,7 @@ struct sf_pipeline {
    * the pipeline's life: low-memory loads pack again per run); NULL without LoRAs. */
   sf_lora_set *loras;
   sf_lora_binding lora_binding[SF_LORA_COMPONENTS];
+  struct sf_embeddings *embeddings; /* SF_PARAM_EMBEDDINGS; NULL without */
   int inspect_only;   /* SF_PARAM_INSPECT_ONLY: the networks are dry builds (graph/wsrc.h): checked and
                        * sized, never run; `networks` stays 0 */
   pthread_mutex_t resident_lock;

@@ -83,6 +83,11 @@ sf_status sf_request_from_params(const sf_params *params, sf_request *r, sf_diag
     return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "clip skip %lld: must be 0 or more (1 = the last layer)",
                        (long long)clip_skip);
   r->clip_skip = (int)clip_skip;
+  int64_t syntax = sf_params_int_or(params, SF_PARAM_PROMPT_SYNTAX, SF_PROMPT_SYNTAX_PLAIN);
+  if (syntax != SF_PROMPT_SYNTAX_PLAIN && syntax != SF_PROMPT_SYNTAX_A1111)
+    return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "SF_PARAM_PROMPT_SYNTAX: %lld is not a sf_prompt_syntax",
+                       (long long)syntax);
+  r->a1111_syntax = syntax == SF_PROMPT_SYNTAX_A1111;
 
   r->prompt = sf_params_string_or(params, SF_PARAM_PROMPT, NULL);
   r->negative = sf_params_string_or(params, SF_PARAM_NEGATIVE_PROMPT, NULL);

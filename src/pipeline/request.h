@@ -23,6 +23,7 @@ typedef struct sf_request {
   int batch_count;
   unsigned decoder;        /* 0: the VAE decoder if loaded, else TAESD */
   int clip_skip;
+  int a1111_syntax;        /* SF_PARAM_PROMPT_SYNTAX == SF_PROMPT_SYNTAX_A1111 */
   const char *prompt;      /* NULL: unset */
   const char *negative;    /* NULL: unset ("" then) */
   const float *prompt_embeds, *negative_embeds, *latents;
