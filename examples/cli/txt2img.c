@@ -22,6 +22,9 @@ static void txt2img_usage(FILE *f) {
           "                         seeded random weights: the image is noise; this measures speed\n"
           "  -p, --prompt TEXT      the prompt\n"
           "  -n, --negative TEXT    negative prompt\n"
+          "  --prompt-syntax S      plain (default: diffusers, the text as written, cut after 75 tokens)\n"
+          "                         or a1111: (word) x1.1, ((word)), [word] /1.1, (word:1.3), \\( \\)\n"
+          "                         literal, BREAK; long prompts in chunks of 75 tokens (README)\n"
           "  -W, --width N          pixels, a multiple of 8 from 8 to 8192 (default: the model's);\n"
           "                         the model may need more: sides must be multiples of its decoder\n"
           "                         factor times 2^(UNet down-samplings), 64 for SD-1.x, checked\n"
@@ -120,7 +123,7 @@ static int takes_value(const char *a) {
   static const char *const names[] = {"-m", "--model", "--random-weights", "-p", "--prompt", "-n", "--negative",
                                       "-W", "--width", "-H", "--height", "--steps", "--cfg-scale", "--sampler",
                                       "--prediction", "--seed", "--batch-count", "--init-img", "--strength",
-                                      "--taesd", "--tokenizer", "--config", "--decoder", "--clip-skip", "--variant", "--weights", "--pack", "--lora", "--lora-dir", "-t",
+                                      "--taesd", "--tokenizer", "--config", "--decoder", "--clip-skip", "--prompt-syntax", "--variant", "--weights", "--pack", "--lora", "--lora-dir", "-t",
                                       "--threads", "-o", "--output", "--preview"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strcmp(a, names[i]) == 0) return 1;
@@ -354,7 +357,7 @@ static int txt2img_run(int argc, char **argv, cli_loras *lora_list, char **promp
   int seed_random = 0; /* --seed -1: the library draws the first seed; the batch continues from it */
   int weights = SF_WEIGHT_DEFAULT, low_memory = 0;
   double cfg = 7.5, strength = 0.8;
-  int karras = 0, quiet = 0, have_strength = 0, have_steps = 0, have_cfg = 0;
+  int karras = 0, quiet = 0, have_strength = 0, have_steps = 0, have_cfg = 0, syntax = SF_PROMPT_SYNTAX_PLAIN;
   const int tty = isatty(STDERR_FILENO);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -402,6 +405,11 @@ static int txt2img_run(int argc, char **argv, cli_loras *lora_list, char **promp
     else if (TAKE("--config")) config_dir = v;
     else if (TAKE("--decoder")) decoder = v;
     else if (TAKE("--clip-skip")) { if (!cli_parse_int(v, &clip_skip) || clip_skip < 0 || clip_skip > 1000) return bad_arg("--clip-skip takes 0..1000"); }
+    else if (TAKE("--prompt-syntax")) {
+      if (strcmp(v, "plain") == 0) syntax = SF_PROMPT_SYNTAX_PLAIN;
+      else if (strcmp(v, "a1111") == 0) syntax = SF_PROMPT_SYNTAX_A1111;
+      else return bad_arg("--prompt-syntax takes plain or a1111");
+    }
     else if (TAKE("--variant")) variant = v;
     else if (TAKE("--weights")) { if (!cli_parse_weights(v, &weights)) return bad_arg("--weights takes f32, f16 or q8"); }
     else if (TAKE("-t") || TAKE("--threads")) { if (!cli_parse_int(v, &threads) || threads < 1 || threads > 1024) return bad_arg("-t takes 1..1024"); }
@@ -531,6 +539,7 @@ static int txt2img_run(int argc, char **argv, cli_loras *lora_list, char **promp
   sf_params_set_int(gen, SF_PARAM_KARRAS_SIGMAS, karras);
   sf_params_set_int(gen, SF_PARAM_PREDICTION_TYPE, pred);
   sf_params_set_int(gen, SF_PARAM_CLIP_SKIP, clip_skip);
+  sf_params_set_int(gen, SF_PARAM_PROMPT_SYNTAX, syntax);
   sf_params_set_int(gen, SF_PARAM_DECODER, strcmp(decoder, "taesd") == 0 ? SF_NET_TAESD_DECODER : SF_NET_VAE_DECODER);
 
   for (long long b = 0; b < batch && rc == 0; b++) {

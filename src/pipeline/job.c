@@ -23,6 +23,7 @@
 #include "io/image.h"
 #include "sched/sampler.h"
 #include "sched/torch_rng.h"
+#include "core/sha256.h"
 
 struct sf_job {
   sf_pipeline *p;
@@ -174,11 +175,57 @@ static sf_status init_from_image(sf_job *j, const sf_request *rq, sf_diag *d) {
   return SF_OK;
 }
 
+/* A1111's "Model hash" of a single-file checkpoint: the first 10 hex digits of the file's
+ * SHA-256, computed once per pipeline (the first image pays about 2-4 s per GB; two jobs starting
+ * together may both hash, and store the same digits). "" when not a single file or unreadable. */
+static void model_hash(sf_pipeline *p, char out[11]) {
+  out[0] = '\0';
+  if (!p->folder->single_file) return;
+  pthread_mutex_lock(&p->runs_lock);
+  memcpy(out, p->model_hash, 11);
+  pthread_mutex_unlock(&p->runs_lock);
+  if (out[0]) return;
+  FILE *f = fopen(p->folder->dir, "rb");
+  unsigned char *buf = malloc(1 << 16);
+  if (f == NULL || buf == NULL) {
+    if (f) fclose(f);
+    free(buf);
+    return;
+  }
+  sf_sha256 h;
+  sf_sha256_init(&h);
+  size_t n;
+  while ((n = fread(buf, 1, 1 << 16, f)) > 0) sf_sha256_update(&h, buf, n);
+  int ok = !ferror(f);
+  fclose(f);
+  free(buf);
+  if (!ok) return;
+  uint8_t digest[32];
+  char hex[65];
+  sf_sha256_final(&h, digest);
+  sf_sha256_hex(digest, hex);
+  memcpy(out, hex, 10);
+  out[10] = '\0';
+  pthread_mutex_lock(&p->runs_lock);
+  memcpy(p->model_hash, out, 11);
+  pthread_mutex_unlock(&p->runs_lock);
+}
+
+/* Whether A1111 would read the text differently with its emphasis on (then "Emphasis: None"). */
+static int has_syntax(const char *t) {
+  return t && (strpbrk(t, "()[]\\") != NULL || strstr(t, "BREAK") != NULL);
+}
+
+/* A1111's infotext: prompt (with the loaded LoRAs as <lora:NAME:SCALE> tags), negative prompt,
+ * then "Key: value" pairs, A1111's names where it has one. */
 static char *make_parameters(const sf_job *j, const sf_request *rq, const sf_sched_config *cfg, int seeded) {
   const char *prompt = rq->prompt ? rq->prompt : "";
   const char *neg = rq->negative ? rq->negative : "";
   const char *dir = j->p->folder->dir;
   const char *model = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+  int model_len = (int)strlen(model);
+  if (j->p->folder->single_file && strrchr(model, '.') && strrchr(model, '.') != model)
+    model_len = (int)(strrchr(model, '.') - model); /* A1111 names a checkpoint without its extension */
   char seed_text[32];
   if (seeded) snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)j->seed);
   else snprintf(seed_text, sizeof seed_text, "explicit latents");
@@ -196,16 +243,33 @@ static char *make_parameters(const sf_job *j, const sf_request *rq, const sf_sch
     off += (size_t)snprintf(loras + off, lora_len + 1 - off, " <lora:%.*s:%g>", name_len, name,
                             sf_lora_scale(j->p->loras, i));
   }
-  size_t len = strlen(prompt) + strlen(neg) + strlen(model) + off + 256;
+  /* the optional pairs, in A1111's order */
+  char extra[512] = "", hash[11];
+  size_t e = 0;
+  const char *karras_type =
+      cfg->use_karras_sigmas && (cfg->kind == SF_SCHED_EULER || cfg->kind == SF_SCHED_EULER_A) ? ", Schedule type: Karras"
+                                                                                               : "";
+  model_hash(j->p, hash);
+  if (hash[0]) e += (size_t)snprintf(extra + e, sizeof extra - e, ", Model hash: %s", hash);
+  if (rq->init_rgb) e += (size_t)snprintf(extra + e, sizeof extra - e, ", Denoising strength: %g", rq->strength);
+  if (rq->clip_skip >= 2 && e < sizeof extra)
+    e += (size_t)snprintf(extra + e, sizeof extra - e, ", Clip skip: %d", rq->clip_skip);
+  if (j->decoder == SF_NET_TAESD_DECODER && e < sizeof extra)
+    e += (size_t)snprintf(extra + e, sizeof extra - e, ", VAE Decoder: TAESD");
+  if (rq->init_rgb && !(j->p->networks & SF_NET_VAE_ENCODER) && e < sizeof extra)
+    e += (size_t)snprintf(extra + e, sizeof extra - e, ", VAE Encoder: TAESD");
+  if (!rq->a1111_syntax && (has_syntax(prompt) || has_syntax(neg)) && e < sizeof extra)
+    e += (size_t)snprintf(extra + e, sizeof extra - e, ", Emphasis: None");
+  size_t len = strlen(prompt) + strlen(neg) + strlen(model) + off + sizeof extra + 256;
   char *text = malloc(len);
   if (text == NULL) {
     free(loras);
     return NULL;
   }
-  snprintf(text, len, "%s%s\n%s%s%sSteps: %d, Sampler: %s, CFG scale: %g, Seed: %s, Size: %zux%zu, Model: %s", prompt, loras,
-           *neg ? "Negative prompt: " : "", neg, *neg ? "\n" : "", rq->steps,
-           sf_sched_a1111_name(cfg->kind, cfg->use_karras_sigmas), j->guidance, seed_text, j->w * j->factor,
-           j->h * j->factor, model);
+  snprintf(text, len, "%s%s\n%s%s%sSteps: %d, Sampler: %s%s, CFG scale: %g, Seed: %s, Size: %zux%zu, Model: %.*s%s",
+           prompt, loras, *neg ? "Negative prompt: " : "", neg, *neg ? "\n" : "", rq->steps,
+           sf_sched_a1111_name(cfg->kind, cfg->use_karras_sigmas), karras_type, j->guidance, seed_text,
+           j->w * j->factor, j->h * j->factor, model_len, model, extra);
   free(loras);
   return text;
 }

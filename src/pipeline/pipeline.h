@@ -68,6 +68,7 @@ struct sf_pipeline {
   pthread_mutex_t runs_lock;
   sf_run *active_runs; /* in flight */
   sf_run *idle_run;    /* kept between runs */
+  char model_hash[11]; /* A1111's short hash of a single-file checkpoint, once computed (job.c) */
   /* Graph statistics of the last successful network call (SF_INFO_LAST_MACS). */
   double last_macs, last_attention_macs;
   /* The last memory estimate (pipeline/estimate.c): the bindings ask for its figures one by one. */
