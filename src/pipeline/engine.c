@@ -268,28 +268,32 @@ sf_status sf_engine_unet(sf_pipeline *p, sf_run *r, const float *latents, size_t
                          sf_diag *d) {
   sf_status s = sf_engine_need(p, SF_NET_UNET, d);
   if (s != SF_OK) return s;
-  /* An LCM UNet takes the guidance as an embedding (timestep_cond), one row per batch item. */
+  /* An LCM UNet takes the guidance as an embedding (timestep_cond), one row per batch item, in
+   * the run's buffer: allocated by the first call, reused by every step after. */
   size_t cond_dim = p->unet_cfg.time_cond_proj_dim;
   float *cond = NULL;
   if (cond_dim) {
     if (!isfinite(guidance) || fabs(guidance) > FLT_MAX)
       return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "guidance scale %g is not a finite float", guidance);
-    if (batch > SIZE_MAX / sizeof(float) / cond_dim || (cond = malloc(batch * cond_dim * sizeof *cond)) == NULL)
-      return sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "unet: out of memory for the guidance embedding");
+    if (batch > SIZE_MAX / sizeof(float) / cond_dim)
+      return sf_diag_set(d, SF_ERR_INVALID_ARGUMENT, "unet: batch %zu is too large", batch);
+    if (r->guidance_cap < batch * cond_dim) {
+      float *grown = realloc(r->guidance_embed, batch * cond_dim * sizeof *grown);
+      if (grown == NULL) return sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "unet: out of memory for the guidance embedding");
+      r->guidance_embed = grown;
+      r->guidance_cap = batch * cond_dim;
+    }
+    cond = r->guidance_embed;
     const float w = (float)(guidance - 1.0); /* the pipeline's Python float, as a float32 tensor */
     sf_guidance_embedding_f32(&w, 1, cond_dim, cond);
     for (size_t i = 1; i < batch; i++) memcpy(cond + i * cond_dim, cond, cond_dim * sizeof *cond);
   }
-  if ((s = sf_pipeline_acquire_network(p, SF_NET_UNET, &r->ws, d)) != SF_OK) {
-    free(cond);
-    return s;
-  }
+  if ((s = sf_pipeline_acquire_network(p, SF_NET_UNET, &r->ws, d)) != SF_OK) return s;
   sf_plan *pl = r->plans[SF_SLOT_UNET];
   sf_exec ex = enter(p, r);
   s = sf_unet_run(p->unet, &ex, pl, latents, batch, height, width, timesteps, cond, text, tokens, out, d);
   s = leave(p, r, s, sf_unet_graph(p->unet), pl);
   sf_pipeline_release_network(p, SF_NET_UNET);
-  free(cond);
   return s;
 }
 

@@ -8,6 +8,7 @@ static void run_free(sf_run *r) {
   if (r == NULL) return;
   for (int i = 0; i < SF_SLOT_COUNT; i++) sf_plan_destroy(r->plans[i]);
   sf_workspace_release(&r->ws);
+  free(r->guidance_embed);
   free(r);
 }
 

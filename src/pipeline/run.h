@@ -34,6 +34,8 @@ typedef struct sf_run {
   sf_workspace ws;
   sf_plan *plans[SF_SLOT_COUNT];
   _Atomic size_t ws_bytes;    /* ws.cap, published for SF_INFO_ARENA_BYTES */
+  float *guidance_embed;      /* an LCM UNet's timestep_cond rows (engine.c), grown once, kept */
+  size_t guidance_cap;        /* floats in guidance_embed */
   struct sf_run *prev, *next; /* the pipeline's list of runs in flight */
 } sf_run;
 
