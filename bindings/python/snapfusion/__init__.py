@@ -41,7 +41,7 @@ __version__ = "0.1.0"  # this package's; the same as pyproject.toml (a test chec
 
 __all__ = [
     "Context", "Pipeline", "Files", "Job", "Step", "Image", "Params", "Rng", "Schedule", "TokenIds",
-    "Param", "Network", "Sampler", "Prediction", "TimestepSpacing", "LogLevel", "Info", "Layout", "ScheduleTable",
+    "Param", "Network", "Sampler", "Prediction", "TimestepSpacing", "PromptSyntax", "LogLevel", "Info", "Layout", "ScheduleTable",
     "WeightType", "Memory", "MemoryEstimate",
     "SEED_RANDOM",
     "SnapFusionError", "InvalidArgumentError", "FileIOError", "BadModelError", "UnsupportedError",
@@ -90,6 +90,7 @@ class Param(enum.IntEnum):
     DECODER = 213
     ETA = 214
     TIMESTEP_SPACING = 215
+    PROMPT_SYNTAX = 216
     # sf_param_array
     LATENTS = 300
     PROMPT_EMBEDS = 301
@@ -216,6 +217,11 @@ class TimestepSpacing(enum.IntEnum):
     LINSPACE = 3
 
 
+class PromptSyntax(enum.IntEnum):
+    PLAIN = 0
+    A1111 = 1
+
+
 _FORMAT_TEXT, _FORMAT_JSON = 0, 1
 _LATENTS_UNSCALED, _IMAGE_RAW = 1, 2
 _RNG_KINDS = {"cpu": 0, "torch": 0, "scalar": 1, "cpu_scalar": 1}
@@ -223,6 +229,7 @@ _PREDICTIONS = {"epsilon": Prediction.EPSILON, "v_prediction": Prediction.V, "v"
                 "sample": Prediction.SAMPLE}
 _SPACINGS = {"leading": TimestepSpacing.LEADING, "trailing": TimestepSpacing.TRAILING,
              "linspace": TimestepSpacing.LINSPACE}
+_SYNTAXES = {"plain": PromptSyntax.PLAIN, "a1111": PromptSyntax.A1111}
 _DECODERS = {"vae": Network.VAE_DECODER, "taesd": Network.TAESD_DECODER}
 _ENCODERS = {"vae": Network.VAE_ENCODER, "taesd": Network.TAESD_ENCODER}
 _LAYOUTS = {"nchw": Layout.NCHW, "nhwc": Layout.NHWC}
@@ -530,7 +537,7 @@ class Params:
     _INT_KEYS = {Param.THREADS, Param.LOG_LEVEL, Param.RANDOM_WEIGHTS, Param.RANDOM_SEED, Param.INSPECT_ONLY,
                  Param.COMPONENTS, Param.WEIGHT_TYPE, Param.LOW_MEMORY, Param.GEMM_BACKEND, Param.WIDTH, Param.HEIGHT, Param.STEPS,
                  Param.SEED, Param.SAMPLER, Param.KARRAS_SIGMAS, Param.CLIP_SKIP, Param.BATCH_COUNT,
-                 Param.PREDICTION_TYPE, Param.DECODER, Param.TIMESTEP_SPACING}
+                 Param.PREDICTION_TYPE, Param.DECODER, Param.TIMESTEP_SPACING, Param.PROMPT_SYNTAX}
     _FLOAT_KEYS = {Param.GUIDANCE_SCALE, Param.STRENGTH, Param.ETA, Param.UNET_GUIDANCE}
     _STRING_KEYS = {Param.VARIANT, Param.TAESD_PATH, Param.TOKENIZER_PATH, Param.PACK_PATH, Param.CONFIG_PATH, Param.LORAS,
                     Param.PROMPT,
@@ -1122,7 +1129,7 @@ def _generation_params(*, prompt: str | None, negative_prompt: str | None, width
                        sampler: str | int | None, karras_sigmas: bool | None, clip_skip: int | None,
                        batch_count: int | None, strength: float | None, prediction_type: str | int | None,
                        decoder: str | int | None, eta: float | None, timestep_spacing: str | int | None,
-                       latents: FloatsLike | None, prompt_embeds: FloatsLike | None,
+                       prompt_syntax: str | int | None, latents: FloatsLike | None, prompt_embeds: FloatsLike | None,
                        negative_prompt_embeds: FloatsLike | None, init_image: ImageLike | None) -> Params:
     if init_image is not None:
         # img2img generates at the init image's size unless width/height say otherwise (the
@@ -1148,6 +1155,7 @@ def _generation_params(*, prompt: str | None, negative_prompt: str | None, width
         Param.DECODER: _enum_value(decoder, _DECODERS, "decoder"),
         Param.ETA: eta,
         Param.TIMESTEP_SPACING: _enum_value(timestep_spacing, _SPACINGS, "timestep spacing"),
+        Param.PROMPT_SYNTAX: _enum_value(prompt_syntax, _SYNTAXES, "prompt syntax"),
         Param.LATENTS: latents,
         Param.PROMPT_EMBEDS: prompt_embeds,
         Param.NEGATIVE_EMBEDS: negative_prompt_embeds,
@@ -1499,7 +1507,8 @@ class Pipeline:
                         clip_skip: int | None = None, batch_count: int | None = None,
                         strength: float | None = None, prediction_type: str | Prediction | None = None,
                         decoder: Literal["vae", "taesd"] | Network | None = None, eta: float | None = None,
-                        timestep_spacing: str | TimestepSpacing | None = None, latents: FloatsLike | None = None,
+                        timestep_spacing: str | TimestepSpacing | None = None,
+                prompt_syntax: str | PromptSyntax | None = None, latents: FloatsLike | None = None,
                         prompt_embeds: FloatsLike | None = None, negative_prompt_embeds: FloatsLike | None = None,
                         init_image: ImageLike | None = None) -> MemoryEstimate:
         """The memory a generation with these options (those of txt2img; what counts is the
@@ -1519,7 +1528,7 @@ class Pipeline:
             prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
             guidance_scale=guidance_scale, seed=seed, sampler=sampler, karras_sigmas=karras_sigmas,
             clip_skip=clip_skip, batch_count=batch_count, strength=strength, prediction_type=prediction_type,
-            decoder=decoder, eta=eta, timestep_spacing=timestep_spacing, latents=latents,
+            decoder=decoder, eta=eta, timestep_spacing=timestep_spacing, prompt_syntax=prompt_syntax, latents=latents,
             prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, init_image=init_image)
         figures: list[int] = []
         try:
@@ -1691,7 +1700,8 @@ class Pipeline:
                 karras_sigmas: bool | None = None, clip_skip: int | None = None, batch_count: int | None = None,
                 strength: float | None = None, prediction_type: str | Prediction | None = None,
                 decoder: Literal["vae", "taesd"] | Network | None = None, eta: float | None = None,
-                timestep_spacing: str | TimestepSpacing | None = None, latents: FloatsLike | None = None,
+                timestep_spacing: str | TimestepSpacing | None = None,
+                prompt_syntax: str | PromptSyntax | None = None, latents: FloatsLike | None = None,
                 prompt_embeds: FloatsLike | None = None, negative_prompt_embeds: FloatsLike | None = None,
                 init_image: ImageLike | None = None, progress: ProgressCallback | None = None) -> Image:
         """Generates one image. The options mirror the C parameters (None: the library's
@@ -1699,7 +1709,8 @@ class Pipeline:
         (SEED_RANDOM draws one: image.seed tells which), sampler ("ddim", "pndm",
         "euler", "euler_a", "dpm++2m", "lcm"; None = the folder's scheduler), karras_sigmas,
         clip_skip, prediction_type ("epsilon", "v_prediction", "sample"), decoder
-        ("vae"/"taesd"), timestep_spacing ("leading", "trailing", "linspace"), eta, latents,
+        ("vae"/"taesd"), timestep_spacing ("leading", "trailing", "linspace"), eta, prompt_syntax
+        ("plain": diffusers, the default; "a1111": (word:1.3) weights, BREAK, long prompts), latents,
         prompt_embeds, negative_prompt_embeds, init_image + strength (img2img; the image's
         size is the default width/height). batch_count must be 1 (or None): several images
         are txt2img_batch's.
@@ -1709,7 +1720,7 @@ class Pipeline:
             prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
             guidance_scale=guidance_scale, seed=seed, sampler=sampler, karras_sigmas=karras_sigmas,
             clip_skip=clip_skip, batch_count=batch_count, strength=strength, prediction_type=prediction_type,
-            decoder=decoder, eta=eta, timestep_spacing=timestep_spacing, latents=latents,
+            decoder=decoder, eta=eta, timestep_spacing=timestep_spacing, prompt_syntax=prompt_syntax, latents=latents,
             prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, init_image=init_image)
         sink, thunk = _progress_thunk(progress)
         out = ctypes.POINTER(_c.Image)()
@@ -1727,7 +1738,8 @@ class Pipeline:
                       clip_skip: int | None = None, strength: float | None = None,
                       prediction_type: str | Prediction | None = None,
                       decoder: Literal["vae", "taesd"] | Network | None = None, eta: float | None = None,
-                      timestep_spacing: str | TimestepSpacing | None = None, latents: FloatsLike | None = None,
+                      timestep_spacing: str | TimestepSpacing | None = None,
+                prompt_syntax: str | PromptSyntax | None = None, latents: FloatsLike | None = None,
                       prompt_embeds: FloatsLike | None = None, negative_prompt_embeds: FloatsLike | None = None,
                       init_image: ImageLike | None = None, progress: ProgressCallback | None = None) -> list[Image]:
         """batch_count images from consecutive seeds S, S+1, ... (S = seed; with SEED_RANDOM
@@ -1741,7 +1753,7 @@ class Pipeline:
             prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
             guidance_scale=guidance_scale, seed=seed, sampler=sampler, karras_sigmas=karras_sigmas,
             clip_skip=clip_skip, batch_count=count, strength=strength, prediction_type=prediction_type,
-            decoder=decoder, eta=eta, timestep_spacing=timestep_spacing, latents=latents,
+            decoder=decoder, eta=eta, timestep_spacing=timestep_spacing, prompt_syntax=prompt_syntax, latents=latents,
             prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, init_image=init_image)
         sink, thunk = _progress_thunk(progress)
         capacity = max(count, 1)  # the library checks batch_count against it (and rejects < 1)
@@ -1768,7 +1780,8 @@ class Pipeline:
                 clip_skip: int | None = None, batch_count: int | None = None,
                 prediction_type: str | Prediction | None = None,
                 decoder: Literal["vae", "taesd"] | Network | None = None, eta: float | None = None,
-                timestep_spacing: str | TimestepSpacing | None = None, latents: FloatsLike | None = None,
+                timestep_spacing: str | TimestepSpacing | None = None,
+                prompt_syntax: str | PromptSyntax | None = None, latents: FloatsLike | None = None,
                 prompt_embeds: FloatsLike | None = None, negative_prompt_embeds: FloatsLike | None = None,
                 progress: ProgressCallback | None = None) -> Image:
         """txt2img starting from an image (snapfusion.Image, PIL image, HxWx3 uint8 array,
@@ -1779,7 +1792,7 @@ class Pipeline:
             prompt, negative_prompt, init_image=init_image, strength=strength, width=width, height=height,
             steps=steps, guidance_scale=guidance_scale, seed=seed, sampler=sampler, karras_sigmas=karras_sigmas,
             clip_skip=clip_skip, batch_count=batch_count, prediction_type=prediction_type, decoder=decoder,
-            eta=eta, timestep_spacing=timestep_spacing, latents=latents, prompt_embeds=prompt_embeds,
+            eta=eta, timestep_spacing=timestep_spacing, prompt_syntax=prompt_syntax, latents=latents, prompt_embeds=prompt_embeds,
             negative_prompt_embeds=negative_prompt_embeds, progress=progress)
 
     def generate(self, prompt: str | None = None, negative_prompt: str | None = None, *,
@@ -1788,7 +1801,8 @@ class Pipeline:
                  karras_sigmas: bool | None = None, clip_skip: int | None = None, batch_count: int | None = None,
                  strength: float | None = None, prediction_type: str | Prediction | None = None,
                  decoder: Literal["vae", "taesd"] | Network | None = None, eta: float | None = None,
-                 timestep_spacing: str | TimestepSpacing | None = None, latents: FloatsLike | None = None,
+                 timestep_spacing: str | TimestepSpacing | None = None,
+                prompt_syntax: str | PromptSyntax | None = None, latents: FloatsLike | None = None,
                  prompt_embeds: FloatsLike | None = None, negative_prompt_embeds: FloatsLike | None = None,
                  init_image: ImageLike | None = None) -> Job:
         """Starts a step-wise generation (same options as txt2img) and returns its Job:
@@ -1804,7 +1818,7 @@ class Pipeline:
             prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
             guidance_scale=guidance_scale, seed=seed, sampler=sampler, karras_sigmas=karras_sigmas,
             clip_skip=clip_skip, batch_count=batch_count, strength=strength, prediction_type=prediction_type,
-            decoder=decoder, eta=eta, timestep_spacing=timestep_spacing, latents=latents,
+            decoder=decoder, eta=eta, timestep_spacing=timestep_spacing, prompt_syntax=prompt_syntax, latents=latents,
             prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, init_image=init_image)
         out = ctypes.POINTER(_c.Job)()
         try:

@@ -728,11 +728,28 @@ fun testLoras(model: String) {
     Pipeline.inspect(dir, threads = 1, loras = listOf(path to 0.5)).use { check(it.isInspectOnly, "inspect with a LoRA") }
 }
 
+/** SF_PARAM_PROMPT_SYNTAX through GenerationOptions.promptSyntax. */
+fun testPromptSyntax(model: String) {
+    Pipeline.load(model, threads = 1).use { pipe ->
+        val o = GenerationOptions(prompt = "a red fox", negativePrompt = "blurry", steps = 1, seed = 3L)
+        val plain = pipe.txt2img(o).use { it.pixels }
+        val same = pipe.txt2img(o.copy(promptSyntax = PromptSyntax.A1111)).use { it.pixels }
+        check(same.contentEquals(plain), "A1111 syntax without brackets == plain")
+        val weighted = pipe.txt2img(o.copy(prompt = "a (red:1.6) fox", promptSyntax = PromptSyntax.A1111)).use { it.pixels }
+        check(!weighted.contentEquals(plain), "a weight changes the image")
+        val bad = throws<SnapFusionException>("malformed weight") {
+            pipe.txt2img(o.copy(prompt = "(fox:1.2.3)", promptSyntax = PromptSyntax.A1111))
+        }
+        check(bad?.status == Status.INVALID_ARGUMENT, "malformed weight: ${bad?.message}")
+    }
+}
+
 fun main(args: Array<String>) {
     val model = args[0]
     val tmp = args[1]
     checkDeclarations(args[2])
     testLoras(model)
+    testPromptSyntax(model)
     check(SnapFusion.abiVersion == 1, "abi version")
     check(SnapFusion.samplerNames.contains("ddim"), "sampler names ${SnapFusion.samplerNames}")
 

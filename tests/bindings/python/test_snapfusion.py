@@ -292,7 +292,7 @@ class TestLibrary(unittest.TestCase):
                  ("sf_prediction", "SF_PREDICTION_", sf.Prediction),
                  ("sf_timestep_spacing", "SF_SPACING_", sf.TimestepSpacing), ("sf_log_level", "SF_LOG_", sf.LogLevel),
                  ("sf_layout", "SF_LAYOUT_", sf.Layout), ("sf_schedule_table", "SF_TABLE_", sf.ScheduleTable),
-                 ("sf_memory", "SF_MEMORY_", sf.Memory))
+                 ("sf_memory", "SF_MEMORY_", sf.Memory), ("sf_prompt_syntax", "SF_PROMPT_SYNTAX_", sf.PromptSyntax))
         covered_otherwise = {"sf_status": "exception classes (test_status_codes_map_to_exceptions)",
                              "sf_format": "describe('text' / 'json')", "sf_rng_kind": "Rng(kind='cpu' / 'scalar')"}
         self.assertEqual(set(bodies) - {c for c, _, _ in pairs} - set(covered_otherwise), set(),
@@ -1130,6 +1130,22 @@ class TestGeneration(unittest.TestCase):
                                capture_output=True, text=True)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(sf.Image.open(out).pixels, self.pipe.txt2img(**o).pixels)
+
+    def test_prompt_syntax(self):
+        o = dict(self.options, steps=2)
+        plain = self.pipe.txt2img(**o).pixels
+        # A1111's syntax without brackets reads the prompt as diffusers does; weights change it
+        self.assertEqual(self.pipe.txt2img(**o, prompt_syntax="a1111").pixels, plain)
+        weighted = self.pipe.txt2img(**dict(o, prompt="(%s:1.6)" % o["prompt"]), prompt_syntax=sf.PromptSyntax.A1111)
+        self.assertNotEqual(weighted.pixels, plain)
+        self.assertNotIn("Emphasis", weighted.parameters)
+        long_prompt = " ".join(["cat"] * 100)
+        self.assertEqual(len(self.pipe.txt2img(**dict(o, prompt=long_prompt), prompt_syntax="a1111").pixels),
+                         len(plain))
+        with self.assertRaises(sf.InvalidArgumentError):
+            self.pipe.txt2img(**dict(o, prompt="(cat:1.2.3)"), prompt_syntax="a1111")
+        with self.assertRaises(sf.InvalidArgumentError):
+            self.pipe.txt2img(**o, prompt_syntax="comfy")
 
     def test_explicit_latents_match_fixture(self):
         entry, t = case("pipeline/ddim_eps_cfg7.5_neg")

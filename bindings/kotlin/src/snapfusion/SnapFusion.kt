@@ -289,6 +289,12 @@ enum class ScheduleTable(val code: Int) { BETAS(1), ALPHAS_CUMPROD(2) }
  * f32); F16 halves the memory (exact for an fp16 checkpoint, rounded to nearest even for an f32
  * one); Q8 quarters it (int8 per output channel; the layers next to the latents and the pixels and
  * the time embedding kept in f16). Activations are always f32. See Pipeline.weightBytes. */
+/** How prompts are read (SF_PARAM_PROMPT_SYNTAX): PLAIN as diffusers (the default), A1111 with
+ *  stable-diffusion-webui's (word:1.3) weights, BREAK and long prompts in chunks of 75 tokens. */
+enum class PromptSyntax(val code: Int) {
+    PLAIN(0), A1111(1)
+}
+
 enum class WeightType(val code: Int) {
     DEFAULT(0), F32(1), F16(2), Q8(3);
 
@@ -315,7 +321,7 @@ internal object Keys {
     const val STEPS = 204; const val GUIDANCE_SCALE = 205; const val SEED = 206; const val SAMPLER = 207
     const val KARRAS_SIGMAS = 208; const val CLIP_SKIP = 209; const val BATCH_COUNT = 210; const val STRENGTH = 211
     const val PREDICTION_TYPE = 212
-    const val DECODER = 213; const val ETA = 214; const val TIMESTEP_SPACING = 215
+    const val DECODER = 213; const val ETA = 214; const val TIMESTEP_SPACING = 215; const val PROMPT_SYNTAX = 216
     const val LATENTS = 300; const val PROMPT_EMBEDS = 301; const val NEGATIVE_EMBEDS = 302
     const val INFO_NETWORKS = 1; const val INFO_TEXT_TOKENS = 2; const val INFO_TEXT_HIDDEN = 3
     const val INFO_LATENT_CHANNELS = 4; const val INFO_DEFAULT_WIDTH = 5; const val INFO_DEFAULT_HEIGHT = 6
@@ -605,7 +611,8 @@ data class GenerationOptions @JvmOverloads constructor(
     val promptEmbeds: FloatArray? = null,
     val negativeEmbeds: FloatArray? = null,
     val decoder: Network? = null,
-    val eta: Double? = null
+    val eta: Double? = null,
+    val promptSyntax: PromptSyntax? = null
 ) {
     internal fun toParams(): Params {
         val p = Params()
@@ -626,6 +633,7 @@ data class GenerationOptions @JvmOverloads constructor(
             p.floats(Keys.NEGATIVE_EMBEDS, negativeEmbeds)
             p.int(Keys.DECODER, decoder?.bit?.toLong())
             p.float(Keys.ETA, eta)
+            p.int(Keys.PROMPT_SYNTAX, promptSyntax?.code?.toLong())
             initImage?.let {
                 check(C.sf_params_set_init_image(p.ptr, it.pixels, it.width, it.height, SizeT(it.width * 3L)))
             }

@@ -293,6 +293,7 @@ public struct GenerationOptions {
     public var latents: [Float]?
     public var promptEmbeds: [Float]?
     public var negativeEmbeds: [Float]?
+    public var promptSyntax: PromptSyntax?
 
     public init(prompt: String? = nil, negativePrompt: String? = nil, width: Int? = nil, height: Int? = nil,
                 steps: Int? = nil, guidanceScale: Double? = nil, seed: UInt64? = nil, sampler: Sampler? = nil) {
@@ -322,6 +323,7 @@ public struct GenerationOptions {
         try p.set(SF_PARAM_LATENTS, latents)
         try p.set(SF_PARAM_PROMPT_EMBEDS, promptEmbeds)
         try p.set(SF_PARAM_NEGATIVE_EMBEDS, negativeEmbeds)
+        try p.set(SF_PARAM_PROMPT_SYNTAX, promptSyntax.map { Int64($0.rawValue) })
         if let image = initImage {
             let rgb = image.pixels
             try check(sf_params_set_init_image(p.ptr, rgb, UInt32(image.width), UInt32(image.height), image.width * 3))
@@ -350,6 +352,12 @@ public struct Networks: OptionSet {
 /// halves the memory (exact for an fp16 checkpoint, rounded to nearest even for an f32 one); .q8
 /// quarters it (int8 per output channel; the layers next to the latents and the pixels and the time
 /// embedding kept in f16). Activations are always f32. See Pipeline.weightBytes.
+/// How prompts are read (SF_PARAM_PROMPT_SYNTAX): `.plain` as diffusers (the default), `.a1111` with
+/// stable-diffusion-webui's (word:1.3) weights, BREAK and long prompts in chunks of 75 tokens.
+public enum PromptSyntax: UInt32 {
+    case plain = 0, a1111
+}
+
 public enum WeightType: UInt32 {
     case `default` = 0, f32, f16, q8
 
