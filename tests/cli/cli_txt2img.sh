@@ -169,6 +169,14 @@ usage_error txt2img -m "$M" -p x --clip-skip 20 -o "$W/c.png" && err_has "--clip
   err_has "0..3" && err_lacks "loading"
 usage_error txt2img -m "$M" -p x --clip-skip 4 -o "$W/c.png" && err_has "--clip-skip 4"
 run 0 txt2img -m "$M" -p x --steps 1 --clip-skip 3 -q -o "$W/c.png" && is_png "$W/c.png"
+
+# ---- --prompt-syntax: a1111 weights change the image, plain reads brackets as text
+usage_error txt2img -m "$M" -p x --prompt-syntax comfy && err_has "--prompt-syntax takes plain or a1111"
+run 0 txt2img -m "$M" -p "a (red:1.5) fox" --steps 1 --prompt-syntax a1111 -q -o "$W/a.png" && is_png "$W/a.png"
+run 0 txt2img -m "$M" -p "a (red:1.5) fox" --steps 1 -q -o "$W/p.png" && is_png "$W/p.png"
+cmp -s "$W/a.png" "$W/p.png" && fail "--prompt-syntax a1111 made the plain prompt's image"
+grep -q "Emphasis: None" "$W/p.png" || fail "a plain prompt with brackets: no 'Emphasis: None' in the PNG"
+run 1 txt2img -m "$M" -p "(fox:1.2.3)" --steps 1 --prompt-syntax a1111 -q -o "$W/e.png" && err_has "1.2.3"
 run 0 txt2img -m "$M" -p x --steps 1 --clip-skip 2 -q -o "$W/c2.png" && is_png "$W/c2.png"
 
 # ---- progress: one line per step when stderr is not a terminal, a bar on a terminal ----
