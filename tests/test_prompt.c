@@ -236,6 +236,11 @@ static void generation_tests(sf_pipeline *p) {
   /* errors */
   a = generate(p, "(cat:1.2.3)", NULL, SF_PROMPT_SYNTAX_A1111, &s);
   CHECK(s == SF_ERR_INVALID_ARGUMENT && a == NULL && strstr(sf_context_last_error(ctx), "1.2.3") != NULL);
+  /* weights out of float range, or that overflow the chunk's mean: refused, never NaN */
+  a = generate(p, "(cat:99999999999999999999999999999999999999999)", NULL, SF_PROMPT_SYNTAX_A1111, &s);
+  CHECK(s == SF_ERR_INVALID_ARGUMENT && a == NULL && strstr(sf_context_last_error(ctx), "float range") != NULL);
+  a = generate(p, "a (dog:300000000000000000000000000000000000000)", NULL, SF_PROMPT_SYNTAX_A1111, &s);
+  CHECK(s == SF_ERR_INVALID_ARGUMENT && a == NULL);
   a = generate(p, "cat", NULL, 5, &s);
   CHECK(s == SF_ERR_INVALID_ARGUMENT && a == NULL && strstr(sf_context_last_error(ctx), "SF_PARAM_PROMPT_SYNTAX"));
   sf_image_destroy(plain);

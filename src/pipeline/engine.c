@@ -185,10 +185,10 @@ sf_status sf_engine_encode_ids(sf_pipeline *p, sf_run *r, const int32_t *ids, si
  * and rounded to float once (torch's float32 reduction order is not reproduced); the rest is
  * float32 arithmetic as in A1111: z *= w; z *= (float)(old_mean / new_mean). A row whose
  * weights are all 1 is left untouched (A1111's arithmetic would give back the same bits). */
-static void apply_emphasis(float *z, const float *weights, size_t tokens, size_t hidden) {
+static int apply_emphasis(float *z, const float *weights, size_t tokens, size_t hidden) {
   int any = 0;
   for (size_t t = 0; t < tokens; t++) any |= weights[t] != 1.0f;
-  if (!any) return;
+  if (!any) return 1;
   size_t n = tokens * hidden;
   double sum = 0;
   for (size_t i = 0; i < n; i++) sum += z[i];
@@ -202,7 +202,10 @@ static void apply_emphasis(float *z, const float *weights, size_t tokens, size_t
     }
   float new_mean = (float)(sum / (double)n);
   float factor = old_mean / new_mean;
+  /* weights that cancel the mean out or overflow it: A1111 would write NaN or Inf */
+  if (!isfinite(factor) || !isfinite(new_mean) || factor == 0.0f) return 0;
   for (size_t i = 0; i < n; i++) z[i] *= factor;
+  return 1;
 }
 
 sf_status sf_engine_encode_conditioning(sf_pipeline *p, sf_run *r, const char *prompt, int clip_skip, int a1111,
@@ -226,7 +229,12 @@ sf_status sf_engine_encode_conditioning(sf_pipeline *p, sf_run *r, const char *p
   if (z == NULL) s = sf_diag_set(d, SF_ERR_OUT_OF_MEMORY, "prompt: out of memory for %zu x %zu tokens", rows, t);
   if (s == SF_OK) s = encode_rows(p, r, c.ids, rows, t, c.extra, c.n_extra, clip_skip, z, d);
   if (s == SF_OK && c.weighted)
-    for (size_t i = 0; i < rows; i++) apply_emphasis(z + i * t * hidden, c.weights + i * t, t, hidden);
+    for (size_t i = 0; i < rows && s == SF_OK; i++)
+      if (!apply_emphasis(z + i * t * hidden, c.weights + i * t, t, hidden))
+        s = sf_diag_set(d, SF_ERR_INVALID_ARGUMENT,
+                        "prompt syntax: the weights of chunk %zu bring its mean to 0 or out of float range (the "
+                        "emphasis rescales by it)",
+                        i + 1);
   sf_prompt_chunks_free(&c);
   if (s != SF_OK) {
     free(z);

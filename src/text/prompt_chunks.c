@@ -2,6 +2,7 @@
  * stable-diffusion-webui's FrozenCLIPEmbedderWithCustomWordsBase.tokenize_line step by step. */
 #include "text/prompt_chunks.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,7 +133,11 @@ static sf_status build_a1111(builder *b, const sf_tokenizer *tok, const char *pr
     int32_t *toks = NULL;
     size_t n = 0;
     s = sf_tokenizer_tokenize(tok, pieces.v[i].text, strlen(pieces.v[i].text), &toks, &n, b->d);
-    if (s == SF_OK) s = add_piece(b, toks, n, (float)pieces.v[i].weight);
+    float w = (float)pieces.v[i].weight;
+    if (s == SF_OK && !isfinite(w))
+      s = sf_diag_set(b->d, SF_ERR_INVALID_ARGUMENT, "prompt syntax: the weight of '%.40s' (%g) is out of float range",
+                      pieces.v[i].text, pieces.v[i].weight);
+    if (s == SF_OK) s = add_piece(b, toks, n, w);
     free(toks);
   }
   sf_prompt_pieces_free(&pieces);

@@ -5,9 +5,16 @@
  * Invariants: every prompt tokenises (invalid UTF-8 reads as U+FFFD); exactly 77 ids, ids[0] =
  * BOS (49406), the untruncated count n >= 2, EOS (49407) at min(n, 77) - 1 and padding (EOS)
  * after it, every id in the vocabulary (sf_token_text knows it); the same ids twice; and the
- * internal encoder gives the public call's ids for inputs without NUL. */
+ * internal encoder gives the public call's ids for inputs without NUL.
+ * The same text through A1111's prompt syntax (text/prompt_syntax.h, text/prompt_chunks.h): it
+ * parses (or is refused as an argument error with a message), every row is BOS + 75 ids in the
+ * vocabulary + EOS with finite weights (1 at BOS/EOS), and plain mode gives the public ids. */
+#include <math.h>
+
 #include "fuzz_tokenizer_check.h"
 #include "pipeline/pipeline.h"
+#include "text/prompt_chunks.h"
+#include "text/prompt_syntax.h"
 
 static sf_context *ctx;
 static sf_pipeline *pipe_;
@@ -51,6 +58,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fz_check_ids(t, again, 77, n2, 49407);
   if (memchr(data, 0, size) == NULL)
     FZ_ASSERT(n2 == n && memcmp(ids, again, sizeof ids) == 0, "sf_tokenize and the internal encoder differ");
+  sf_prompt_pieces pieces;
+  sf_diag pd = {0};
+  s = sf_prompt_parse_a1111(prompt, &pieces, &pd);
+  FZ_ASSERT(s == SF_OK || (s == SF_ERR_INVALID_ARGUMENT && pd.msg[0]), "parse: %s %s", sf_status_string(s), pd.msg);
+  if (s == SF_OK) {
+    FZ_ASSERT(pieces.n >= 1, "no piece");
+    size_t total = 0;
+    for (size_t i = 0; i < pieces.n; i++) total += strlen(pieces.v[i].text);
+    FZ_ASSERT(total <= strlen(prompt), "pieces longer than the prompt");
+  }
+  sf_prompt_pieces_free(&pieces);
+  for (int a1111 = 0; a1111 <= 1; a1111++) {
+    sf_prompt_chunks c;
+    sf_diag cd = {0};
+    s = sf_prompt_chunks_build(t, NULL, 8, 49408, prompt, a1111, &c, &cd);
+    FZ_ASSERT(s == SF_OK || (a1111 && s == SF_ERR_INVALID_ARGUMENT && cd.msg[0]), "chunks: %s %s",
+              sf_status_string(s), cd.msg);
+    if (s != SF_OK) continue;
+    FZ_ASSERT(c.n >= 1 && (a1111 || c.n == 1), "%zu rows", c.n);
+    for (size_t r = 0; r < c.n; r++) {
+      const int32_t *row = c.ids + r * 77;
+      const float *w = c.weights + r * 77;
+      FZ_ASSERT(row[0] == 49406 && row[76] == 49407 && w[0] == 1.0f && w[76] == 1.0f, "row %zu ends", r);
+      for (int i = 0; i < 77; i++)
+        FZ_ASSERT(row[i] >= 0 && row[i] < 49408 && isfinite(w[i]), "row %zu id %d weight %g", r, row[i], w[i]);
+    }
+    if (!a1111) FZ_ASSERT(memcmp(c.ids, ids, sizeof ids) == 0 && c.untruncated == n, "plain rows != sf_tokenize");
+    sf_prompt_chunks_free(&c);
+  }
   free(prompt);
   return 0;
 }

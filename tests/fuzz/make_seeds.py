@@ -305,6 +305,11 @@ def main():
                 seen.add(s)
                 c.add("manifest-" + k, s)
     c.add("invalid-utf8", b"a \xff\xfe cat \xc3 \xe2\x82 <|endoftext|> dog \xed\xa0\x80")
+    # A1111's syntax (A1111's doctest examples, BREAK, a comma near a chunk's end)
+    c.add("a1111-doctest", "a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).")
+    c.add("a1111-escapes", "\\(literal\\] (unbalanced [x:1.2) \\\\ (a:-.5) ratio 16:9")
+    c.add("a1111-break", "a cat BREAK (a dog BREAK b) BREAKs aBREAK")
+    c.add("a1111-long", " ".join(["cat"] * 70) + ", " + " ".join(["dog"] * 20))
 
     # fuzz_png: what the library writes (RGB, a "parameters" text) and the other kinds it reads.
     c = Corpus(args.out, "fuzz_png")
