@@ -2,6 +2,9 @@
 #include "core/str.h"
 
 #include <locale.h>
+#ifdef __APPLE__
+#include <xlocale.h> /* strtod_l, newlocale */
+#endif
 #include <math.h>
 #include <string.h>
 

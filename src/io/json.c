@@ -6,6 +6,9 @@
 
 #include <errno.h>
 #include <locale.h>
+#ifdef __APPLE__
+#include <xlocale.h> /* strtod_l, newlocale */
+#endif
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
